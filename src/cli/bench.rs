@@ -1,0 +1,48 @@
+//! `llmsim bench`: simulation speed on one core, reported as requests and batches simulated
+//! per wall-clock second.
+
+use anyhow::Result;
+use clap::Args;
+use std::time::Instant;
+
+use super::run::SimArgs;
+use llmsim::engine::simulate;
+use llmsim::metrics::summarize;
+
+/// Flags of `llmsim bench`; defaults are the target (Scheduler B, lambda = 2, 1M requests).
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    sim: SimArgs,
+    /// Timed repetitions; the fastest is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: u32,
+}
+
+pub fn main(args: BenchArgs) -> Result<()> {
+    let cfg = args.sim.to_config()?;
+    let requests = cfg.workload.generate(cfg.seed, 0);
+    let mut best = f64::INFINITY;
+    let mut batches = 0;
+    let mut util = 0.0;
+    for _ in 0..args.repeat.max(1) {
+        let t = Instant::now();
+        let out = simulate(&requests, &cfg.engine, cfg.seed, 0, cfg.warmup);
+        let secs = t.elapsed().as_secs_f64();
+        batches = out.gpus.iter().map(|g| g.batches).sum::<u64>();
+        util = summarize(&requests, &out).utilization;
+        best = best.min(secs);
+    }
+    let n = requests.len() as f64;
+    println!(
+        "scheduler {} | rate {} | {} requests | {} GPU(s) | utilisation {:.3}",
+        args.sim.scheduler, args.sim.rate, requests.len(), args.sim.gpus, util
+    );
+    println!(
+        "simulate: {best:.3} s (best of {}) | {:.0} requests/s | {:.0} batches/s | {batches} batches",
+        args.repeat.max(1),
+        n / best,
+        batches as f64 / best
+    );
+    Ok(())
+}

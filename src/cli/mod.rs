@@ -1,0 +1,67 @@
+//! Command-line front end: parses flags, validates them into library configs, and prints.
+//! Invalid input exits with code 2 and a message naming the flag; nothing is written.
+
+mod bench;
+mod run;
+mod validate;
+
+use clap::{Parser, Subcommand};
+
+/// A discrete-event simulator of LLM inference serving.
+#[derive(Parser)]
+#[command(name = "llmsim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate one configuration and print its metrics.
+    Run(run::RunArgs),
+    /// Compare the simulator with closed-form queueing results.
+    Validate(validate::ValidateArgs),
+    /// Measure simulation speed (requests and batches simulated per second).
+    Bench(bench::BenchArgs),
+}
+
+/// A command-line value that is well-formed but not allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {flag}: {why}")]
+pub struct UsageError {
+    flag: &'static str,
+    why: String,
+}
+
+/// Fails with a message naming `flag` unless `ok`.
+pub fn require(ok: bool, flag: &'static str, why: impl Into<String>) -> Result<(), UsageError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError {
+            flag,
+            why: why.into(),
+        })
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Validate(args) => validate::main(args),
+        Command::Bench(args) => bench::main(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Batch cost models: how long one GPU iteration takes for a given batch.
+//!
+//! Every scheduler goes through the same model, so comparisons between policies are about
+//! scheduling alone. A mixed batch (prefill and decode entries together) costs what its
+//! total token count costs.
+
+mod linear;
+
+pub use linear::{CostDist, LinearCost};
+
+use crate::rng::SimRng;
+
+/// What a cost model needs to know of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchShape {
+    /// Prompt tokens processed by the batch's prefill entries (tokens).
+    pub prefill_tokens: u64,
+    /// Number of prefill entries (requests, or prompt chunks).
+    pub prefill_entries: u32,
+    /// Number of decode entries; each processes one token.
+    pub decode_entries: u32,
+    /// KV-cache tokens read by the decode entries: the sum of their contexts (tokens).
+    pub kv_tokens: u64,
+}
+
+impl BatchShape {
+    /// All tokens the batch processes, `b` in the seed's `S(b)` (tokens).
+    pub fn tokens(&self) -> u64 {
+        self.prefill_tokens + u64::from(self.decode_entries)
+    }
+}
+
+/// A model of one iteration's duration.
+pub trait CostModel: Send + Sync + std::fmt::Debug {
+    /// Draws the duration of one batch (seconds), using `rng` for any noise.
+    fn sample(&self, shape: &BatchShape, rng: &mut SimRng) -> f64;
+    /// The expected duration of one batch (seconds).
+    fn mean(&self, shape: &BatchShape) -> f64;
+    /// The variance of one batch's duration (seconds squared).
+    fn variance(&self, shape: &BatchShape) -> f64;
+}

@@ -1,0 +1,433 @@
+//! The discrete-event engine: one clock, `N` GPUs, a router in front.
+//!
+//! Events are arrivals (read in order from the workload) and batch completions (one per
+//! busy GPU, in a min-heap ordered by time, then GPU index). The clock only jumps from event
+//! to event. An arrival at the same instant as a completion is admitted first, so it can
+//! join the batch formed at that instant. The engine does all token accounting; schedulers
+//! only choose batches.
+
+use hdrhistogram::Histogram;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+use crate::cost::CostModel;
+use crate::rng::{SimRng, Source, stream};
+use crate::router::{GpuLoad, Router, RouterSpec};
+use crate::scheduler::{Batch, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
+use crate::workload::Request;
+
+/// What to simulate: the policies and hardware, independent of the workload.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The policy each GPU runs.
+    pub scheduler: SchedulerSpec,
+    /// Iteration cost model, shared by all GPUs.
+    pub cost: Arc<dyn CostModel>,
+    /// Number of identical GPUs (at least 1).
+    pub gpus: usize,
+    /// How requests are spread over the GPUs.
+    pub router: RouterSpec,
+}
+
+/// Per-request timestamps (seconds); `NaN` where the event never happened.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRecord {
+    /// First time the request was in a running batch.
+    pub start: f64,
+    /// When its first token was emitted (end of its prefill).
+    pub first_token: f64,
+    /// When its last token was emitted.
+    pub completion: f64,
+    /// The GPU that served it.
+    pub gpu: u32,
+}
+
+/// The measurement window: from the arrival of the first measured request to the last
+/// arrival, so neither the warm-up nor the drain after arrivals stop is measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// Requests with a smaller index are warm-up, simulated but not measured.
+    pub first_measured: usize,
+    /// Window start (seconds).
+    pub start: f64,
+    /// Window end (seconds).
+    pub end: f64,
+}
+
+impl Window {
+    /// The window for `requests` with the first `warmup` unmeasured.
+    pub fn new(requests: &[Request], warmup: usize) -> Self {
+        Window {
+            first_measured: warmup,
+            start: requests.get(warmup).map_or(0.0, |r| r.arrival),
+            end: requests.last().map_or(0.0, |r| r.arrival),
+        }
+    }
+
+    /// Window length (seconds).
+    pub fn len(&self) -> f64 {
+        self.end - self.start
+    }
+
+    /// True when the window has no length.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 0.0
+    }
+
+    /// How much of `[from, to]` lies inside the window (seconds).
+    pub fn overlap(&self, from: f64, to: f64) -> f64 {
+        (to.min(self.end) - from.max(self.start)).max(0.0)
+    }
+
+    fn contains(&self, t: f64) -> bool {
+        t >= self.start && t <= self.end
+    }
+}
+
+/// One GPU's activity.
+#[derive(Debug, Clone, Default)]
+pub struct GpuStats {
+    /// Total time spent running batches (seconds).
+    pub busy: f64,
+    /// Time spent running batches inside the measurement window (seconds).
+    pub busy_in_window: f64,
+    /// Requests routed to this GPU.
+    pub requests: u64,
+    /// Batches run.
+    pub batches: u64,
+}
+
+/// Totals over the batches of one kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KindStats {
+    /// Batches run.
+    pub batches: u64,
+    /// Tokens processed, summed over batches.
+    pub tokens: u64,
+    /// Entries (requests or chunks), summed over batches.
+    pub entries: u64,
+}
+
+/// Which entries a batch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchKind {
+    /// Only prefill entries.
+    Prefill = 0,
+    /// Only decode entries.
+    Decode = 1,
+    /// Both.
+    Mixed = 2,
+}
+
+/// Inter-token gaps of measured requests: exact count, sum and maximum; quantiles from a
+/// histogram with 3 significant digits (0.1% relative error), so memory stays fixed however
+/// many tokens a run emits.
+#[derive(Debug, Clone)]
+pub struct ItlStats {
+    /// Gaps in nanoseconds.
+    pub hist: Histogram<u64>,
+    /// Number of gaps.
+    pub count: u64,
+    /// Sum of gaps (seconds).
+    pub sum: f64,
+    /// Largest gap (seconds).
+    pub max: f64,
+}
+
+impl ItlStats {
+    fn new() -> Self {
+        ItlStats {
+            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
+            count: 0,
+            sum: 0.0,
+            max: 0.0,
+        }
+    }
+
+    fn record(&mut self, gap: f64) {
+        self.count += 1;
+        self.sum += gap;
+        self.max = self.max.max(gap);
+        // Auto-resizing histogram: recording cannot fail.
+        let _ = self.hist.record(((gap * 1e9).round() as u64).max(1));
+    }
+
+    /// The `q`-quantile of the gaps (seconds), 0 when there are none.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.hist.value_at_quantile(q) as f64 * 1e-9
+        }
+    }
+}
+
+/// Everything one simulation produced.
+#[derive(Debug, Clone)]
+pub struct SimOutput {
+    /// Per-request timestamps, indexed like the workload.
+    pub records: Vec<RequestRecord>,
+    /// The measurement window.
+    pub window: Window,
+    /// Inter-token gaps of measured requests.
+    pub itl: ItlStats,
+    /// Per-GPU activity.
+    pub gpus: Vec<GpuStats>,
+    /// Batch totals by [`BatchKind`].
+    pub kinds: [KindStats; 3],
+    /// Tokens emitted inside the window.
+    pub tokens_in_window: u64,
+    /// Time of the last event (seconds).
+    pub end_time: f64,
+}
+
+#[derive(PartialEq)]
+struct Completion {
+    time: f64,
+    gpu: usize,
+}
+
+impl Eq for Completion {}
+
+impl Ord for Completion {
+    // Reversed, so that std's max-heap pops the earliest completion (lowest GPU on ties).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.gpu.cmp(&self.gpu))
+    }
+}
+
+impl PartialOrd for Completion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+struct Gpu {
+    sched: Box<dyn Scheduler>,
+    rng: SimRng,
+    batch: Batch,
+    busy: bool,
+    stats: GpuStats,
+}
+
+struct Engine<'a> {
+    requests: &'a [Request],
+    cost: &'a dyn CostModel,
+    progress: Vec<Progress>,
+    records: Vec<RequestRecord>,
+    gpus: Vec<Gpu>,
+    loads: Vec<GpuLoad>,
+    router: Box<dyn Router>,
+    idle: BTreeSet<usize>,
+    heap: BinaryHeap<Completion>,
+    window: Window,
+    itl: ItlStats,
+    kinds: [KindStats; 3],
+    tokens_in_window: u64,
+}
+
+/// Simulates replication `rep` of `requests` (in arrival order) under `config`, measuring
+/// all but the first `warmup` requests.
+pub fn simulate(
+    requests: &[Request],
+    config: &EngineConfig,
+    seed: u64,
+    rep: u32,
+    warmup: usize,
+) -> SimOutput {
+    let unset = RequestRecord {
+        start: f64::NAN,
+        first_token: f64::NAN,
+        completion: f64::NAN,
+        gpu: u32::MAX,
+    };
+    let gpus = (0..config.gpus)
+        .map(|g| Gpu {
+            sched: config.scheduler.build(),
+            rng: stream(seed, rep, Source::Service(g as u32)),
+            batch: Batch::default(),
+            busy: false,
+            stats: GpuStats::default(),
+        })
+        .collect();
+    let mut engine = Engine {
+        requests,
+        cost: config.cost.as_ref(),
+        progress: vec![Progress::default(); requests.len()],
+        records: vec![unset; requests.len()],
+        gpus,
+        loads: vec![GpuLoad::default(); config.gpus],
+        router: config
+            .router
+            .build(config.gpus, stream(seed, rep, Source::Router)),
+        idle: (0..config.gpus).collect(),
+        heap: BinaryHeap::with_capacity(config.gpus),
+        window: Window::new(requests, warmup),
+        itl: ItlStats::new(),
+        kinds: [KindStats::default(); 3],
+        tokens_in_window: 0,
+    };
+    let end_time = engine.run();
+    SimOutput {
+        records: engine.records,
+        window: engine.window,
+        itl: engine.itl,
+        gpus: engine.gpus.into_iter().map(|g| g.stats).collect(),
+        kinds: engine.kinds,
+        tokens_in_window: engine.tokens_in_window,
+        end_time,
+    }
+}
+
+impl Engine<'_> {
+    fn run(&mut self) -> f64 {
+        let mut next = 0;
+        let mut now = 0.0;
+        loop {
+            let arrival = self.requests.get(next).map(|r| r.arrival);
+            let completion = self.heap.peek().map(|c| c.time);
+            match (arrival, completion) {
+                (Some(a), c) if c.is_none_or(|c| a <= c) => {
+                    now = a;
+                    self.arrive(next as ReqId, now);
+                    next += 1;
+                }
+                (_, Some(_)) => {
+                    let Completion { time, gpu } = self.heap.pop().expect("peeked");
+                    now = time;
+                    self.finish_batch(gpu, now);
+                    self.start_batch(gpu, now);
+                }
+                (None, None) => return now,
+                (Some(_), None) => unreachable!("guard holds when there is no completion"),
+            }
+        }
+    }
+
+    fn arrive(&mut self, id: ReqId, now: f64) {
+        let req = &self.requests[id as usize];
+        match self.router.route(id, req, &self.loads) {
+            Some(g) => {
+                self.admit(g, id);
+                if self.idle.remove(&g) {
+                    self.start_batch(g, now);
+                }
+            }
+            None => {
+                if let Some(g) = self.idle.pop_first() {
+                    self.start_batch(g, now);
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, g: usize, id: ReqId) {
+        let req = &self.requests[id as usize];
+        self.loads[g].outstanding += 1;
+        self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
+        self.records[id as usize].gpu = g as u32;
+        self.gpus[g].stats.requests += 1;
+        let view = View {
+            requests: self.requests,
+            progress: &self.progress,
+        };
+        self.gpus[g].sched.admit(id, &view);
+        self.router.update(g, &self.loads[g]);
+    }
+
+    fn start_batch(&mut self, g: usize, now: f64) {
+        while self.gpus[g].sched.can_accept() {
+            match self.router.pull(g) {
+                Some(id) => self.admit(g, id),
+                None => break,
+            }
+        }
+        let mut batch = std::mem::take(&mut self.gpus[g].batch);
+        batch.clear();
+        let view = View {
+            requests: self.requests,
+            progress: &self.progress,
+        };
+        self.gpus[g].sched.schedule(&view, &mut batch);
+        if batch.is_empty() {
+            self.gpus[g].busy = false;
+            self.gpus[g].batch = batch;
+            self.idle.insert(g);
+            return;
+        }
+        for e in batch.entries() {
+            let rec = &mut self.records[e.id as usize];
+            if rec.start.is_nan() {
+                rec.start = now;
+            }
+        }
+        let shape = batch.shape();
+        let gpu = &mut self.gpus[g];
+        let dur = self.cost.sample(shape, &mut gpu.rng);
+        gpu.stats.busy += dur;
+        gpu.stats.busy_in_window += self.window.overlap(now, now + dur);
+        gpu.stats.batches += 1;
+        let kind = match (shape.prefill_entries, shape.decode_entries) {
+            (_, 0) => BatchKind::Prefill,
+            (0, _) => BatchKind::Decode,
+            _ => BatchKind::Mixed,
+        };
+        let k = &mut self.kinds[kind as usize];
+        k.batches += 1;
+        k.tokens += shape.tokens();
+        k.entries += batch.entries().len() as u64;
+        gpu.busy = true;
+        gpu.batch = batch;
+        self.heap.push(Completion {
+            time: now + dur,
+            gpu: g,
+        });
+    }
+
+    fn finish_batch(&mut self, g: usize, now: f64) {
+        let batch = std::mem::take(&mut self.gpus[g].batch);
+        let in_window = self.window.contains(now);
+        for e in batch.entries() {
+            let id = e.id as usize;
+            let req = &self.requests[id];
+            let p = &mut self.progress[id];
+            let emitted = match e.phase {
+                Phase::Prefill => {
+                    p.prefilled += e.tokens;
+                    let first = p.prefilled == req.prompt;
+                    if first {
+                        self.records[id].first_token = now;
+                    }
+                    first
+                }
+                Phase::Decode => {
+                    p.decoded += 1;
+                    if id >= self.window.first_measured {
+                        self.itl.record(now - p.last_token);
+                    }
+                    true
+                }
+            };
+            if emitted {
+                p.last_token = now;
+                self.tokens_in_window += u64::from(in_window);
+                if p.prefilled == req.prompt && p.decoded == req.decode {
+                    self.records[id].completion = now;
+                    self.loads[g].outstanding -= 1;
+                }
+            }
+        }
+        self.loads[g].work_tokens -= batch.shape().tokens();
+        let view = View {
+            requests: self.requests,
+            progress: &self.progress,
+        };
+        self.gpus[g].sched.on_batch_done(&batch, &view);
+        self.gpus[g].batch = batch;
+        self.router.update(g, &self.loads[g]);
+    }
+}

@@ -1,0 +1,19 @@
+//! llmsim: a discrete-event simulator of LLM inference serving.
+//!
+//! Data flows one way: a [`workload`] of requests goes through the [`engine`], whose GPUs
+//! run [`scheduler`] policies priced by a [`cost`] model behind a [`router`]; the engine's
+//! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
+//! simulator is validated against.
+
+pub mod cost;
+pub mod dist;
+pub mod engine;
+pub mod metrics;
+pub mod rng;
+pub mod router;
+pub mod scheduler;
+pub mod sim;
+pub mod stats;
+pub mod theory;
+pub mod validation;
+pub mod workload;

@@ -1,0 +1,202 @@
+//! From per-request records to a run's summary: latency distributions, throughput over the
+//! measurement window, utilisation, queue lengths, batch sizes and a stability verdict.
+
+use serde::Serialize;
+
+use crate::engine::{BatchKind, KindStats, SimOutput};
+use crate::stats::{mean, quantile_sorted};
+use crate::workload::Request;
+
+/// Mean, percentiles and maximum of a latency (seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Dist {
+    /// Mean (seconds).
+    pub mean: f64,
+    /// Median (seconds).
+    pub p50: f64,
+    /// 90th percentile (seconds).
+    pub p90: f64,
+    /// 95th percentile (seconds).
+    pub p95: f64,
+    /// 99th percentile (seconds).
+    pub p99: f64,
+    /// Maximum (seconds).
+    pub max: f64,
+}
+
+impl Dist {
+    /// Summarises `xs` (sorted in place); all zeros when empty.
+    pub fn of(xs: &mut [f64]) -> Self {
+        xs.sort_unstable_by(f64::total_cmp);
+        Dist {
+            mean: mean(xs),
+            p50: quantile_sorted(xs, 0.50),
+            p90: quantile_sorted(xs, 0.90),
+            p95: quantile_sorted(xs, 0.95),
+            p99: quantile_sorted(xs, 0.99),
+            max: xs.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// Sizes of the batches of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BatchSizes {
+    /// Number of batches run.
+    pub batches: u64,
+    /// Mean tokens per batch (tokens).
+    pub mean_tokens: f64,
+    /// Mean entries (requests or chunks) per batch.
+    pub mean_entries: f64,
+}
+
+impl From<KindStats> for BatchSizes {
+    fn from(k: KindStats) -> Self {
+        let per = |x: u64| if k.batches == 0 { 0.0 } else { x as f64 / k.batches as f64 };
+        BatchSizes {
+            batches: k.batches,
+            mean_tokens: per(k.tokens),
+            mean_entries: per(k.entries),
+        }
+    }
+}
+
+/// Batch sizes by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BatchMix {
+    /// Prefill-only batches.
+    pub prefill: BatchSizes,
+    /// Decode-only batches.
+    pub decode: BatchSizes,
+    /// Batches holding both.
+    pub mixed: BatchSizes,
+}
+
+/// One replication's results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Measured requests (all but the warm-up); every one completes.
+    pub completed: u64,
+    /// Requests completed per second inside the measurement window (requests/s).
+    pub throughput_rps: f64,
+    /// Output tokens emitted per second inside the window (tokens/s).
+    pub tokens_per_s: f64,
+    /// Fraction of the window the GPUs were busy, averaged over GPUs.
+    pub utilization: f64,
+    /// True when the load exceeds capacity: the number in system grew over the window.
+    pub unstable: bool,
+    /// Time to first token (seconds).
+    pub ttft: Dist,
+    /// Per-request mean time between tokens, TPOT (seconds); requests with `B >= 1` only.
+    pub tbt: Dist,
+    /// All inter-token gaps (seconds); quantiles within 0.1%.
+    pub itl: Dist,
+    /// End-to-end latency, arrival to last token (seconds).
+    pub e2e: Dist,
+    /// Time-average number of requests in the system over the window.
+    pub mean_in_system: f64,
+    /// Time-average number of requests waiting for their first batch over the window.
+    pub mean_in_queue: f64,
+    /// Mean batch sizes by kind.
+    pub batches: BatchMix,
+    /// Busy fraction of the window, per GPU.
+    pub gpu_utilization: Vec<f64>,
+    /// Requests routed to each GPU.
+    pub gpu_requests: Vec<u64>,
+    /// Max over mean of per-GPU busy time (1 = perfectly balanced).
+    pub load_imbalance: f64,
+    /// Length of the measurement window (seconds).
+    pub window_s: f64,
+}
+
+/// Whether the number in system grew over the window by more than a stable queue plausibly
+/// could: by over 2% of the window's arrivals and over 4 standard deviations of a
+/// critically loaded random walk (`4 sqrt(n)`). A stable queue's length is stationary, so
+/// its growth stays O(1) however long the run; an overloaded one grows linearly.
+pub fn growth_detected(requests: &[Request], out: &SimOutput) -> bool {
+    let w = &out.window;
+    let in_system = |t: f64| {
+        requests
+            .iter()
+            .zip(&out.records)
+            .take_while(|(r, _)| r.arrival <= t)
+            .filter(|(_, rec)| rec.completion > t)
+            .count() as f64
+    };
+    let arrivals = (requests.len() - w.first_measured) as f64;
+    let growth = in_system(w.end) - in_system(w.start);
+    growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
+}
+
+/// Summarises one simulation of `requests`.
+pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
+    let w = out.window;
+    let measured = &requests[w.first_measured..];
+    let recs = &out.records[w.first_measured..];
+    let mut ttft: Vec<f64> = measured
+        .iter()
+        .zip(recs)
+        .map(|(r, rec)| rec.first_token - r.arrival)
+        .collect();
+    let mut e2e: Vec<f64> = measured
+        .iter()
+        .zip(recs)
+        .map(|(r, rec)| rec.completion - r.arrival)
+        .collect();
+    let mut tbt: Vec<f64> = measured
+        .iter()
+        .zip(recs)
+        .filter(|(r, _)| r.decode > 0)
+        .map(|(r, rec)| (rec.completion - rec.first_token) / f64::from(r.decode))
+        .collect();
+    let itl = &out.itl;
+    let itl = Dist {
+        mean: if itl.count == 0 { 0.0 } else { itl.sum / itl.count as f64 },
+        p50: itl.quantile(0.50),
+        p90: itl.quantile(0.90),
+        p95: itl.quantile(0.95),
+        p99: itl.quantile(0.99),
+        max: itl.max,
+    };
+
+    let len = if w.is_empty() { f64::NAN } else { w.len() };
+    let completions = out
+        .records
+        .iter()
+        .filter(|r| r.completion >= w.start && r.completion <= w.end)
+        .count();
+    let (mut in_system, mut in_queue) = (0.0, 0.0);
+    for (r, rec) in requests.iter().zip(&out.records) {
+        in_system += w.overlap(r.arrival, rec.completion);
+        in_queue += w.overlap(r.arrival, rec.start);
+    }
+    let busy: Vec<f64> = out.gpus.iter().map(|g| g.busy_in_window).collect();
+    let mean_busy = mean(&busy);
+    let imbalance = if mean_busy > 0.0 {
+        busy.iter().copied().fold(0.0, f64::max) / mean_busy
+    } else {
+        1.0
+    };
+    Summary {
+        completed: measured.len() as u64,
+        throughput_rps: completions as f64 / len,
+        tokens_per_s: out.tokens_in_window as f64 / len,
+        utilization: mean_busy / len,
+        unstable: growth_detected(requests, out),
+        ttft: Dist::of(&mut ttft),
+        tbt: Dist::of(&mut tbt),
+        itl,
+        e2e: Dist::of(&mut e2e),
+        mean_in_system: in_system / len,
+        mean_in_queue: in_queue / len,
+        batches: BatchMix {
+            prefill: out.kinds[BatchKind::Prefill as usize].into(),
+            decode: out.kinds[BatchKind::Decode as usize].into(),
+            mixed: out.kinds[BatchKind::Mixed as usize].into(),
+        },
+        gpu_utilization: busy.iter().map(|b| b / len).collect(),
+        gpu_requests: out.gpus.iter().map(|g| g.requests).collect(),
+        load_imbalance: imbalance,
+        window_s: w.len(),
+    }
+}

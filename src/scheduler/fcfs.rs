@@ -1,0 +1,41 @@
+//! Scheduler A, the seed's baseline: first come, first served, one request at a time, run to
+//! completion (its prefill batch, then its `B` single-token decode iterations).
+
+use std::collections::VecDeque;
+
+use super::{Batch, ReqId, Scheduler, View};
+
+/// FCFS run-to-completion; every batch holds exactly one request.
+#[derive(Debug, Default)]
+pub struct Fcfs {
+    queue: VecDeque<ReqId>,
+    current: Option<ReqId>,
+}
+
+impl Scheduler for Fcfs {
+    fn admit(&mut self, id: ReqId, _view: &View) {
+        self.queue.push_back(id);
+    }
+
+    fn schedule(&mut self, view: &View, batch: &mut Batch) {
+        if self.current.is_none() {
+            self.current = self.queue.pop_front();
+        }
+        if let Some(id) = self.current {
+            match view.prefill_left(id) {
+                0 => batch.push_decode(id, view.context(id)),
+                left => batch.push_prefill(id, left),
+            }
+        }
+    }
+
+    fn on_batch_done(&mut self, batch: &Batch, view: &View) {
+        if batch.entries().iter().any(|e| view.is_done(e.id)) {
+            self.current = None;
+        }
+    }
+
+    fn can_accept(&self) -> bool {
+        self.current.is_none() && self.queue.is_empty()
+    }
+}

@@ -1,0 +1,266 @@
+//! The simulator against closed forms: each check runs independent replications of one
+//! configuration and compares a replication-averaged metric with its theoretical value.
+//!
+//! A check passes when the theory lies inside the 99.9% Student-t interval of the
+//! replication mean, so a correct simulator fails a given check with probability 0.1%,
+//! while a bias larger than the interval shows. The table reports 95% intervals.
+
+use std::sync::Arc;
+
+use crate::cost::{CostDist, LinearCost};
+use crate::dist::LengthDist;
+use crate::engine::EngineConfig;
+use crate::metrics::Summary;
+use crate::router::RouterSpec;
+use crate::scheduler::SchedulerSpec;
+use crate::sim::RunConfig;
+use crate::stats::{MeanCi, mean, std_dev, t_critical};
+use crate::theory;
+use crate::workload::{ArrivalKind, SyntheticWorkload};
+
+/// Confidence level of the pass/fail interval.
+pub const PASS_LEVEL: f64 = 0.999;
+
+/// One simulated-versus-theory comparison.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    /// The configuration, e.g. "M/M/1 (Scheduler A, c = 0.4, B = 0)".
+    pub model: String,
+    /// The metric compared, with its unit.
+    pub metric: String,
+    /// Replication mean and 95% half-width.
+    pub simulated: MeanCi,
+    /// The closed-form value.
+    pub theory: f64,
+    /// Half-width of the 99.9% interval, the pass tolerance.
+    pub tolerance: f64,
+    /// Whether the theory lies within the tolerance of the simulated mean.
+    pub pass: bool,
+}
+
+impl Check {
+    /// Compares per-replication values `xs` with `theory`.
+    pub fn new(model: &str, metric: &str, xs: &[f64], theory: f64) -> Self {
+        let simulated = MeanCi::of(xs);
+        let tolerance = t_critical(xs.len(), PASS_LEVEL) * std_dev(xs) / (xs.len() as f64).sqrt();
+        Check {
+            model: model.into(),
+            metric: metric.into(),
+            simulated,
+            theory,
+            tolerance,
+            pass: (mean(xs) - theory).abs() <= tolerance,
+        }
+    }
+}
+
+/// Sizes of the validation runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Effort {
+    /// Replications per configuration.
+    pub reps: u32,
+    /// Requests per replication.
+    pub requests: usize,
+}
+
+impl Effort {
+    /// Enough for tight intervals in a few seconds.
+    pub const FULL: Effort = Effort {
+        reps: 20,
+        requests: 20_000,
+    };
+}
+
+fn config(
+    scheduler: SchedulerSpec,
+    cost: LinearCost,
+    rate: f64,
+    prompt: LengthDist,
+    decode: LengthDist,
+    effort: Effort,
+) -> RunConfig {
+    RunConfig {
+        workload: SyntheticWorkload {
+            rate,
+            arrivals: ArrivalKind::Poisson,
+            prompt,
+            decode,
+            requests: effort.requests,
+        },
+        engine: EngineConfig {
+            scheduler,
+            cost: Arc::new(cost),
+            gpus: 1,
+            router: RouterSpec::RoundRobin,
+        },
+        seed: 20_261_127,
+        reps: effort.reps,
+        warmup: effort.requests / 10,
+    }
+}
+
+fn column(runs: &[Summary], f: impl Fn(&Summary) -> f64) -> Vec<f64> {
+    runs.iter().map(f).collect()
+}
+
+/// M/M/1: Scheduler A with `a = 0`, `B = 0`: each job is one exponential batch of mean `c`.
+pub fn mm1(effort: Effort) -> Vec<Check> {
+    let (c, lambda) = (0.4, 2.0);
+    let cfg = config(
+        SchedulerSpec::A,
+        LinearCost::new(c, 0.0, 0.0, CostDist::Exponential),
+        lambda,
+        LengthDist::Fixed(1),
+        LengthDist::Fixed(0),
+        effort,
+    );
+    let runs = cfg.run();
+    let model = "M/M/1: Scheduler A, L = 1, B = 0, c = 0.4 s exp, a = 0, lambda = 2/s";
+    let mu = 1.0 / c;
+    let mut checks = vec![Check::new(
+        model,
+        "mean E2E (s)",
+        &column(&runs, |s| s.e2e.mean),
+        theory::mm1_mean_response(lambda, mu),
+    )];
+    for (q, name, f) in [
+        (0.5, "p50 E2E (s)", (|s: &Summary| s.e2e.p50) as fn(&Summary) -> f64),
+        (0.9, "p90 E2E (s)", |s| s.e2e.p90),
+        (0.99, "p99 E2E (s)", |s| s.e2e.p99),
+    ] {
+        checks.push(Check::new(
+            model,
+            name,
+            &column(&runs, f),
+            theory::mm1_response_quantile(lambda, mu, q),
+        ));
+    }
+    checks.push(Check::new(
+        model,
+        "utilisation",
+        &column(&runs, |s| s.utilization),
+        lambda / mu,
+    ));
+    checks
+}
+
+/// M/G/1: Scheduler A at general lengths and costs; mean TTFT and E2E from
+/// Pollaczek-Khinchine with the job's moments computed from the model's parameters.
+pub fn mg1(effort: Effort) -> Vec<Check> {
+    let cases = [
+        (
+            "M/D/1: Scheduler A, L = 128, B = 64, det costs c = 0.01, a = 0.001, lambda = 0.9/s",
+            LinearCost::new(0.01, 0.001, 0.0, CostDist::Deterministic),
+            0.9,
+            LengthDist::Fixed(128),
+            LengthDist::Fixed(64),
+        ),
+        (
+            "M/G/1: Scheduler A, L = uniform:16:256, B = geometric:32:256, exp costs, b0 = 32, lambda = 1.4/s",
+            LinearCost::new(0.005, 0.001, 32.0, CostDist::Exponential),
+            1.4,
+            "uniform:16:256".parse().expect("valid spec"),
+            "geometric:32:256".parse().expect("valid spec"),
+        ),
+    ];
+    let mut checks = Vec::new();
+    for (model, cost, lambda, prompt, decode) in cases {
+        let job = theory::scheduler_a_job(&prompt, &decode, &cost);
+        let wait = theory::pk_mean_wait(lambda, job);
+        let ttft = wait + theory::mean_prefill(&prompt, &cost);
+        let cfg = config(
+            SchedulerSpec::A,
+            cost,
+            lambda,
+            prompt,
+            decode,
+            effort,
+        );
+        let runs = cfg.run();
+        checks.push(Check::new(model, "mean TTFT (s)", &column(&runs, |s| s.ttft.mean), ttft));
+        checks.push(Check::new(
+            model,
+            "mean E2E (s)",
+            &column(&runs, |s| s.e2e.mean),
+            wait + job.mean,
+        ));
+    }
+    checks
+}
+
+/// Light traffic for Scheduler B: as lambda -> 0 a request never meets another, so its TTFT
+/// is one prefill batch `E[S(L)]` and each gap one single-entry decode batch `E[S(1)]`.
+pub fn light_traffic(effort: Effort) -> Vec<Check> {
+    let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
+    let (prompt, decode) = (LengthDist::Fixed(128), LengthDist::Fixed(64));
+    let (ttft, tbt) = (theory::mean_prefill(&prompt, &cost), theory::mean_decode_step(&cost));
+    let cfg = config(
+        SchedulerSpec::B {
+            k: 8,
+            max_decode_batch: None,
+        },
+        cost,
+        0.001,
+        prompt,
+        decode,
+        Effort {
+            reps: effort.reps,
+            requests: effort.requests / 10,
+        },
+    );
+    let runs = cfg.run();
+    let model = "light traffic: Scheduler B, K = 8, L = 128, B = 64, exp costs, lambda = 0.001/s";
+    vec![
+        Check::new(model, "mean TTFT (s)", &column(&runs, |s| s.ttft.mean), ttft),
+        Check::new(model, "mean TBT (s)", &column(&runs, |s| s.tbt.mean), tbt),
+    ]
+}
+
+/// Little's law (`L = lambda W`) on a batching run, and Scheduler A's capacity `1 / E[T]` as
+/// the throughput of an overloaded GPU.
+pub fn laws(effort: Effort) -> Vec<Check> {
+    let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
+    let (prompt, decode) = (LengthDist::Fixed(128), LengthDist::Fixed(64));
+    let b = config(
+        SchedulerSpec::B {
+            k: 4,
+            max_decode_batch: None,
+        },
+        cost.clone(),
+        1.5,
+        prompt.clone(),
+        decode.clone(),
+        effort,
+    );
+    let runs = b.run();
+    let little = column(&runs, |s| s.mean_in_system - s.throughput_rps * s.e2e.mean);
+    let capacity = theory::scheduler_a_capacity(&prompt, &decode, &cost);
+    let a = config(
+        SchedulerSpec::A,
+        cost,
+        2.0 * capacity,
+        prompt,
+        decode,
+        effort,
+    );
+    let over = a.run();
+    vec![
+        Check::new(
+            "Little's law: Scheduler B, K = 4, lambda = 1.5/s",
+            "L - lambda W (requests)",
+            &little,
+            0.0,
+        ),
+        Check::new(
+            "capacity: Scheduler A at twice its capacity",
+            "throughput (req/s)",
+            &column(&over, |s| s.throughput_rps),
+            capacity,
+        ),
+    ]
+}
+
+/// Every check, in the order `llmsim validate` prints them.
+pub fn all(effort: Effort) -> Vec<Check> {
+    [mm1(effort), mg1(effort), light_traffic(effort), laws(effort)].concat()
+}
