@@ -5,9 +5,12 @@
 //! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
 //! simulator is validated against.
 
+pub mod calibrate;
 pub mod cost;
+pub mod csvio;
 pub mod dist;
 pub mod engine;
+pub mod lsq;
 pub mod metrics;
 pub mod rng;
 pub mod router;
@@ -15,5 +18,6 @@ pub mod scheduler;
 pub mod sim;
 pub mod stats;
 pub mod theory;
+pub mod trace;
 pub mod validation;
 pub mod workload;

@@ -2,13 +2,17 @@
 //!
 //! A synthetic workload draws arrival gaps, prompt lengths and decode budgets from three
 //! independent streams, so the same seed gives the same requests whatever serves them.
+//! A trace workload replays recorded requests ([`crate::trace`]).
 
+use rand::RngExt;
 use rand_distr::{Distribution, Exp1, Gamma};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::rng::{Source, stream};
+use crate::trace::Trace;
 
 /// One user request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +68,76 @@ impl fmt::Display for ArrivalKind {
     }
 }
 
+/// Where a run's requests come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// Drawn from distributions.
+    Synthetic(SyntheticWorkload),
+    /// Replayed from a recorded trace.
+    Trace(TraceReplay),
+}
+
+impl Workload {
+    /// The requests of replication `rep`, in arrival order.
+    pub fn generate(&self, seed: u64, rep: u32) -> Vec<Request> {
+        match self {
+            Workload::Synthetic(w) => w.generate(seed, rep),
+            Workload::Trace(t) => t.generate(),
+        }
+    }
+
+    /// Mean arrival rate (requests per second).
+    pub fn rate(&self) -> f64 {
+        match self {
+            Workload::Synthetic(w) => w.rate,
+            Workload::Trace(t) => t.rate(),
+        }
+    }
+
+    /// Requests per replication.
+    pub fn requests(&self) -> usize {
+        match self {
+            Workload::Synthetic(w) => w.requests,
+            Workload::Trace(t) => t.requests,
+        }
+    }
+}
+
+/// A trace replayed at its recorded times, optionally compressed or stretched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceReplay {
+    /// The trace, shared by every replication.
+    pub trace: Arc<Trace>,
+    /// Recorded times are multiplied by this (`< 1` replays faster); 1 replays as recorded.
+    pub time_scale: f64,
+    /// Replay the first this many requests (at most the trace's length).
+    pub requests: usize,
+}
+
+impl TraceReplay {
+    /// The first `requests` of the trace with arrivals scaled. Every replication replays the
+    /// same requests: only the service noise differs between replications.
+    pub fn generate(&self) -> Vec<Request> {
+        self.trace.requests[..self.requests]
+            .iter()
+            .map(|r| Request {
+                arrival: r.arrival * self.time_scale,
+                ..*r
+            })
+            .collect()
+    }
+
+    /// Mean arrival rate of the replayed requests (requests per second).
+    pub fn rate(&self) -> f64 {
+        let span = self.trace.requests[self.requests - 1].arrival * self.time_scale;
+        if span > 0.0 {
+            (self.requests - 1) as f64 / span
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
 /// A synthetic workload: `requests` arrivals at `rate` per second with drawn lengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticWorkload {
@@ -77,6 +151,10 @@ pub struct SyntheticWorkload {
     pub decode: LengthDist,
     /// Number of requests.
     pub requests: usize,
+    /// When set, each request's `(L, B)` pair is drawn uniformly (with replacement) from
+    /// this trace's requests, jointly so that their correlation is kept, and `prompt` and
+    /// `decode` are not used.
+    pub lengths_from: Option<Arc<Trace>>,
 }
 
 impl SyntheticWorkload {
@@ -85,6 +163,7 @@ impl SyntheticWorkload {
         let mut arr = stream(seed, rep, Source::Arrivals);
         let mut pr = stream(seed, rep, Source::Prompt);
         let mut de = stream(seed, rep, Source::Decode);
+        let mut pairs = stream(seed, rep, Source::Lengths);
         let mean_gap = 1.0 / self.rate;
         let gamma = match self.arrivals {
             ArrivalKind::Gamma { cv } => {
@@ -97,15 +176,23 @@ impl SyntheticWorkload {
         (0..self.requests)
             .map(|_| {
                 t += match (self.arrivals, &gamma) {
-                    (ArrivalKind::Poisson, _) => mean_gap * Distribution::<f64>::sample(&Exp1, &mut arr),
+                    (ArrivalKind::Poisson, _) => {
+                        mean_gap * Distribution::<f64>::sample(&Exp1, &mut arr)
+                    }
                     (ArrivalKind::Deterministic, _) => mean_gap,
                     (_, Some(g)) => g.sample(&mut arr),
                     (_, None) => unreachable!("gamma arrivals always carry a distribution"),
                 };
-                Request {
-                    arrival: t,
-                    prompt: self.prompt.sample(&mut pr),
-                    decode: self.decode.sample(&mut de),
+                match &self.lengths_from {
+                    Some(trace) => {
+                        let r = trace.requests[pairs.random_range(0..trace.requests.len())];
+                        Request { arrival: t, ..r }
+                    }
+                    None => Request {
+                        arrival: t,
+                        prompt: self.prompt.sample(&mut pr),
+                        decode: self.decode.sample(&mut de),
+                    },
                 }
             })
             .collect()
@@ -123,6 +210,7 @@ mod tests {
             prompt: "uniform:1:100".parse().unwrap(),
             decode: "geometric:10:100".parse().unwrap(),
             requests: 100_000,
+            lengths_from: None,
         }
     }
 
@@ -135,13 +223,23 @@ mod tests {
             (ArrivalKind::Gamma { cv: 3.0 }, 3.0),
         ] {
             let reqs = wl(kind).generate(3, 0);
-            let gaps: Vec<f64> = reqs.windows(2).map(|w| w[1].arrival - w[0].arrival).collect();
+            let gaps: Vec<f64> = reqs
+                .windows(2)
+                .map(|w| w[1].arrival - w[0].arrival)
+                .collect();
             let n = gaps.len() as f64;
             let mean = gaps.iter().sum::<f64>() / n;
             let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n).sqrt();
             let se = 0.5 * cv / n.sqrt();
-            assert!((mean - 0.5).abs() <= 5.0 * se + 1e-12, "{kind}: mean gap {mean}");
-            assert!((sd / mean - cv).abs() < 0.05 * cv.max(0.01) + 1e-9, "{kind}: cv {}", sd / mean);
+            assert!(
+                (mean - 0.5).abs() <= 5.0 * se + 1e-12,
+                "{kind}: mean gap {mean}"
+            );
+            assert!(
+                (sd / mean - cv).abs() < 0.05 * cv.max(0.01) + 1e-9,
+                "{kind}: cv {}",
+                sd / mean
+            );
         }
     }
 
@@ -149,6 +247,10 @@ mod tests {
     fn lengths_do_not_depend_on_the_arrival_process() {
         let a = wl(ArrivalKind::Poisson).generate(9, 2);
         let b = wl(ArrivalKind::Gamma { cv: 2.0 }).generate(9, 2);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.prompt == y.prompt && x.decode == y.decode));
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.prompt == y.prompt && x.decode == y.decode)
+        );
     }
 }
