@@ -66,11 +66,12 @@ fn solve(x: &[Vec<f64>], y: &[f64], w: &[f64], active: &[bool]) -> Vec<f64> {
             keep[p] = false;
             continue;
         }
+        let pivot_row = a[p].clone();
         for r in (0..k).filter(|&r| r != p && keep[r]) {
-            let f = a[r][p] / a[p][p];
+            let f = a[r][p] / pivot_row[p];
             if f != 0.0 {
-                for c in 0..k {
-                    a[r][c] -= f * a[p][c];
+                for (x, y) in a[r].iter_mut().zip(&pivot_row) {
+                    *x -= f * y;
                 }
                 b[r] -= f * b[p];
             }
@@ -97,7 +98,7 @@ mod tests {
             .map(|i| vec![1.0, f64::from(i), f64::from(i * i)])
             .collect();
         let y: Vec<f64> = x.iter().map(|r| 2.0 + 0.5 * r[1] + 0.01 * r[2]).collect();
-        let t = fit_nonneg(&x, &y, &vec![1.0; 10]);
+        let t = fit_nonneg(&x, &y, &[1.0; 10]);
         for (got, want) in t.iter().zip([2.0, 0.5, 0.01]) {
             assert!((got - want).abs() < 1e-9, "{t:?}");
         }
@@ -108,7 +109,7 @@ mod tests {
         // Column 1 is all zero, column 2 duplicates column 0.
         let x: Vec<Vec<f64>> = (0..5).map(|i| vec![1.0, 0.0, 1.0, f64::from(i)]).collect();
         let y: Vec<f64> = x.iter().map(|r| 3.0 + r[3]).collect();
-        let t = fit_nonneg(&x, &y, &vec![1.0; 5]);
+        let t = fit_nonneg(&x, &y, &[1.0; 5]);
         assert_eq!((t[1], t[2]), (0.0, 0.0));
         assert!(
             (t[0] - 3.0).abs() < 1e-9 && (t[3] - 1.0).abs() < 1e-9,

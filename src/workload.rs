@@ -243,6 +243,73 @@ mod tests {
         }
     }
 
+    /// Resampled lengths are the trace's (L, B) pairs, each drawn about equally often, and
+    /// the arrivals are those of the synthetic process.
+    #[test]
+    fn lengths_from_a_trace_keep_the_pairs() {
+        let pairs = [(10, 0), (200, 7), (3000, 50)];
+        let trace = Trace {
+            source: "t.csv".into(),
+            requests: pairs
+                .iter()
+                .map(|&(prompt, decode)| Request {
+                    arrival: 0.0,
+                    prompt,
+                    decode,
+                })
+                .collect(),
+            adjusted: 0,
+        };
+        let plain = wl(ArrivalKind::Poisson);
+        let w = SyntheticWorkload {
+            lengths_from: Some(Arc::new(trace)),
+            ..plain.clone()
+        };
+        let reqs = w.generate(4, 0);
+        for (i, (l, b)) in pairs.iter().enumerate() {
+            let n = reqs
+                .iter()
+                .filter(|r| (r.prompt, r.decode) == (*l, *b))
+                .count();
+            // Binomial(100000, 1/3): sd about 149.
+            assert!((n as f64 - 100_000.0 / 3.0).abs() < 750.0, "pair {i}: {n}");
+        }
+        assert_eq!(reqs.len(), 100_000);
+        let arrivals = plain.generate(4, 0);
+        assert!(
+            reqs.iter()
+                .zip(&arrivals)
+                .all(|(a, b)| a.arrival == b.arrival)
+        );
+    }
+
+    #[test]
+    fn replay_scales_time_and_keeps_lengths() {
+        let trace = Arc::new(Trace {
+            source: "t.csv".into(),
+            requests: (0..5)
+                .map(|i| Request {
+                    arrival: f64::from(i),
+                    prompt: 10 + i as u32,
+                    decode: i as u32,
+                })
+                .collect(),
+            adjusted: 0,
+        });
+        let w = Workload::Trace(TraceReplay {
+            trace,
+            time_scale: 0.5,
+            requests: 4,
+        });
+        let reqs = w.generate(1, 3);
+        assert_eq!(reqs.len(), 4);
+        assert_eq!(
+            (reqs[3].arrival, reqs[3].prompt, reqs[3].decode),
+            (1.5, 13, 3)
+        );
+        assert_eq!(w.rate(), 2.0);
+    }
+
     #[test]
     fn lengths_do_not_depend_on_the_arrival_process() {
         let a = wl(ArrivalKind::Poisson).generate(9, 2);
