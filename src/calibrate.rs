@@ -11,7 +11,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::cost::{BatchShape, CostModel, ProfiledCost};
+use crate::cost::{
+    BatchShape, CostModel, Efficiency, GpuSpec, ModelShape, ProfiledCost, RooflineCost,
+};
 use crate::csvio::{CsvError, FieldError, read_rows};
 use crate::lsq::fit_nonneg;
 
@@ -242,6 +244,72 @@ pub fn fit_profiled(rows: &[ProfileRow]) -> Result<ProfiledCost, FitFailure> {
     let model = best.expect("at least one grid point").0;
     model.check().map_err(FitFailure::Unusable)?;
     Ok(model)
+}
+
+/// Fits the roofline's efficiency factors and overhead for `model` on `gpu` to `rows`
+/// (relative least squares, like [`fit_profiled`]).
+///
+/// Both efficiencies are searched on a grid (every 0.01 in (0, 1], then every 0.001 around
+/// the best); for each pair the best overhead has a closed form, the weighted mean of the
+/// residuals, floored at 0.
+pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> RooflineCost {
+    let ideal = RooflineCost {
+        model,
+        gpu,
+        eff: Efficiency {
+            compute: 1.0,
+            memory: 1.0,
+            overhead: 0.0,
+        },
+    };
+    let times: Vec<(f64, f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            let (c, m) = ideal.ideal_times(&r.shape());
+            (c, m, r.seconds())
+        })
+        .collect();
+    let evaluate = |compute: f64, memory: f64| {
+        let roof = |&(c, m, _): &(f64, f64, f64)| (c / compute).max(m / memory);
+        let (num, den) = times.iter().fold((0.0, 0.0), |(n, d), t| {
+            (n + (t.2 - roof(t)) / (t.2 * t.2), d + 1.0 / (t.2 * t.2))
+        });
+        let overhead = (num / den).max(0.0);
+        let sse: f64 = times
+            .iter()
+            .map(|t| ((overhead + roof(t) - t.2) / t.2).powi(2))
+            .sum();
+        (
+            Efficiency {
+                compute,
+                memory,
+                overhead,
+            },
+            sse,
+        )
+    };
+    let mut best = evaluate(1.0, 1.0);
+    let mut search = |centre: (f64, f64), step: f64, half: i32| {
+        let (c0, m0) = centre;
+        for i in -half..=half {
+            for j in -half..=half {
+                let (c, m) = (c0 + f64::from(i) * step, m0 + f64::from(j) * step);
+                if c > 0.0 && c <= 1.0 && m > 0.0 && m <= 1.0 {
+                    let cand = evaluate(c, m);
+                    if cand.1 < best.1 {
+                        best = cand;
+                    }
+                }
+            }
+        }
+        (best.0.compute, best.0.memory)
+    };
+    let coarse = search((0.5, 0.5), 0.01, 50);
+    search(coarse, 0.001, 10);
+    RooflineCost {
+        eff: best.0,
+        ..ideal
+    }
 }
 
 #[cfg(test)]

@@ -141,3 +141,66 @@ fn unknown_cost_spec_is_a_usage_error() {
         "{err}"
     );
 }
+
+/// The roofline's embedded H200 efficiencies are the fit of the profile, and the fit stays
+/// within 10% mean error (the roofline cannot see, e.g., an attention kernel that one long
+/// sequence leaves idle; its worst rows are about 27% off).
+#[test]
+fn roofline_efficiencies_are_the_fit_of_the_h200_profile() {
+    use llmsim::calibrate::fit_roofline;
+    use llmsim::cost::{Efficiency, GpuSpec, ModelShape};
+    let Some(path) = shared(PROFILE) else { return };
+    let rows = read_profile(&path).unwrap();
+    let roof = fit_roofline(&rows, ModelShape::LLAMA_3_1_8B, GpuSpec::H200);
+    let want = Efficiency::H200_LLAMA_3_1_8B;
+    assert!(
+        (roof.eff.compute - want.compute).abs() < 1e-9,
+        "{:?}",
+        roof.eff
+    );
+    assert!(
+        (roof.eff.memory - want.memory).abs() < 1e-9,
+        "{:?}",
+        roof.eff
+    );
+    assert!(
+        (roof.eff.overhead - want.overhead).abs() < 1e-12,
+        "{:?}",
+        roof.eff
+    );
+    let e = fit_error(&roof, &rows);
+    assert!(e.mape <= 0.10, "roofline MAPE {}", e.mape);
+}
+
+/// `--cost roofline:GPU` runs, and the H100's lower bandwidth makes decode-heavy serving
+/// slower than on the H200.
+#[test]
+fn roofline_cost_ranks_h100_below_h200() {
+    let tbt = |gpu: &str| {
+        let o = llmsim()
+            .args([
+                "run",
+                "--json",
+                "--scheduler",
+                "b",
+                "--requests",
+                "400",
+                "--rate",
+                "4",
+            ])
+            .args([
+                "--prompt",
+                "256",
+                "--decode",
+                "128",
+                "--cost",
+                &format!("roofline:{gpu}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        doc["tbt"]["mean"].as_f64().unwrap()
+    };
+    assert!(tbt("h100") > tbt("h200"));
+}

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::UsageError;
 use llmsim::calibrate::{
-    FitError, ProfileRow, fit_error, fit_profiled, read_profile, relative_errors,
+    FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, read_profile, relative_errors,
 };
-use llmsim::cost::{CostModel, Preset, ProfiledCost};
+use llmsim::cost::{CostModel, GpuSpec, ModelShape, Preset, ProfiledCost};
 
 /// Flags of `llmsim calibrate`.
 #[derive(Args, Debug)]
@@ -30,6 +30,10 @@ pub struct CalibrateArgs {
     /// Where the numbers come from, recorded in the preset [default: the profile's path].
     #[arg(long)]
     source: Option<String>,
+    /// Also fit a roofline model (Llama-3.1-8B shape) on this GPU's datasheet peaks, h100
+    /// or h200, and compare it with the measured rows.
+    #[arg(long, value_name = "GPU")]
+    roofline: Option<String>,
 }
 
 fn read(path: &Path, flag: &'static str) -> Result<Vec<ProfileRow>, UsageError> {
@@ -130,6 +134,30 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
     report(&format!("fit: {}", args.profile.display()), &model, &rows);
     for (path, rows) in &checks {
         report(&format!("check: {}", path.display()), &model, rows);
+    }
+    if let Some(name) = &args.roofline {
+        let gpu = GpuSpec::named(name).ok_or_else(|| UsageError {
+            flag: "--roofline",
+            why: format!("'{name}' is not h100 or h200"),
+        })?;
+        let roof = fit_roofline(&rows, ModelShape::LLAMA_3_1_8B, gpu);
+        println!(
+            "\nroofline: Llama-3.1-8B on {name} ({:.0} TFLOP/s bf16, {:.2} TB/s): fitted compute \
+             efficiency {:.3}, memory efficiency {:.3}, overhead {:.4} ms",
+            gpu.peak_flops * 1e-12,
+            gpu.bandwidth * 1e-12,
+            roof.eff.compute,
+            roof.eff.memory,
+            roof.eff.overhead * 1e3
+        );
+        report(
+            &format!("roofline fit: {}", args.profile.display()),
+            &roof,
+            &rows,
+        );
+        for (path, rows) in &checks {
+            report(&format!("roofline check: {}", path.display()), &roof, rows);
+        }
     }
     if let Some(out) = &args.out {
         let stem = args

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{UsageError, require};
-use llmsim::cost::{CostDist, CostModel, LinearCost, LogNormalNoise, Preset, preset};
+use llmsim::cost::{
+    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, preset,
+};
 use llmsim::dist::LengthDist;
 use llmsim::engine::EngineConfig;
 use llmsim::metrics::Summary;
@@ -78,7 +80,9 @@ pub struct SimArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "decode"])]
     pub lengths_from: Option<PathBuf>,
     /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
-    /// built-in preset (h200-llama3.1-8b), or a preset TOML file from `llmsim calibrate --out`.
+    /// built-in preset (h200-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
+    /// or roofline:h100 / roofline:h200 (Llama-3.1-8B from datasheet peaks, efficiencies
+    /// fitted on the H200 profile).
     #[arg(long, default_value = "linear", value_name = "SPEC")]
     pub cost: String,
     /// Mean setup cost c of a batch (seconds; --cost linear).
@@ -289,13 +293,19 @@ impl SimArgs {
                 format!("must be a finite number of tokens >= 0 (got {})", self.b0),
             )?;
             Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist))
+        } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
+            let gpu = GpuSpec::named(gpu).ok_or_else(|| UsageError {
+                flag: "--cost",
+                why: format!("roofline:{gpu}: the GPU must be h100 or h200"),
+            })?;
+            Arc::new(RooflineCost::llama_3_1_8b(gpu))
         } else if let Some(p) = Preset::built_in(&self.cost) {
             p.model()
         } else {
             let preset = Preset::read(Path::new(&self.cost)).map_err(|e| UsageError {
                 flag: "--cost",
                 why: format!(
-                    "{e} (--cost takes linear, a built-in preset ({}) or a preset TOML file)",
+                    "{e} (--cost takes linear, a built-in preset ({}), a preset TOML file or roofline:GPU)",
                     preset::built_in_names().join(", ")
                 ),
             })?;

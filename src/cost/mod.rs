@@ -3,18 +3,21 @@
 //! Every scheduler goes through the same model, so comparisons between policies are about
 //! scheduling alone. The seed's [`LinearCost`] prices a batch by its total token count;
 //! [`ProfiledCost`] is fitted to measured GPU iterations and also charges for the KV cache
-//! the decodes read; [`LogNormalNoise`] adds per-iteration jitter to either. [`preset`]
-//! saves and loads fitted models.
+//! the decodes read; [`RooflineCost`] estimates it from the model's shape and the GPU's
+//! peaks; [`LogNormalNoise`] adds per-iteration jitter to any of them. [`preset`] saves and
+//! loads fitted models.
 
 mod linear;
 mod noise;
 pub mod preset;
 mod profiled;
+mod roofline;
 
 pub use linear::{CostDist, LinearCost};
 pub use noise::LogNormalNoise;
 pub use preset::Preset;
 pub use profiled::ProfiledCost;
+pub use roofline::{Efficiency, GpuSpec, ModelShape, RooflineCost};
 
 use crate::rng::SimRng;
 
