@@ -53,7 +53,7 @@ pub struct SimArgs {
     pub scheduler: SchedulerKind,
     /// Requests: synthetic (drawn from the flags below) or azure:PATH (replay an Azure LLM
     /// inference trace: TIMESTAMP,ContextTokens,GeneratedTokens; L = ContextTokens,
-    /// B = GeneratedTokens - 1).
+    /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
     #[arg(long, default_value = "synthetic", value_name = "SPEC")]
     pub workload: WorkloadSpec,
     /// Arrival rate lambda (requests per second) [default: 0.5]. With azure:PATH, replays
@@ -405,9 +405,10 @@ fn print_table(doc: &Value) {
     };
     let c = &doc["config"];
     println!(
-        "scheduler {} | rate {} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
+        "scheduler {} | cost {} | rate {:.4} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
         c["scheduler"].as_str().unwrap_or("?"),
-        c["rate"],
+        c["cost"].as_str().unwrap_or("?"),
+        num(&c["rate"]),
         c["gpus"],
         c["router"].as_str().unwrap_or("?"),
         c["requests"],
