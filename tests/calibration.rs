@@ -204,3 +204,24 @@ fn roofline_cost_ranks_h100_below_h200() {
     };
     assert!(tbt("h100") > tbt("h200"));
 }
+
+/// Mixed batches (prompts and decodes in one iteration), measured on an H200 with
+/// tools/profile_iterations.py, are predicted by the model fitted to the same harness's
+/// prefill-only and decode-only rows: the terms add up.
+#[test]
+fn mixed_batches_are_predicted_from_pure_rows() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/profiles/h200_llama-3.1-8b_mixed.csv");
+    let rows = read_profile(&path).unwrap();
+    let (mixed, pure): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.kind == "mixed");
+    assert_eq!((pure.len(), mixed.len()), (29, 24));
+    let fit = fit_profiled(&pure).unwrap();
+    let e = fit_error(&fit, &mixed);
+    assert!(e.mape <= 0.05, "MAPE {}", e.mape);
+    assert!(
+        e.max <= 0.10,
+        "max error {} on {}",
+        e.max,
+        mixed[e.worst_row].label()
+    );
+}
