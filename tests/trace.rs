@@ -110,16 +110,23 @@ fn malformed_trace_row_names_file_line_and_field() {
 }
 
 #[test]
-fn replay_rejects_flags_the_trace_overrides() {
+fn replay_rejects_overridden_flags_and_impossible_lengths() {
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("azure:{}", small_trace(dir.path()).display());
-    let o = llmsim()
-        .args(["run", "--workload", &spec, "--prompt", "64"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--prompt"), "{err}");
+    for (args, flag) in [
+        (&["--prompt", "64"][..], "--prompt"),
+        (&["--requests", "41"][..], "--requests"),
+        (&["--requests", "1", "--rate", "2"][..], "--requests"),
+    ] {
+        let o = llmsim()
+            .args(["run", "--workload", &spec])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
 }
 
 /// `--lengths-from` keeps synthetic arrivals and draws lengths only from the trace's pairs.

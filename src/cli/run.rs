@@ -245,10 +245,10 @@ impl SimArgs {
         let total = trace.requests.len();
         let requests = self.requests.unwrap_or(total);
         require(
-            requests <= total,
+            (2..=total).contains(&requests),
             "--requests",
             format!(
-                "{} has only {total} requests (got {requests})",
+                "must be from 2 to the {total} requests of {} (got {requests})",
                 path.display()
             ),
         )?;
