@@ -35,7 +35,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
     }
     let n = requests.len() as f64;
     println!(
-        "scheduler {} | rate {} | {} requests | {} GPU(s) | utilisation {:.3}",
+        "scheduler {} | rate {:.4} req/s | {} requests | {} GPU(s) | utilisation {:.3}",
         args.sim.scheduler,
         cfg.workload.rate(),
         requests.len(),

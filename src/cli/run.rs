@@ -339,6 +339,14 @@ impl SimArgs {
                 "time_scale": t.time_scale,
             }),
         };
+        // The linear model's parameters only mean something when it is the model in use.
+        let linear = |v: Value| {
+            if self.cost == "linear" {
+                v
+            } else {
+                Value::Null
+            }
+        };
         json!({
             "scheduler": self.scheduler.to_string(),
             "workload": workload,
@@ -346,10 +354,10 @@ impl SimArgs {
             "requests": cfg.workload.requests(),
             "warmup": cfg.warmup,
             "cost": self.cost,
-            "c": self.c,
-            "a": self.a,
-            "b0": self.b0,
-            "cost_dist": self.cost_dist.to_string(),
+            "c": linear(json!(self.c)),
+            "a": linear(json!(self.a)),
+            "b0": linear(json!(self.b0)),
+            "cost_dist": linear(json!(self.cost_dist.to_string())),
             "noise_cv": self.noise_cv,
             "k": self.k,
             "max_decode_batch": self.max_decode_batch,
