@@ -225,3 +225,39 @@ fn mixed_batches_are_predicted_from_pure_rows() {
         mixed[e.worst_row].label()
     );
 }
+
+fn tools_profile(name: &str) -> Vec<llmsim::calibrate::ProfileRow> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools/profiles")
+        .join(name);
+    read_profile(&path).unwrap()
+}
+
+/// The H100 preset meets the same bar on its profile, and is that profile's fit.
+#[test]
+fn built_in_h100_preset_is_the_fit_of_its_profile() {
+    let rows = tools_profile("h100_llama-3.1-8b.csv");
+    let preset = Preset::built_in("h100-llama3.1-8b").unwrap();
+    let e = fit_error(preset.model().as_ref(), &rows);
+    assert!(e.mape <= 0.05 && e.max <= 0.15, "{e:?}");
+    assert_eq!(fit_profiled(&rows).unwrap(), preset.profiled);
+}
+
+/// The roofline carries a calibration across cards: with the efficiencies fitted on the
+/// H200 profile and the H100's datasheet peaks, it predicts the measured H100 rows far
+/// better than reusing the H200's profiled model does.
+#[test]
+fn roofline_predicts_the_h100_from_the_h200_calibration() {
+    use llmsim::cost::{GpuSpec, RooflineCost};
+    let rows = tools_profile("h100_llama-3.1-8b.csv");
+    let roof = fit_error(&RooflineCost::llama_3_1_8b(GpuSpec::H100), &rows);
+    let reuse = fit_error(
+        Preset::built_in("h200-llama3.1-8b")
+            .unwrap()
+            .model()
+            .as_ref(),
+        &rows,
+    );
+    assert!(roof.mape <= 0.10 && roof.max <= 0.25, "{roof:?}");
+    assert!(roof.mape < 0.5 * reuse.mape, "{roof:?} vs {reuse:?}");
+}

@@ -20,6 +20,9 @@ check the script quickly). Needs torch with CUDA.
 differ from the shared profile's by up to ~30% for small decode batches (a different
 attention kernel choice); fitted on its own pure rows, the profiled model predicts its mixed
 rows with MAPE 3.7%, max error 8.5% (tests/calibration.rs checks this).
+`profiles/h100_llama-3.1-8b.csv` holds the same pure rows measured on one NVIDIA H100 80GB
+(rows whose KV cache exceeds 262,144 tokens left out: they do not fit beside the weights);
+the built-in preset `h100-llama3.1-8b` is fitted to it.
 """
 
 import csv

@@ -80,7 +80,7 @@ pub struct SimArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "decode"])]
     pub lengths_from: Option<PathBuf>,
     /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
-    /// built-in preset (h200-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
+    /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
     /// or roofline:h100 / roofline:h200 (Llama-3.1-8B from datasheet peaks, efficiencies
     /// fitted on the H200 profile).
     #[arg(long, default_value = "linear", value_name = "SPEC")]

@@ -31,10 +31,16 @@ pub struct Preset {
 }
 
 /// Built-in presets: `(name, TOML text)`. Each file states its source.
-const BUILT_IN: &[(&str, &str)] = &[(
-    "h200-llama3.1-8b",
-    include_str!("presets/h200-llama3.1-8b.toml"),
-)];
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "h200-llama3.1-8b",
+        include_str!("presets/h200-llama3.1-8b.toml"),
+    ),
+    (
+        "h100-llama3.1-8b",
+        include_str!("presets/h100-llama3.1-8b.toml"),
+    ),
+];
 
 /// Names of the built-in presets.
 pub fn built_in_names() -> Vec<&'static str> {
