@@ -30,8 +30,9 @@ pub struct CalibrateArgs {
     /// Where the numbers come from, recorded in the preset [default: the profile's path].
     #[arg(long)]
     source: Option<String>,
-    /// Also fit a roofline model (Llama-3.1-8B shape) on this GPU's datasheet peaks, h100
-    /// or h200, and compare it with the measured rows.
+    /// Also fit a roofline model (Llama-3.1-8B shape) to PROFILE, which was measured on this
+    /// GPU (h100 or h200): its efficiency factors and overhead, and its error on every row
+    /// (and on the --check profiles, assumed measured on the same card).
     #[arg(long, value_name = "GPU")]
     roofline: Option<String>,
 }
