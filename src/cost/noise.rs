@@ -8,7 +8,7 @@ use super::{BatchShape, CostModel};
 use crate::rng::SimRng;
 
 /// `S = S_inner * N`, `N` lognormal with mean 1 and coefficient of variation `cv`, drawn
-/// afresh for every iteration (from the GPU's service stream, after the inner model's draws).
+/// afresh for every iteration from the GPU's service stream (before the inner model's draws).
 #[derive(Debug, Clone)]
 pub struct LogNormalNoise {
     inner: Arc<dyn CostModel>,
