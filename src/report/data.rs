@@ -52,13 +52,22 @@ impl Table {
             source,
         };
         let mut reader = csv::Reader::from_path(&path).map_err(err)?;
-        let headers = reader.headers().map_err(err)?.iter().map(String::from).collect();
+        let headers = reader
+            .headers()
+            .map_err(err)?
+            .iter()
+            .map(String::from)
+            .collect();
         let rows = reader
             .records()
             .map(|r| r.map(|r| r.iter().map(String::from).collect()))
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        Ok(Table { path, headers, rows })
+        Ok(Table {
+            path,
+            headers,
+            rows,
+        })
     }
 
     fn index(&self, column: &str) -> Result<usize, DataError> {
@@ -101,7 +110,12 @@ impl Table {
         Ok(Table {
             path: self.path.clone(),
             headers: self.headers.clone(),
-            rows: self.rows.iter().filter(|r| r[i] == value).cloned().collect(),
+            rows: self
+                .rows
+                .iter()
+                .filter(|r| r[i] == value)
+                .cloned()
+                .collect(),
         })
     }
 
