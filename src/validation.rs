@@ -124,7 +124,11 @@ pub fn mm1(effort: Effort) -> Vec<Check> {
         theory::mm1_mean_response(lambda, mu),
     )];
     for (q, name, f) in [
-        (0.5, "p50 E2E (s)", (|s: &Summary| s.e2e.p50) as fn(&Summary) -> f64),
+        (
+            0.5,
+            "p50 E2E (s)",
+            (|s: &Summary| s.e2e.p50) as fn(&Summary) -> f64,
+        ),
         (0.9, "p90 E2E (s)", |s| s.e2e.p90),
         (0.99, "p99 E2E (s)", |s| s.e2e.p99),
     ] {
@@ -168,16 +172,14 @@ pub fn mg1(effort: Effort) -> Vec<Check> {
         let job = theory::scheduler_a_job(&prompt, &decode, &cost);
         let wait = theory::pk_mean_wait(lambda, job);
         let ttft = wait + theory::mean_prefill(&prompt, &cost);
-        let cfg = config(
-            SchedulerSpec::A,
-            cost,
-            lambda,
-            prompt,
-            decode,
-            effort,
-        );
+        let cfg = config(SchedulerSpec::A, cost, lambda, prompt, decode, effort);
         let runs = cfg.run();
-        checks.push(Check::new(model, "mean TTFT (s)", &column(&runs, |s| s.ttft.mean), ttft));
+        checks.push(Check::new(
+            model,
+            "mean TTFT (s)",
+            &column(&runs, |s| s.ttft.mean),
+            ttft,
+        ));
         checks.push(Check::new(
             model,
             "mean E2E (s)",
@@ -193,7 +195,10 @@ pub fn mg1(effort: Effort) -> Vec<Check> {
 pub fn light_traffic(effort: Effort) -> Vec<Check> {
     let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
     let (prompt, decode) = (LengthDist::Fixed(128), LengthDist::Fixed(64));
-    let (ttft, tbt) = (theory::mean_prefill(&prompt, &cost), theory::mean_decode_step(&cost));
+    let (ttft, tbt) = (
+        theory::mean_prefill(&prompt, &cost),
+        theory::mean_decode_step(&cost),
+    );
     let cfg = config(
         SchedulerSpec::B {
             k: 8,
@@ -211,7 +216,12 @@ pub fn light_traffic(effort: Effort) -> Vec<Check> {
     let runs = cfg.run();
     let model = "light traffic: Scheduler B, K = 8, L = 128, B = 64, exp costs, lambda = 0.001/s";
     vec![
-        Check::new(model, "mean TTFT (s)", &column(&runs, |s| s.ttft.mean), ttft),
+        Check::new(
+            model,
+            "mean TTFT (s)",
+            &column(&runs, |s| s.ttft.mean),
+            ttft,
+        ),
         Check::new(model, "mean TBT (s)", &column(&runs, |s| s.tbt.mean), tbt),
     ]
 }
@@ -262,5 +272,11 @@ pub fn laws(effort: Effort) -> Vec<Check> {
 
 /// Every check, in the order `llmsim validate` prints them.
 pub fn all(effort: Effort) -> Vec<Check> {
-    [mm1(effort), mg1(effort), light_traffic(effort), laws(effort)].concat()
+    [
+        mm1(effort),
+        mg1(effort),
+        light_traffic(effort),
+        laws(effort),
+    ]
+    .concat()
 }

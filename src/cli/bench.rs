@@ -36,7 +36,11 @@ pub fn main(args: BenchArgs) -> Result<()> {
     let n = requests.len() as f64;
     println!(
         "scheduler {} | rate {} | {} requests | {} GPU(s) | utilisation {:.3}",
-        args.sim.scheduler, args.sim.rate, requests.len(), args.sim.gpus, util
+        args.sim.scheduler,
+        args.sim.rate,
+        requests.len(),
+        args.sim.gpus,
+        util
     );
     println!(
         "simulate: {best:.3} s (best of {}) | {:.0} requests/s | {:.0} batches/s | {batches} batches",

@@ -80,7 +80,11 @@ impl SimArgs {
             "--rate",
             format!("must be a finite number > 0 requests/s (got {})", self.rate),
         )?;
-        require(self.requests >= 2, "--requests", format!("must be at least 2 (got {})", self.requests))?;
+        require(
+            self.requests >= 2,
+            "--requests",
+            format!("must be at least 2 (got {})", self.requests),
+        )?;
         let warmup = self.warmup.unwrap_or(self.requests / 10);
         require(
             warmup + 1 < self.requests,
@@ -98,22 +102,41 @@ impl SimArgs {
         require(
             self.a >= 0.0 && self.a.is_finite(),
             "--a",
-            format!("must be a finite number of seconds per token >= 0 (got {})", self.a),
+            format!(
+                "must be a finite number of seconds per token >= 0 (got {})",
+                self.a
+            ),
         )?;
         require(
             self.b0 >= 0.0 && self.b0.is_finite(),
             "--b0",
             format!("must be a finite number of tokens >= 0 (got {})", self.b0),
         )?;
-        require(self.prompt.min() >= 1, "--prompt", "prompts must be at least 1 token long")?;
-        require(self.k >= 1, "--k", format!("must be at least 1 (got {})", self.k))?;
+        require(
+            self.prompt.min() >= 1,
+            "--prompt",
+            "prompts must be at least 1 token long",
+        )?;
+        require(
+            self.k >= 1,
+            "--k",
+            format!("must be at least 1 (got {})", self.k),
+        )?;
         require(
             self.max_decode_batch != Some(0),
             "--max-decode-batch",
             "must be at least 1 (omit it for no cap)",
         )?;
-        require(self.gpus >= 1, "--gpus", format!("must be at least 1 (got {})", self.gpus))?;
-        require(self.reps >= 1, "--reps", format!("must be at least 1 (got {})", self.reps))?;
+        require(
+            self.gpus >= 1,
+            "--gpus",
+            format!("must be at least 1 (got {})", self.gpus),
+        )?;
+        require(
+            self.reps >= 1,
+            "--reps",
+            format!("must be at least 1 (got {})", self.reps),
+        )?;
         let scheduler = match self.scheduler {
             SchedulerKind::A => SchedulerSpec::A,
             SchedulerKind::B => SchedulerSpec::B {
@@ -219,7 +242,9 @@ fn print_table(doc: &Value) {
         c["seed"]
     );
     if doc["unstable"] == true {
-        println!("UNSTABLE: the arrival rate exceeds capacity; steady-state figures below are not meaningful");
+        println!(
+            "UNSTABLE: the arrival rate exceeds capacity; steady-state figures below are not meaningful"
+        );
     }
     for (label, key, unit) in [
         ("throughput", "throughput_rps", "req/s"),
