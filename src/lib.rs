@@ -3,12 +3,15 @@
 //! Data flows one way: a [`workload`] of requests goes through the [`engine`], whose GPUs
 //! run [`scheduler`] policies priced by a [`cost`] model behind a [`router`]; the engine's
 //! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
-//! simulator is validated against.
+//! simulator is validated against. [`experiments`] reproduces the seed study as tables, which
+//! [`output`] writes to disk.
 
 pub mod cost;
 pub mod dist;
 pub mod engine;
+pub mod experiments;
 pub mod metrics;
+pub mod output;
 pub mod rng;
 pub mod router;
 pub mod scheduler;

@@ -48,7 +48,11 @@ pub fn scheduler_a_job(prompt: &LengthDist, decode: &LengthDist, cost: &dyn Cost
     let v = |l: f64| cost.variance(&prefill_shape(l));
     let (m1, v1) = (cost.mean(&decode_shape(1)), cost.variance(&decode_shape(1)));
     let (eb, eb2) = (decode.mean(), decode.expect(|b| b * b));
-    let (eml, eml2, evl) = (prompt.expect(m), prompt.expect(|l| m(l) * m(l)), prompt.expect(v));
+    let (eml, eml2, evl) = (
+        prompt.expect(m),
+        prompt.expect(|l| m(l) * m(l)),
+        prompt.expect(v),
+    );
     // E[T^2] = E[Var(T | L, B)] + E[E[T | L, B]^2]
     let second = evl + eb * v1 + eml2 + 2.0 * eml * eb * m1 + eb2 * m1 * m1;
     Moments {
@@ -114,6 +118,24 @@ pub fn scheduler_a_capacity(prompt: &LengthDist, decode: &LengthDist, cost: &dyn
     1.0 / scheduler_a_job(prompt, decode, cost).mean
 }
 
+/// GPU time per request of a full Scheduler B prefill batch of `k` prompts, `E[S(K prompts)] / K`
+/// (seconds), with `E[S]` taken at the mean batch size (see [`scheduler_b_capacity`]).
+fn b_prefill_per_request(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
+    cost.mean(&BatchShape {
+        prefill_tokens: (f64::from(k) * prompt.mean()).round() as u64,
+        prefill_entries: k,
+        ..Default::default()
+    }) / f64::from(k)
+}
+
+/// The arrival rate at which Scheduler B's full prefill batches alone keep a GPU busy,
+/// `K / E[S(K prompts)]` (requests/s per GPU). Above it the prefill queue never empties, so
+/// under prefill priority no decode batch ever runs while arrivals continue: completions
+/// stop altogether, not just level off at [`scheduler_b_capacity`].
+pub fn scheduler_b_prefill_capacity(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
+    1.0 / b_prefill_per_request(k, prompt, cost)
+}
+
 /// Scheduler B's capacity (requests/s per GPU): the arrival rate at which the GPU is busy
 /// all the time with full prefill batches of `k` prompts and decode batches as large as
 /// the cap allows:
@@ -132,11 +154,7 @@ pub fn scheduler_b_capacity(
     decode: &LengthDist,
     cost: &dyn CostModel,
 ) -> f64 {
-    let prefill = cost.mean(&BatchShape {
-        prefill_tokens: (f64::from(k) * prompt.mean()).round() as u64,
-        prefill_entries: k,
-        ..Default::default()
-    }) / f64::from(k);
+    let prefill = b_prefill_per_request(k, prompt, cost);
     let per_decode_token = match max_decode {
         Some(d) => cost.mean(&decode_shape(d)) / f64::from(d),
         None => {
@@ -164,7 +182,10 @@ mod tests {
     #[test]
     fn pk_reduces_to_mm1_for_exponential_service() {
         // Exponential service with mean 0.4 s: E[S^2] = 2 * 0.16.
-        let s = Moments { mean: 0.4, second: 0.32 };
+        let s = Moments {
+            mean: 0.4,
+            second: 0.32,
+        };
         let w = pk_mean_wait(2.0, s);
         assert!((w + 0.4 - mm1_mean_response(2.0, 2.5)).abs() < 1e-12);
     }
@@ -187,10 +208,22 @@ mod tests {
     fn scheduler_b_capacity_reduces_to_the_fluid_bound() {
         // No cap, b0 = 0: K / (c + a K (L + B)).
         let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
-        let cap = scheduler_b_capacity(4, None, &LengthDist::Fixed(128), &LengthDist::Fixed(64), &cost);
+        let cap = scheduler_b_capacity(
+            4,
+            None,
+            &LengthDist::Fixed(128),
+            &LengthDist::Fixed(64),
+            &cost,
+        );
         assert!((cap - 4.0 / (0.01 + 0.004 * 192.0)).abs() < 1e-9);
         // A cap of one decode per batch pays c on every decode token.
-        let cap = scheduler_b_capacity(4, Some(1), &LengthDist::Fixed(128), &LengthDist::Fixed(64), &cost);
+        let cap = scheduler_b_capacity(
+            4,
+            Some(1),
+            &LengthDist::Fixed(128),
+            &LengthDist::Fixed(64),
+            &cost,
+        );
         assert!((cap - 1.0 / (0.0025 + 0.128 + 64.0 * 0.011)).abs() < 1e-9);
     }
 }
