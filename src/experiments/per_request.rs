@@ -19,7 +19,7 @@ const LIGHT_K: u32 = 8;
 
 /// A request is *isolated* when the system is empty at its arrival and the next arrival
 /// comes more than this long after it (seconds). A request's service takes 0.84 s on
-/// average (L = 128, B = 64) and exceeds 3 s with probability about 1e-8, so an isolated
+/// average (L = 128, B = 64) and exceeds 3 s with probability below 1e-7, so an isolated
 /// request is all but certainly served alone: its TTFT is one draw of `S(L)` and its TBT
 /// the mean of `B` draws of `S(1)`. The condition looks only at arrivals and at earlier
 /// requests, never at the request's own service draws, so isolated rows are an unbiased
