@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx) -> Table {
                     k,
                     max_decode_batch: None,
                 },
-                ..Setup::seed(RATE)
+                ..Setup::seed_defaults(RATE)
             })
             .collect(),
     );

@@ -44,7 +44,7 @@ fn setup(k: u32, rate: f64) -> Setup {
             k,
             max_decode_batch: None,
         },
-        ..Setup::seed(rate)
+        ..Setup::seed_defaults(rate)
     }
 }
 
@@ -83,7 +83,7 @@ fn bisect(ctx: &Ctx, closed: &[f64]) -> Vec<(f64, f64)> {
 }
 
 pub fn run(ctx: &Ctx) -> Table {
-    let base = Setup::seed(1.0);
+    let base = Setup::seed_defaults(1.0);
     let cost = base.cost();
     let prompt = LengthDist::Fixed(base.prompt);
     let closed: Vec<f64> = KS.iter().map(|&k| setup(k, 1.0).capacity()).collect();

@@ -50,9 +50,9 @@ pub fn run(ctx: &Ctx) -> Table {
     for rate in rates() {
         setups.push(Setup {
             scheduler: SchedulerSpec::A,
-            ..Setup::seed(rate)
+            ..Setup::seed_defaults(rate)
         });
-        setups.push(Setup::seed(rate));
+        setups.push(Setup::seed_defaults(rate));
     }
     let measured = ctx.measure(setups);
     let header = vec![

@@ -44,7 +44,7 @@ pub struct Setup {
 impl Setup {
     /// The seed's defaults at arrival rate `rate`: Scheduler B with K = 4 and no decode cap,
     /// L = 128, B = 64, c = 0.01 s, a = 0.001 s/token, one GPU.
-    pub fn seed(rate: f64) -> Self {
+    pub fn seed_defaults(rate: f64) -> Self {
         Setup {
             label: "",
             rate,
@@ -422,7 +422,7 @@ mod tests {
     /// The seed's formula K / (c + a K (L + B)) for the default setup.
     #[test]
     fn seed_setup_capacity_is_the_fluid_bound() {
-        let s = Setup::seed(1.0);
+        let s = Setup::seed_defaults(1.0);
         assert!((s.capacity() - 4.0 / (0.01 + 0.004 * 192.0)).abs() < 1e-9);
     }
 }

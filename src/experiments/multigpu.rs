@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx) -> Table {
                 scheduler: scheduler.clone(),
                 gpus,
                 router: MULTI_GPU_ROUTER,
-                ..Setup::seed(RATE)
+                ..Setup::seed_defaults(RATE)
             });
         }
     }

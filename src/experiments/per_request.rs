@@ -158,7 +158,7 @@ fn rep_mean(runs: &[RepRun], f: impl Fn(&RepRun) -> f64) -> f64 {
 pub fn scheduler_a_baseline(ctx: &Ctx) -> Table {
     let setup = Setup {
         scheduler: SchedulerSpec::A,
-        ..Setup::seed(BASELINE_RATE)
+        ..Setup::seed_defaults(BASELINE_RATE)
     };
     let runs = ctx.records(&setup);
     let name = "scheduler_a_baseline";
@@ -204,7 +204,7 @@ pub fn light_traffic(ctx: &Ctx) -> Table {
             k: LIGHT_K,
             max_decode_batch: None,
         },
-        ..Setup::seed(LIGHT_RATE)
+        ..Setup::seed_defaults(LIGHT_RATE)
     };
     let runs = ctx.records(&setup);
     let name = "validation_light_traffic";

@@ -10,7 +10,7 @@ const RATE: f64 = 1.5;
 
 /// The labelled setups of each study.
 fn design(which: Experiment) -> Vec<Setup> {
-    let base = Setup::seed(RATE);
+    let base = Setup::seed_defaults(RATE);
     match which {
         Experiment::SensitivityCa => vec![
             Setup {

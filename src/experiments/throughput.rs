@@ -59,7 +59,7 @@ pub fn sweep(which: Experiment, ctx: &Ctx) -> Table {
             .into_iter()
             .map(|rate| Setup {
                 scheduler: scheduler.clone(),
-                ..Setup::seed(rate)
+                ..Setup::seed_defaults(rate)
             })
             .collect(),
     );
