@@ -5,10 +5,12 @@ use serde_json::json;
 
 use super::grid::{Ctx, RepRun, Setup};
 use super::table::{Cell, Table};
+use crate::engine::RequestRecord;
 use crate::metrics::{request_tbt, request_ttft};
 use crate::scheduler::SchedulerSpec;
 use crate::stats::mean;
 use crate::theory;
+use crate::workload::Request;
 
 /// Scheduler A's baseline rate (requests/s): the seed's, above A's capacity of ~1.19/s.
 const BASELINE_RATE: f64 = 2.0;
@@ -81,9 +83,9 @@ const OURS: [Field; 12] = [
     Field::Unstable,
 ];
 
-/// For each request of `run`: is it isolated (see [`ISOLATION_HORIZON_S`])?
-fn isolated(run: &RepRun) -> Vec<bool> {
-    let reqs = &run.requests;
+/// For each of `reqs` (in arrival order, served as `records` say): is it isolated (see
+/// [`ISOLATION_HORIZON_S`])?
+fn isolated(reqs: &[Request], records: &[RequestRecord]) -> Vec<bool> {
     let mut busy_until = f64::NEG_INFINITY;
     (0..reqs.len())
         .map(|i| {
@@ -91,7 +93,7 @@ fn isolated(run: &RepRun) -> Vec<bool> {
                 && reqs
                     .get(i + 1)
                     .is_none_or(|n| n.arrival - reqs[i].arrival > ISOLATION_HORIZON_S);
-            busy_until = busy_until.max(run.out.records[i].completion);
+            busy_until = busy_until.max(records[i].completion);
             alone
         })
         .collect()
@@ -112,7 +114,7 @@ fn request_table(
     let mut rows = Vec::new();
     for run in runs {
         let iso = if with_isolated {
-            isolated(run)
+            isolated(&run.requests, &run.out.records)
         } else {
             Vec::new()
         };
@@ -220,7 +222,7 @@ pub fn light_traffic(ctx: &Ctx) -> Table {
     let samples: Vec<(f64, f64, bool)> = runs
         .iter()
         .flat_map(|run| {
-            let flags = isolated(run);
+            let flags = isolated(&run.requests, &run.out.records);
             let first = run.out.window.first_measured;
             (first..run.requests.len()).map(move |i| {
                 let (req, rec) = (&run.requests[i], &run.out.records[i]);
@@ -254,5 +256,54 @@ pub fn light_traffic(ctx: &Ctx) -> Table {
             "unstable": runs.iter().any(|r| r.summary.unstable),
         }),
         headline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(arrival: f64) -> Request {
+        Request {
+            arrival,
+            prompt: 1,
+            decode: 1,
+        }
+    }
+
+    fn done(completion: f64) -> RequestRecord {
+        RequestRecord {
+            start: f64::NAN,
+            first_token: f64::NAN,
+            completion,
+            gpu: 0,
+        }
+    }
+
+    /// Isolation looks at the system at arrival and the next arrival, not at the request's
+    /// own completion.
+    #[test]
+    fn isolation_depends_on_arrivals_and_earlier_requests_only() {
+        let h = ISOLATION_HORIZON_S;
+        let reqs = [at(0.0), at(h + 1.0), at(h + 2.0), at(3.0 * h + 10.0)];
+        // Request 0 ends long after the next arrival: still isolated, its own service
+        // does not count. Request 1 arrives while 0 is in the system. Request 2 has its next
+        // arrival far away but arrives while 0 is still in the system too.
+        let recs = [
+            done(h + 5.0),
+            done(h + 6.0),
+            done(h + 7.0),
+            done(3.0 * h + 11.0),
+        ];
+        assert_eq!(isolated(&reqs, &recs), [true, false, false, true]);
+        // Now each request ends before the next arrives: 1 still is not isolated (2 comes
+        // within the horizon), 2 now is (empty system, next arrival far away).
+        let recs = [
+            done(0.5),
+            done(h + 1.5),
+            done(h + 2.5),
+            done(3.0 * h + 11.0),
+        ];
+        assert_eq!(isolated(&reqs, &recs), [true, false, true, true]);
     }
 }
