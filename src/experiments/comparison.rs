@@ -1,6 +1,6 @@
 //! Schedulers A and B side by side over lambda = 0.5 .. 2, on the same requests (replication
 //! `r` of both draws the same arrivals and lengths), so their difference is estimated
-//! replication by replication with a much tighter interval than either alone.
+//! replication by replication, with a narrower interval than the two intervals combined.
 
 use serde_json::json;
 
