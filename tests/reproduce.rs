@@ -201,9 +201,21 @@ fn seed_cost() -> LinearCost {
     LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)
 }
 
+/// Files of ours beside the seed's ten, with their own columns only.
+const OUR_FILES: [(&str, &[&str]); 2] = [
+    (
+        "data_latency_cdf.csv",
+        &["scheduler", "quantile", "ttft", "tbt"],
+    ),
+    (
+        "data_validation.csv",
+        &["model", "metric", "simulated", "simulated_ci", "theory"],
+    ),
+];
+
 #[test]
 fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
-    for (name, seed) in SEED_COLUMNS {
+    for (name, seed) in SEED_COLUMNS.into_iter().chain(OUR_FILES) {
         let csv = Csv::read(name);
         assert!(csv.header.len() >= seed.len(), "{name}: {:?}", csv.header);
         assert_eq!(&csv.header[..seed.len()], seed, "{name}");
@@ -466,7 +478,11 @@ fn output_does_not_depend_on_the_thread_count() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 20, "10 CSVs and 10 meta files: {files:?}");
+    assert_eq!(
+        files.len(),
+        24,
+        "the seed's 10 CSVs, our 2, and a meta file each: {files:?}"
+    );
     for f in files {
         let other = one.path().join(f.file_name().unwrap());
         assert!(
@@ -518,7 +534,7 @@ fn an_unwritable_output_folder_is_an_error_naming_it() {
 fn every_column_is_documented() {
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data.md"))
         .unwrap();
-    for (name, _) in SEED_COLUMNS {
+    for (name, _) in SEED_COLUMNS.into_iter().chain(OUR_FILES) {
         assert!(docs.contains(name), "docs/data.md does not describe {name}");
         for col in Csv::read(name).header {
             assert!(

@@ -78,6 +78,14 @@ pub fn run(ctx: &Ctx) -> Table {
         "B_capacity",
         "A_unstable",
         "B_unstable",
+        "A_ttft_p95",
+        "A_ttft_p95_ci",
+        "A_tbt_p95",
+        "A_tbt_p95_ci",
+        "B_ttft_p95",
+        "B_ttft_p95_ci",
+        "B_tbt_p95",
+        "B_tbt_p95_ci",
     ];
     let mut rows = Vec::new();
     for pair in measured.chunks(2) {
@@ -94,6 +102,10 @@ pub fn run(ctx: &Ctx) -> Table {
         row.extend(mean_ci(b.stat(Metric::Throughput)));
         row.extend([a.capacity.into(), b.capacity.into()]);
         row.extend([a.unstable().into(), b.unstable().into()]);
+        for m in [a, b] {
+            row.extend(mean_ci(m.stat(Metric::TtftP95)));
+            row.extend(mean_ci(m.stat(Metric::TbtP95)));
+        }
         rows.push(row);
     }
     // The highest rate at which Scheduler A is stable, with B beside it.

@@ -11,11 +11,13 @@ mod batching;
 mod capacity;
 mod comparison;
 mod grid;
+mod latency_cdf;
 mod multigpu;
 mod per_request;
 mod sensitivity;
 mod table;
 mod throughput;
+mod validation;
 
 pub use grid::{Col, Ctx, Measured, Metric, RepRun, Setup};
 pub use multigpu::MULTI_GPU_ROUTER;
@@ -84,11 +86,15 @@ pub enum Experiment {
     SchedulerComparison,
     /// Both schedulers on 1 .. 8 GPUs at lambda = 4.
     MultigpuScaling,
+    /// TTFT and TBT quantiles of both schedulers at one load (ours, for CDF figures).
+    LatencyCdf,
+    /// The closed-form validation checks (ours, for the report).
+    Validation,
 }
 
 impl Experiment {
-    /// All ten, in the seed's order.
-    pub const ALL: [Experiment; 10] = [
+    /// The seed's ten, in the seed's order, then ours.
+    pub const ALL: [Experiment; 12] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -99,6 +105,8 @@ impl Experiment {
         Experiment::SensitivityRegime,
         Experiment::SchedulerComparison,
         Experiment::MultigpuScaling,
+        Experiment::LatencyCdf,
+        Experiment::Validation,
     ];
 
     /// The name used by `--only` and in file names.
@@ -114,6 +122,8 @@ impl Experiment {
             Experiment::SensitivityRegime => "sensitivity_regime",
             Experiment::SchedulerComparison => "scheduler_comparison",
             Experiment::MultigpuScaling => "multigpu_scaling",
+            Experiment::LatencyCdf => "latency_cdf",
+            Experiment::Validation => "validation",
         }
     }
 
@@ -138,6 +148,8 @@ impl Experiment {
             }
             Experiment::SchedulerComparison => comparison::planned_runs(scale),
             Experiment::MultigpuScaling => multigpu::planned_runs(scale),
+            Experiment::LatencyCdf => latency_cdf::planned_runs(scale),
+            Experiment::Validation => validation::planned_runs(scale),
         }
     }
 
@@ -156,6 +168,8 @@ impl Experiment {
             }
             Experiment::SchedulerComparison => comparison::run(ctx),
             Experiment::MultigpuScaling => multigpu::run(ctx),
+            Experiment::LatencyCdf => latency_cdf::run(ctx),
+            Experiment::Validation => validation::run(ctx),
         }
     }
 }
