@@ -29,7 +29,9 @@ pub enum LengthDist {
 
 /// Why a length spec string was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid length spec '{spec}': {why} (allowed: N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,N@P,..., lognormal:MEDIAN:SIGMA:MAX)")]
+#[error(
+    "invalid length spec '{spec}': {why} (allowed: N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,N@P,..., lognormal:MEDIAN:SIGMA:MAX)"
+)]
 pub struct SpecError {
     spec: String,
     why: String,
@@ -175,8 +177,9 @@ impl LengthDist {
             }
             LengthDist::Geometric { mean, max } => {
                 let q = 1.0 - 1.0 / mean;
-                let mut v: Vec<(u32, f64)> =
-                    (1..*max).map(|k| (k, (1.0 - q) * q.powi(k as i32 - 1))).collect();
+                let mut v: Vec<(u32, f64)> = (1..*max)
+                    .map(|k| (k, (1.0 - q) * q.powi(k as i32 - 1)))
+                    .collect();
                 v.push((*max, q.powi(*max as i32 - 1)));
                 v
             }
@@ -196,7 +199,11 @@ impl LengthDist {
                 (1..=*max)
                     .map(|n| {
                         let lo = if n == 1 { 0.0 } else { cdf(f64::from(n) - 0.5) };
-                        let hi = if n == *max { 1.0 } else { cdf(f64::from(n) + 0.5) };
+                        let hi = if n == *max {
+                            1.0
+                        } else {
+                            cdf(f64::from(n) + 0.5)
+                        };
                         (n, hi - lo)
                     })
                     .filter(|&(_, p)| p > 0.0)
@@ -256,7 +263,12 @@ mod tests {
 
     #[test]
     fn pmf_sums_to_one() {
-        for spec in ["uniform:1:9", "geometric:20:50", "mix:1@0.25,9@0.75", "lognormal:50:0.8:300"] {
+        for spec in [
+            "uniform:1:9",
+            "geometric:20:50",
+            "mix:1@0.25,9@0.75",
+            "lognormal:50:0.8:300",
+        ] {
             let d: LengthDist = spec.parse().unwrap();
             let total: f64 = d.pmf().iter().map(|&(_, p)| p).sum();
             assert!((total - 1.0).abs() < 1e-9, "{spec}: {total}");
@@ -267,7 +279,12 @@ mod tests {
     /// a bound a correct sampler exceeds with probability below 1e-5.
     #[test]
     fn samplers_match_their_pmf() {
-        for spec in ["uniform:64:512", "geometric:64:1024", "mix:64@0.5,128@0.3,512@0.2", "lognormal:256:1:4096"] {
+        for spec in [
+            "uniform:64:512",
+            "geometric:64:1024",
+            "mix:64@0.5,128@0.3,512@0.2",
+            "lognormal:256:1:4096",
+        ] {
             let d: LengthDist = spec.parse().unwrap();
             let n = 200_000;
             let mut rng = stream(1, 0, Source::Prompt);

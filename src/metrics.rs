@@ -52,7 +52,13 @@ pub struct BatchSizes {
 
 impl From<KindStats> for BatchSizes {
     fn from(k: KindStats) -> Self {
-        let per = |x: u64| if k.batches == 0 { 0.0 } else { x as f64 / k.batches as f64 };
+        let per = |x: u64| {
+            if k.batches == 0 {
+                0.0
+            } else {
+                x as f64 / k.batches as f64
+            }
+        };
         BatchSizes {
             batches: k.batches,
             mean_tokens: per(k.tokens),
@@ -151,7 +157,11 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
         .collect();
     let itl = &out.itl;
     let itl = Dist {
-        mean: if itl.count == 0 { 0.0 } else { itl.sum / itl.count as f64 },
+        mean: if itl.count == 0 {
+            0.0
+        } else {
+            itl.sum / itl.count as f64
+        },
         p50: itl.quantile(0.50),
         p90: itl.quantile(0.90),
         p95: itl.quantile(0.95),

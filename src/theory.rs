@@ -48,7 +48,11 @@ pub fn scheduler_a_job(prompt: &LengthDist, decode: &LengthDist, cost: &dyn Cost
     let v = |l: f64| cost.variance(&prefill_shape(l));
     let (m1, v1) = (cost.mean(&decode_shape(1)), cost.variance(&decode_shape(1)));
     let (eb, eb2) = (decode.mean(), decode.expect(|b| b * b));
-    let (eml, eml2, evl) = (prompt.expect(m), prompt.expect(|l| m(l) * m(l)), prompt.expect(v));
+    let (eml, eml2, evl) = (
+        prompt.expect(m),
+        prompt.expect(|l| m(l) * m(l)),
+        prompt.expect(v),
+    );
     // E[T^2] = E[Var(T | L, B)] + E[E[T | L, B]^2]
     let second = evl + eb * v1 + eml2 + 2.0 * eml * eb * m1 + eb2 * m1 * m1;
     Moments {
@@ -164,7 +168,10 @@ mod tests {
     #[test]
     fn pk_reduces_to_mm1_for_exponential_service() {
         // Exponential service with mean 0.4 s: E[S^2] = 2 * 0.16.
-        let s = Moments { mean: 0.4, second: 0.32 };
+        let s = Moments {
+            mean: 0.4,
+            second: 0.32,
+        };
         let w = pk_mean_wait(2.0, s);
         assert!((w + 0.4 - mm1_mean_response(2.0, 2.5)).abs() < 1e-12);
     }
@@ -187,10 +194,22 @@ mod tests {
     fn scheduler_b_capacity_reduces_to_the_fluid_bound() {
         // No cap, b0 = 0: K / (c + a K (L + B)).
         let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
-        let cap = scheduler_b_capacity(4, None, &LengthDist::Fixed(128), &LengthDist::Fixed(64), &cost);
+        let cap = scheduler_b_capacity(
+            4,
+            None,
+            &LengthDist::Fixed(128),
+            &LengthDist::Fixed(64),
+            &cost,
+        );
         assert!((cap - 4.0 / (0.01 + 0.004 * 192.0)).abs() < 1e-9);
         // A cap of one decode per batch pays c on every decode token.
-        let cap = scheduler_b_capacity(4, Some(1), &LengthDist::Fixed(128), &LengthDist::Fixed(64), &cost);
+        let cap = scheduler_b_capacity(
+            4,
+            Some(1),
+            &LengthDist::Fixed(128),
+            &LengthDist::Fixed(64),
+            &cost,
+        );
         assert!((cap - 1.0 / (0.0025 + 0.128 + 64.0 * 0.011)).abs() < 1e-9);
     }
 }

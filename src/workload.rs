@@ -97,7 +97,9 @@ impl SyntheticWorkload {
         (0..self.requests)
             .map(|_| {
                 t += match (self.arrivals, &gamma) {
-                    (ArrivalKind::Poisson, _) => mean_gap * Distribution::<f64>::sample(&Exp1, &mut arr),
+                    (ArrivalKind::Poisson, _) => {
+                        mean_gap * Distribution::<f64>::sample(&Exp1, &mut arr)
+                    }
                     (ArrivalKind::Deterministic, _) => mean_gap,
                     (_, Some(g)) => g.sample(&mut arr),
                     (_, None) => unreachable!("gamma arrivals always carry a distribution"),
@@ -135,13 +137,23 @@ mod tests {
             (ArrivalKind::Gamma { cv: 3.0 }, 3.0),
         ] {
             let reqs = wl(kind).generate(3, 0);
-            let gaps: Vec<f64> = reqs.windows(2).map(|w| w[1].arrival - w[0].arrival).collect();
+            let gaps: Vec<f64> = reqs
+                .windows(2)
+                .map(|w| w[1].arrival - w[0].arrival)
+                .collect();
             let n = gaps.len() as f64;
             let mean = gaps.iter().sum::<f64>() / n;
             let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / n).sqrt();
             let se = 0.5 * cv / n.sqrt();
-            assert!((mean - 0.5).abs() <= 5.0 * se + 1e-12, "{kind}: mean gap {mean}");
-            assert!((sd / mean - cv).abs() < 0.05 * cv.max(0.01) + 1e-9, "{kind}: cv {}", sd / mean);
+            assert!(
+                (mean - 0.5).abs() <= 5.0 * se + 1e-12,
+                "{kind}: mean gap {mean}"
+            );
+            assert!(
+                (sd / mean - cv).abs() < 0.05 * cv.max(0.01) + 1e-9,
+                "{kind}: cv {}",
+                sd / mean
+            );
         }
     }
 
@@ -149,6 +161,10 @@ mod tests {
     fn lengths_do_not_depend_on_the_arrival_process() {
         let a = wl(ArrivalKind::Poisson).generate(9, 2);
         let b = wl(ArrivalKind::Gamma { cv: 2.0 }).generate(9, 2);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.prompt == y.prompt && x.decode == y.decode));
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.prompt == y.prompt && x.decode == y.decode)
+        );
     }
 }

@@ -20,7 +20,11 @@ pub struct ValidateArgs {
 }
 
 pub fn main(args: ValidateArgs) -> Result<()> {
-    super::require(args.reps >= 2, "--reps", "needs at least 2 replications for an interval")?;
+    super::require(
+        args.reps >= 2,
+        "--reps",
+        "needs at least 2 replications for an interval",
+    )?;
     super::require(args.requests >= 100, "--requests", "must be at least 100")?;
     let checks = validation::all(Effort {
         reps: args.reps,
@@ -48,7 +52,10 @@ pub fn main(args: ValidateArgs) -> Result<()> {
     }
     let failed = checks.iter().filter(|c| !c.pass).count();
     if failed > 0 {
-        bail!("{failed} of {} checks outside their 99.9% interval", checks.len());
+        bail!(
+            "{failed} of {} checks outside their 99.9% interval",
+            checks.len()
+        );
     }
     Ok(())
 }

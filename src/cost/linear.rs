@@ -68,7 +68,13 @@ impl LinearCost {
             }
             _ => None,
         };
-        LinearCost { c, a, b0, dist, gamma }
+        LinearCost {
+            c,
+            a,
+            b0,
+            dist,
+            gamma,
+        }
     }
 
     /// Tokens billed at the per-token cost: `max(0, b - b0)`.
@@ -152,7 +158,10 @@ mod tests {
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
             let se = (m.variance(&s) / n as f64).sqrt();
             assert!((mean - m.mean(&s)).abs() < 4.5 * se, "{dist}: mean {mean}");
-            assert!((var / m.variance(&s) - 1.0).abs() < 0.05, "{dist}: var {var}");
+            assert!(
+                (var / m.variance(&s) - 1.0).abs() < 0.05,
+                "{dist}: var {var}"
+            );
         }
     }
 }
