@@ -145,12 +145,18 @@ impl ItlStats {
         }
     }
 
-    fn record(&mut self, gap: f64) {
-        self.count += 1;
-        self.sum += gap;
+    /// Records `n` gaps of `gap` seconds at once: the decodes of one batch that also shared
+    /// the previous batch have equal gaps, and one histogram update for all is much cheaper.
+    fn record_n(&mut self, gap: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.count += n;
+        self.sum += gap * n as f64;
         self.max = self.max.max(gap);
-        // Auto-resizing histogram: recording cannot fail.
-        let _ = self.hist.record(((gap * 1e9).round() as u64).max(1));
+        // Rounded to the nearest nanosecond (gaps are never negative); the auto-resizing
+        // histogram cannot fail to record.
+        let _ = self.hist.record_n(((gap * 1e9 + 0.5) as u64).max(1), n);
     }
 
     /// The `q`-quantile of the gaps (seconds), 0 when there are none.
@@ -214,14 +220,30 @@ struct Gpu {
     stats: GpuStats,
 }
 
+/// One batch as it was scheduled, for observers (tests, traces).
+#[derive(Debug)]
+pub struct BatchEvent<'a> {
+    /// The GPU that ran it.
+    pub gpu: usize,
+    /// Start time (seconds).
+    pub start: f64,
+    /// Completion time (seconds).
+    pub end: f64,
+    /// Its entries and shape.
+    pub batch: &'a Batch,
+}
+
 struct Engine<'a> {
     requests: &'a [Request],
+    observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     progress: Vec<Progress>,
     records: Vec<RequestRecord>,
     gpus: Vec<Gpu>,
     loads: Vec<GpuLoad>,
     router: Box<dyn Router>,
+    /// Cached [`Router::holds_requests`].
+    router_holds: bool,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Completion>,
     window: Window,
@@ -239,6 +261,18 @@ pub fn simulate(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
+    simulate_observed(requests, config, seed, rep, warmup, &mut |_| {})
+}
+
+/// [`simulate`], calling `observer` with every batch as it starts.
+pub fn simulate_observed(
+    requests: &[Request],
+    config: &EngineConfig,
+    seed: u64,
+    rep: u32,
+    warmup: usize,
+    observer: &mut dyn FnMut(&BatchEvent),
+) -> SimOutput {
     let unset = RequestRecord {
         start: f64::NAN,
         first_token: f64::NAN,
@@ -254,16 +288,19 @@ pub fn simulate(
             stats: GpuStats::default(),
         })
         .collect();
+    let router = config
+        .router
+        .build(config.gpus, stream(seed, rep, Source::Router));
     let mut engine = Engine {
         requests,
+        observer,
         cost: config.cost.as_ref(),
         progress: vec![Progress::default(); requests.len()],
         records: vec![unset; requests.len()],
         gpus,
         loads: vec![GpuLoad::default(); config.gpus],
-        router: config
-            .router
-            .build(config.gpus, stream(seed, rep, Source::Router)),
+        router_holds: router.holds_requests(),
+        router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
         window: Window::new(requests, warmup),
@@ -340,7 +377,7 @@ impl Engine<'_> {
     }
 
     fn start_batch(&mut self, g: usize, now: f64) {
-        while self.gpus[g].sched.can_accept() {
+        while self.router_holds && self.gpus[g].sched.can_accept() {
             match self.router.pull(g) {
                 Some(id) => self.admit(g, id),
                 None => break,
@@ -381,6 +418,12 @@ impl Engine<'_> {
         k.tokens += shape.tokens();
         k.entries += batch.entries().len() as u64;
         gpu.busy = true;
+        (self.observer)(&BatchEvent {
+            gpu: g,
+            start: now,
+            end: now + dur,
+            batch: &batch,
+        });
         gpu.batch = batch;
         self.heap.push(Completion {
             time: now + dur,
@@ -391,6 +434,8 @@ impl Engine<'_> {
     fn finish_batch(&mut self, g: usize, now: f64) {
         let batch = std::mem::take(&mut self.gpus[g].batch);
         let in_window = self.window.contains(now);
+        // Run of equal gaps not yet recorded: (gap, count).
+        let mut run = (0.0, 0);
         for e in batch.entries() {
             let id = e.id as usize;
             let req = &self.requests[id];
@@ -407,7 +452,12 @@ impl Engine<'_> {
                 Phase::Decode => {
                     p.decoded += 1;
                     if id >= self.window.first_measured {
-                        self.itl.record(now - p.last_token);
+                        let gap = now - p.last_token;
+                        if gap != run.0 {
+                            self.itl.record_n(run.0, run.1);
+                            run = (gap, 0);
+                        }
+                        run.1 += 1;
                     }
                     true
                 }
@@ -421,6 +471,7 @@ impl Engine<'_> {
                 }
             }
         }
+        self.itl.record_n(run.0, run.1);
         self.loads[g].work_tokens -= batch.shape().tokens();
         let view = View {
             requests: self.requests,

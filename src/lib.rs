@@ -9,6 +9,7 @@ pub mod cost;
 pub mod dist;
 pub mod engine;
 pub mod metrics;
+pub mod report;
 pub mod rng;
 pub mod router;
 pub mod scheduler;

@@ -1,6 +1,7 @@
 //! Multi-GPU clusters: one GPU is one GPU whatever the router, every request is served
-//! exactly once, the queueing-theory checks hold (and fail when their premise is broken),
-//! and the routers rank as theory says on paired replications.
+//! exactly once, the queueing-theory checks fail when their premise is broken (that they
+//! pass is asserted with every other check in `tests/validation.rs`), and the routers rank
+//! as theory says on paired replications.
 
 use std::sync::Arc;
 
@@ -136,15 +137,6 @@ fn every_request_is_routed_once_and_completed_once() {
                 );
             }
         }
-    }
-}
-
-#[test]
-fn cluster_theory_checks_pass() {
-    let checks = validation::cluster(Effort::FULL);
-    assert_eq!(checks.len(), 5);
-    for c in &checks {
-        assert!(c.pass, "{c:?}");
     }
 }
 

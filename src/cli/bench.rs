@@ -9,8 +9,14 @@ use super::run::SimArgs;
 use llmsim::engine::simulate;
 use llmsim::metrics::summarize;
 
-/// Flags of `llmsim bench`; defaults are the target (Scheduler B, lambda = 2, 1M requests).
+/// Flags of `llmsim bench`; defaults are the speed target: Scheduler B at lambda = 2
+/// (about 85% busy), 1,000,000 requests.
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("scheduler", |a| a.default_value("b")),
+    mut_arg("rate", |a| a.default_value("2")),
+    mut_arg("requests", |a| a.default_value("1000000"))
+)]
 pub struct BenchArgs {
     #[command(flatten)]
     sim: SimArgs,

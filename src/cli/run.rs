@@ -23,7 +23,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "a")]
     pub scheduler: SchedulerKind,
     /// Arrival rate lambda (requests per second).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.5)]
     pub rate: f64,
     /// Requests per replication.
     #[arg(long, default_value_t = 100_000)]
@@ -41,13 +41,28 @@ pub struct SimArgs {
     #[arg(long, default_value = "64", value_name = "SPEC")]
     pub decode: LengthDist,
     /// Mean setup cost c of a batch (seconds).
-    #[arg(long, default_value_t = 0.01, value_name = "SECONDS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.01,
+        value_name = "SECONDS"
+    )]
     pub c: f64,
     /// Mean per-token cost a (seconds per token).
-    #[arg(long, default_value_t = 0.001, value_name = "SECONDS_PER_TOKEN")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.001,
+        value_name = "SECONDS_PER_TOKEN"
+    )]
     pub a: f64,
     /// Tokens per batch at no per-token cost, b0 (tokens).
-    #[arg(long, default_value_t = 0.0, value_name = "TOKENS")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 0.0,
+        value_name = "TOKENS"
+    )]
     pub b0: f64,
     /// Batch-to-batch cost variation: det, exp (the seed's), or gamma:CV.
     #[arg(long, default_value = "exp")]

@@ -20,6 +20,10 @@ impl Router for Central {
         None
     }
 
+    fn holds_requests(&self) -> bool {
+        true
+    }
+
     fn pull(&mut self, _gpu: usize) -> Option<ReqId> {
         self.queue.pop_front()
     }

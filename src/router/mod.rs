@@ -37,6 +37,11 @@ pub trait Router: Send {
     /// Picks the GPU for request `id`, or `None` to hold it in a shared queue from which
     /// GPUs [`pull`](Router::pull).
     fn route(&mut self, id: ReqId, req: &Request, loads: &[GpuLoad]) -> Option<usize>;
+    /// Whether this router ever holds requests for GPUs to [`pull`](Router::pull); the
+    /// engine skips asking routers that never do.
+    fn holds_requests(&self) -> bool {
+        false
+    }
     /// GPU `gpu` can take more work: hand it a held request, if any.
     fn pull(&mut self, _gpu: usize) -> Option<ReqId> {
         None

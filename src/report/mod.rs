@@ -1,0 +1,5 @@
+//! The report: figures and prose generated from the data a reproduce run wrote.
+
+pub mod html;
+pub mod plot;
+pub mod template;

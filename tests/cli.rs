@@ -1,0 +1,132 @@
+//! The `llmsim` binary: bad input, output shape, determinism, stability verdicts.
+
+mod common;
+
+use common::llmsim;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> std::process::Output {
+    llmsim().args(args).output().expect("binary runs")
+}
+
+#[test]
+fn invalid_values_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["--rate", "-1"][..], "--rate"),
+        (&["--rate", "0"], "--rate"),
+        (&["--rate", "NaN"], "--rate"),
+        (&["--k", "0"], "--k"),
+        (&["--c", "nan"], "--c"),
+        (&["--a", "-0.1"], "--a"),
+        (&["--b0", "inf"], "--b0"),
+        (&["--prompt", "abc"], "--prompt"),
+        (&["--prompt", "0"], "--prompt"),
+        (&["--decode", "uniform:9:3"], "--decode"),
+        (&["--warmup", "1000"], "--warmup"),
+        (&["--max-decode-batch", "0"], "--max-decode-batch"),
+        (&["--reps", "0"], "--reps"),
+        (&["--scheduler", "z"], "--scheduler"),
+        (&["--arrivals", "gamma:-1"], "--arrivals"),
+        (&["--cost-dist", "weird"], "--cost-dist"),
+    ] {
+        let out = run(&[&["run", "--requests", "1000"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag),
+            "{args:?}: message does not name {flag}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: partial output");
+    }
+}
+
+fn json(args: &[&str], threads: &str) -> (Value, Vec<u8>) {
+    let out = llmsim()
+        .args([&["run", "--json"][..], args].concat())
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .expect("binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        serde_json::from_slice(&out.stdout).expect("valid JSON"),
+        out.stdout,
+    )
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let (doc, _) = json(&["--requests", "2000", "--reps", "3"], "2");
+    for key in ["throughput_rps", "tokens_per_s", "utilization"] {
+        assert!(doc[key].is_f64(), "{key}");
+        assert!(doc["ci95"][key].is_f64(), "ci95.{key}");
+    }
+    assert!(doc["unstable"].is_boolean());
+    for dist in ["ttft", "tbt", "itl", "e2e"] {
+        for stat in ["mean", "p50", "p90", "p95", "p99", "max"] {
+            assert!(doc[dist][stat].is_f64(), "{dist}.{stat}");
+        }
+        assert!(doc[dist]["ci95"]["mean"].is_f64(), "{dist}.ci95.mean");
+    }
+}
+
+#[test]
+fn same_seed_same_bytes_whatever_the_thread_count() {
+    let args = [
+        "--scheduler",
+        "b",
+        "--requests",
+        "5000",
+        "--reps",
+        "4",
+        "--seed",
+        "9",
+    ];
+    let (_, one) = json(&args, "1");
+    let (_, two) = json(&args, "2");
+    assert_eq!(one, two);
+    let (_, other) = json(
+        &[
+            "--scheduler",
+            "b",
+            "--requests",
+            "5000",
+            "--reps",
+            "4",
+            "--seed",
+            "10",
+        ],
+        "2",
+    );
+    assert_ne!(one, other);
+}
+
+#[test]
+fn overload_is_reported_and_finishes() {
+    // Scheduler A's capacity with the defaults is 1/0.842 = 1.19 req/s; B's is 5.14 req/s.
+    for (sched, rate, unstable) in [
+        ("a", "0.9", false),
+        ("a", "1.5", true),
+        ("b", "3", false),
+        ("b", "8", true),
+    ] {
+        let (doc, _) = json(
+            &["--scheduler", sched, "--rate", rate, "--requests", "20000"],
+            "2",
+        );
+        assert_eq!(doc["unstable"], unstable, "scheduler {sched} at {rate}/s");
+    }
+}
+
+#[test]
+fn table_output_is_readable() {
+    let out = run(&["run", "--requests", "2000"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["throughput", "TTFT", "TBT", "ITL", "E2E", "capacity"] {
+        assert!(text.contains(word), "{word} missing:\n{text}");
+    }
+}
