@@ -3,11 +3,15 @@
 //! Data flows one way: a [`workload`] of requests goes through the [`engine`], whose GPUs
 //! run [`scheduler`] policies priced by a [`cost`] model behind a [`router`]; the engine's
 //! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
-//! simulator is validated against.
+//! simulator is validated against. Workloads can replay recorded [`trace`]s, and cost models
+//! can be fitted to measured GPU profiles by [`calibrate`].
 
+pub mod calibrate;
 pub mod cost;
+pub mod csvio;
 pub mod dist;
 pub mod engine;
+pub mod lsq;
 pub mod metrics;
 pub mod report;
 pub mod rng;
@@ -16,5 +20,6 @@ pub mod scheduler;
 pub mod sim;
 pub mod stats;
 pub mod theory;
+pub mod trace;
 pub mod validation;
 pub mod workload;

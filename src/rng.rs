@@ -25,6 +25,8 @@ pub enum Source {
     Service(u32),
     /// Routing decisions of a cluster's router.
     Router,
+    /// `(L, B)` pairs resampled from a trace.
+    Lengths,
 }
 
 impl Source {
@@ -34,6 +36,7 @@ impl Source {
             Source::Prompt => 2,
             Source::Decode => 3,
             Source::Router => 4,
+            Source::Lengths => 5,
             Source::Service(gpu) => 1_000 + u64::from(gpu),
         }
     }

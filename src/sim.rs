@@ -8,13 +8,13 @@ use crate::engine::{EngineConfig, simulate};
 use crate::metrics::{Summary, summarize};
 use crate::scheduler::SchedulerSpec;
 use crate::theory;
-use crate::workload::SyntheticWorkload;
+use crate::workload::Workload;
 
 /// Everything `llmsim run` simulates.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Requests to serve.
-    pub workload: SyntheticWorkload,
+    pub workload: Workload,
     /// Schedulers, cost model, GPUs and router.
     pub engine: EngineConfig,
     /// Base seed; replication `r` uses streams derived from `(seed, r)`.
@@ -26,10 +26,17 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The closed-form capacity of the whole cluster (requests/s), where the model has one.
+    /// The closed-form capacity of the whole cluster (requests/s), where the model has one:
+    /// not for traces (lengths are not independent draws from known laws) nor for cost
+    /// models whose decode cost depends on context (the closed forms assume it does not).
     pub fn capacity(&self) -> Option<f64> {
-        let w = &self.workload;
+        let Workload::Synthetic(w) = &self.workload else {
+            return None;
+        };
         let cost = self.engine.cost.as_ref();
+        if w.lengths_from.is_some() || cost.depends_on_context() {
+            return None;
+        }
         let per_gpu = match self.engine.scheduler {
             SchedulerSpec::A => theory::scheduler_a_capacity(&w.prompt, &w.decode, cost),
             SchedulerSpec::B {
@@ -46,7 +53,7 @@ impl RunConfig {
         let requests = self.workload.generate(self.seed, rep);
         let out = simulate(&requests, &self.engine, self.seed, rep, self.warmup);
         let mut s = summarize(&requests, &out);
-        s.unstable |= self.capacity().is_some_and(|c| self.workload.rate >= c);
+        s.unstable |= self.capacity().is_some_and(|c| self.workload.rate() >= c);
         s
     }
 

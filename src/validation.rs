@@ -16,7 +16,7 @@ use crate::scheduler::SchedulerSpec;
 use crate::sim::RunConfig;
 use crate::stats::{MeanCi, half_width, mean};
 use crate::theory;
-use crate::workload::{ArrivalKind, SyntheticWorkload};
+use crate::workload::{ArrivalKind, SyntheticWorkload, Workload};
 
 /// Confidence level of the pass/fail interval.
 pub const PASS_LEVEL: f64 = 0.999;
@@ -80,13 +80,14 @@ fn config(
     effort: Effort,
 ) -> RunConfig {
     RunConfig {
-        workload: SyntheticWorkload {
+        workload: Workload::Synthetic(SyntheticWorkload {
             rate,
             arrivals: ArrivalKind::Poisson,
             prompt,
             decode,
             requests: effort.requests,
-        },
+            lengths_from: None,
+        }),
         engine: EngineConfig {
             scheduler,
             cost: Arc::new(cost),

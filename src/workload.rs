@@ -2,13 +2,17 @@
 //!
 //! A synthetic workload draws arrival gaps, prompt lengths and decode budgets from three
 //! independent streams, so the same seed gives the same requests whatever serves them.
+//! A trace workload replays recorded requests ([`crate::trace`]).
 
+use rand::RngExt;
 use rand_distr::{Distribution, Exp1, Gamma};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::rng::{Source, stream};
+use crate::trace::Trace;
 
 /// One user request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +68,76 @@ impl fmt::Display for ArrivalKind {
     }
 }
 
+/// Where a run's requests come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// Drawn from distributions.
+    Synthetic(SyntheticWorkload),
+    /// Replayed from a recorded trace.
+    Trace(TraceReplay),
+}
+
+impl Workload {
+    /// The requests of replication `rep`, in arrival order.
+    pub fn generate(&self, seed: u64, rep: u32) -> Vec<Request> {
+        match self {
+            Workload::Synthetic(w) => w.generate(seed, rep),
+            Workload::Trace(t) => t.generate(),
+        }
+    }
+
+    /// Mean arrival rate (requests per second).
+    pub fn rate(&self) -> f64 {
+        match self {
+            Workload::Synthetic(w) => w.rate,
+            Workload::Trace(t) => t.rate(),
+        }
+    }
+
+    /// Requests per replication.
+    pub fn requests(&self) -> usize {
+        match self {
+            Workload::Synthetic(w) => w.requests,
+            Workload::Trace(t) => t.requests,
+        }
+    }
+}
+
+/// A trace replayed at its recorded times, optionally compressed or stretched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceReplay {
+    /// The trace, shared by every replication.
+    pub trace: Arc<Trace>,
+    /// Recorded times are multiplied by this (`< 1` replays faster); 1 replays as recorded.
+    pub time_scale: f64,
+    /// Replay the first this many requests (at most the trace's length).
+    pub requests: usize,
+}
+
+impl TraceReplay {
+    /// The first `requests` of the trace with arrivals scaled. Every replication replays the
+    /// same requests: only the service noise differs between replications.
+    pub fn generate(&self) -> Vec<Request> {
+        self.trace.requests[..self.requests]
+            .iter()
+            .map(|r| Request {
+                arrival: r.arrival * self.time_scale,
+                ..*r
+            })
+            .collect()
+    }
+
+    /// Mean arrival rate of the replayed requests (requests per second).
+    pub fn rate(&self) -> f64 {
+        let span = self.trace.requests[self.requests - 1].arrival * self.time_scale;
+        if span > 0.0 {
+            (self.requests - 1) as f64 / span
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
 /// A synthetic workload: `requests` arrivals at `rate` per second with drawn lengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticWorkload {
@@ -77,6 +151,10 @@ pub struct SyntheticWorkload {
     pub decode: LengthDist,
     /// Number of requests.
     pub requests: usize,
+    /// When set, each request's `(L, B)` pair is drawn uniformly (with replacement) from
+    /// this trace's requests, jointly so that their correlation is kept, and `prompt` and
+    /// `decode` are not used.
+    pub lengths_from: Option<Arc<Trace>>,
 }
 
 impl SyntheticWorkload {
@@ -85,6 +163,7 @@ impl SyntheticWorkload {
         let mut arr = stream(seed, rep, Source::Arrivals);
         let mut pr = stream(seed, rep, Source::Prompt);
         let mut de = stream(seed, rep, Source::Decode);
+        let mut pairs = stream(seed, rep, Source::Lengths);
         let mean_gap = 1.0 / self.rate;
         let gamma = match self.arrivals {
             ArrivalKind::Gamma { cv } => {
@@ -104,10 +183,16 @@ impl SyntheticWorkload {
                     (_, Some(g)) => g.sample(&mut arr),
                     (_, None) => unreachable!("gamma arrivals always carry a distribution"),
                 };
-                Request {
-                    arrival: t,
-                    prompt: self.prompt.sample(&mut pr),
-                    decode: self.decode.sample(&mut de),
+                match &self.lengths_from {
+                    Some(trace) => {
+                        let r = trace.requests[pairs.random_range(0..trace.requests.len())];
+                        Request { arrival: t, ..r }
+                    }
+                    None => Request {
+                        arrival: t,
+                        prompt: self.prompt.sample(&mut pr),
+                        decode: self.decode.sample(&mut de),
+                    },
                 }
             })
             .collect()
@@ -125,6 +210,7 @@ mod tests {
             prompt: "uniform:1:100".parse().unwrap(),
             decode: "geometric:10:100".parse().unwrap(),
             requests: 100_000,
+            lengths_from: None,
         }
     }
 
@@ -155,6 +241,73 @@ mod tests {
                 sd / mean
             );
         }
+    }
+
+    /// Resampled lengths are the trace's (L, B) pairs, each drawn about equally often, and
+    /// the arrivals are those of the synthetic process.
+    #[test]
+    fn lengths_from_a_trace_keep_the_pairs() {
+        let pairs = [(10, 0), (200, 7), (3000, 50)];
+        let trace = Trace {
+            source: "t.csv".into(),
+            requests: pairs
+                .iter()
+                .map(|&(prompt, decode)| Request {
+                    arrival: 0.0,
+                    prompt,
+                    decode,
+                })
+                .collect(),
+            adjusted: 0,
+        };
+        let plain = wl(ArrivalKind::Poisson);
+        let w = SyntheticWorkload {
+            lengths_from: Some(Arc::new(trace)),
+            ..plain.clone()
+        };
+        let reqs = w.generate(4, 0);
+        for (i, (l, b)) in pairs.iter().enumerate() {
+            let n = reqs
+                .iter()
+                .filter(|r| (r.prompt, r.decode) == (*l, *b))
+                .count();
+            // Binomial(100000, 1/3): sd about 149.
+            assert!((n as f64 - 100_000.0 / 3.0).abs() < 750.0, "pair {i}: {n}");
+        }
+        assert_eq!(reqs.len(), 100_000);
+        let arrivals = plain.generate(4, 0);
+        assert!(
+            reqs.iter()
+                .zip(&arrivals)
+                .all(|(a, b)| a.arrival == b.arrival)
+        );
+    }
+
+    #[test]
+    fn replay_scales_time_and_keeps_lengths() {
+        let trace = Arc::new(Trace {
+            source: "t.csv".into(),
+            requests: (0..5)
+                .map(|i| Request {
+                    arrival: f64::from(i),
+                    prompt: 10 + i as u32,
+                    decode: i as u32,
+                })
+                .collect(),
+            adjusted: 0,
+        });
+        let w = Workload::Trace(TraceReplay {
+            trace,
+            time_scale: 0.5,
+            requests: 4,
+        });
+        let reqs = w.generate(1, 3);
+        assert_eq!(reqs.len(), 4);
+        assert_eq!(
+            (reqs[3].arrival, reqs[3].prompt, reqs[3].decode),
+            (1.5, 13, 3)
+        );
+        assert_eq!(w.rate(), 2.0);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use llmsim::scheduler::SchedulerSpec;
 use llmsim::sim::RunConfig;
 use llmsim::stats::{half_width, mean};
 use llmsim::validation::{self, Effort};
-use llmsim::workload::{ArrivalKind, SyntheticWorkload};
+use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
 
 const ROUTERS: [RouterSpec; 6] = [
     RouterSpec::Random,
@@ -35,23 +35,26 @@ fn schedulers() -> [SchedulerSpec; 2] {
 }
 
 /// Scheduler-A-friendly lengths (L uniform 16..256, B geometric mean 32) with the seed's exp
-/// costs (c = 0.01 s, a = 0.001 s/token) at `rate` requests/s.
+/// costs (c = 0.01 s, a = 0.001 s/token), arriving at `load` times the cluster's
+/// closed-form capacity.
 fn config(
     scheduler: SchedulerSpec,
-    rate: f64,
+    load: f64,
     gpus: usize,
     router: RouterSpec,
     reps: u32,
     requests: usize,
 ) -> RunConfig {
-    RunConfig {
-        workload: SyntheticWorkload {
-            rate,
-            arrivals: ArrivalKind::Poisson,
-            prompt: "uniform:16:256".parse().unwrap(),
-            decode: "geometric:32:256".parse().unwrap(),
-            requests,
-        },
+    let mut workload = SyntheticWorkload {
+        rate: 1.0,
+        arrivals: ArrivalKind::Poisson,
+        prompt: "uniform:16:256".parse().unwrap(),
+        decode: "geometric:32:256".parse().unwrap(),
+        requests,
+        lengths_from: None,
+    };
+    let mut cfg = RunConfig {
+        workload: Workload::Synthetic(workload.clone()),
         engine: EngineConfig {
             scheduler,
             cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
@@ -61,19 +64,18 @@ fn config(
         seed: 99,
         reps,
         warmup: requests / 10,
-    }
+    };
+    workload.rate = load * cfg.capacity().expect("a closed-form capacity");
+    cfg.workload = Workload::Synthetic(workload);
+    cfg
 }
 
 #[test]
 fn one_gpu_behind_any_router_is_exactly_one_gpu() {
     for sched in schedulers() {
-        let rate = 0.8
-            * config(sched.clone(), 1.0, 1, RouterSpec::RoundRobin, 1, 2)
-                .capacity()
-                .unwrap();
-        let single = config(sched.clone(), rate, 1, RouterSpec::RoundRobin, 2, 5_000).run();
+        let single = config(sched.clone(), 0.8, 1, RouterSpec::RoundRobin, 2, 5_000).run();
         for router in ROUTERS {
-            let routed = config(sched.clone(), rate, 1, router, 2, 5_000).run();
+            let routed = config(sched.clone(), 0.8, 1, router, 2, 5_000).run();
             assert!(
                 routed == single,
                 "scheduler {}, router {router}",
@@ -91,14 +93,7 @@ fn every_request_is_routed_once_and_completed_once() {
             .chain([RouterSpec::PowerOfD(2), RouterSpec::PowerOfD(5)])
         {
             let gpus = 5;
-            let cfg = config(sched.clone(), 1.0, gpus, router, 1, 4_000);
-            let cfg = RunConfig {
-                workload: SyntheticWorkload {
-                    rate: 0.8 * cfg.capacity().unwrap(),
-                    ..cfg.workload.clone()
-                },
-                ..cfg
-            };
+            let cfg = config(sched.clone(), 0.8, gpus, router, 1, 4_000);
             let reqs = cfg.workload.generate(cfg.seed, 0);
             let out = simulate(&reqs, &cfg.engine, cfg.seed, 0, cfg.warmup);
             let what = format!("scheduler {}, router {router}", sched.name());
@@ -169,11 +164,7 @@ fn paired_lower_bound(worse: &[Summary], better: &[Summary], metric: Metric) -> 
 fn load_aware_routing_beats_random_at_80_percent_load() {
     let gpus = 8;
     let sched = SchedulerSpec::A;
-    let rate = 0.8
-        * config(sched.clone(), 1.0, gpus, RouterSpec::Random, 1, 2)
-            .capacity()
-            .unwrap();
-    let run = |router| config(sched.clone(), rate, gpus, router, 10, 20_000).run();
+    let run = |router| config(sched.clone(), 0.8, gpus, router, 10, 20_000).run();
     let (random, pod2, jsq, central) = (
         run(RouterSpec::Random),
         run(RouterSpec::PowerOfD(2)),

@@ -6,17 +6,19 @@ use clap::Args;
 use std::time::Instant;
 
 use super::run::SimArgs;
+use super::run::WorkloadSpec;
+
+/// Speed target: Scheduler B at this rate (requests/s) ...
+const BENCH_RATE: f64 = 2.0;
+/// ... over this many requests, in at most 2 s on one core.
+const BENCH_REQUESTS: usize = 1_000_000;
 use llmsim::engine::simulate;
 use llmsim::metrics::summarize;
 
-/// Flags of `llmsim bench`; defaults are the speed target: Scheduler B at lambda = 2
-/// (about 85% busy), 1,000,000 requests.
+/// Flags of `llmsim bench`. A synthetic workload defaults to the speed target: Scheduler B
+/// at lambda = 2 (about 85% busy), 1,000,000 requests.
 #[derive(Args, Debug)]
-#[command(
-    mut_arg("scheduler", |a| a.default_value("b")),
-    mut_arg("rate", |a| a.default_value("2")),
-    mut_arg("requests", |a| a.default_value("1000000"))
-)]
+#[command(mut_arg("scheduler", |a| a.default_value("b")))]
 pub struct BenchArgs {
     #[command(flatten)]
     sim: SimArgs,
@@ -26,7 +28,12 @@ pub struct BenchArgs {
 }
 
 pub fn main(args: BenchArgs) -> Result<()> {
-    let cfg = args.sim.to_config()?;
+    let mut sim = args.sim.clone();
+    if sim.workload == WorkloadSpec::Synthetic {
+        sim.rate.get_or_insert(BENCH_RATE);
+        sim.requests.get_or_insert(BENCH_REQUESTS);
+    }
+    let cfg = sim.to_config()?;
     let requests = cfg.workload.generate(cfg.seed, 0);
     let mut best = f64::INFINITY;
     let mut batches = 0;
@@ -41,9 +48,9 @@ pub fn main(args: BenchArgs) -> Result<()> {
     }
     let n = requests.len() as f64;
     println!(
-        "scheduler {} | rate {} | {} requests | {} GPU(s), router {} | utilisation {:.3}",
+        "scheduler {} | rate {:.4} req/s | {} requests | {} GPU(s), router {} | utilisation {:.3}",
         args.sim.scheduler,
-        args.sim.rate,
+        cfg.workload.rate(),
         requests.len(),
         args.sim.gpus,
         args.sim.router,

@@ -2,6 +2,7 @@
 //! Invalid input exits with code 2 and a message naming the flag; nothing is written.
 
 mod bench;
+mod calibrate;
 mod run;
 mod validate;
 
@@ -23,6 +24,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Measure simulation speed (requests and batches simulated per second).
     Bench(bench::BenchArgs),
+    /// Fit a cost model to measured GPU iteration times and save it as a preset.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -52,6 +55,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::main(args),
         Command::Validate(args) => validate::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Calibrate(args) => calibrate::main(args),
     };
     match result {
         Ok(()) => 0,

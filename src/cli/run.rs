@@ -3,10 +3,14 @@
 use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use super::{UsageError, require};
-use llmsim::cost::{CostDist, LinearCost};
+use llmsim::cost::{
+    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, preset,
+};
 use llmsim::dist::LengthDist;
 use llmsim::engine::EngineConfig;
 use llmsim::metrics::Summary;
@@ -14,7 +18,32 @@ use llmsim::router::RouterSpec;
 use llmsim::scheduler::{SchedulerKind, SchedulerSpec};
 use llmsim::sim::RunConfig;
 use llmsim::stats::aggregate_json;
-use llmsim::workload::{ArrivalKind, SyntheticWorkload};
+use llmsim::trace::Trace;
+use llmsim::workload::{ArrivalKind, SyntheticWorkload, TraceReplay, Workload};
+
+/// Where requests come from, as given to `--workload`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkloadSpec {
+    /// Drawn from --rate, --arrivals, --prompt and --decode.
+    Synthetic,
+    /// Replayed from a trace in the Azure LLM inference format.
+    Azure(PathBuf),
+}
+
+impl FromStr for WorkloadSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            _ if s == "synthetic" => Ok(WorkloadSpec::Synthetic),
+            Some(("azure", path)) if !path.is_empty() => Ok(WorkloadSpec::Azure(path.into())),
+            _ => Err(format!("'{s}' is not synthetic or azure:PATH")),
+        }
+    }
+}
+
+/// Defaults of the synthetic workload's flags (documented in their help).
+const DEFAULT_RATE: f64 = 0.5;
+const DEFAULT_REQUESTS: usize = 100_000;
 
 /// The model and workload flags shared by every command that simulates.
 #[derive(Args, Debug, Clone)]
@@ -22,25 +51,41 @@ pub struct SimArgs {
     /// Scheduler: a (FCFS run-to-completion) or b (prefill-prioritizing batching).
     #[arg(long, default_value = "a")]
     pub scheduler: SchedulerKind,
-    /// Arrival rate lambda (requests per second).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.5)]
-    pub rate: f64,
-    /// Requests per replication.
-    #[arg(long, default_value_t = 100_000)]
-    pub requests: usize,
+    /// Requests: synthetic (drawn from the flags below) or azure:PATH (replay an Azure LLM
+    /// inference trace: TIMESTAMP,ContextTokens,GeneratedTokens; L = ContextTokens,
+    /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
+    #[arg(long, default_value = "synthetic", value_name = "SPEC")]
+    pub workload: WorkloadSpec,
+    /// Arrival rate lambda (requests per second) [default: 0.5]. With azure:PATH, replays
+    /// the trace with its times scaled to this mean rate.
+    #[arg(long, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Requests per replication [default: 100000; with azure:PATH, the whole trace].
+    #[arg(long)]
+    pub requests: Option<usize>,
     /// Warm-up requests per replication, simulated but not measured [default: 10% of --requests].
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Arrival process: poisson, det, or gamma:CV.
-    #[arg(long, default_value = "poisson")]
-    pub arrivals: ArrivalKind,
-    /// Prompt length L (tokens): N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,..., lognormal:MEDIAN:SIGMA:MAX.
-    #[arg(long, default_value = "128", value_name = "SPEC")]
-    pub prompt: LengthDist,
-    /// Decode budget B (tokens), same forms as --prompt.
-    #[arg(long, default_value = "64", value_name = "SPEC")]
-    pub decode: LengthDist,
-    /// Mean setup cost c of a batch (seconds).
+    /// Arrival process: poisson, det, or gamma:CV [default: poisson].
+    #[arg(long)]
+    pub arrivals: Option<ArrivalKind>,
+    /// Prompt length L (tokens): N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,..., lognormal:MEDIAN:SIGMA:MAX [default: 128].
+    #[arg(long, value_name = "SPEC")]
+    pub prompt: Option<LengthDist>,
+    /// Decode budget B (tokens), same forms as --prompt [default: 64].
+    #[arg(long, value_name = "SPEC")]
+    pub decode: Option<LengthDist>,
+    /// Draw each request's (L, B) pair from this Azure-format trace (uniformly, with
+    /// replacement) instead of --prompt and --decode; arrivals stay synthetic.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "decode"])]
+    pub lengths_from: Option<PathBuf>,
+    /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
+    /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
+    /// or roofline:h100 / roofline:h200 (Llama-3.1-8B from datasheet peaks, efficiencies
+    /// fitted on the H200 profile).
+    #[arg(long, default_value = "linear", value_name = "SPEC")]
+    pub cost: String,
+    /// Mean setup cost c of a batch (seconds; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -48,7 +93,7 @@ pub struct SimArgs {
         value_name = "SECONDS"
     )]
     pub c: f64,
-    /// Mean per-token cost a (seconds per token).
+    /// Mean per-token cost a (seconds per token; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -56,7 +101,7 @@ pub struct SimArgs {
         value_name = "SECONDS_PER_TOKEN"
     )]
     pub a: f64,
-    /// Tokens per batch at no per-token cost, b0 (tokens).
+    /// Tokens per batch at no per-token cost, b0 (tokens; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -64,9 +109,13 @@ pub struct SimArgs {
         value_name = "TOKENS"
     )]
     pub b0: f64,
-    /// Batch-to-batch cost variation: det, exp (the seed's), or gamma:CV.
+    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV.
     #[arg(long, default_value = "exp")]
     pub cost_dist: CostDist,
+    /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
+    /// variation (any --cost) [default: none].
+    #[arg(long, value_name = "CV")]
+    pub noise_cv: Option<f64>,
     /// Most prefills per batch, K (Scheduler B).
     #[arg(long, default_value_t = 4)]
     pub k: u32,
@@ -87,50 +136,50 @@ pub struct SimArgs {
     pub reps: u32,
 }
 
+/// Reads a trace named by `flag`; a bad file is a usage error naming file, line and field.
+fn read_trace(path: &Path, flag: &'static str) -> Result<Arc<Trace>, UsageError> {
+    let trace = Trace::read(path).map_err(|e| UsageError {
+        flag,
+        why: e.to_string(),
+    })?;
+    if trace.adjusted > 0 {
+        eprintln!(
+            "note: {}: {} rows with ContextTokens 0 or GeneratedTokens 0 served as L >= 1, B = 0",
+            path.display(),
+            trace.adjusted
+        );
+    }
+    Ok(Arc::new(trace))
+}
+
 impl SimArgs {
     /// Checks every value and builds the run configuration.
     pub fn to_config(&self) -> Result<RunConfig, UsageError> {
+        if let Some(rate) = self.rate {
+            require(
+                rate > 0.0 && rate.is_finite(),
+                "--rate",
+                format!("must be a finite number > 0 requests/s (got {rate})"),
+            )?;
+        }
+        let workload = match &self.workload {
+            WorkloadSpec::Synthetic => self.synthetic()?,
+            WorkloadSpec::Azure(path) => self.replay(path)?,
+        };
+        let requests = workload.requests();
         require(
-            self.rate > 0.0 && self.rate.is_finite(),
-            "--rate",
-            format!("must be a finite number > 0 requests/s (got {})", self.rate),
-        )?;
-        require(
-            self.requests >= 2,
+            requests >= 2,
             "--requests",
-            format!("must be at least 2 (got {})", self.requests),
+            format!("must be at least 2 (got {requests})"),
         )?;
-        let warmup = self.warmup.unwrap_or(self.requests / 10);
+        let warmup = self.warmup.unwrap_or(requests / 10);
         require(
-            warmup + 1 < self.requests,
+            warmup + 1 < requests,
             "--warmup",
             format!(
                 "must leave at least 2 measured requests: below --requests - 1 = {} (got {warmup})",
-                self.requests - 1
+                requests - 1
             ),
-        )?;
-        require(
-            self.c > 0.0 && self.c.is_finite(),
-            "--c",
-            format!("must be a finite number of seconds > 0 (got {})", self.c),
-        )?;
-        require(
-            self.a >= 0.0 && self.a.is_finite(),
-            "--a",
-            format!(
-                "must be a finite number of seconds per token >= 0 (got {})",
-                self.a
-            ),
-        )?;
-        require(
-            self.b0 >= 0.0 && self.b0.is_finite(),
-            "--b0",
-            format!("must be a finite number of tokens >= 0 (got {})", self.b0),
-        )?;
-        require(
-            self.prompt.min() >= 1,
-            "--prompt",
-            "prompts must be at least 1 token long",
         )?;
         require(
             self.k >= 1,
@@ -166,16 +215,10 @@ impl SimArgs {
             },
         };
         Ok(RunConfig {
-            workload: SyntheticWorkload {
-                rate: self.rate,
-                arrivals: self.arrivals,
-                prompt: self.prompt.clone(),
-                decode: self.decode.clone(),
-                requests: self.requests,
-            },
+            workload,
             engine: EngineConfig {
                 scheduler,
-                cost: Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist)),
+                cost: self.cost_model()?,
                 gpus: self.gpus,
                 router: self.router,
             },
@@ -185,19 +228,158 @@ impl SimArgs {
         })
     }
 
+    fn synthetic(&self) -> Result<Workload, UsageError> {
+        let prompt = self.prompt.clone().unwrap_or(LengthDist::Fixed(128));
+        require(
+            prompt.min() >= 1,
+            "--prompt",
+            "prompts must be at least 1 token long",
+        )?;
+        let lengths_from = match &self.lengths_from {
+            Some(path) => Some(read_trace(path, "--lengths-from")?),
+            None => None,
+        };
+        Ok(Workload::Synthetic(SyntheticWorkload {
+            rate: self.rate.unwrap_or(DEFAULT_RATE),
+            arrivals: self.arrivals.unwrap_or(ArrivalKind::Poisson),
+            prompt,
+            decode: self.decode.clone().unwrap_or(LengthDist::Fixed(64)),
+            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
+            lengths_from,
+        }))
+    }
+
+    fn replay(&self, path: &Path) -> Result<Workload, UsageError> {
+        for (flag, given) in [
+            ("--arrivals", self.arrivals.is_some()),
+            ("--prompt", self.prompt.is_some()),
+            ("--decode", self.decode.is_some()),
+            ("--lengths-from", self.lengths_from.is_some()),
+        ] {
+            require(
+                !given,
+                flag,
+                "not used with --workload azure:PATH, whose trace gives arrivals and lengths",
+            )?;
+        }
+        let trace = read_trace(path, "--workload")?;
+        let total = trace.requests.len();
+        let requests = self.requests.unwrap_or(total);
+        require(
+            (2..=total).contains(&requests),
+            "--requests",
+            format!(
+                "must be from 2 to the {total} requests of {} (got {requests})",
+                path.display()
+            ),
+        )?;
+        let mut replay = TraceReplay {
+            trace,
+            time_scale: 1.0,
+            requests,
+        };
+        if let Some(rate) = self.rate {
+            let native = replay.rate();
+            require(
+                native.is_finite(),
+                "--rate",
+                format!(
+                    "cannot rescale {}: its requests all arrive at once",
+                    path.display()
+                ),
+            )?;
+            replay.time_scale = native / rate;
+        }
+        Ok(Workload::Trace(replay))
+    }
+
+    fn cost_model(&self) -> Result<Arc<dyn CostModel>, UsageError> {
+        let base: Arc<dyn CostModel> = if self.cost == "linear" {
+            require(
+                self.c > 0.0 && self.c.is_finite(),
+                "--c",
+                format!("must be a finite number of seconds > 0 (got {})", self.c),
+            )?;
+            require(
+                self.a >= 0.0 && self.a.is_finite(),
+                "--a",
+                format!(
+                    "must be a finite number of seconds per token >= 0 (got {})",
+                    self.a
+                ),
+            )?;
+            require(
+                self.b0 >= 0.0 && self.b0.is_finite(),
+                "--b0",
+                format!("must be a finite number of tokens >= 0 (got {})", self.b0),
+            )?;
+            Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist))
+        } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
+            let gpu = GpuSpec::named(gpu).ok_or_else(|| UsageError {
+                flag: "--cost",
+                why: format!("roofline:{gpu}: the GPU must be h100 or h200"),
+            })?;
+            Arc::new(RooflineCost::llama_3_1_8b(gpu))
+        } else if let Some(p) = Preset::built_in(&self.cost) {
+            p.model()
+        } else {
+            let preset = Preset::read(Path::new(&self.cost)).map_err(|e| UsageError {
+                flag: "--cost",
+                why: format!(
+                    "{e} (--cost takes linear, a built-in preset ({}), a preset TOML file or roofline:GPU)",
+                    preset::built_in_names().join(", ")
+                ),
+            })?;
+            preset.model()
+        };
+        match self.noise_cv {
+            None => Ok(base),
+            Some(cv) => {
+                require(
+                    cv > 0.0 && cv.is_finite(),
+                    "--noise-cv",
+                    format!("must be a finite number > 0 (got {cv}); omit it for no noise"),
+                )?;
+                Ok(Arc::new(LogNormalNoise::new(base, cv)))
+            }
+        }
+    }
+
     fn describe(&self, cfg: &RunConfig) -> Value {
+        let workload = match &cfg.workload {
+            Workload::Synthetic(w) => json!({
+                "kind": "synthetic",
+                "arrivals": w.arrivals.to_string(),
+                "prompt": w.prompt.to_string(),
+                "decode": w.decode.to_string(),
+                "lengths_from": w.lengths_from.as_ref().map(|t| t.source.display().to_string()),
+            }),
+            Workload::Trace(t) => json!({
+                "kind": "azure",
+                "trace": t.trace.source.display().to_string(),
+                "time_scale": t.time_scale,
+            }),
+        };
+        // The linear model's parameters only mean something when it is the model in use.
+        let linear = |v: Value| {
+            if self.cost == "linear" {
+                v
+            } else {
+                Value::Null
+            }
+        };
         json!({
             "scheduler": self.scheduler.to_string(),
-            "rate": self.rate,
-            "requests": self.requests,
+            "workload": workload,
+            "rate": cfg.workload.rate(),
+            "requests": cfg.workload.requests(),
             "warmup": cfg.warmup,
-            "arrivals": self.arrivals.to_string(),
-            "prompt": self.prompt.to_string(),
-            "decode": self.decode.to_string(),
-            "c": self.c,
-            "a": self.a,
-            "b0": self.b0,
-            "cost_dist": self.cost_dist.to_string(),
+            "cost": self.cost,
+            "c": linear(json!(self.c)),
+            "a": linear(json!(self.a)),
+            "b0": linear(json!(self.b0)),
+            "cost_dist": linear(json!(self.cost_dist.to_string())),
+            "noise_cv": self.noise_cv,
             "k": self.k,
             "max_decode_batch": self.max_decode_batch,
             "gpus": self.gpus,
@@ -252,9 +434,10 @@ fn print_table(doc: &Value) {
     };
     let c = &doc["config"];
     println!(
-        "scheduler {} | rate {} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
+        "scheduler {} | cost {} | rate {:.4} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
         c["scheduler"].as_str().unwrap_or("?"),
-        c["rate"],
+        c["cost"].as_str().unwrap_or("?"),
+        num(&c["rate"]),
         c["gpus"],
         c["router"].as_str().unwrap_or("?"),
         c["requests"],

@@ -1,12 +1,23 @@
 //! Batch cost models: how long one GPU iteration takes for a given batch.
 //!
 //! Every scheduler goes through the same model, so comparisons between policies are about
-//! scheduling alone. A mixed batch (prefill and decode entries together) costs what its
-//! total token count costs.
+//! scheduling alone. The seed's [`LinearCost`] prices a batch by its total token count;
+//! [`ProfiledCost`] is fitted to measured GPU iterations and also charges for the KV cache
+//! the decodes read; [`RooflineCost`] estimates it from the model's shape and the GPU's
+//! peaks; [`LogNormalNoise`] adds per-iteration jitter to any of them. [`preset`] saves and
+//! loads fitted models.
 
 mod linear;
+mod noise;
+pub mod preset;
+mod profiled;
+mod roofline;
 
 pub use linear::{CostDist, LinearCost};
+pub use noise::LogNormalNoise;
+pub use preset::Preset;
+pub use profiled::ProfiledCost;
+pub use roofline::{Efficiency, GpuSpec, ModelShape, RooflineCost};
 
 use crate::rng::SimRng;
 
@@ -38,4 +49,9 @@ pub trait CostModel: Send + Sync + std::fmt::Debug {
     fn mean(&self, shape: &BatchShape) -> f64;
     /// The variance of one batch's duration (seconds squared).
     fn variance(&self, shape: &BatchShape) -> f64;
+    /// Whether a batch's cost depends on its decodes' context lengths (`kv_tokens`). The
+    /// closed forms in [`crate::theory`] assume it does not.
+    fn depends_on_context(&self) -> bool {
+        false
+    }
 }

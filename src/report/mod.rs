@@ -1,5 +1,6 @@
 //! The report: figures and prose generated from the data a reproduce run wrote.
 
+pub mod data;
 pub mod html;
 pub mod plot;
 pub mod template;

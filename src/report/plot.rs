@@ -202,6 +202,8 @@ impl Chart {
         let mut mesh = chart.configure_mesh();
         mesh.x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
+            .axis_desc_style(("sans-serif", 15))
+            .label_style(("sans-serif", 13))
             .x_label_formatter(&fmt)
             .y_label_formatter(&|y| format_tick(*y))
             .light_line_style(RGBColor(235, 235, 235));
@@ -278,7 +280,10 @@ impl Chart {
                         ))?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1))
+                            // Two short strokes read as a dashed line in the legend.
+                            EmptyElement::at((x, y))
+                                + PathElement::new(vec![(0, 0), (7, 0)], color.stroke_width(2))
+                                + PathElement::new(vec![(11, 0), (18, 0)], color.stroke_width(2))
                         });
                 }
                 Style::Markers => {
@@ -306,6 +311,7 @@ impl Chart {
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 13))
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
     }

@@ -1,0 +1,179 @@
+//! A cost model fitted to measured GPU iteration times (see [`crate::calibrate`]).
+//!
+//! The form follows what the H200 / Llama-3.1-8B profile shows:
+//!
+//! `S = c + p [prefill > 0] + a max(0, T - b0) + q P^2 / n_p + d K max(1, r / n_d)`
+//!
+//! with `T` the batch's tokens, `P` its prompt tokens in `n_p` prefill entries, `n_d` decode
+//! entries reading `K` KV-cache tokens in all. Why each term:
+//!
+//! - `c + a max(0, T - b0)`: the seed's shape; below `b0` tokens the weights' memory reads,
+//!   not the arithmetic, bound an iteration;
+//! - `p`: a batch with prompts runs the causal-attention prefill path, measurably dearer at
+//!   small sizes than a decode batch of as many tokens;
+//! - `q P^2 / n_p`: prefill attention is quadratic in each prompt's length; `P^2 / n_p` is
+//!   the sum of squared prompt lengths when the prompts are equal (exact for the profile);
+//! - `d K max(1, r / n_d)`: decode attention reads the KV cache, but with fewer than `r`
+//!   sequences the attention kernel cannot fill the GPU, so a small batch costs what `r`
+//!   sequences of its mean context cost (at context 8192 a batch of 1 costs what 8 do).
+
+use serde::{Deserialize, Serialize};
+
+use super::{BatchShape, CostModel};
+use crate::rng::SimRng;
+
+/// Deterministic iteration time fitted to a profile; wrap it in
+/// [`LogNormalNoise`](super::LogNormalNoise) for batch-to-batch variation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfiledCost {
+    /// Fixed cost of every iteration, `c` (seconds).
+    #[serde(rename = "setup_s")]
+    pub setup: f64,
+    /// Extra fixed cost when the batch holds prompt tokens, `p` (seconds).
+    #[serde(rename = "prefill_setup_s")]
+    pub prefill_setup: f64,
+    /// Cost per token beyond the free ones, `a` (seconds per token).
+    #[serde(rename = "per_token_s")]
+    pub per_token: f64,
+    /// Tokens an iteration processes at no per-token cost, `b0` (tokens).
+    pub free_tokens: f64,
+    /// Prefill attention cost, `q` (seconds per squared prompt token).
+    #[serde(rename = "prefill_attention_s")]
+    pub prefill_attention: f64,
+    /// Decode cost per KV-cache token read, `d` (seconds per token).
+    #[serde(rename = "per_kv_token_s")]
+    pub per_kv_token: f64,
+    /// Fewest sequences decode attention is billed for, `r` (sequences).
+    pub min_attention_seqs: f64,
+}
+
+impl ProfiledCost {
+    /// Number of terms in [`features`](Self::features).
+    pub const TERMS: usize = 5;
+
+    /// The model's terms for `shape` given the nonlinear parameters `b0` and `r`, in the
+    /// order `c, p, a, q, d`: the iteration time is their dot product with the coefficients.
+    pub fn features(shape: &BatchShape, b0: f64, r: f64) -> [f64; Self::TERMS] {
+        let prompt = shape.prefill_tokens as f64;
+        let seqs = f64::from(shape.decode_entries);
+        [
+            1.0,
+            if shape.prefill_tokens > 0 { 1.0 } else { 0.0 },
+            (shape.tokens() as f64 - b0).max(0.0),
+            if shape.prefill_entries > 0 {
+                prompt * prompt / f64::from(shape.prefill_entries)
+            } else {
+                0.0
+            },
+            if shape.decode_entries > 0 {
+                shape.kv_tokens as f64 * (r / seqs).max(1.0)
+            } else {
+                0.0
+            },
+        ]
+    }
+
+    /// The model with nonlinear parameters `b0`, `r` and coefficients `theta` (in
+    /// [`features`](Self::features) order, seconds).
+    pub fn from_coefficients(b0: f64, r: f64, theta: [f64; Self::TERMS]) -> Self {
+        let [
+            setup,
+            prefill_setup,
+            per_token,
+            prefill_attention,
+            per_kv_token,
+        ] = theta;
+        ProfiledCost {
+            setup,
+            prefill_setup,
+            per_token,
+            free_tokens: b0,
+            prefill_attention,
+            per_kv_token,
+            min_attention_seqs: r,
+        }
+    }
+
+    /// Why the parameters cannot be a cost model, if they cannot: every one must be finite
+    /// and non-negative, and the setup cost positive (an empty-ish batch takes time).
+    pub fn check(&self) -> Result<(), String> {
+        let fields = [
+            ("setup_s", self.setup),
+            ("prefill_setup_s", self.prefill_setup),
+            ("per_token_s", self.per_token),
+            ("free_tokens", self.free_tokens),
+            ("prefill_attention_s", self.prefill_attention),
+            ("per_kv_token_s", self.per_kv_token),
+            ("min_attention_seqs", self.min_attention_seqs),
+        ];
+        for (name, v) in fields {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be a finite number >= 0 (got {v})"));
+            }
+        }
+        if self.setup <= 0.0 {
+            return Err(format!("setup_s must be > 0 seconds (got {})", self.setup));
+        }
+        Ok(())
+    }
+}
+
+impl CostModel for ProfiledCost {
+    fn sample(&self, shape: &BatchShape, _rng: &mut SimRng) -> f64 {
+        self.mean(shape)
+    }
+
+    fn mean(&self, shape: &BatchShape) -> f64 {
+        let f = Self::features(shape, self.free_tokens, self.min_attention_seqs);
+        let theta = [
+            self.setup,
+            self.prefill_setup,
+            self.per_token,
+            self.prefill_attention,
+            self.per_kv_token,
+        ];
+        f.iter().zip(theta).map(|(x, t)| x * t).sum()
+    }
+
+    fn variance(&self, _shape: &BatchShape) -> f64 {
+        0.0
+    }
+
+    fn depends_on_context(&self) -> bool {
+        self.per_kv_token > 0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_by_hand() {
+        let m = ProfiledCost {
+            setup: 5e-3,
+            prefill_setup: 1e-3,
+            per_token: 2e-5,
+            free_tokens: 100.0,
+            prefill_attention: 1e-9,
+            per_kv_token: 3e-8,
+            min_attention_seqs: 8.0,
+        };
+        // 2 prompts of 150 tokens: 5 + 1 + 0.02 * 200 + 1e-6 * 300^2 / 2 ms.
+        let prefill = BatchShape {
+            prefill_tokens: 300,
+            prefill_entries: 2,
+            ..Default::default()
+        };
+        assert!((m.mean(&prefill) - (5e-3 + 1e-3 + 4e-3 + 4.5e-5)).abs() < 1e-15);
+        // 2 decodes at context 1000: billed as 8 sequences' KV reads.
+        let decode = BatchShape {
+            decode_entries: 2,
+            kv_tokens: 2000,
+            ..Default::default()
+        };
+        assert!((m.mean(&decode) - (5e-3 + 3e-8 * 8000.0)).abs() < 1e-15);
+        assert!(m.depends_on_context() && m.check().is_ok());
+    }
+}
