@@ -1,6 +1,11 @@
 //! Power of d choices: sample `d` distinct GPUs uniformly and send the request to the one
 //! with the fewest outstanding requests (lowest index on ties). Most of JSQ's gain for
 //! `d = 2`, at O(d) per request and without a global view of the cluster.
+//!
+//! Ties go to the lowest index, as for [`Jsq`](super::Jsq). Tied GPUs hold equally many
+//! requests, so this does not favour latency either way, but at light load (most ties are
+//! between idle GPUs) low-index GPUs take more of the work: per-GPU utilisation and the
+//! load-imbalance figure show it.
 
 use rand::RngExt;
 
