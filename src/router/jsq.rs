@@ -1,6 +1,6 @@
 //! Join the shortest queue: each request goes to the GPU with the fewest outstanding
-//! (routed, not yet complete) requests, lowest index on ties (so at light load GPU 0 does
-//! most of the work; an idle GPU is an idle GPU, so latency does not suffer).
+//! (routed, not yet complete) requests, lowest index on ties (so at light load low-index
+//! GPUs do most of the work, which per-GPU utilisation shows).
 
 use super::ranked::Ranked;
 use super::{GpuLoad, Router};

@@ -2,10 +2,10 @@
 //! with the fewest outstanding requests (lowest index on ties). Most of JSQ's gain for
 //! `d = 2`, at O(d) per request and without a global view of the cluster.
 //!
-//! Ties go to the lowest index, as for [`Jsq`](super::Jsq). Tied GPUs hold equally many
-//! requests, so this does not favour latency either way, but at light load (most ties are
-//! between idle GPUs) low-index GPUs take more of the work: per-GPU utilisation and the
-//! load-imbalance figure show it.
+//! Ties go to the lowest index, as for [`Jsq`](super::Jsq): tied GPUs hold equally many
+//! requests, so the policy's own criterion cannot tell them apart. At light load, where
+//! most ties are between idle GPUs, low-index GPUs therefore take more of the work; per-GPU
+//! utilisation and the load-imbalance figure show it.
 
 use rand::RngExt;
 
