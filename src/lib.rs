@@ -5,14 +5,17 @@
 //! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
 //! simulator is validated against. Workloads can replay recorded [`trace`]s, and cost models
 //! can be fitted to measured GPU profiles by [`calibrate`].
+//! [`experiments`] reproduces the seed study as tables, which [`output`] writes to disk.
 
 pub mod calibrate;
 pub mod cost;
 pub mod csvio;
 pub mod dist;
 pub mod engine;
+pub mod experiments;
 pub mod lsq;
 pub mod metrics;
+pub mod output;
 pub mod report;
 pub mod rng;
 pub mod router;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{BatchKind, KindStats, SimOutput};
+use crate::engine::{BatchKind, KindStats, RequestRecord, SimOutput};
 use crate::stats::{mean, quantile_sorted};
 use crate::workload::Request;
 
@@ -134,6 +134,17 @@ pub fn growth_detected(requests: &[Request], out: &SimOutput) -> bool {
     growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
 }
 
+/// One request's time to first token, arrival to the end of its prefill (seconds).
+pub fn request_ttft(req: &Request, rec: &RequestRecord) -> f64 {
+    rec.first_token - req.arrival
+}
+
+/// One request's mean time between tokens, TPOT: first to last token over its `B` decode
+/// steps (seconds); `None` when it decodes nothing.
+pub fn request_tbt(req: &Request, rec: &RequestRecord) -> Option<f64> {
+    (req.decode > 0).then(|| (rec.completion - rec.first_token) / f64::from(req.decode))
+}
+
 /// Summarises one simulation of `requests`.
 pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
     let w = out.window;
@@ -142,7 +153,7 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
     let mut ttft: Vec<f64> = measured
         .iter()
         .zip(recs)
-        .map(|(r, rec)| rec.first_token - r.arrival)
+        .map(|(r, rec)| request_ttft(r, rec))
         .collect();
     let mut e2e: Vec<f64> = measured
         .iter()
@@ -152,8 +163,7 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
     let mut tbt: Vec<f64> = measured
         .iter()
         .zip(recs)
-        .filter(|(r, _)| r.decode > 0)
-        .map(|(r, rec)| (rec.completion - rec.first_token) / f64::from(r.decode))
+        .filter_map(|(r, rec)| request_tbt(r, rec))
         .collect();
     let itl = &out.itl;
     let itl = Dist {

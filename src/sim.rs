@@ -4,11 +4,31 @@
 
 use rayon::prelude::*;
 
-use crate::engine::{EngineConfig, simulate};
+use crate::engine::{EngineConfig, SimOutput, simulate};
 use crate::metrics::{Summary, summarize};
 use crate::scheduler::SchedulerSpec;
 use crate::theory;
-use crate::workload::Workload;
+use crate::workload::{Request, SyntheticWorkload, Workload};
+
+/// The closed-form capacity (requests/s) of `engine`'s whole cluster serving `workload`'s
+/// lengths, where the model has one: not when lengths come from a trace (they are not
+/// draws from known laws) nor for cost models whose decode cost depends on context (the
+/// closed forms assume it does not).
+pub fn capacity(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<f64> {
+    let (prompt, decode) = (&workload.prompt, &workload.decode);
+    let cost = engine.cost.as_ref();
+    if workload.lengths_from.is_some() || cost.depends_on_context() {
+        return None;
+    }
+    let per_gpu = match engine.scheduler {
+        SchedulerSpec::A => theory::scheduler_a_capacity(prompt, decode, cost),
+        SchedulerSpec::B {
+            k,
+            max_decode_batch,
+        } => theory::scheduler_b_capacity(k, max_decode_batch, prompt, decode, cost),
+    };
+    Some(per_gpu * engine.gpus as f64)
+}
 
 /// Everything `llmsim run` simulates.
 #[derive(Debug, Clone)]
@@ -26,35 +46,41 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The closed-form capacity of the whole cluster (requests/s), where the model has one:
-    /// not for traces (lengths are not independent draws from known laws) nor for cost
-    /// models whose decode cost depends on context (the closed forms assume it does not).
+    /// The closed-form capacity of the whole cluster (requests/s), where the model has one
+    /// (synthetic workloads only; see [`capacity`]).
     pub fn capacity(&self) -> Option<f64> {
-        let Workload::Synthetic(w) = &self.workload else {
-            return None;
-        };
-        let cost = self.engine.cost.as_ref();
-        if w.lengths_from.is_some() || cost.depends_on_context() {
-            return None;
+        match &self.workload {
+            Workload::Synthetic(w) => capacity(w, &self.engine),
+            _ => None,
         }
-        let per_gpu = match self.engine.scheduler {
-            SchedulerSpec::A => theory::scheduler_a_capacity(&w.prompt, &w.decode, cost),
-            SchedulerSpec::B {
-                k,
-                max_decode_batch,
-            } => theory::scheduler_b_capacity(k, max_decode_batch, &w.prompt, &w.decode, cost),
-        };
-        Some(per_gpu * self.engine.gpus as f64)
     }
 
-    /// Runs replication `rep` and summarises it. A run is unstable when its queue grew or the
-    /// arrival rate is at or above the closed-form capacity.
-    pub fn run_one(&self, rep: u32) -> Summary {
+    /// True when the arrival rate is at or above the closed-form capacity.
+    pub fn overloaded(&self) -> bool {
+        self.capacity().is_some_and(|c| self.workload.rate() >= c)
+    }
+
+    /// Draws replication `rep`'s requests and simulates them, without summarising: for
+    /// callers that need per-request records or only the measured stability verdict
+    /// ([`metrics::growth_detected`](crate::metrics::growth_detected)).
+    pub fn simulate(&self, rep: u32) -> (Vec<Request>, SimOutput) {
         let requests = self.workload.generate(self.seed, rep);
         let out = simulate(&requests, &self.engine, self.seed, rep, self.warmup);
-        let mut s = summarize(&requests, &out);
-        s.unstable |= self.capacity().is_some_and(|c| self.workload.rate() >= c);
+        (requests, out)
+    }
+
+    /// Summarises one simulation of this configuration. A run is unstable when its queue
+    /// grew or the arrival rate is at or above the closed-form capacity.
+    pub fn summarize(&self, requests: &[Request], out: &SimOutput) -> Summary {
+        let mut s = summarize(requests, out);
+        s.unstable |= self.overloaded();
         s
+    }
+
+    /// Runs replication `rep` and summarises it (see [`RunConfig::summarize`]).
+    pub fn run_one(&self, rep: u32) -> Summary {
+        let (requests, out) = self.simulate(rep);
+        self.summarize(&requests, &out)
     }
 
     /// Runs all replications in parallel; results in replication order.

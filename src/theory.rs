@@ -118,6 +118,24 @@ pub fn scheduler_a_capacity(prompt: &LengthDist, decode: &LengthDist, cost: &dyn
     1.0 / scheduler_a_job(prompt, decode, cost).mean
 }
 
+/// GPU time per request of a full Scheduler B prefill batch of `k` prompts, `E[S(K prompts)] / K`
+/// (seconds), with `E[S]` taken at the mean batch size (see [`scheduler_b_capacity`]).
+fn b_prefill_per_request(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
+    cost.mean(&BatchShape {
+        prefill_tokens: (f64::from(k) * prompt.mean()).round() as u64,
+        prefill_entries: k,
+        ..Default::default()
+    }) / f64::from(k)
+}
+
+/// The arrival rate at which Scheduler B's full prefill batches alone keep a GPU busy,
+/// `K / E[S(K prompts)]` (requests/s per GPU). Above it the prefill queue never empties, so
+/// under prefill priority no decode batch ever runs while arrivals continue: completions
+/// stop altogether, not just level off at [`scheduler_b_capacity`].
+pub fn scheduler_b_prefill_capacity(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
+    1.0 / b_prefill_per_request(k, prompt, cost)
+}
+
 /// Scheduler B's capacity (requests/s per GPU): the arrival rate at which the GPU is busy
 /// all the time with full prefill batches of `k` prompts and decode batches as large as
 /// the cap allows:
@@ -136,11 +154,7 @@ pub fn scheduler_b_capacity(
     decode: &LengthDist,
     cost: &dyn CostModel,
 ) -> f64 {
-    let prefill = cost.mean(&BatchShape {
-        prefill_tokens: (f64::from(k) * prompt.mean()).round() as u64,
-        prefill_entries: k,
-        ..Default::default()
-    }) / f64::from(k);
+    let prefill = b_prefill_per_request(k, prompt, cost);
     let per_decode_token = match max_decode {
         Some(d) => cost.mean(&decode_shape(d)) / f64::from(d),
         None => {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod reproduce;
 mod run;
 mod validate;
 
@@ -26,6 +27,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fit a cost model to measured GPU iteration times and save it as a preset.
     Calibrate(calibrate::CalibrateArgs),
+    /// Run the seed study's ten experiments and write their CSVs to data/.
+    Reproduce(reproduce::ReproduceArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -56,6 +59,7 @@ pub fn main() -> i32 {
         Command::Validate(args) => validate::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Calibrate(args) => calibrate::main(args),
+        Command::Reproduce(args) => reproduce::main(args),
     };
     match result {
         Ok(()) => 0,

@@ -1,0 +1,239 @@
+//! The seed study's ten experiments, redone with independent replications, warm-up removal,
+//! confidence intervals and stability verdicts (`llmsim reproduce`).
+//!
+//! Each experiment returns a [`Table`] (data, parameters, a one-line headline); writing
+//! files is [`crate::output`]'s job, so a report generator can take the same tables after
+//! the CSVs are written. Every experiment uses the same base seed: replication `r` of any
+//! configuration sees the requests of `(seed, r)`, so compared schedulers, rates and router
+//! settings serve the same requests (common random numbers).
+
+mod batching;
+mod capacity;
+mod comparison;
+mod grid;
+mod multigpu;
+mod per_request;
+mod sensitivity;
+mod table;
+mod throughput;
+
+pub use grid::{Col, Ctx, Measured, Metric, RepRun, Setup};
+pub use multigpu::MULTI_GPU_ROUTER;
+pub use per_request::ISOLATION_HORIZON_S;
+pub use table::{Cell, Table};
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How much each configuration is simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Independent replications per configuration.
+    pub reps: u32,
+    /// Requests per replication, warm-up included.
+    pub requests: usize,
+}
+
+impl Scale {
+    /// The real study: 10 replications of 10,000 requests (the seed ran ~1,000 once).
+    pub const FULL: Scale = Scale {
+        reps: 10,
+        requests: 10_000,
+    };
+    /// A smoke run for tests: small samples, same design.
+    pub const QUICK: Scale = Scale {
+        reps: 5,
+        requests: 2_000,
+    };
+
+    /// Requests at the start of each replication that are simulated but not measured: 10%.
+    pub fn warmup(&self) -> usize {
+        self.requests / 10
+    }
+}
+
+/// What a reproduction runs: one base seed and one scale for every experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Study {
+    /// Base seed of every experiment.
+    pub seed: u64,
+    /// Replications and requests per configuration.
+    pub scale: Scale,
+}
+
+/// One of the seed study's experiments; each writes one CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Experiment {
+    /// Per-request trace of Scheduler A at lambda = 2 (overloaded).
+    SchedulerABaseline,
+    /// Scheduler A's throughput over lambda = 0.5 .. 3.
+    SchedulerAThroughputSweep,
+    /// Per-request trace of Scheduler B in light traffic (lambda = 0.1).
+    ValidationLightTraffic,
+    /// Scheduler B's capacity over K: closed form, measured, and under overload.
+    CapacityVsK,
+    /// Scheduler B's throughput over lambda = 0.5 .. 8.
+    SchedulerBThroughputSweep,
+    /// Scheduler B over K at lambda = 1.5.
+    BatchingScale,
+    /// Sensitivity to the cost parameters c and a.
+    SensitivityCa,
+    /// Short versus long requests.
+    SensitivityRegime,
+    /// Schedulers A and B on the same requests over lambda = 0.5 .. 2.
+    SchedulerComparison,
+    /// Both schedulers on 1 .. 8 GPUs at lambda = 4.
+    MultigpuScaling,
+}
+
+impl Experiment {
+    /// All ten, in the seed's order.
+    pub const ALL: [Experiment; 10] = [
+        Experiment::SchedulerABaseline,
+        Experiment::SchedulerAThroughputSweep,
+        Experiment::ValidationLightTraffic,
+        Experiment::CapacityVsK,
+        Experiment::SchedulerBThroughputSweep,
+        Experiment::BatchingScale,
+        Experiment::SensitivityCa,
+        Experiment::SensitivityRegime,
+        Experiment::SchedulerComparison,
+        Experiment::MultigpuScaling,
+    ];
+
+    /// The name used by `--only` and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::SchedulerABaseline => "scheduler_a_baseline",
+            Experiment::SchedulerAThroughputSweep => "scheduler_a_throughput_sweep",
+            Experiment::ValidationLightTraffic => "validation_light_traffic",
+            Experiment::CapacityVsK => "capacity_vs_k",
+            Experiment::SchedulerBThroughputSweep => "scheduler_b_throughput_sweep",
+            Experiment::BatchingScale => "batching_scale",
+            Experiment::SensitivityCa => "sensitivity_ca",
+            Experiment::SensitivityRegime => "sensitivity_regime",
+            Experiment::SchedulerComparison => "scheduler_comparison",
+            Experiment::MultigpuScaling => "multigpu_scaling",
+        }
+    }
+
+    /// The seed's file name, `data_<name>.csv`.
+    pub fn file_name(self) -> String {
+        format!("data_{}.csv", self.name())
+    }
+
+    /// Simulation replications the experiment runs at `scale` (for progress reporting).
+    pub fn planned_runs(self, scale: &Scale) -> u64 {
+        match self {
+            Experiment::SchedulerABaseline | Experiment::ValidationLightTraffic => {
+                u64::from(scale.reps)
+            }
+            Experiment::SchedulerAThroughputSweep | Experiment::SchedulerBThroughputSweep => {
+                throughput::planned_runs(self, scale)
+            }
+            Experiment::CapacityVsK => capacity::planned_runs(scale),
+            Experiment::BatchingScale => batching::planned_runs(scale),
+            Experiment::SensitivityCa | Experiment::SensitivityRegime => {
+                sensitivity::planned_runs(self, scale)
+            }
+            Experiment::SchedulerComparison => comparison::planned_runs(scale),
+            Experiment::MultigpuScaling => multigpu::planned_runs(scale),
+        }
+    }
+
+    /// Runs the experiment.
+    pub fn run(self, ctx: &Ctx) -> Table {
+        match self {
+            Experiment::SchedulerABaseline => per_request::scheduler_a_baseline(ctx),
+            Experiment::ValidationLightTraffic => per_request::light_traffic(ctx),
+            Experiment::SchedulerAThroughputSweep | Experiment::SchedulerBThroughputSweep => {
+                throughput::sweep(self, ctx)
+            }
+            Experiment::CapacityVsK => capacity::run(ctx),
+            Experiment::BatchingScale => batching::run(ctx),
+            Experiment::SensitivityCa | Experiment::SensitivityRegime => {
+                sensitivity::run(self, ctx)
+            }
+            Experiment::SchedulerComparison => comparison::run(ctx),
+            Experiment::MultigpuScaling => multigpu::run(ctx),
+        }
+    }
+}
+
+/// An `--only` value that names no experiment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown experiment '{0}' (allowed: {names})", names = Experiment::ALL.map(Experiment::name).join(", "))]
+pub struct UnknownExperiment(pub String);
+
+impl FromStr for Experiment {
+    type Err = UnknownExperiment;
+    /// Accepts the name (`capacity_vs_k`) or the file name (`data_capacity_vs_k.csv`).
+    fn from_str(s: &str) -> Result<Self, UnknownExperiment> {
+        let name = s.strip_prefix("data_").unwrap_or(s);
+        let name = name.strip_suffix(".csv").unwrap_or(name);
+        Experiment::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| UnknownExperiment(s.into()))
+    }
+}
+
+impl fmt::Display for Experiment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs `which` in order, calling `progress(n)` as every `n` replications finish (from any
+/// thread). The tables do not depend on the number of threads.
+pub fn run(which: &[Experiment], study: Study, progress: &(dyn Fn(u64) + Sync)) -> Vec<Table> {
+    let ctx = Ctx::new(study, progress);
+    which.iter().map(|e| e.run(&ctx)).collect()
+}
+
+/// Replications `which` will run in all, for a progress bar's length.
+pub fn planned_runs(which: &[Experiment], scale: &Scale) -> u64 {
+    which.iter().map(|e| e.planned_runs(scale)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_listed() {
+        for e in Experiment::ALL {
+            assert_eq!(e.name().parse::<Experiment>(), Ok(e));
+            assert_eq!(e.file_name().parse::<Experiment>(), Ok(e));
+        }
+        let err = "capacity".parse::<Experiment>().unwrap_err().to_string();
+        assert!(err.contains("capacity_vs_k"), "{err}");
+    }
+
+    /// The progress bar's length is what the experiments really run.
+    #[test]
+    fn planned_runs_match_the_runs_done() {
+        let study = Study {
+            seed: 1,
+            scale: Scale {
+                reps: 3,
+                requests: 200,
+            },
+        };
+        for e in Experiment::ALL {
+            let done = AtomicU64::new(0);
+            let table = run(&[e], study, &|n| {
+                done.fetch_add(n, Ordering::Relaxed);
+            });
+            assert_eq!(done.into_inner(), e.planned_runs(&study.scale), "{e}");
+            assert!(
+                table[0]
+                    .rows
+                    .iter()
+                    .all(|r| r.len() == table[0].header.len()),
+                "{e}"
+            );
+        }
+    }
+}

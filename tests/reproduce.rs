@@ -1,0 +1,530 @@
+//! `llmsim reproduce --quick`: every file, its seed columns, and the relations the data
+//! must satisfy. Pass/fail intervals are 99.9% Student-t intervals built from the files' own
+//! 95% half-widths (or, for per-request files, from the sample's standard error), so a
+//! correct simulator fails a given check about once in a thousand runs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use llmsim::cost::{CostDist, LinearCost};
+use llmsim::dist::LengthDist;
+use llmsim::stats::t_critical;
+use llmsim::theory;
+
+/// The seed study's files and their columns, in the seed's order (from the issue).
+const SEED_COLUMNS: [(&str, &[&str]); 10] = [
+    (
+        "data_scheduler_a_baseline.csv",
+        &[
+            "arrival_times",
+            "start_times",
+            "completion_times",
+            "ttft",
+            "tbt",
+        ],
+    ),
+    (
+        "data_scheduler_a_throughput_sweep.csv",
+        &["arrival_rate", "throughput"],
+    ),
+    (
+        "data_validation_light_traffic.csv",
+        &["arrival_times", "completion_times", "ttft", "tbt"],
+    ),
+    (
+        "data_capacity_vs_k.csv",
+        &[
+            "K_values",
+            "sim_mean",
+            "sim_std",
+            "closed_form_capacity",
+            "empirical_capacity",
+        ],
+    ),
+    (
+        "data_scheduler_b_throughput_sweep.csv",
+        &["arrival_rate", "throughput"],
+    ),
+    (
+        "data_batching_scale.csv",
+        &[
+            "K",
+            "throughput_mean",
+            "throughput_ci",
+            "mean_TTFT_mean",
+            "mean_TTFT_ci",
+            "p95_TTFT_mean",
+            "p95_TTFT_ci",
+            "mean_TBT_mean",
+            "mean_TBT_ci",
+            "p95_TBT_mean",
+            "p95_TBT_ci",
+        ],
+    ),
+    (
+        "data_sensitivity_ca.csv",
+        &["label", "throughput", "mean_TTFT", "mean_TBT"],
+    ),
+    (
+        "data_sensitivity_regime.csv",
+        &["label", "throughput", "mean_TTFT", "p95_TTFT"],
+    ),
+    (
+        "data_scheduler_comparison.csv",
+        &[
+            "lambda",
+            "A_ttft_mean",
+            "A_ttft_ci",
+            "A_tbt_mean",
+            "A_tbt_ci",
+            "B_ttft_mean",
+            "B_ttft_ci",
+            "B_tbt_mean",
+            "B_tbt_ci",
+        ],
+    ),
+    (
+        "data_multigpu_scaling.csv",
+        &[
+            "num_gpus",
+            "throughput_mean",
+            "throughput_ci",
+            "mean_TTFT_mean",
+            "mean_TTFT_ci",
+            "p95_TTFT_mean",
+            "p95_TTFT_ci",
+        ],
+    ),
+];
+
+/// Columns `docs/data.md` allows to be empty: K for Scheduler A rows, and the P-K value
+/// where Scheduler A is at or above capacity.
+const MAY_BE_EMPTY: [(&str, &str); 2] = [
+    ("data_multigpu_scaling.csv", "K"),
+    ("data_scheduler_comparison.csv", "A_ttft_pk"),
+];
+
+/// One quick run shared by every test (RAYON_NUM_THREADS=2).
+fn quick_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        run_quick(dir.path(), "2");
+        dir
+    })
+    .path()
+}
+
+/// Runs `llmsim reproduce --quick --out <out> <extra>`.
+fn reproduce(out: &Path, extra: &[&str], threads: &str) -> std::process::Output {
+    common::llmsim()
+        .args(["reproduce", "--quick", "--out"])
+        .arg(out)
+        .args(extra)
+        .env("RAYON_NUM_THREADS", threads)
+        .output()
+        .unwrap()
+}
+
+fn run_quick(out: &Path, threads: &str) {
+    let o = reproduce(out, &[], threads);
+    assert!(
+        o.status.success(),
+        "reproduce failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CSV as named columns of strings.
+struct Csv {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    fn read(name: &str) -> Csv {
+        let mut r = csv::Reader::from_path(quick_dir().join(name)).unwrap();
+        let header = r.headers().unwrap().iter().map(String::from).collect();
+        let rows = r
+            .records()
+            .map(|rec| rec.unwrap().iter().map(String::from).collect())
+            .collect();
+        Csv { header, rows }
+    }
+
+    fn idx(&self, col: &str) -> usize {
+        self.header
+            .iter()
+            .position(|h| h == col)
+            .unwrap_or_else(|| panic!("no column {col}"))
+    }
+
+    /// Rows as maps from column name to number (booleans as 0/1, labels and empties skipped).
+    fn records(&self) -> Vec<HashMap<&str, f64>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                self.header
+                    .iter()
+                    .zip(row)
+                    .filter_map(|(h, v)| {
+                        let x = match v.as_str() {
+                            "true" => 1.0,
+                            "false" => 0.0,
+                            v => v.parse().ok()?,
+                        };
+                        Some((h.as_str(), x))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Replications per configuration, from the file's meta.
+fn reps(name: &str) -> usize {
+    let meta = quick_dir().join(name.replace(".csv", ".meta.json"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(meta).unwrap()).unwrap();
+    v["parameters"]["study"]["reps"].as_u64().unwrap() as usize
+}
+
+/// Widens a 95% half-width over `n` replications to the 99.9% pass interval.
+fn pass_tolerance(ci95: f64, n: usize) -> f64 {
+    ci95 * t_critical(n, 0.999) / t_critical(n, 0.95)
+}
+
+fn seed_cost() -> LinearCost {
+    LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)
+}
+
+#[test]
+fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
+    for (name, seed) in SEED_COLUMNS {
+        let csv = Csv::read(name);
+        assert!(csv.header.len() >= seed.len(), "{name}: {:?}", csv.header);
+        assert_eq!(&csv.header[..seed.len()], seed, "{name}");
+        assert!(!csv.rows.is_empty(), "{name} has no rows");
+        for row in &csv.rows {
+            for (h, v) in csv.header.iter().zip(row) {
+                let lower = v.to_ascii_lowercase();
+                assert!(
+                    !lower.contains("nan") && !lower.contains("inf"),
+                    "{name}: {h} = {v}"
+                );
+                if v.is_empty() {
+                    assert!(
+                        MAY_BE_EMPTY.contains(&(name, h.as_str())),
+                        "{name}: {h} is empty"
+                    );
+                }
+            }
+        }
+        assert!(reps(name) >= 2, "{name}: meta lacks the replication count");
+    }
+}
+
+#[test]
+fn sweeps_follow_the_seed_design() {
+    let a = Csv::read("data_scheduler_a_throughput_sweep.csv");
+    let b = Csv::read("data_scheduler_b_throughput_sweep.csv");
+    for (csv, n, hi) in [(&a, 20, 3.0), (&b, 10, 8.0)] {
+        let rates: Vec<f64> = csv.records().iter().map(|r| r["arrival_rate"]).collect();
+        assert_eq!(rates.len(), n);
+        assert!((rates[0] - 0.5).abs() < 1e-12 && (rates[n - 1] - hi).abs() < 1e-12);
+    }
+}
+
+/// Below capacity every arrival leaves: throughput equals lambda. Rows at or above capacity
+/// must be marked unstable.
+#[test]
+fn throughput_equals_lambda_where_stable() {
+    for (name, rate_col, thr, ci) in [
+        (
+            "data_scheduler_a_throughput_sweep.csv",
+            "arrival_rate",
+            "throughput",
+            "throughput_ci",
+        ),
+        (
+            "data_scheduler_b_throughput_sweep.csv",
+            "arrival_rate",
+            "throughput",
+            "throughput_ci",
+        ),
+        (
+            "data_batching_scale.csv",
+            "arrival_rate",
+            "throughput_mean",
+            "throughput_ci",
+        ),
+        (
+            "data_sensitivity_ca.csv",
+            "arrival_rate",
+            "throughput",
+            "throughput_ci",
+        ),
+        (
+            "data_sensitivity_regime.csv",
+            "arrival_rate",
+            "throughput",
+            "throughput_ci",
+        ),
+        (
+            "data_multigpu_scaling.csv",
+            "arrival_rate",
+            "throughput_mean",
+            "throughput_ci",
+        ),
+    ] {
+        let n = reps(name);
+        let mut stable = 0;
+        for r in Csv::read(name).records() {
+            if r["load"] >= 1.0 {
+                assert_eq!(r["unstable"], 1.0, "{name}: load {} not marked", r["load"]);
+            }
+            if r["unstable"] == 0.0 {
+                stable += 1;
+                let tol = pass_tolerance(r[ci], n);
+                assert!(
+                    (r[thr] - r[rate_col]).abs() <= tol,
+                    "{name}: throughput {} vs lambda {} (tolerance {tol})",
+                    r[thr],
+                    r[rate_col]
+                );
+            }
+        }
+        assert!(stable > 0, "{name}: no stable row");
+    }
+}
+
+/// Scheduler A never idles while work waits, so once clearly overloaded it completes jobs at
+/// its capacity 1 / E[T].
+#[test]
+fn overloaded_scheduler_a_completes_at_capacity() {
+    let name = "data_scheduler_a_throughput_sweep.csv";
+    let n = reps(name);
+    let cap = theory::scheduler_a_capacity(
+        &LengthDist::Fixed(128),
+        &LengthDist::Fixed(64),
+        &seed_cost(),
+    );
+    let mut checked = 0;
+    for r in Csv::read(name)
+        .records()
+        .iter()
+        .filter(|r| r["load"] >= 1.1)
+    {
+        let tol = pass_tolerance(r["throughput_ci"], n);
+        assert!(
+            (r["throughput"] - cap).abs() <= tol,
+            "throughput {} vs capacity {cap}",
+            r["throughput"]
+        );
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
+/// Scheduler A is an M/G/1 queue: its mean TTFT is the Pollaczek-Khinchine wait plus one
+/// prefill. Checked where rho <= 0.8, where a short run's start-up transient is negligible.
+#[test]
+fn scheduler_a_ttft_matches_pollaczek_khinchine() {
+    let name = "data_scheduler_comparison.csv";
+    let n = reps(name);
+    let (prompt, decode, cost) = (LengthDist::Fixed(128), LengthDist::Fixed(64), seed_cost());
+    let job = theory::scheduler_a_job(&prompt, &decode, &cost);
+    let mut checked = 0;
+    for r in Csv::read(name).records() {
+        let lambda = r["lambda"];
+        if lambda * job.mean > 0.8 {
+            continue;
+        }
+        let pk = theory::pk_mean_wait(lambda, job) + theory::mean_prefill(&prompt, &cost);
+        let tol = pass_tolerance(r["A_ttft_ci"], n);
+        assert!(
+            (r["A_ttft_mean"] - pk).abs() <= tol,
+            "lambda {lambda}: TTFT {} vs P-K {pk} (tolerance {tol})",
+            r["A_ttft_mean"]
+        );
+        assert!((r["A_ttft_pk"] - pk).abs() < 1e-12 * pk);
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} rates with rho <= 0.8");
+}
+
+/// In light traffic a request served alone has TTFT = S(L) and TBT = the mean of B draws
+/// of S(1). Isolated rows are selected without looking at their own service, so their
+/// sample means estimate E[S(L)] and E[S(1)] without bias; the tolerance is the 99.9%
+/// normal quantile times the sample's standard error.
+#[test]
+fn light_traffic_means_match_single_batch_costs() {
+    let csv = Csv::read("data_validation_light_traffic.csv");
+    let (iso, ttft, tbt, unstable) = (
+        csv.idx("isolated"),
+        csv.idx("ttft"),
+        csv.idx("tbt"),
+        csv.idx("unstable"),
+    );
+    let rows: Vec<&Vec<String>> = csv.rows.iter().filter(|r| r[iso] == "true").collect();
+    assert!(csv.rows.iter().all(|r| r[unstable] == "false"));
+    assert!(
+        rows.len() * 2 > csv.rows.len(),
+        "only {} isolated rows",
+        rows.len()
+    );
+    let cost = seed_cost();
+    let z = 3.2905; // two-sided 99.9% normal quantile; thousands of rows, so t = z
+    for (col, theory_mean) in [
+        (ttft, theory::mean_prefill(&LengthDist::Fixed(128), &cost)),
+        (tbt, theory::mean_decode_step(&cost)),
+    ] {
+        let xs: Vec<f64> = rows.iter().map(|r| r[col].parse().unwrap()).collect();
+        let n = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / n;
+        let se = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+        assert!(
+            (mean - theory_mean).abs() <= z * se,
+            "{}: mean {mean} vs {theory_mean} (se {se})",
+            csv.header[col]
+        );
+    }
+}
+
+/// The closed form is the seed's K / (c + a K (L + B)); pushed to 1.2x capacity, prefill
+/// priority starves decodes and completions fall well below it; the bisection bracket is
+/// ordered.
+#[test]
+fn capacity_vs_k_relations() {
+    for r in Csv::read("data_capacity_vs_k.csv").records() {
+        let k = r["K_values"];
+        let seed_formula = k / (0.01 + 0.001 * k * (128.0 + 64.0));
+        assert!(
+            (r["closed_form_capacity"] - seed_formula).abs() < 1e-9 * seed_formula,
+            "K {k}"
+        );
+        // The overloaded throughput is not a steady state and varies widely between
+        // replications; with the quick run's 5 its interval is too wide to separate it from
+        // capacity, so the (large) shortfall is checked on the point estimate.
+        assert!(
+            r["sim_mean"] < r["closed_form_capacity"] && r["sim_std"] > 0.0,
+            "K {k}"
+        );
+        assert!(
+            r["empirical_capacity"] < r["empirical_unstable_rate"],
+            "K {k}"
+        );
+        assert!(
+            r["empirical_capacity"] > 0.0 && r["unstable"] == 1.0,
+            "K {k}"
+        );
+    }
+}
+
+/// With enough GPUs for a stable load the cluster's throughput is lambda; Scheduler A needs
+/// 4 GPUs at lambda = 4 (capacity 1.19 per GPU), Scheduler B one (5.14 per GPU).
+#[test]
+fn multigpu_throughput_is_lambda_once_stable() {
+    let name = "data_multigpu_scaling.csv";
+    let csv = Csv::read(name);
+    let (sched, router) = (csv.idx("scheduler"), csv.idx("router"));
+    let mut stable = HashMap::new();
+    for (row, r) in csv.rows.iter().zip(csv.records()) {
+        assert_eq!(
+            row[router],
+            llmsim::experiments::MULTI_GPU_ROUTER.to_string()
+        );
+        stable.insert(
+            (row[sched].clone(), r["num_gpus"] as u32),
+            r["unstable"] == 0.0,
+        );
+    }
+    for (s, g, want) in [
+        ("a", 2, false),
+        ("a", 4, true),
+        ("a", 8, true),
+        ("b", 1, true),
+        ("b", 8, true),
+    ] {
+        assert_eq!(
+            stable[&(s.to_string(), g)],
+            want,
+            "scheduler {s} on {g} GPUs"
+        );
+    }
+}
+
+#[test]
+fn output_does_not_depend_on_the_thread_count() {
+    let one = tempfile::tempdir().unwrap();
+    run_quick(one.path(), "1");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(quick_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 20, "10 CSVs and 10 meta files: {files:?}");
+    for f in files {
+        let other = one.path().join(f.file_name().unwrap());
+        assert!(
+            std::fs::read(&f).unwrap() == std::fs::read(&other).unwrap(),
+            "{} differs",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn only_runs_one_experiment_and_bad_names_exit_2_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = reproduce(dir.path(), &["--only", "sensitivity_regime"], "2");
+    assert!(o.status.success());
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "data_sensitivity_regime.csv",
+            "data_sensitivity_regime.meta.json"
+        ]
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let o = reproduce(empty.path(), &["--only", "capacity"], "2");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("capacity_vs_k"), "{err}");
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_unwritable_output_folder_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let o = reproduce(&file, &["--only", "sensitivity_regime"], "2");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not-a-folder"), "{err}");
+}
+
+#[test]
+fn every_column_is_documented() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data.md"))
+        .unwrap();
+    for (name, _) in SEED_COLUMNS {
+        assert!(docs.contains(name), "docs/data.md does not describe {name}");
+        for col in Csv::read(name).header {
+            assert!(
+                docs.contains(&format!("`{col}`")),
+                "docs/data.md lacks `{col}` of {name}"
+            );
+        }
+    }
+}
