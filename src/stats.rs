@@ -46,6 +46,12 @@ pub fn t_critical(n: usize, level: f64) -> f64 {
         .inverse_cdf(0.5 + level / 2.0)
 }
 
+/// Half-width of the Student-t interval at `level` for the mean of independent
+/// observations `xs`; infinite for fewer than two (no interval can be formed).
+pub fn half_width(xs: &[f64], level: f64) -> f64 {
+    t_critical(xs.len(), level) * std_dev(xs) / (xs.len() as f64).sqrt()
+}
+
 /// A mean with the half-width of its 95% Student-t confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct MeanCi {
@@ -61,7 +67,7 @@ impl MeanCi {
         let ci95 = if xs.len() < 2 {
             0.0
         } else {
-            t_critical(xs.len(), 0.95) * std_dev(xs) / (xs.len() as f64).sqrt()
+            half_width(xs, 0.95)
         };
         MeanCi {
             mean: mean(xs),

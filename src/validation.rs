@@ -14,7 +14,7 @@ use crate::metrics::Summary;
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
 use crate::sim::RunConfig;
-use crate::stats::{MeanCi, mean, std_dev, t_critical};
+use crate::stats::{MeanCi, half_width, mean};
 use crate::theory;
 use crate::workload::{ArrivalKind, SyntheticWorkload, Workload};
 
@@ -45,7 +45,7 @@ impl Check {
     /// Compares per-replication values `xs` with `theory`.
     pub fn new(model: &str, metric: &str, xs: &[f64], theory: f64) -> Self {
         let simulated = MeanCi::of(xs);
-        let tolerance = t_critical(xs.len(), PASS_LEVEL) * std_dev(xs) / (xs.len() as f64).sqrt();
+        let tolerance = half_width(xs, PASS_LEVEL);
         Check {
             model: model.into(),
             metric: metric.into(),
@@ -274,6 +274,96 @@ pub fn laws(effort: Effort) -> Vec<Check> {
     ]
 }
 
+/// `config` spread over `gpus` GPUs behind `router`.
+fn on_cluster(mut cfg: RunConfig, gpus: usize, router: RouterSpec) -> RunConfig {
+    cfg.engine.gpus = gpus;
+    cfg.engine.router = router;
+    cfg
+}
+
+/// Random routing over 4 GPUs running Scheduler A: uniform routing thins the Poisson stream
+/// into 4 independent Poisson streams at `lambda / 4`, so each GPU is an M/G/1 queue and
+/// mean TTFT and E2E follow Pollaczek-Khinchine at the per-GPU rate. Any other `router`
+/// breaks the thinning argument (tests use that to show the check can fail).
+pub fn routed_mg1(effort: Effort, router: RouterSpec) -> Vec<Check> {
+    let gpus = 4;
+    let per_gpu = 1.4;
+    let cost = LinearCost::new(0.005, 0.001, 32.0, CostDist::Exponential);
+    let prompt: LengthDist = "uniform:16:256".parse().expect("valid spec");
+    let decode: LengthDist = "geometric:32:256".parse().expect("valid spec");
+    let job = theory::scheduler_a_job(&prompt, &decode, &cost);
+    let wait = theory::pk_mean_wait(per_gpu, job);
+    let ttft = wait + theory::mean_prefill(&prompt, &cost);
+    let cfg = config(
+        SchedulerSpec::A,
+        cost,
+        per_gpu * gpus as f64,
+        prompt,
+        decode,
+        effort,
+    );
+    let runs = on_cluster(cfg, gpus, router).run();
+    let model = format!(
+        "M/G/1 x {gpus} by {router} routing: Scheduler A, L = uniform:16:256, B = geometric:32:256, exp costs, b0 = 32, lambda = {}/s",
+        per_gpu * gpus as f64
+    );
+    vec![
+        Check::new(
+            &model,
+            "mean TTFT (s)",
+            &column(&runs, |s| s.ttft.mean),
+            ttft,
+        ),
+        Check::new(
+            &model,
+            "mean E2E (s)",
+            &column(&runs, |s| s.e2e.mean),
+            wait + job.mean,
+        ),
+    ]
+}
+
+/// A central queue in front of `c` = 2, 4 and 8 GPUs running Scheduler A with one
+/// exponential batch per job (`a = 0`, `B = 0`, `L = 1`): the M/M/c queue, whose mean
+/// wait is Erlang C's `C(c, a) / (c mu - lambda)`. With `B = 0` the job is its prefill
+/// batch, so E2E = TTFT = wait + service and mean E2E = `Wq + 1 / mu`. Load is 80%.
+pub fn routed_mmc(effort: Effort, router: RouterSpec) -> Vec<Check> {
+    let (c, rho) = (0.4, 0.8);
+    let mu = 1.0 / c;
+    let mut checks = Vec::new();
+    for servers in [2, 4, 8] {
+        let lambda = rho * servers as f64 * mu;
+        let cfg = config(
+            SchedulerSpec::A,
+            LinearCost::new(c, 0.0, 0.0, CostDist::Exponential),
+            lambda,
+            LengthDist::Fixed(1),
+            LengthDist::Fixed(0),
+            effort,
+        );
+        let runs = on_cluster(cfg, servers, router).run();
+        let model = format!(
+            "M/M/{servers} by {router} routing: Scheduler A, L = 1, B = 0, c = 0.4 s exp, a = 0, lambda = {lambda}/s"
+        );
+        checks.push(Check::new(
+            &model,
+            "mean E2E (s)",
+            &column(&runs, |s| s.e2e.mean),
+            theory::mmc_mean_wait(servers, lambda, mu) + 1.0 / mu,
+        ));
+    }
+    checks
+}
+
+/// The cluster checks: P-K under random routing, Erlang C under a central queue.
+pub fn cluster(effort: Effort) -> Vec<Check> {
+    [
+        routed_mg1(effort, RouterSpec::Random),
+        routed_mmc(effort, RouterSpec::Central),
+    ]
+    .concat()
+}
+
 /// Every check, in the order `llmsim validate` prints them.
 pub fn all(effort: Effort) -> Vec<Check> {
     [
@@ -281,6 +371,7 @@ pub fn all(effort: Effort) -> Vec<Check> {
         mg1(effort),
         light_traffic(effort),
         laws(effort),
+        cluster(effort),
     ]
     .concat()
 }

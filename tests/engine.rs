@@ -1,5 +1,6 @@
 //! Invariants of the engine that must hold for any workload: conservation of requests and
-//! tokens, batch limits, one batch at a time per GPU, FCFS for Scheduler A.
+//! tokens, batch limits, one batch at a time per GPU, FCFS for Scheduler A, whatever the
+//! router.
 
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -36,6 +37,18 @@ fn scheduler() -> impl Strategy<Value = SchedulerSpec> {
     ]
 }
 
+/// Any router; `power-of-d` with `d` clamped to the cluster size by the test.
+fn router() -> impl Strategy<Value = RouterSpec> {
+    prop_oneof![
+        Just(RouterSpec::Random),
+        Just(RouterSpec::RoundRobin),
+        Just(RouterSpec::Jsq),
+        Just(RouterSpec::LeastWork),
+        (1u32..4).prop_map(RouterSpec::PowerOfD),
+        Just(RouterSpec::Central),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -44,6 +57,7 @@ proptest! {
         requests in workload(),
         spec in scheduler(),
         gpus in 1usize..4,
+        router in router(),
         dist in prop_oneof![Just(CostDist::Deterministic), Just(CostDist::Exponential)],
         seed in 0u64..1000,
     ) {
@@ -51,7 +65,10 @@ proptest! {
             scheduler: spec.clone(),
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
             gpus,
-            router: RouterSpec::RoundRobin,
+            router: match router {
+                RouterSpec::PowerOfD(d) => RouterSpec::PowerOfD(d.min(gpus as u32)),
+                r => r,
+            },
         };
         let n = requests.len();
         let mut tokens = vec![0u32; n];
@@ -104,8 +121,8 @@ proptest! {
             prop_assert!((rec.gpu as usize) < gpus);
         }
         prop_assert_eq!(out.gpus.iter().map(|g| g.requests).sum::<u64>(), n as u64);
-        if spec == SchedulerSpec::A && gpus == 1 {
-            // FCFS: service starts in arrival order.
+        if spec == SchedulerSpec::A && (gpus == 1 || router == RouterSpec::Central) {
+            // FCFS, on one GPU or from one central queue: service starts in arrival order.
             prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
         }
     }

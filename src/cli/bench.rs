@@ -48,17 +48,19 @@ pub fn main(args: BenchArgs) -> Result<()> {
     }
     let n = requests.len() as f64;
     println!(
-        "scheduler {} | rate {:.4} req/s | {} requests | {} GPU(s) | utilisation {:.3}",
+        "scheduler {} | rate {:.4} req/s | {} requests | {} GPU(s), router {} | utilisation {:.3}",
         args.sim.scheduler,
         cfg.workload.rate(),
         requests.len(),
         args.sim.gpus,
+        args.sim.router,
         util
     );
     println!(
-        "simulate: {best:.3} s (best of {}) | {:.0} requests/s | {:.0} batches/s | {batches} batches",
+        "simulate: {best:.3} s (best of {}) | {:.0} requests/s | {:.3} us/request | {:.0} batches/s | {batches} batches",
         args.repeat.max(1),
         n / best,
+        best / n * 1e6,
         batches as f64 / best
     );
     Ok(())

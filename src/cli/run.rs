@@ -125,7 +125,7 @@ pub struct SimArgs {
     /// Number of GPUs.
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
-    /// Router in front of the GPUs.
+    /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
     /// Base random seed.
@@ -195,6 +195,12 @@ impl SimArgs {
             self.gpus >= 1,
             "--gpus",
             format!("must be at least 1 (got {})", self.gpus),
+        )?;
+        let routing = self.router.check(self.gpus);
+        require(
+            routing.is_ok(),
+            "--router",
+            routing.err().unwrap_or_default(),
         )?;
         require(
             self.reps >= 1,
@@ -450,9 +456,15 @@ fn print_table(doc: &Value) {
         ("GPU utilisation", "utilization", ""),
         ("mean in system", "mean_in_system", ""),
         ("mean in queue", "mean_in_queue", ""),
+        (
+            "load imbalance",
+            "load_imbalance",
+            "(max/mean GPU busy time)",
+        ),
     ] {
         println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
     }
+    print_per_gpu(doc);
     if let Some(cap) = doc["capacity_rps"].as_f64() {
         println!("{:>18}: {cap:.4} req/s (closed form)", "capacity");
     }
@@ -485,5 +497,38 @@ fn print_table(doc: &Value) {
                 num(&k["mean_entries"])
             );
         }
+    }
+}
+
+/// Up to this many GPUs get a line each; larger clusters get min / mean / max.
+const PER_GPU_LINES: usize = 16;
+
+/// Per-GPU utilisation and request counts (replication means).
+fn print_per_gpu(doc: &Value) {
+    let column = |key: &str| -> Vec<f64> {
+        doc[key]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+            .unwrap_or_default()
+    };
+    let (util, reqs) = (column("gpu_utilization"), column("gpu_requests"));
+    if util.len() <= PER_GPU_LINES {
+        for (g, (u, r)) in util.iter().zip(&reqs).enumerate() {
+            println!(
+                "{:>18}: utilisation {u:.4}, {r:.0} requests",
+                format!("GPU {g}")
+            );
+        }
+    } else {
+        let range = |xs: &[f64]| {
+            let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (min, llmsim::stats::mean(xs), max)
+        };
+        let ((u0, u1, u2), (r0, r1, r2)) = (range(&util), range(&reqs));
+        println!(
+            "{:>18}: utilisation min {u0:.4} / mean {u1:.4} / max {u2:.4}; requests min {r0:.0} / mean {r1:.1} / max {r2:.0}",
+            format!("{} GPUs", util.len())
+        );
     }
 }
