@@ -6,9 +6,10 @@ use super::table::Table;
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
 
-/// The router of the multi-GPU study. The seed dispatched to the least-loaded GPU; switch
-/// this to the `central` router once it exists (every GPU setting then uses it).
-pub const MULTI_GPU_ROUTER: RouterSpec = RouterSpec::RoundRobin;
+/// The router of the multi-GPU study: one shared FCFS queue that a GPU pulls from when it
+/// can take work, which for Scheduler A is the seed's least-load dispatcher (a job goes to
+/// the GPU that frees first).
+pub const MULTI_GPU_ROUTER: RouterSpec = RouterSpec::Central;
 
 /// The arrival rate over the whole cluster (requests/s).
 const RATE: f64 = 4.0;

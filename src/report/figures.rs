@@ -35,7 +35,13 @@ pub fn hline(name: impl Into<String>, y: f64, x0: f64, x1: f64) -> Series {
 }
 
 /// Categorical markers: one point per row of `t`, at positions 0, 1, ...
-pub fn categorical(t: &Table, y: &str, ci: &str, name: &str, shift: f64) -> Result<Series, DataError> {
+pub fn categorical(
+    t: &Table,
+    y: &str,
+    ci: &str,
+    name: &str,
+    shift: f64,
+) -> Result<Series, DataError> {
     let (ys, cis) = (t.numbers(y)?, t.numbers(ci)?);
     Ok(Series::new(
         name,
@@ -54,7 +60,10 @@ pub fn cdf(t: &Table, value: &str, name: &str, style: Style) -> Result<Series, D
     Ok(Series::new(
         name,
         style,
-        v.iter().zip(&q).map(|(&x, &y)| Point::new(x, y, 0.0)).collect(),
+        v.iter()
+            .zip(&q)
+            .map(|(&x, &y)| Point::new(x, y, 0.0))
+            .collect(),
     ))
 }
 
