@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod report;
 mod reproduce;
 mod run;
 mod validate;
@@ -27,8 +28,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fit a cost model to measured GPU iteration times and save it as a preset.
     Calibrate(calibrate::CalibrateArgs),
-    /// Run the seed study's ten experiments and write their CSVs to data/.
+    /// Run the seed study's ten experiments, write their CSVs to data/ and the report.
     Reproduce(reproduce::ReproduceArgs),
+    /// Write the HTML and Markdown report from the data of a reproduce run.
+    Report(report::ReportArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -60,6 +63,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::main(args),
         Command::Calibrate(args) => calibrate::main(args),
         Command::Reproduce(args) => reproduce::main(args),
+        Command::Report(args) => report::main(args),
     };
     match result {
         Ok(()) => 0,

@@ -24,6 +24,9 @@ pub struct ReproduceArgs {
     /// Base random seed of every experiment.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Folder for the report written after the data (skipped with --only).
+    #[arg(long, default_value = "report", value_name = "DIR")]
+    report: PathBuf,
 }
 
 pub fn main(args: ReproduceArgs) -> Result<()> {
@@ -56,8 +59,6 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
     let tables = experiments::run(&which, study, &|n| bar.inc(n));
     bar.finish_and_clear();
     let written = output::write_tables(&args.out, &tables)?;
-    // The CSVs are complete here: a report generator takes `tables` (or the files) from
-    // this point on.
     println!(
         "llmsim reproduce: {} experiment(s), seed {}, {} replications x {} requests (warm-up {}) per configuration{}",
         which.len(),
@@ -81,5 +82,9 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
         dir.display(),
         start.elapsed().as_secs_f64()
     );
+    // The report needs every experiment's data.
+    if args.only.is_none() {
+        super::report::write(&dir, &args.report)?;
+    }
     Ok(())
 }

@@ -1,8 +1,131 @@
-//! The report: figures and prose generated from the data a reproduce run wrote.
+//! The report: a paper-like document generated from the data a reproduce run wrote, as one
+//! self-contained HTML page (`index.html`, figures inline) and as Markdown (`REPORT.md` with
+//! `figures/*.svg`). Every number in the prose is a named value computed from the data, and
+//! filling fails if the template names a value nobody computed.
 
 pub mod data;
+mod diagram;
 pub mod figures;
 pub mod html;
 pub mod plot;
 pub mod study;
 pub mod template;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+use crate::output::{OutputError, write_atomic};
+
+/// The report's text, with `{{name}}` placeholders.
+const TEMPLATE: &str = include_str!("report.md");
+
+/// Figure size (pixels).
+const FIGURE_SIZE: (u32, u32) = (820, 480);
+
+/// Why a report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A data file is missing or malformed.
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    /// The template names a value nobody computed.
+    #[error(transparent)]
+    Template(#[from] template::MissingValue),
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] plot::PlotError),
+    /// A file could not be written.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// A meta file is missing or malformed.
+    #[error("{path}: {why} (run `llmsim reproduce` first)")]
+    Meta {
+        /// The meta file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The HTML page.
+    pub html: PathBuf,
+    /// The Markdown text.
+    pub markdown: PathBuf,
+    /// The figures, one SVG each.
+    pub figures: Vec<PathBuf>,
+}
+
+/// The run's seed and scale, from a meta file the reproduce run wrote beside its CSVs.
+fn study_values(data: &Path, values: &mut template::Values) -> Result<(), ReportError> {
+    let path = data.join("data_scheduler_a_throughput_sweep.meta.json");
+    let meta: Value = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|why| ReportError::Meta {
+            path: path.clone(),
+            why,
+        })?;
+    let study = &meta["parameters"]["study"];
+    for (name, key) in [
+        ("seed", "seed"),
+        ("reps", "reps"),
+        ("requests", "requests_per_rep"),
+        ("warmup", "warmup_requests"),
+    ] {
+        let n = study[key].as_u64().ok_or_else(|| ReportError::Meta {
+            path: path.clone(),
+            why: format!("no parameters.study.{key}"),
+        })?;
+        values.insert(name.into(), n.to_string());
+    }
+    let quick = study["reps"].as_u64().unwrap_or(0) < 10;
+    values.insert(
+        "quick_note".into(),
+        if quick {
+            " **This is a `--quick` smoke run: samples are small and the numbers are not results.**"
+                .into()
+        } else {
+            String::new()
+        },
+    );
+    values.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    Ok(())
+}
+
+/// Reads the CSV files in `data` and writes `index.html`, `REPORT.md` and `figures/` into
+/// `out`, each file atomically.
+pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
+    let built = study::build(data)?;
+    let mut values = built.values;
+    study_values(data, &mut values)?;
+    let markdown = template::fill(TEMPLATE, &values)?;
+
+    let mut svgs = vec![("system".to_string(), diagram::system())];
+    for (name, chart) in &built.figures {
+        svgs.push((name.clone(), chart.to_svg(FIGURE_SIZE.0, FIGURE_SIZE.1)?));
+    }
+    let fig_dir = out.join("figures");
+    let mut figures = Vec::new();
+    for (name, svg) in &svgs {
+        let path = fig_dir.join(format!("{name}.svg"));
+        write_atomic(&path, svg.as_bytes())?;
+        figures.push(path);
+    }
+    let html_path = out.join("index.html");
+    let md_path = out.join("REPORT.md");
+    write_atomic(&md_path, markdown.as_bytes())?;
+    let title = markdown
+        .lines()
+        .next()
+        .unwrap_or("llmsim report")
+        .trim_start_matches("# ");
+    write_atomic(&html_path, html::page(title, &markdown, &svgs).as_bytes())?;
+    Ok(Written {
+        html: html_path,
+        markdown: md_path,
+        figures,
+    })
+}
