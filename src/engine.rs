@@ -5,6 +5,13 @@
 //! to event. An arrival at the same instant as a completion is admitted first, so it can
 //! join the batch formed at that instant. The engine does all token accounting; schedulers
 //! only choose batches.
+//!
+//! Each GPU has a KV cache of [`KvConfig`] blocks. The engine counts the blocks its
+//! unfinished requests hold (`ceil(context / block_size)` each), reserving a batch's growth
+//! when it starts and freeing a request's blocks when it finishes or is preempted. A
+//! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
+//! engine drops the request's cache and sets its progress so that its next prefill
+//! rebuilds the prompt and the tokens it generated, without emitting them again.
 
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
@@ -12,6 +19,7 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use crate::cost::CostModel;
+use crate::kv::KvConfig;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
 use crate::scheduler::{Batch, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
@@ -28,6 +36,8 @@ pub struct EngineConfig {
     pub gpus: usize,
     /// How requests are spread over the GPUs.
     pub router: RouterSpec,
+    /// Each GPU's KV cache.
+    pub kv: KvConfig,
 }
 
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
@@ -96,6 +106,14 @@ pub struct GpuStats {
     pub requests: u64,
     /// Batches run.
     pub batches: u64,
+    /// KV blocks in use integrated over the measurement window (block-seconds).
+    pub kv_block_seconds: f64,
+    /// Most KV blocks in use at once over the whole run (blocks).
+    pub kv_peak_blocks: u64,
+    /// Preemptions by recompute.
+    pub preemptions: u64,
+    /// Tokens whose KV cache preemptions dropped, each processed again (tokens).
+    pub recomputed_tokens: u64,
 }
 
 /// Totals over the batches of one kind.
@@ -186,6 +204,8 @@ pub struct SimOutput {
     pub tokens_in_window: u64,
     /// Time of the last event (seconds).
     pub end_time: f64,
+    /// Each GPU's KV cache.
+    pub kv: KvConfig,
 }
 
 #[derive(PartialEq)]
@@ -218,6 +238,10 @@ struct Gpu {
     batch: Batch,
     busy: bool,
     stats: GpuStats,
+    /// KV blocks held by this GPU's unfinished requests.
+    kv_used: u64,
+    /// Time of the last change of `kv_used` (seconds).
+    kv_since: f64,
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -229,14 +253,17 @@ pub struct BatchEvent<'a> {
     pub start: f64,
     /// Completion time (seconds).
     pub end: f64,
-    /// Its entries and shape.
+    /// Its entries, shape and preemptions.
     pub batch: &'a Batch,
+    /// KV blocks in use on the GPU while the batch runs, its growth included (blocks).
+    pub kv_used: u64,
 }
 
 struct Engine<'a> {
     requests: &'a [Request],
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
+    kv: KvConfig,
     progress: Vec<Progress>,
     records: Vec<RequestRecord>,
     gpus: Vec<Gpu>,
@@ -286,6 +313,8 @@ pub fn simulate_observed(
             batch: Batch::default(),
             busy: false,
             stats: GpuStats::default(),
+            kv_used: 0,
+            kv_since: 0.0,
         })
         .collect();
     let router = config
@@ -295,6 +324,7 @@ pub fn simulate_observed(
         requests,
         observer,
         cost: config.cost.as_ref(),
+        kv: config.kv,
         progress: vec![Progress::default(); requests.len()],
         records: vec![unset; requests.len()],
         gpus,
@@ -309,6 +339,9 @@ pub fn simulate_observed(
         tokens_in_window: 0,
     };
     let end_time = engine.run();
+    for g in 0..engine.gpus.len() {
+        engine.kv_change(g, end_time);
+    }
     SimOutput {
         records: engine.records,
         window: engine.window,
@@ -317,7 +350,21 @@ pub fn simulate_observed(
         kinds: engine.kinds,
         tokens_in_window: engine.tokens_in_window,
         end_time,
+        kv: config.kv,
     }
+}
+
+/// GPU `g`'s view of the engine, borrowing only the fields it reads so that the GPU's
+/// scheduler can be borrowed mutably beside it.
+macro_rules! view {
+    ($engine:ident, $g:expr) => {
+        View {
+            requests: $engine.requests,
+            progress: &$engine.progress,
+            kv: $engine.kv,
+            kv_used: $engine.gpus[$g].kv_used,
+        }
+    };
 }
 
 impl Engine<'_> {
@@ -362,16 +409,35 @@ impl Engine<'_> {
         }
     }
 
+    /// Accounts GPU `g`'s KV use up to `now`, before it changes.
+    fn kv_change(&mut self, g: usize, now: f64) {
+        let gpu = &mut self.gpus[g];
+        gpu.stats.kv_block_seconds += gpu.kv_used as f64 * self.window.overlap(gpu.kv_since, now);
+        gpu.kv_since = now;
+    }
+
+    /// Drops request `id`'s KV cache on GPU `g`: its next prefill recomputes the prompt and
+    /// every token generated so far, but emits none of them again.
+    fn preempt(&mut self, g: usize, id: ReqId) {
+        let i = id as usize;
+        let p = self.progress[i];
+        let dropped = p.context();
+        self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(dropped));
+        let stats = &mut self.gpus[g].stats;
+        stats.preemptions += 1;
+        stats.recomputed_tokens += u64::from(dropped);
+        self.loads[g].work_tokens += u64::from(dropped);
+        self.progress[i].recompute = p.decoded;
+        self.progress[i].prefilled = 0;
+    }
+
     fn admit(&mut self, g: usize, id: ReqId) {
         let req = &self.requests[id as usize];
         self.loads[g].outstanding += 1;
         self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
         self.records[id as usize].gpu = g as u32;
         self.gpus[g].stats.requests += 1;
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.admit(id, &view);
         self.router.update(g, &self.loads[g]);
     }
@@ -385,11 +451,23 @@ impl Engine<'_> {
         }
         let mut batch = std::mem::take(&mut self.gpus[g].batch);
         batch.clear();
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
+        if !batch.preempted().is_empty() || !batch.is_empty() {
+            self.kv_change(g, now);
+        }
+        for &id in batch.preempted() {
+            debug_assert!(
+                batch.entries().iter().all(|e| e.id != id),
+                "request {id} preempted and scheduled in the same batch"
+            );
+            self.preempt(g, id);
+        }
+        for e in batch.entries() {
+            let ctx = u64::from(self.progress[e.id as usize].context());
+            self.gpus[g].kv_used +=
+                self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
+        }
         if batch.is_empty() {
             self.gpus[g].busy = false;
             self.gpus[g].batch = batch;
@@ -404,6 +482,7 @@ impl Engine<'_> {
         }
         let shape = batch.shape();
         let gpu = &mut self.gpus[g];
+        gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         let dur = self.cost.sample(shape, &mut gpu.rng);
         gpu.stats.busy += dur;
         gpu.stats.busy_in_window += self.window.overlap(now, now + dur);
@@ -423,6 +502,7 @@ impl Engine<'_> {
             start: now,
             end: now + dur,
             batch: &batch,
+            kv_used: gpu.kv_used,
         });
         gpu.batch = batch;
         self.heap.push(Completion {
@@ -434,6 +514,7 @@ impl Engine<'_> {
     fn finish_batch(&mut self, g: usize, now: f64) {
         let batch = std::mem::take(&mut self.gpus[g].batch);
         let in_window = self.window.contains(now);
+        self.kv_change(g, now);
         // Run of equal gaps not yet recorded: (gap, count).
         let mut run = (0.0, 0);
         for e in batch.entries() {
@@ -443,7 +524,10 @@ impl Engine<'_> {
             let emitted = match e.phase {
                 Phase::Prefill => {
                     p.prefilled += e.tokens;
-                    let first = p.prefilled == req.prompt;
+                    // Only a request's first complete prefill emits a token; one that
+                    // recomputes after a preemption has emitted it already.
+                    let first = p.prefilled == req.prompt + p.recompute
+                        && self.records[id].first_token.is_nan();
                     if first {
                         self.records[id].first_token = now;
                     }
@@ -465,18 +549,16 @@ impl Engine<'_> {
             if emitted {
                 p.last_token = now;
                 self.tokens_in_window += u64::from(in_window);
-                if p.prefilled == req.prompt && p.decoded == req.decode {
+                if p.prefilled == req.prompt + p.recompute && p.decoded == req.decode {
                     self.records[id].completion = now;
                     self.loads[g].outstanding -= 1;
+                    self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
                 }
             }
         }
         self.itl.record_n(run.0, run.1);
         self.loads[g].work_tokens -= batch.shape().tokens();
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = batch;
         self.router.update(g, &self.loads[g]);

@@ -36,6 +36,8 @@ impl RunConfig {
                 k,
                 max_decode_batch,
             } => theory::scheduler_b_capacity(k, max_decode_batch, &w.prompt, &w.decode, cost),
+            // No closed form: their capacity is measured (experiments::policies).
+            _ => return None,
         };
         Some(per_gpu * self.engine.gpus as f64)
     }

@@ -52,6 +52,7 @@ proptest! {
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
             gpus,
             router: RouterSpec::RoundRobin,
+            kv: KvConfig::unlimited(),
         };
         let n = requests.len();
         let mut tokens = vec![0u32; n];

@@ -33,6 +33,16 @@ pub struct UsageError {
     why: String,
 }
 
+impl UsageError {
+    /// The error for `flag`, saying `why`.
+    pub fn new(flag: &'static str, why: impl Into<String>) -> Self {
+        UsageError {
+            flag,
+            why: why.into(),
+        }
+    }
+}
+
 /// Fails with a message naming `flag` unless `ok`.
 pub fn require(ok: bool, flag: &'static str, why: impl Into<String>) -> Result<(), UsageError> {
     if ok {
