@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, simulate_observed};
+use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
 use llmsim::workload::Request;
