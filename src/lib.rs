@@ -8,6 +8,7 @@
 pub mod cost;
 pub mod dist;
 pub mod engine;
+pub mod experiments;
 pub mod kv;
 pub mod metrics;
 pub mod rng;

@@ -181,11 +181,12 @@ proptest! {
             }
             // KV use while the batch runs: every unfinished request on this GPU holds its
             // context after the batch (finished ones free theirs when it ends).
+            let in_batch = |i: usize| entries.iter().any(|e| e.id as usize == i);
+            let live = |i: &usize| {
+                sh[*i].gpu == Some(g) && (in_batch(*i) || !sh[*i].done(&requests[*i]))
+            };
             let held: u64 = (0..n)
-                .filter(|&i| sh[i].gpu == Some(g))
-                .filter(|&i| {
-                    !sh[i].done(&requests[i]) || entries.iter().any(|e| e.id as usize == i)
-                })
+                .filter(live)
                 .map(|i| kv.blocks_for(u64::from(sh[i].context())))
                 .sum();
             if held != ev.kv_used {
@@ -194,7 +195,6 @@ proptest! {
             if held > kv.capacity_blocks() {
                 v.push(format!("{held} KV blocks in use > {}", kv.capacity_blocks()));
             }
-            let in_batch = |i: usize| entries.iter().any(|e| e.id as usize == i);
             match &spec {
                 SchedulerSpec::Static { k } => {
                     if entries.len() > *k as usize {
@@ -220,8 +220,8 @@ proptest! {
                         v.push(format!("{tokens} tokens > budget {}", l.max_tokens));
                     }
                     let running = (0..n)
-                        .filter(|&i| sh[i].gpu == Some(g) && sh[i].context() > 0
-                            && !(sh[i].done(&requests[i]) && !in_batch(i)))
+                        .filter(live)
+                        .filter(|&i| sh[i].context() > 0)
                         .count();
                     if running > l.max_seqs as usize {
                         v.push(format!("{running} running > max_seqs {}", l.max_seqs));

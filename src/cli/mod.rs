@@ -2,6 +2,7 @@
 //! Invalid input exits with code 2 and a message naming the flag; nothing is written.
 
 mod bench;
+mod policies;
 mod run;
 mod validate;
 
@@ -23,6 +24,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Measure simulation speed (requests and batches simulated per second).
     Bench(bench::BenchArgs),
+    /// Policy capacity and comparison experiments (writes two CSV files).
+    Policies(policies::PoliciesArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -62,6 +65,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::main(args),
         Command::Validate(args) => validate::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Policies(args) => policies::main(args),
     };
     match result {
         Ok(()) => 0,

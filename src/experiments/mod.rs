@@ -1,0 +1,3 @@
+//! Experiments that produce the published data files.
+
+pub mod policies;
