@@ -27,19 +27,21 @@ pub fn main(args: PoliciesArgs) -> Result<()> {
     };
     let (cap, cmp) = policies::run(&args.out, effort)?;
     println!(
-        "{:<13} {:<11} {:>9} {:>16} {:>16}",
-        "policy", "memory", "bound", "max stable", "fraction"
+        "{:<13} {:<11} {:>9} {:>16} {:>16} {:>10} {:>9}",
+        "policy", "memory", "bound", "max stable", "fraction", "saturated", "preempt"
     );
     for r in &cap {
         println!(
-            "{:<13} {:<11} {:>9.2} {:>9.2} ± {:<5.2} {:>8.3} ± {:<5.3}",
+            "{:<13} {:<11} {:>9.2} {:>9.2} ± {:<5.2} {:>8.3} ± {:<5.3} {:>10.2} {:>9.1}",
             r.policy,
             r.memory,
             r.bound_rps,
             r.max_stable_rps,
             r.max_stable_ci95,
             r.fraction_of_bound,
-            r.fraction_ci95
+            r.fraction_ci95,
+            r.saturated_rps,
+            r.preemptions_at_max
         );
     }
     println!(

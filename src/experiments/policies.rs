@@ -183,6 +183,14 @@ pub const TIGHT: Memory = Memory {
     name: "a100-40gb",
     gpu_mem_gb: 40.0,
 };
+/// Scarce memory: an L4's 24 GB leave ~42k tokens, where vLLM-style preemption shows.
+pub const SCARCE: Memory = Memory {
+    name: "l4-24gb",
+    gpu_mem_gb: 24.0,
+};
+
+/// The caches both experiments sweep.
+pub const MEMORIES: [Memory; 3] = [AMPLE, TIGHT, SCARCE];
 
 /// One row of `data_policy_capacity.csv`.
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +215,9 @@ pub struct CapacityRow {
     pub tokens_per_s_at_max: f64,
     /// Preemptions at the largest stable rate, mean over replications.
     pub preemptions_at_max: f64,
+    /// Completions per second when overloaded at 1.2 x the bound, mean over replications
+    /// (requests/s): the saturated throughput, a cross-check on `max_stable_rps`.
+    pub saturated_rps: f64,
     /// Replications (independent bisections).
     pub reps: u32,
     /// Requests per run.
@@ -215,24 +226,35 @@ pub struct CapacityRow {
     pub resolution_rps: f64,
 }
 
-/// Bisects replication `rep`'s arrival rate in `[lo, hi]` for the largest stable one;
-/// returns it with the run at that rate (`None` when even `lo` is unstable).
+/// One replication's bisection.
+struct Bisection {
+    /// Largest rate judged stable (requests/s).
+    rate: f64,
+    /// The run at that rate (`None` when even the bottom of the range is unstable).
+    at_max: Option<Summary>,
+    /// The run at the top of the range.
+    at_top: Summary,
+}
+
+/// Bisects replication `rep`'s arrival rate in `[lo, hi]` for the largest stable one.
 fn bisect(
     setting: &Setting,
     policy: &SchedulerSpec,
     kv: KvConfig,
     rep: u32,
-    lo: f64,
-    hi: f64,
+    (mut lo, mut hi): (f64, f64),
     effort: Effort,
-) -> (f64, Option<Summary>) {
+) -> Bisection {
     let run = |rate: f64| setting.run_config(policy, kv, rate, effort).run_one(rep);
-    let (mut lo, mut hi) = (lo, hi);
-    let mut best = None;
-    let at_hi = run(hi);
-    if !at_hi.unstable {
-        return (hi, Some(at_hi));
+    let at_top = run(hi);
+    if !at_top.unstable {
+        return Bisection {
+            rate: hi,
+            at_max: Some(at_top.clone()),
+            at_top,
+        };
     }
+    let mut at_max = None;
     for _ in 0..effort.steps {
         let mid = 0.5 * (lo + hi);
         let s = run(mid);
@@ -240,10 +262,14 @@ fn bisect(
             hi = mid;
         } else {
             lo = mid;
-            best = Some(s);
+            at_max = Some(s);
         }
     }
-    (lo, best)
+    Bisection {
+        rate: lo,
+        at_max,
+        at_top,
+    }
 }
 
 /// Maximum stable rate of every policy under each memory, against the bound.
@@ -254,14 +280,17 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
     for m in memories {
         let kv = m.kv();
         for policy in setting.policies() {
-            let results: Vec<(f64, Option<Summary>)> = (0..effort.reps)
+            let results: Vec<Bisection> = (0..effort.reps)
                 .into_par_iter()
-                .map(|rep| bisect(setting, &policy, kv, rep, lo, hi, effort))
+                .map(|rep| bisect(setting, &policy, kv, rep, (lo, hi), effort))
                 .collect();
-            let rates: Vec<f64> = results.iter().map(|r| r.0).collect();
+            let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
             let fractions: Vec<f64> = rates.iter().map(|r| r / bound).collect();
             let at_max = |f: fn(&Summary) -> f64| {
-                let xs: Vec<f64> = results.iter().filter_map(|r| r.1.as_ref().map(f)).collect();
+                let xs: Vec<f64> = results
+                    .iter()
+                    .filter_map(|r| r.at_max.as_ref().map(f))
+                    .collect();
                 MeanCi::of(&xs).mean
             };
             let rate = MeanCi::of(&rates);
@@ -277,6 +306,13 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
                 fraction_ci95: frac.ci95,
                 tokens_per_s_at_max: at_max(|s| s.tokens_per_s),
                 preemptions_at_max: at_max(|s| s.preemptions as f64),
+                saturated_rps: MeanCi::of(
+                    &results
+                        .iter()
+                        .map(|r| r.at_top.throughput_rps)
+                        .collect::<Vec<_>>(),
+                )
+                .mean,
                 reps: effort.reps,
                 requests: effort.requests,
                 resolution_rps: (hi - lo) / f64::from(1u32 << effort.steps),
@@ -381,7 +417,7 @@ pub fn comparison(
 }
 
 /// Loads of the comparison, as fractions of the bound.
-pub const LOADS: [f64; 2] = [0.3, 0.7];
+pub const LOADS: [f64; 3] = [0.05, 0.3, 0.7];
 
 /// Writes `rows` as CSV with a header to `path`.
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
@@ -397,9 +433,45 @@ pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
 /// `data_policy_comparison.csv` into `dir`.
 pub fn run(dir: &Path, effort: Effort) -> anyhow::Result<(Vec<CapacityRow>, Vec<ComparisonRow>)> {
     let setting = Setting::default();
-    let cap = capacity(&setting, &[AMPLE, TIGHT], effort);
+    let cap = capacity(&setting, &MEMORIES, effort);
     write_csv(&dir.join("data_policy_capacity.csv"), &cap)?;
-    let cmp = comparison(&setting, &[AMPLE, TIGHT], &LOADS, effort);
+    let cmp = comparison(&setting, &MEMORIES, &LOADS, effort);
     write_csv(&dir.join("data_policy_comparison.csv"), &cmp)?;
     Ok((cap, cmp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bound_by_hand() {
+        // b = 2048 tokens take 0.02 + 2048 x 5e-5 = 0.1224 s; E[L] = 256, and the capped
+        // geometric's mean is 128 (1 - q^1024) with q = 127/128.
+        let s = Setting::default();
+        let eb = 128.0 * (1.0 - (127.0f64 / 128.0).powi(1024));
+        assert!((s.bound() - 2048.0 / 0.1224 / (256.0 + eb)).abs() < 1e-9);
+    }
+
+    /// Li, Dai and Peng's qualitative result in our model, at a reduced size: the mixed
+    /// work-conserving policies reach the bound (within the growth test's tolerance), while
+    /// prefill-prioritizing vLLM and static batching become unstable below it.
+    #[test]
+    fn work_conserving_policies_reach_the_bound_and_the_others_do_not() {
+        let effort = Effort {
+            reps: 2,
+            requests: 10_000,
+            steps: 6,
+        };
+        let rows = capacity(&Setting::default(), &[AMPLE], effort);
+        let frac = |name: &str| {
+            rows.iter()
+                .find(|r| r.policy == name)
+                .map(|r| r.fraction_of_bound)
+                .unwrap()
+        };
+        assert!(frac("orca") > 0.95 && frac("sarathi") > 0.95);
+        assert!(frac("vllm") < frac("sarathi") - 0.03);
+        assert!(frac("static") < 0.5 && frac("decode-first") < 0.5);
+    }
 }
