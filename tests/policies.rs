@@ -295,3 +295,55 @@ fn tight_memory_preempts_and_still_completes_everything() {
         assert!(out.records.iter().all(|r| r.completion.is_finite()));
     }
 }
+
+/// Preemption by recompute step by step (vLLM, 1 s per batch, a cache of three 4-token
+/// blocks): r1 is prefilled at [1, 2] and emits its first token at 2; the decode batch at 2
+/// cannot give both requests a new block, so r1, the newest, is preempted with its 4-token
+/// context; its prefill is redone later without emitting that first token again.
+#[test]
+fn recompute_drops_the_cache_and_never_re_emits() {
+    let requests = [
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 6,
+        },
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 2,
+        },
+    ];
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::Vllm(BatchLimits {
+            max_seqs: 2,
+            max_tokens: 64,
+            watermark: 0.0,
+        }),
+        cost: Arc::new(LinearCost::new(1.0, 0.0, 0.0, CostDist::Deterministic)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::with_tokens(12, 4),
+    };
+    let mut batches = Vec::new();
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+        batches.push((
+            ev.start,
+            ev.batch.entries().to_vec(),
+            ev.batch.preempted().to_vec(),
+        ));
+    });
+    // [0,1] prefill r0; [1,2] prefill r1; at 2 r1 is preempted and r0 decodes alone.
+    assert_eq!(batches[2].0, 2.0);
+    assert_eq!(batches[2].2, vec![1]);
+    assert_eq!(batches[2].1.len(), 1);
+    assert_eq!(out.records[1].first_token, 2.0);
+    assert!(out.records.iter().all(|r| r.completion.is_finite()));
+    let g = &out.gpus[0];
+    assert!(g.preemptions >= 1);
+    // Every preemption of r1 happens with its 4 prompt tokens cached and nothing decoded
+    // (r1 never gets to decode until r0 finishes).
+    assert_eq!(g.recomputed_tokens, 4 * g.preemptions);
+    // r1's 2 decodes come after r0 finishes and frees its blocks.
+    assert!(out.records[1].completion > out.records[0].completion);
+}
