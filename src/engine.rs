@@ -12,6 +12,13 @@
 //! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
 //! engine drops the request's cache and sets its progress so that its next prefill
 //! rebuilds the prompt and the tokens it generated, without emitting them again.
+//!
+//! Under disaggregated serving ([`SchedulerSpec::Disagg`]) the router spreads arrivals over
+//! the prefill GPUs only; a request whose prompt is done is handed to the decode GPU with
+//! the fewest outstanding requests, which pulls its cache with [`Batch::fetch`]. A KV
+//! transfer is a third kind of event: each prefill GPU's link sends one cache at a time
+//! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
+//! while it moves.
 
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
@@ -22,7 +29,7 @@ use crate::cost::CostModel;
 use crate::kv::KvConfig;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
-use crate::scheduler::{Batch, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
+use crate::scheduler::{Batch, DisaggSpec, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
 use crate::workload::Request;
 
 /// What to simulate: the policies and hardware, independent of the workload.
@@ -232,6 +239,33 @@ impl PartialOrd for Completion {
     }
 }
 
+/// A KV cache transfer between GPUs, ordered like [`Completion`].
+#[derive(PartialEq)]
+struct Transfer {
+    time: f64,
+    id: ReqId,
+    from: usize,
+    to: usize,
+}
+
+impl Eq for Transfer {}
+
+impl Ord for Transfer {
+    // Reversed, so that std's max-heap pops the earliest transfer (lowest request on ties).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Transfer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 struct Gpu {
     sched: Box<dyn Scheduler>,
     rng: SimRng,
@@ -273,6 +307,12 @@ struct Engine<'a> {
     router_holds: bool,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Completion>,
+    /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
+    route_gpus: usize,
+    disagg: Option<DisaggSpec>,
+    transfers: BinaryHeap<Transfer>,
+    /// When each GPU's outgoing KV link is next free (seconds).
+    link_free: Vec<f64>,
     window: Window,
     itl: ItlStats,
     kinds: [KindStats; 3],
@@ -306,9 +346,14 @@ pub fn simulate_observed(
         completion: f64::NAN,
         gpu: u32::MAX,
     };
+    let disagg = match config.scheduler {
+        SchedulerSpec::Disagg(d) => Some(d),
+        _ => None,
+    };
+    let route_gpus = disagg.map_or(config.gpus, |d| d.prefill_gpus as usize);
     let gpus = (0..config.gpus)
         .map(|g| Gpu {
-            sched: config.scheduler.build(),
+            sched: config.scheduler.build_for(g),
             rng: stream(seed, rep, Source::Service(g as u32)),
             batch: Batch::default(),
             busy: false,
@@ -319,7 +364,7 @@ pub fn simulate_observed(
         .collect();
     let router = config
         .router
-        .build(config.gpus, stream(seed, rep, Source::Router));
+        .build(route_gpus, stream(seed, rep, Source::Router));
     let mut engine = Engine {
         requests,
         observer,
@@ -333,6 +378,10 @@ pub fn simulate_observed(
         router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
+        route_gpus,
+        disagg,
+        transfers: BinaryHeap::new(),
+        link_free: vec![0.0; config.gpus],
         window: Window::new(requests, warmup),
         itl: ItlStats::new(),
         kinds: [KindStats::default(); 3],
@@ -374,11 +423,21 @@ impl Engine<'_> {
         loop {
             let arrival = self.requests.get(next).map(|r| r.arrival);
             let completion = self.heap.peek().map(|c| c.time);
+            let transfer = self.transfers.peek().map(|t| t.time);
+            let batch_or_transfer = match (completion, transfer) {
+                (Some(c), Some(t)) => Some(c.min(t)),
+                (c, t) => c.or(t),
+            };
             match (arrival, completion) {
-                (Some(a), c) if c.is_none_or(|c| a <= c) => {
+                (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;
                     self.arrive(next as ReqId, now);
                     next += 1;
+                }
+                _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
+                    let t = self.transfers.pop().expect("peeked");
+                    now = t.time;
+                    self.transfer_done(t, now);
                 }
                 (_, Some(_)) => {
                     let Completion { time, gpu } = self.heap.pop().expect("peeked");
@@ -394,7 +453,7 @@ impl Engine<'_> {
 
     fn arrive(&mut self, id: ReqId, now: f64) {
         let req = &self.requests[id as usize];
-        match self.router.route(id, req, &self.loads) {
+        match self.router.route(id, req, &self.loads[..self.route_gpus]) {
             Some(g) => {
                 self.admit(g, id);
                 if self.idle.remove(&g) {
@@ -402,7 +461,8 @@ impl Engine<'_> {
                 }
             }
             None => {
-                if let Some(g) = self.idle.pop_first() {
+                if let Some(&g) = self.idle.range(..self.route_gpus).next() {
+                    self.idle.remove(&g);
                     self.start_batch(g, now);
                 }
             }
@@ -442,8 +502,43 @@ impl Engine<'_> {
         self.router.update(g, &self.loads[g]);
     }
 
+    /// Request `t.id`'s cache has reached GPU `t.to`: it leaves GPU `t.from`, and both GPUs
+    /// may now have work.
+    fn transfer_done(&mut self, t: Transfer, now: f64) {
+        self.kv_change(t.from, now);
+        let ctx = u64::from(self.progress[t.id as usize].context());
+        self.gpus[t.from].kv_used -= self.kv.blocks_for(ctx);
+        let view = view!(self, t.to);
+        self.gpus[t.to].sched.on_transfer_done(t.id, &view);
+        for g in [t.to, t.from] {
+            if self.idle.remove(&g) {
+                self.start_batch(g, now);
+            }
+        }
+    }
+
+    /// Hands request `id`, just prefilled on GPU `g`, to the decode GPU with the fewest
+    /// outstanding requests (lowest index on ties).
+    fn hand_off(&mut self, g: usize, id: ReqId, now: f64) {
+        let d = (self.route_gpus..self.gpus.len())
+            .min_by_key(|&d| (self.loads[d].outstanding, d))
+            .expect("a decode GPU");
+        let left =
+            u64::from(self.requests[id as usize].decode - self.progress[id as usize].decoded);
+        self.loads[g].outstanding -= 1;
+        self.loads[g].work_tokens -= left;
+        self.loads[d].outstanding += 1;
+        self.loads[d].work_tokens += left;
+        self.gpus[d].stats.requests += 1;
+        let view = view!(self, d);
+        self.gpus[d].sched.admit(id, &view);
+        if self.idle.remove(&d) {
+            self.start_batch(d, now);
+        }
+    }
+
     fn start_batch(&mut self, g: usize, now: f64) {
-        while self.router_holds && self.gpus[g].sched.can_accept() {
+        while self.router_holds && g < self.route_gpus && self.gpus[g].sched.can_accept() {
             match self.router.pull(g) {
                 Some(id) => self.admit(g, id),
                 None => break,
@@ -453,8 +548,22 @@ impl Engine<'_> {
         batch.clear();
         let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
-        if !batch.preempted().is_empty() || !batch.is_empty() {
+        if !batch.preempted().is_empty() || !batch.fetched().is_empty() || !batch.is_empty() {
             self.kv_change(g, now);
+        }
+        for &id in batch.fetched() {
+            let d = self.disagg.expect("only disaggregated decode GPUs fetch");
+            let from = self.records[id as usize].gpu as usize;
+            let ctx = self.progress[id as usize].context();
+            let start = now.max(self.link_free[from]);
+            self.link_free[from] = start + d.send_time(ctx);
+            self.transfers.push(Transfer {
+                time: self.link_free[from] + d.link_latency,
+                id,
+                from,
+                to: g,
+            });
+            self.gpus[g].kv_used += self.kv.blocks_for(u64::from(ctx));
         }
         for &id in batch.preempted() {
             debug_assert!(
@@ -515,6 +624,7 @@ impl Engine<'_> {
         let batch = std::mem::take(&mut self.gpus[g].batch);
         let in_window = self.window.contains(now);
         self.kv_change(g, now);
+        let mut handed = Vec::new();
         // Run of equal gaps not yet recorded: (gap, count).
         let mut run = (0.0, 0);
         for e in batch.entries() {
@@ -530,6 +640,9 @@ impl Engine<'_> {
                         && self.records[id].first_token.is_nan();
                     if first {
                         self.records[id].first_token = now;
+                        if self.disagg.is_some() && p.decoded < req.decode {
+                            handed.push(e.id);
+                        }
                     }
                     first
                 }
@@ -561,6 +674,11 @@ impl Engine<'_> {
         let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = batch;
-        self.router.update(g, &self.loads[g]);
+        for id in handed {
+            self.hand_off(g, id, now);
+        }
+        if g < self.route_gpus {
+            self.router.update(g, &self.loads[g]);
+        }
     }
 }

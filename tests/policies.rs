@@ -13,7 +13,7 @@ use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, simulate, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, Phase, SchedulerSpec};
+use llmsim::scheduler::{BatchLimits, DisaggSpec, Phase, SchedulerSpec};
 use llmsim::workload::Request;
 
 const MAX_PROMPT: u32 = 40;
@@ -258,6 +258,99 @@ proptest! {
         prop_assert!(out.gpus.iter().all(|g| g.kv_peak_blocks <= kv.capacity_blocks()));
         if gpus == 1 {
             // Admission is FCFS in every policy: first service in arrival order.
+            prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Disaggregated serving: prefills only on prefill GPUs, decodes only on decode GPUs,
+    /// every request's second token waits for its cache to cross the link, KV use stays
+    /// within each GPU's cache, limits hold, and every request completes once.
+    #[test]
+    fn disaggregated_pools_keep_their_invariants(
+        requests in workload(),
+        prefill_gpus in 1u32..3,
+        decode_gpus in 1u32..3,
+        max_seqs in 1u32..8,
+        tokens in 1u32..120,
+        gbps in prop_oneof![Just(0.001), Just(1.0), Just(100.0)],
+        latency in prop_oneof![Just(0.0), Just(0.2)],
+        spare in 0u64..20,
+        seed in 0u64..1000,
+    ) {
+        let limits = BatchLimits {
+            max_seqs,
+            max_tokens: tokens.max(max_seqs).max(MAX_PROMPT),
+            watermark: 0.0,
+        };
+        let spec = DisaggSpec {
+            limits,
+            prefill_gpus,
+            decode_gpus,
+            link_gbps: gbps,
+            link_latency: latency,
+            kv_bytes_per_token: 131_072.0,
+        };
+        let kv = KvConfig::with_tokens(u64::from(MAX_PROMPT + MAX_DECODE) + 4 * spare, 4);
+        let gpus = (prefill_gpus + decode_gpus) as usize;
+        let config = EngineConfig {
+            scheduler: SchedulerSpec::Disagg(spec),
+            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
+            gpus,
+            router: RouterSpec::RoundRobin,
+            kv,
+        };
+        let n = requests.len();
+        let mut emitted = vec![0u32; n];
+        let mut second = vec![f64::NAN; n];
+        let mut v: Vec<String> = Vec::new();
+        let out = simulate_observed(&requests, &config, seed, 0, 1, &mut |ev| {
+            let prefill_gpu = ev.gpu < prefill_gpus as usize;
+            let entries = ev.batch.entries();
+            let tokens: u32 = entries.iter().map(|e| e.tokens).sum();
+            if tokens > limits.max_tokens || entries.len() > max_seqs as usize {
+                v.push(format!("batch of {} entries, {tokens} tokens", entries.len()));
+            }
+            if ev.kv_used > kv.capacity_blocks() {
+                v.push(format!("GPU {}: {} KV blocks in use", ev.gpu, ev.kv_used));
+            }
+            for e in entries {
+                let id = e.id as usize;
+                match e.phase {
+                    Phase::Prefill if !prefill_gpu => v.push("prefill on a decode GPU".into()),
+                    Phase::Decode if prefill_gpu => v.push("decode on a prefill GPU".into()),
+                    Phase::Prefill => {
+                        if e.tokens != requests[id].prompt {
+                            v.push(format!("request {id}: partial prefill"));
+                        }
+                        emitted[id] += 1;
+                    }
+                    Phase::Decode => {
+                        if emitted[id] == 1 {
+                            second[id] = ev.end;
+                        }
+                        emitted[id] += 1;
+                    }
+                }
+            }
+        });
+        prop_assert!(v.is_empty(), "{:?}", &v[..v.len().min(5)]);
+        for (id, r) in requests.iter().enumerate() {
+            prop_assert_eq!(emitted[id], r.decode + 1, "request {} tokens", id);
+            let rec = out.records[id];
+            prop_assert!(rec.first_token <= rec.completion);
+            if r.decode > 0 {
+                // The cache crosses the link before the first decode can start.
+                let bits = f64::from(r.prompt) * 131_072.0 * 8.0;
+                let moved = rec.first_token + latency + bits / (gbps * 1e9);
+                prop_assert!(second[id] >= moved - 1e-9, "request {}: second token at {} < {}", id, second[id], moved);
+            }
+        }
+        prop_assert!(out.gpus.iter().all(|g| g.kv_peak_blocks <= kv.capacity_blocks()));
+        if prefill_gpus == 1 {
             prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
         }
     }

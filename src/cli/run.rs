@@ -12,7 +12,7 @@ use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, SchedulerKind, SchedulerSpec};
+use llmsim::scheduler::{BatchLimits, DisaggSpec, SchedulerKind, SchedulerSpec};
 use llmsim::sim::RunConfig;
 use llmsim::stats::aggregate_json;
 use llmsim::workload::{ArrivalKind, SyntheticWorkload};
@@ -21,7 +21,7 @@ use llmsim::workload::{ArrivalKind, SyntheticWorkload};
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
     /// Scheduler: a (FCFS run-to-completion), b (prefill-prioritizing batching), static
-    /// (FasterTransformer), orca, vllm, sarathi, decode-first.
+    /// (FasterTransformer), orca, vllm, sarathi, decode-first, disagg (prefill and decode pools).
     #[arg(long, default_value = "a")]
     pub scheduler: SchedulerKind,
     /// Arrival rate lambda (requests per second).
@@ -99,7 +99,29 @@ pub struct SimArgs {
     /// Tokens per KV block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE, value_name = "TOKENS")]
     pub block_size: u32,
-    /// Number of GPUs.
+    /// Prefill GPUs (disagg).
+    #[arg(long, default_value_t = 1)]
+    pub prefill_gpus: u32,
+    /// Decode GPUs (disagg).
+    #[arg(long, default_value_t = 1)]
+    pub decode_gpus: u32,
+    /// Bandwidth of each prefill GPU's KV link to the decode pool (Gbit/s; disagg).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 100.0,
+        value_name = "GBPS"
+    )]
+    pub kv_link_gbps: f64,
+    /// Latency of one KV transfer (seconds; disagg).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 1e-4,
+        value_name = "SECONDS"
+    )]
+    pub kv_link_latency: f64,
+    /// Number of GPUs (disagg: --prefill-gpus + --decode-gpus).
     #[arg(long, default_value_t = 1)]
     pub gpus: usize,
     /// Router in front of the GPUs.
@@ -195,6 +217,11 @@ impl SimArgs {
             SchedulerKind::Vllm => SchedulerSpec::Vllm(limits),
             SchedulerKind::Sarathi => SchedulerSpec::Sarathi(limits),
             SchedulerKind::DecodeFirst => SchedulerSpec::DecodeFirst(limits),
+            SchedulerKind::Disagg => SchedulerSpec::Disagg(self.disagg(limits)?),
+        };
+        let gpus = match scheduler {
+            SchedulerSpec::Disagg(d) => (d.prefill_gpus + d.decode_gpus) as usize,
+            _ => self.gpus,
         };
         self.check_limits(&scheduler, &kv)?;
         Ok(RunConfig {
@@ -208,13 +235,53 @@ impl SimArgs {
             engine: EngineConfig {
                 scheduler,
                 cost: Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist)),
-                gpus: self.gpus,
+                gpus,
                 router: self.router,
                 kv,
             },
             seed: self.seed,
             reps: self.reps,
             warmup,
+        })
+    }
+
+    /// The pools and link of disaggregated serving.
+    fn disagg(&self, limits: BatchLimits) -> Result<DisaggSpec, UsageError> {
+        require(
+            self.prefill_gpus >= 1,
+            "--prefill-gpus",
+            "must be at least 1",
+        )?;
+        require(self.decode_gpus >= 1, "--decode-gpus", "must be at least 1")?;
+        let total = (self.prefill_gpus + self.decode_gpus) as usize;
+        require(
+            self.gpus == 1 || self.gpus == total,
+            "--gpus",
+            format!(
+                "disagg uses --prefill-gpus + --decode-gpus = {total} GPUs; omit --gpus (got {})",
+                self.gpus
+            ),
+        )?;
+        require(
+            self.kv_link_gbps > 0.0 && self.kv_link_gbps.is_finite(),
+            "--kv-link-gbps",
+            format!("must be a finite number > 0 (got {})", self.kv_link_gbps),
+        )?;
+        require(
+            self.kv_link_latency >= 0.0 && self.kv_link_latency.is_finite(),
+            "--kv-link-latency",
+            format!(
+                "must be a finite number of seconds >= 0 (got {})",
+                self.kv_link_latency
+            ),
+        )?;
+        Ok(DisaggSpec {
+            limits,
+            prefill_gpus: self.prefill_gpus,
+            decode_gpus: self.decode_gpus,
+            link_gbps: self.kv_link_gbps,
+            link_latency: self.kv_link_latency,
+            kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
         })
     }
 
@@ -308,7 +375,7 @@ impl SimArgs {
         // Whole prefills must fit one iteration: a prompt (Orca), or after a preemption the
         // prompt and all but the last generated token (vLLM, decode-first).
         let whole = match scheduler {
-            SchedulerSpec::Orca(_) => Some(max_l),
+            SchedulerSpec::Orca(_) | SchedulerSpec::Disagg(_) => Some(max_l),
             SchedulerSpec::Vllm(_) | SchedulerSpec::DecodeFirst(_) => {
                 Some(max_l + max_b.saturating_sub(1))
             }
@@ -360,7 +427,11 @@ impl SimArgs {
             "watermark": self.watermark,
             "kv_capacity_tokens": cfg.engine.kv.capacity_tokens(),
             "block_size": self.block_size,
-            "gpus": self.gpus,
+            "gpus": cfg.engine.gpus,
+            "prefill_gpus": self.prefill_gpus,
+            "decode_gpus": self.decode_gpus,
+            "kv_link_gbps": self.kv_link_gbps,
+            "kv_link_latency": self.kv_link_latency,
             "router": self.router.to_string(),
             "seed": self.seed,
             "reps": self.reps,

@@ -5,6 +5,7 @@
 //! same definitions of TTFT, TBT and completion.
 
 mod decode_first;
+mod disagg;
 mod fcfs;
 mod orca;
 mod paged;
@@ -14,6 +15,7 @@ mod static_batch;
 mod vllm;
 
 pub use decode_first::DecodeFirst;
+pub use disagg::{DisaggDecode, DisaggPrefill, DisaggSpec};
 pub use fcfs::Fcfs;
 pub use orca::Orca;
 pub use prefill_first::PrefillFirst;
@@ -57,6 +59,7 @@ pub struct Batch {
     entries: Vec<Entry>,
     shape: BatchShape,
     preempted: Vec<ReqId>,
+    fetched: Vec<ReqId>,
 }
 
 impl Batch {
@@ -90,6 +93,18 @@ impl Batch {
         self.preempted.push(id);
     }
 
+    /// Starts moving request `id`'s KV cache to this GPU from the GPU that prefilled it
+    /// (disaggregated serving). The engine allocates its blocks here at once, frees them
+    /// there when the transfer ends, and then calls [`Scheduler::on_transfer_done`].
+    pub fn fetch(&mut self, id: ReqId) {
+        self.fetched.push(id);
+    }
+
+    /// Requests whose KV transfer to this GPU starts with this batch.
+    pub fn fetched(&self) -> &[ReqId] {
+        &self.fetched
+    }
+
     /// Requests preempted when this batch was formed, in the order the scheduler chose them.
     pub fn preempted(&self) -> &[ReqId] {
         &self.preempted
@@ -113,6 +128,7 @@ impl Batch {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.preempted.clear();
+        self.fetched.clear();
         self.shape = BatchShape::default();
     }
 }
@@ -203,6 +219,8 @@ pub trait Scheduler: Send {
     /// Whether the policy would start more work now if given it; pull-based routers hand
     /// queued requests to a GPU only while this holds.
     fn can_accept(&self) -> bool;
+    /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
+    fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
 }
 
 /// Limits shared by the memory-aware continuous-batching policies (vLLM's names).
@@ -252,11 +270,19 @@ pub enum SchedulerSpec {
     Sarathi(BatchLimits),
     /// Decodes always first; prefills only when nothing decodes.
     DecodeFirst(BatchLimits),
+    /// Disaggregated prefill and decode GPU pools (DistServe, Splitwise).
+    Disagg(DisaggSpec),
 }
 
 impl SchedulerSpec {
     /// A fresh instance for one GPU.
     pub fn build(&self) -> Box<dyn Scheduler> {
+        self.build_for(0)
+    }
+
+    /// A fresh instance for GPU `gpu` of the cluster (only disaggregated serving gives GPUs
+    /// different roles).
+    pub fn build_for(&self, gpu: usize) -> Box<dyn Scheduler> {
         match *self {
             SchedulerSpec::A => Box::new(Fcfs::default()),
             SchedulerSpec::B {
@@ -268,6 +294,10 @@ impl SchedulerSpec {
             SchedulerSpec::Vllm(l) => Box::new(Vllm::new(l)),
             SchedulerSpec::Sarathi(l) => Box::new(Sarathi::new(l)),
             SchedulerSpec::DecodeFirst(l) => Box::new(DecodeFirst::new(l)),
+            SchedulerSpec::Disagg(d) if gpu < d.prefill_gpus as usize => {
+                Box::new(DisaggPrefill::new(d.limits))
+            }
+            SchedulerSpec::Disagg(d) => Box::new(DisaggDecode::new(d.limits)),
         }
     }
 
@@ -286,6 +316,7 @@ impl SchedulerSpec {
             SchedulerSpec::Vllm(_) => SchedulerKind::Vllm,
             SchedulerSpec::Sarathi(_) => SchedulerKind::Sarathi,
             SchedulerSpec::DecodeFirst(_) => SchedulerKind::DecodeFirst,
+            SchedulerSpec::Disagg(_) => SchedulerKind::Disagg,
         }
     }
 
@@ -296,6 +327,7 @@ impl SchedulerSpec {
             | SchedulerSpec::Vllm(l)
             | SchedulerSpec::Sarathi(l)
             | SchedulerSpec::DecodeFirst(l) => Some(l),
+            SchedulerSpec::Disagg(d) => Some(d.limits),
             _ => None,
         }
     }
@@ -318,11 +350,13 @@ pub enum SchedulerKind {
     Sarathi,
     /// See [`SchedulerSpec::DecodeFirst`].
     DecodeFirst,
+    /// See [`SchedulerSpec::Disagg`].
+    Disagg,
 }
 
 impl SchedulerKind {
     /// Every policy, in the order `--help` lists them.
-    pub const ALL: [SchedulerKind; 7] = [
+    pub const ALL: [SchedulerKind; 8] = [
         SchedulerKind::A,
         SchedulerKind::B,
         SchedulerKind::Static,
@@ -330,6 +364,7 @@ impl SchedulerKind {
         SchedulerKind::Vllm,
         SchedulerKind::Sarathi,
         SchedulerKind::DecodeFirst,
+        SchedulerKind::Disagg,
     ];
 
     /// The name `--scheduler` accepts.
@@ -342,6 +377,7 @@ impl SchedulerKind {
             SchedulerKind::Vllm => "vllm",
             SchedulerKind::Sarathi => "sarathi",
             SchedulerKind::DecodeFirst => "decode-first",
+            SchedulerKind::Disagg => "disagg",
         }
     }
 
