@@ -194,6 +194,23 @@ fn invalid_memory_and_batch_limits_exit_2_naming_the_flag() {
             "--block-size",
         ),
         (&["--scheduler", "vllm", "--model", "gpt-9"], "--model"),
+        (
+            &["--scheduler", "disagg", "--prefill-gpus", "0"],
+            "--prefill-gpus",
+        ),
+        (
+            &["--scheduler", "disagg", "--decode-gpus", "0"],
+            "--decode-gpus",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-gbps", "0"],
+            "--kv-link-gbps",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-latency", "-1"],
+            "--kv-link-latency",
+        ),
+        (&["--scheduler", "disagg", "--gpus", "3"], "--gpus"),
     ] {
         let out = run(&[&["run", "--requests", "1000"][..], args].concat());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -210,7 +227,14 @@ fn invalid_memory_and_batch_limits_exit_2_naming_the_flag() {
 /// preempt: the summary reports it, with KV use within the cache.
 #[test]
 fn memory_aware_policies_run_and_report_kv_use() {
-    for s in ["static", "orca", "vllm", "sarathi", "decode-first"] {
+    for s in [
+        "static",
+        "orca",
+        "vllm",
+        "sarathi",
+        "decode-first",
+        "disagg",
+    ] {
         let (doc, _) = json(
             &[
                 "--scheduler",
@@ -241,6 +265,12 @@ fn memory_aware_policies_run_and_report_kv_use() {
                 "vllm did not preempt"
             );
             assert!(doc["recomputed_tokens"].as_f64().unwrap() > 0.0);
+        }
+        if s == "disagg" {
+            // One prefill and one decode GPU by default; both did work.
+            assert_eq!(doc["config"]["gpus"], 2);
+            let util = doc["gpu_utilization"].as_array().unwrap();
+            assert!(util.iter().all(|u| u.as_f64().unwrap() > 0.0));
         }
     }
 }
