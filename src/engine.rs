@@ -113,7 +113,8 @@ pub struct GpuStats {
     pub requests: u64,
     /// Batches run.
     pub batches: u64,
-    /// KV blocks in use integrated over the measurement window (block-seconds).
+    /// KV blocks in use integrated over the measurement window (block-seconds); KV use is
+    /// counted only for a finite cache (0 here and below otherwise).
     pub kv_block_seconds: f64,
     /// Most KV blocks in use at once over the whole run (blocks).
     pub kv_peak_blocks: u64,
@@ -289,7 +290,8 @@ pub struct BatchEvent<'a> {
     pub end: f64,
     /// Its entries, shape and preemptions.
     pub batch: &'a Batch,
-    /// KV blocks in use on the GPU while the batch runs, its growth included (blocks).
+    /// KV blocks in use on the GPU while the batch runs, its growth included (blocks; 0
+    /// for an unlimited cache, which is not counted).
     pub kv_used: u64,
 }
 
@@ -298,6 +300,9 @@ struct Engine<'a> {
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
+    /// Whether KV blocks are counted: only for a finite cache, since an unlimited one
+    /// constrains nothing and counting costs time on every batch entry.
+    kv_tracked: bool,
     progress: Vec<Progress>,
     records: Vec<RequestRecord>,
     gpus: Vec<Gpu>,
@@ -370,6 +375,7 @@ pub fn simulate_observed(
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
+        kv_tracked: config.kv.blocks.is_some(),
         progress: vec![Progress::default(); requests.len()],
         records: vec![unset; requests.len()],
         gpus,
@@ -469,8 +475,20 @@ impl Engine<'_> {
         }
     }
 
+    /// Blocks that hold `tokens` tokens; 0 when the cache is not tracked.
+    fn blocks(&self, tokens: u64) -> u64 {
+        if self.kv_tracked {
+            self.kv.blocks_for(tokens)
+        } else {
+            0
+        }
+    }
+
     /// Accounts GPU `g`'s KV use up to `now`, before it changes.
     fn kv_change(&mut self, g: usize, now: f64) {
+        if !self.kv_tracked {
+            return;
+        }
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_block_seconds += gpu.kv_used as f64 * self.window.overlap(gpu.kv_since, now);
         gpu.kv_since = now;
@@ -482,7 +500,7 @@ impl Engine<'_> {
         let i = id as usize;
         let p = self.progress[i];
         let dropped = p.context();
-        self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(dropped));
+        self.gpus[g].kv_used -= self.blocks(u64::from(dropped));
         let stats = &mut self.gpus[g].stats;
         stats.preemptions += 1;
         stats.recomputed_tokens += u64::from(dropped);
@@ -507,7 +525,7 @@ impl Engine<'_> {
     fn transfer_done(&mut self, t: Transfer, now: f64) {
         self.kv_change(t.from, now);
         let ctx = u64::from(self.progress[t.id as usize].context());
-        self.gpus[t.from].kv_used -= self.kv.blocks_for(ctx);
+        self.gpus[t.from].kv_used -= self.blocks(ctx);
         let view = view!(self, t.to);
         self.gpus[t.to].sched.on_transfer_done(t.id, &view);
         for g in [t.to, t.from] {
@@ -563,7 +581,7 @@ impl Engine<'_> {
                 from,
                 to: g,
             });
-            self.gpus[g].kv_used += self.kv.blocks_for(u64::from(ctx));
+            self.gpus[g].kv_used += self.blocks(u64::from(ctx));
         }
         for &id in batch.preempted() {
             debug_assert!(
@@ -572,10 +590,12 @@ impl Engine<'_> {
             );
             self.preempt(g, id);
         }
-        for e in batch.entries() {
-            let ctx = u64::from(self.progress[e.id as usize].context());
-            self.gpus[g].kv_used +=
-                self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
+        if self.kv_tracked {
+            for e in batch.entries() {
+                let ctx = u64::from(self.progress[e.id as usize].context());
+                self.gpus[g].kv_used +=
+                    self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
+            }
         }
         if batch.is_empty() {
             self.gpus[g].busy = false;
@@ -665,7 +685,9 @@ impl Engine<'_> {
                 if p.prefilled == req.prompt + p.recompute && p.decoded == req.decode {
                     self.records[id].completion = now;
                     self.loads[g].outstanding -= 1;
-                    self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
+                    if self.kv_tracked {
+                        self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
+                    }
                 }
             }
         }
