@@ -5,6 +5,20 @@
 //! to event. An arrival at the same instant as a completion is admitted first, so it can
 //! join the batch formed at that instant. The engine does all token accounting; schedulers
 //! only choose batches.
+//!
+//! Each GPU has a KV cache of [`KvConfig`] blocks. The engine counts the blocks its
+//! unfinished requests hold (`ceil(context / block_size)` each), reserving a batch's growth
+//! when it starts and freeing a request's blocks when it finishes or is preempted. A
+//! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
+//! engine drops the request's cache and sets its progress so that its next prefill
+//! rebuilds the prompt and the tokens it generated, without emitting them again.
+//!
+//! Under disaggregated serving ([`SchedulerSpec::Disagg`]) the router spreads arrivals over
+//! the prefill GPUs only; a request whose prompt is done is handed to the decode GPU with
+//! the fewest outstanding requests, which pulls its cache with [`Batch::fetch`]. A KV
+//! transfer is a third kind of event: each prefill GPU's link sends one cache at a time
+//! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
+//! while it moves.
 
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
@@ -12,9 +26,10 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 
 use crate::cost::CostModel;
+use crate::kv::KvConfig;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
-use crate::scheduler::{Batch, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
+use crate::scheduler::{Batch, DisaggSpec, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
 use crate::workload::Request;
 
 /// What to simulate: the policies and hardware, independent of the workload.
@@ -28,6 +43,8 @@ pub struct EngineConfig {
     pub gpus: usize,
     /// How requests are spread over the GPUs.
     pub router: RouterSpec,
+    /// Each GPU's KV cache.
+    pub kv: KvConfig,
 }
 
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
@@ -96,6 +113,15 @@ pub struct GpuStats {
     pub requests: u64,
     /// Batches run.
     pub batches: u64,
+    /// KV blocks in use integrated over the measurement window (block-seconds); KV use is
+    /// counted only for a finite cache (0 here and below otherwise).
+    pub kv_block_seconds: f64,
+    /// Most KV blocks in use at once over the whole run (blocks).
+    pub kv_peak_blocks: u64,
+    /// Preemptions by recompute.
+    pub preemptions: u64,
+    /// Tokens whose KV cache preemptions dropped, each processed again (tokens).
+    pub recomputed_tokens: u64,
 }
 
 /// Totals over the batches of one kind.
@@ -186,6 +212,8 @@ pub struct SimOutput {
     pub tokens_in_window: u64,
     /// Time of the last event (seconds).
     pub end_time: f64,
+    /// Each GPU's KV cache.
+    pub kv: KvConfig,
 }
 
 #[derive(PartialEq)]
@@ -212,12 +240,43 @@ impl PartialOrd for Completion {
     }
 }
 
+/// A KV cache transfer between GPUs, ordered like [`Completion`].
+#[derive(PartialEq)]
+struct Transfer {
+    time: f64,
+    id: ReqId,
+    from: usize,
+    to: usize,
+}
+
+impl Eq for Transfer {}
+
+impl Ord for Transfer {
+    // Reversed, so that std's max-heap pops the earliest transfer (lowest request on ties).
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Transfer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 struct Gpu {
     sched: Box<dyn Scheduler>,
     rng: SimRng,
     batch: Batch,
     busy: bool,
     stats: GpuStats,
+    /// KV blocks held by this GPU's unfinished requests.
+    kv_used: u64,
+    /// Time of the last change of `kv_used` (seconds).
+    kv_since: f64,
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -229,14 +288,21 @@ pub struct BatchEvent<'a> {
     pub start: f64,
     /// Completion time (seconds).
     pub end: f64,
-    /// Its entries and shape.
+    /// Its entries, shape and preemptions.
     pub batch: &'a Batch,
+    /// KV blocks in use on the GPU while the batch runs, its growth included (blocks; 0
+    /// for an unlimited cache, which is not counted).
+    pub kv_used: u64,
 }
 
 struct Engine<'a> {
     requests: &'a [Request],
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
+    kv: KvConfig,
+    /// Whether KV blocks are counted: only for a finite cache, since an unlimited one
+    /// constrains nothing and counting costs time on every batch entry.
+    kv_tracked: bool,
     progress: Vec<Progress>,
     records: Vec<RequestRecord>,
     gpus: Vec<Gpu>,
@@ -246,6 +312,12 @@ struct Engine<'a> {
     router_holds: bool,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Completion>,
+    /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
+    route_gpus: usize,
+    disagg: Option<DisaggSpec>,
+    transfers: BinaryHeap<Transfer>,
+    /// When each GPU's outgoing KV link is next free (seconds).
+    link_free: Vec<f64>,
     window: Window,
     itl: ItlStats,
     kinds: [KindStats; 3],
@@ -279,22 +351,31 @@ pub fn simulate_observed(
         completion: f64::NAN,
         gpu: u32::MAX,
     };
+    let disagg = match config.scheduler {
+        SchedulerSpec::Disagg(d) => Some(d),
+        _ => None,
+    };
+    let route_gpus = disagg.map_or(config.gpus, |d| d.prefill_gpus as usize);
     let gpus = (0..config.gpus)
         .map(|g| Gpu {
-            sched: config.scheduler.build(),
+            sched: config.scheduler.build_for(g),
             rng: stream(seed, rep, Source::Service(g as u32)),
             batch: Batch::default(),
             busy: false,
             stats: GpuStats::default(),
+            kv_used: 0,
+            kv_since: 0.0,
         })
         .collect();
     let router = config
         .router
-        .build(config.gpus, stream(seed, rep, Source::Router));
+        .build(route_gpus, stream(seed, rep, Source::Router));
     let mut engine = Engine {
         requests,
         observer,
         cost: config.cost.as_ref(),
+        kv: config.kv,
+        kv_tracked: config.kv.blocks.is_some(),
         progress: vec![Progress::default(); requests.len()],
         records: vec![unset; requests.len()],
         gpus,
@@ -303,12 +384,19 @@ pub fn simulate_observed(
         router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
+        route_gpus,
+        disagg,
+        transfers: BinaryHeap::new(),
+        link_free: vec![0.0; config.gpus],
         window: Window::new(requests, warmup),
         itl: ItlStats::new(),
         kinds: [KindStats::default(); 3],
         tokens_in_window: 0,
     };
     let end_time = engine.run();
+    for g in 0..engine.gpus.len() {
+        engine.kv_change(g, end_time);
+    }
     SimOutput {
         records: engine.records,
         window: engine.window,
@@ -317,7 +405,21 @@ pub fn simulate_observed(
         kinds: engine.kinds,
         tokens_in_window: engine.tokens_in_window,
         end_time,
+        kv: config.kv,
     }
+}
+
+/// GPU `g`'s view of the engine, borrowing only the fields it reads so that the GPU's
+/// scheduler can be borrowed mutably beside it.
+macro_rules! view {
+    ($engine:ident, $g:expr) => {
+        View {
+            requests: $engine.requests,
+            progress: &$engine.progress,
+            kv: $engine.kv,
+            kv_used: $engine.gpus[$g].kv_used,
+        }
+    };
 }
 
 impl Engine<'_> {
@@ -327,11 +429,21 @@ impl Engine<'_> {
         loop {
             let arrival = self.requests.get(next).map(|r| r.arrival);
             let completion = self.heap.peek().map(|c| c.time);
+            let transfer = self.transfers.peek().map(|t| t.time);
+            let batch_or_transfer = match (completion, transfer) {
+                (Some(c), Some(t)) => Some(c.min(t)),
+                (c, t) => c.or(t),
+            };
             match (arrival, completion) {
-                (Some(a), c) if c.is_none_or(|c| a <= c) => {
+                (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;
                     self.arrive(next as ReqId, now);
                     next += 1;
+                }
+                _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
+                    let t = self.transfers.pop().expect("peeked");
+                    now = t.time;
+                    self.transfer_done(t, now);
                 }
                 (_, Some(_)) => {
                     let Completion { time, gpu } = self.heap.pop().expect("peeked");
@@ -347,7 +459,7 @@ impl Engine<'_> {
 
     fn arrive(&mut self, id: ReqId, now: f64) {
         let req = &self.requests[id as usize];
-        match self.router.route(id, req, &self.loads) {
+        match self.router.route(id, req, &self.loads[..self.route_gpus]) {
             Some(g) => {
                 self.admit(g, id);
                 if self.idle.remove(&g) {
@@ -355,11 +467,46 @@ impl Engine<'_> {
                 }
             }
             None => {
-                if let Some(g) = self.idle.pop_first() {
+                if let Some(&g) = self.idle.range(..self.route_gpus).next() {
+                    self.idle.remove(&g);
                     self.start_batch(g, now);
                 }
             }
         }
+    }
+
+    /// Blocks that hold `tokens` tokens; 0 when the cache is not tracked.
+    fn blocks(&self, tokens: u64) -> u64 {
+        if self.kv_tracked {
+            self.kv.blocks_for(tokens)
+        } else {
+            0
+        }
+    }
+
+    /// Accounts GPU `g`'s KV use up to `now`, before it changes.
+    fn kv_change(&mut self, g: usize, now: f64) {
+        if !self.kv_tracked {
+            return;
+        }
+        let gpu = &mut self.gpus[g];
+        gpu.stats.kv_block_seconds += gpu.kv_used as f64 * self.window.overlap(gpu.kv_since, now);
+        gpu.kv_since = now;
+    }
+
+    /// Drops request `id`'s KV cache on GPU `g`: its next prefill recomputes the prompt and
+    /// every token generated so far, but emits none of them again.
+    fn preempt(&mut self, g: usize, id: ReqId) {
+        let i = id as usize;
+        let p = self.progress[i];
+        let dropped = p.context();
+        self.gpus[g].kv_used -= self.blocks(u64::from(dropped));
+        let stats = &mut self.gpus[g].stats;
+        stats.preemptions += 1;
+        stats.recomputed_tokens += u64::from(dropped);
+        self.loads[g].work_tokens += u64::from(dropped);
+        self.progress[i].recompute = p.decoded;
+        self.progress[i].prefilled = 0;
     }
 
     fn admit(&mut self, g: usize, id: ReqId) {
@@ -368,16 +515,48 @@ impl Engine<'_> {
         self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
         self.records[id as usize].gpu = g as u32;
         self.gpus[g].stats.requests += 1;
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.admit(id, &view);
         self.router.update(g, &self.loads[g]);
     }
 
+    /// Request `t.id`'s cache has reached GPU `t.to`: it leaves GPU `t.from`, and both GPUs
+    /// may now have work.
+    fn transfer_done(&mut self, t: Transfer, now: f64) {
+        self.kv_change(t.from, now);
+        let ctx = u64::from(self.progress[t.id as usize].context());
+        self.gpus[t.from].kv_used -= self.blocks(ctx);
+        let view = view!(self, t.to);
+        self.gpus[t.to].sched.on_transfer_done(t.id, &view);
+        for g in [t.to, t.from] {
+            if self.idle.remove(&g) {
+                self.start_batch(g, now);
+            }
+        }
+    }
+
+    /// Hands request `id`, just prefilled on GPU `g`, to the decode GPU with the fewest
+    /// outstanding requests (lowest index on ties).
+    fn hand_off(&mut self, g: usize, id: ReqId, now: f64) {
+        let d = (self.route_gpus..self.gpus.len())
+            .min_by_key(|&d| (self.loads[d].outstanding, d))
+            .expect("a decode GPU");
+        let left =
+            u64::from(self.requests[id as usize].decode - self.progress[id as usize].decoded);
+        self.loads[g].outstanding -= 1;
+        self.loads[g].work_tokens -= left;
+        self.loads[d].outstanding += 1;
+        self.loads[d].work_tokens += left;
+        self.gpus[d].stats.requests += 1;
+        let view = view!(self, d);
+        self.gpus[d].sched.admit(id, &view);
+        if self.idle.remove(&d) {
+            self.start_batch(d, now);
+        }
+    }
+
     fn start_batch(&mut self, g: usize, now: f64) {
-        while self.router_holds && self.gpus[g].sched.can_accept() {
+        while self.router_holds && g < self.route_gpus && self.gpus[g].sched.can_accept() {
             match self.router.pull(g) {
                 Some(id) => self.admit(g, id),
                 None => break,
@@ -385,11 +564,39 @@ impl Engine<'_> {
         }
         let mut batch = std::mem::take(&mut self.gpus[g].batch);
         batch.clear();
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
+        if !batch.preempted().is_empty() || !batch.fetched().is_empty() || !batch.is_empty() {
+            self.kv_change(g, now);
+        }
+        for &id in batch.fetched() {
+            let d = self.disagg.expect("only disaggregated decode GPUs fetch");
+            let from = self.records[id as usize].gpu as usize;
+            let ctx = self.progress[id as usize].context();
+            let start = now.max(self.link_free[from]);
+            self.link_free[from] = start + d.send_time(ctx);
+            self.transfers.push(Transfer {
+                time: self.link_free[from] + d.link_latency,
+                id,
+                from,
+                to: g,
+            });
+            self.gpus[g].kv_used += self.blocks(u64::from(ctx));
+        }
+        for &id in batch.preempted() {
+            debug_assert!(
+                batch.entries().iter().all(|e| e.id != id),
+                "request {id} preempted and scheduled in the same batch"
+            );
+            self.preempt(g, id);
+        }
+        if self.kv_tracked {
+            for e in batch.entries() {
+                let ctx = u64::from(self.progress[e.id as usize].context());
+                self.gpus[g].kv_used +=
+                    self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
+            }
+        }
         if batch.is_empty() {
             self.gpus[g].busy = false;
             self.gpus[g].batch = batch;
@@ -404,6 +611,7 @@ impl Engine<'_> {
         }
         let shape = batch.shape();
         let gpu = &mut self.gpus[g];
+        gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         let dur = self.cost.sample(shape, &mut gpu.rng);
         gpu.stats.busy += dur;
         gpu.stats.busy_in_window += self.window.overlap(now, now + dur);
@@ -423,6 +631,7 @@ impl Engine<'_> {
             start: now,
             end: now + dur,
             batch: &batch,
+            kv_used: gpu.kv_used,
         });
         gpu.batch = batch;
         self.heap.push(Completion {
@@ -434,6 +643,8 @@ impl Engine<'_> {
     fn finish_batch(&mut self, g: usize, now: f64) {
         let batch = std::mem::take(&mut self.gpus[g].batch);
         let in_window = self.window.contains(now);
+        self.kv_change(g, now);
+        let mut handed = Vec::new();
         // Run of equal gaps not yet recorded: (gap, count).
         let mut run = (0.0, 0);
         for e in batch.entries() {
@@ -443,9 +654,15 @@ impl Engine<'_> {
             let emitted = match e.phase {
                 Phase::Prefill => {
                     p.prefilled += e.tokens;
-                    let first = p.prefilled == req.prompt;
+                    // Only a request's first complete prefill emits a token; one that
+                    // recomputes after a preemption has emitted it already.
+                    let first = p.prefilled == req.prompt + p.recompute
+                        && self.records[id].first_token.is_nan();
                     if first {
                         self.records[id].first_token = now;
+                        if self.disagg.is_some() && p.decoded < req.decode {
+                            handed.push(e.id);
+                        }
                     }
                     first
                 }
@@ -465,20 +682,25 @@ impl Engine<'_> {
             if emitted {
                 p.last_token = now;
                 self.tokens_in_window += u64::from(in_window);
-                if p.prefilled == req.prompt && p.decoded == req.decode {
+                if p.prefilled == req.prompt + p.recompute && p.decoded == req.decode {
                     self.records[id].completion = now;
                     self.loads[g].outstanding -= 1;
+                    if self.kv_tracked {
+                        self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
+                    }
                 }
             }
         }
         self.itl.record_n(run.0, run.1);
         self.loads[g].work_tokens -= batch.shape().tokens();
-        let view = View {
-            requests: self.requests,
-            progress: &self.progress,
-        };
+        let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = batch;
-        self.router.update(g, &self.loads[g]);
+        for id in handed {
+            self.hand_off(g, id, now);
+        }
+        if g < self.route_gpus {
+            self.router.update(g, &self.loads[g]);
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod csvio;
 pub mod dist;
 pub mod engine;
 pub mod experiments;
+pub mod kv;
 pub mod lsq;
 pub mod metrics;
 pub mod output;

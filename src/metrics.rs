@@ -113,6 +113,16 @@ pub struct Summary {
     pub load_imbalance: f64,
     /// Length of the measurement window (seconds).
     pub window_s: f64,
+    /// Time-average fraction of the KV cache in use over the window, averaged over GPUs
+    /// (0 with an unlimited cache).
+    pub kv_utilization: f64,
+    /// Largest fraction of one GPU's KV cache in use at any time of the run (0 with an
+    /// unlimited cache).
+    pub kv_peak_utilization: f64,
+    /// Preemptions by recompute over the whole run, all GPUs.
+    pub preemptions: u64,
+    /// Tokens whose KV cache was dropped by preemptions and processed again (tokens).
+    pub recomputed_tokens: u64,
 }
 
 /// Whether the number in system grew over the window by more than a stable queue plausibly
@@ -147,6 +157,7 @@ pub fn request_tbt(req: &Request, rec: &RequestRecord) -> Option<f64> {
 
 /// Summarises one simulation of `requests`.
 pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
+    let kv_blocks = out.kv.blocks.map_or(f64::INFINITY, |b| b as f64);
     let w = out.window;
     let measured = &requests[w.first_measured..];
     let recs = &out.records[w.first_measured..];
@@ -218,5 +229,15 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
         gpu_requests: out.gpus.iter().map(|g| g.requests).collect(),
         load_imbalance: imbalance,
         window_s: w.len(),
+        kv_utilization: mean(
+            &out.gpus
+                .iter()
+                .map(|g| g.kv_block_seconds / len)
+                .collect::<Vec<_>>(),
+        ) / kv_blocks,
+        kv_peak_utilization: out.gpus.iter().map(|g| g.kv_peak_blocks).max().unwrap_or(0) as f64
+            / kv_blocks,
+        preemptions: out.gpus.iter().map(|g| g.preemptions).sum(),
+        recomputed_tokens: out.gpus.iter().map(|g| g.recomputed_tokens).sum(),
     }
 }

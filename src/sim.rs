@@ -26,6 +26,8 @@ pub fn capacity(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<f
             k,
             max_decode_batch,
         } => theory::scheduler_b_capacity(k, max_decode_batch, prompt, decode, cost),
+        // No closed form: their capacity is measured (experiments::policies).
+        _ => return None,
     };
     Some(per_gpu * engine.gpus as f64)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::cost::{CostDist, LinearCost};
 use crate::dist::LengthDist;
 use crate::engine::EngineConfig;
+use crate::kv::KvConfig;
 use crate::metrics::Summary;
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
@@ -96,6 +97,7 @@ fn config(
             cost: Arc::new(cost),
             gpus: 1,
             router: RouterSpec::RoundRobin,
+            kv: KvConfig::unlimited(),
         },
         seed: SEED,
         reps: effort.reps,

@@ -101,6 +101,26 @@ impl Workload {
             Workload::Trace(t) => t.requests,
         }
     }
+
+    /// The longest prompt and the longest decode budget any request can have (tokens), for
+    /// checking that a policy's limits let every request run.
+    pub fn longest(&self) -> (u32, u32) {
+        let of_trace = |t: &Trace| {
+            t.requests
+                .iter()
+                .fold((0, 0), |(l, b), r| (l.max(r.prompt), b.max(r.decode)))
+        };
+        match self {
+            Workload::Synthetic(w) => match &w.lengths_from {
+                Some(t) => of_trace(t),
+                None => {
+                    let max_of = |d: &LengthDist| d.pmf().last().map_or(0, |&(n, _)| n);
+                    (max_of(&w.prompt), max_of(&w.decode))
+                }
+            },
+            Workload::Trace(t) => of_trace(&t.trace),
+        }
+    }
 }
 
 /// A trace replayed at its recorded times, optionally compressed or stretched.

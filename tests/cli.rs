@@ -130,3 +130,177 @@ fn table_output_is_readable() {
         assert!(text.contains(word), "{word} missing:\n{text}");
     }
 }
+
+#[test]
+fn invalid_memory_and_batch_limits_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (
+            &["--scheduler", "a", "--kv-capacity", "100000"][..],
+            "--scheduler",
+        ),
+        (
+            &["--scheduler", "vllm", "--kv-capacity", "100"],
+            "--kv-capacity",
+        ),
+        (
+            &["--scheduler", "static", "--kv-capacity", "150"],
+            "--kv-capacity",
+        ),
+        (
+            &["--scheduler", "vllm", "--gpu-mem-gb", "16"],
+            "--gpu-mem-gb",
+        ),
+        (
+            &["--scheduler", "vllm", "--gpu-mem-gb", "-3"],
+            "--gpu-mem-gb",
+        ),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--gpu-mem-gb",
+                "80",
+                "--gpu-mem-util",
+                "1.5",
+            ],
+            "--gpu-mem-util",
+        ),
+        (&["--scheduler", "orca", "--max-seqs", "0"], "--max-seqs"),
+        (
+            &[
+                "--scheduler",
+                "sarathi",
+                "--max-seqs",
+                "64",
+                "--max-batched-tokens",
+                "32",
+            ],
+            "--max-batched-tokens",
+        ),
+        (
+            &["--scheduler", "vllm", "--max-batched-tokens", "150"],
+            "--max-batched-tokens",
+        ),
+        (
+            &["--scheduler", "orca", "--max-batched-tokens", "100"],
+            "--max-batched-tokens",
+        ),
+        (
+            &["--scheduler", "decode-first", "--watermark", "1"],
+            "--watermark",
+        ),
+        (
+            &["--scheduler", "vllm", "--block-size", "0"],
+            "--block-size",
+        ),
+        (&["--scheduler", "vllm", "--model", "gpt-9"], "--model"),
+        (
+            &["--scheduler", "disagg", "--prefill-gpus", "0"],
+            "--prefill-gpus",
+        ),
+        (
+            &["--scheduler", "disagg", "--decode-gpus", "0"],
+            "--decode-gpus",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-gbps", "0"],
+            "--kv-link-gbps",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-latency", "-1"],
+            "--kv-link-latency",
+        ),
+        (&["--scheduler", "disagg", "--gpus", "3"], "--gpus"),
+    ] {
+        let out = run(&[&["run", "--requests", "1000"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag),
+            "{args:?}: message does not name {flag}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: partial output");
+    }
+}
+
+/// Every memory-aware policy runs from the command line, and a tight cache makes vLLM
+/// preempt: the summary reports it, with KV use within the cache.
+#[test]
+fn memory_aware_policies_run_and_report_kv_use() {
+    for s in [
+        "static",
+        "orca",
+        "vllm",
+        "sarathi",
+        "decode-first",
+        "disagg",
+    ] {
+        let (doc, _) = json(
+            &[
+                "--scheduler",
+                s,
+                "--rate",
+                "2",
+                "--requests",
+                "2000",
+                "--kv-capacity",
+                "4096",
+                "--max-batched-tokens",
+                "512",
+                "--max-seqs",
+                "64",
+                "--prompt",
+                "uniform:16:256",
+                "--decode",
+                "uniform:1:200",
+            ],
+            "1",
+        );
+        let peak = doc["kv_peak_utilization"].as_f64().unwrap();
+        assert!(peak > 0.0 && peak <= 1.0, "{s}: peak {peak}");
+        assert_eq!(doc["config"]["kv_capacity_tokens"], 4096, "{s}");
+        if s == "vllm" {
+            assert!(
+                doc["preemptions"].as_f64().unwrap() > 0.0,
+                "vllm did not preempt"
+            );
+            assert!(doc["recomputed_tokens"].as_f64().unwrap() > 0.0);
+        }
+        if s == "disagg" {
+            // One prefill and one decode GPU by default; both did work.
+            assert_eq!(doc["config"]["gpus"], 2);
+            let util = doc["gpu_utilization"].as_array().unwrap();
+            assert!(util.iter().all(|u| u.as_f64().unwrap() > 0.0));
+        }
+    }
+}
+
+/// `llmsim policies --quick` writes both CSV files with their headers, byte-identical on a
+/// second run with another thread count.
+#[test]
+fn policies_writes_both_csvs_deterministically() {
+    let files = ["data_policy_capacity.csv", "data_policy_comparison.csv"];
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = llmsim()
+            .args(["policies", "--quick", "--out"])
+            .arg(dir.path())
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .expect("binary runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| std::fs::read(dir.path().join(f)).unwrap())
+            .collect();
+        assert!(bytes[0].starts_with(b"policy,memory,kv_tokens,bound_rps,max_stable_rps"));
+        assert!(bytes[1].starts_with(b"policy,memory,load,rate_rps,unstable"));
+        outputs.push(bytes);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}

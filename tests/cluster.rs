@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, simulate};
+use llmsim::kv::KvConfig;
 use llmsim::metrics::{Summary, summarize};
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::SchedulerSpec;
@@ -60,6 +61,7 @@ fn config(
             cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
             gpus,
             router,
+            kv: KvConfig::unlimited(),
         },
         seed: 99,
         reps,

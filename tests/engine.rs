@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, simulate_observed};
+use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
 use llmsim::workload::Request;
@@ -69,6 +70,7 @@ proptest! {
                 RouterSpec::PowerOfD(d) => RouterSpec::PowerOfD(d.min(gpus as u32)),
                 r => r,
             },
+            kv: KvConfig::unlimited(),
         };
         let n = requests.len();
         let mut tokens = vec![0u32; n];

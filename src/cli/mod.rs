@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod policies;
 mod report;
 mod reproduce;
 mod run;
@@ -32,6 +33,8 @@ enum Command {
     Reproduce(reproduce::ReproduceArgs),
     /// Write the HTML and Markdown report from the data of a reproduce run.
     Report(report::ReportArgs),
+    /// Policy capacity and comparison experiments (writes two CSV files).
+    Policies(policies::PoliciesArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -40,6 +43,16 @@ enum Command {
 pub struct UsageError {
     flag: &'static str,
     why: String,
+}
+
+impl UsageError {
+    /// The error for `flag`, saying `why`.
+    pub fn new(flag: &'static str, why: impl Into<String>) -> Self {
+        UsageError {
+            flag,
+            why: why.into(),
+        }
+    }
 }
 
 /// Fails with a message naming `flag` unless `ok`.
@@ -64,6 +77,7 @@ pub fn main() -> i32 {
         Command::Calibrate(args) => calibrate::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
+        Command::Policies(args) => policies::main(args),
     };
     match result {
         Ok(()) => 0,

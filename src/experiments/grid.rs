@@ -10,6 +10,7 @@ use super::{Scale, Study};
 use crate::cost::{CostDist, LinearCost};
 use crate::dist::LengthDist;
 use crate::engine::{EngineConfig, SimOutput};
+use crate::kv::KvConfig;
 use crate::metrics::Summary;
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
@@ -61,11 +62,11 @@ impl Setup {
         }
     }
 
-    /// Scheduler B's K, or `None` for Scheduler A.
+    /// Scheduler B's K, or `None` for other policies.
     pub fn k(&self) -> Option<u32> {
         match self.scheduler {
-            SchedulerSpec::A => None,
             SchedulerSpec::B { k, .. } => Some(k),
+            _ => None,
         }
     }
 
@@ -92,6 +93,7 @@ impl Setup {
             cost: Arc::new(self.cost()),
             gpus: self.gpus,
             router: self.router,
+            kv: KvConfig::unlimited(),
         }
     }
 

@@ -14,6 +14,7 @@ mod grid;
 mod latency_cdf;
 mod multigpu;
 mod per_request;
+pub mod policies;
 mod sensitivity;
 mod table;
 mod throughput;

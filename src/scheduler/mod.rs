@@ -4,16 +4,30 @@
 //! every request's progress, and does all token accounting, so each policy is held to the
 //! same definitions of TTFT, TBT and completion.
 
+mod decode_first;
+mod disagg;
 mod fcfs;
+mod orca;
+mod paged;
 mod prefill_first;
+mod sarathi;
+mod static_batch;
+mod vllm;
 
+pub use decode_first::DecodeFirst;
+pub use disagg::{DisaggDecode, DisaggPrefill, DisaggSpec};
 pub use fcfs::Fcfs;
+pub use orca::Orca;
 pub use prefill_first::PrefillFirst;
+pub use sarathi::Sarathi;
+pub use static_batch::StaticBatch;
+pub use vllm::Vllm;
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::cost::BatchShape;
+use crate::kv::KvConfig;
 use crate::workload::Request;
 
 /// Index of a request in its workload.
@@ -44,6 +58,8 @@ pub struct Entry {
 pub struct Batch {
     entries: Vec<Entry>,
     shape: BatchShape,
+    preempted: Vec<ReqId>,
+    fetched: Vec<ReqId>,
 }
 
 impl Batch {
@@ -69,6 +85,31 @@ impl Batch {
         self.shape.kv_tokens += u64::from(context);
     }
 
+    /// Preempts request `id` by recompute before this batch runs: the engine drops its KV
+    /// cache, and its next prefill rebuilds the prompt and every token it generated (see
+    /// [`Progress::recompute`]); tokens already emitted are not emitted again. The request
+    /// must not also be an entry of this batch; the scheduler re-queues it itself.
+    pub fn preempt(&mut self, id: ReqId) {
+        self.preempted.push(id);
+    }
+
+    /// Starts moving request `id`'s KV cache to this GPU from the GPU that prefilled it
+    /// (disaggregated serving). The engine allocates its blocks here at once, frees them
+    /// there when the transfer ends, and then calls [`Scheduler::on_transfer_done`].
+    pub fn fetch(&mut self, id: ReqId) {
+        self.fetched.push(id);
+    }
+
+    /// Requests whose KV transfer to this GPU starts with this batch.
+    pub fn fetched(&self) -> &[ReqId] {
+        &self.fetched
+    }
+
+    /// Requests preempted when this batch was formed, in the order the scheduler chose them.
+    pub fn preempted(&self) -> &[ReqId] {
+        &self.preempted
+    }
+
     /// The entries, in the order the scheduler added them.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
@@ -86,46 +127,83 @@ impl Batch {
 
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.preempted.clear();
+        self.fetched.clear();
         self.shape = BatchShape::default();
     }
 }
 
 /// How far one request has got (tokens).
+///
+/// A request's prefill processes its prompt, plus, after a preemption by recompute, the
+/// `recompute` tokens it had generated whose KV cache was dropped; its cache then holds
+/// `prefilled + decoded - recompute` tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Progress {
-    /// Prompt tokens already processed.
+    /// Tokens of the current prefill already processed (prompt first, then recomputed ones).
     pub prefilled: u32,
     /// Decode iterations done (tokens generated after the first).
     pub decoded: u32,
+    /// Generated tokens the current prefill rebuilds: `decoded` at the latest preemption,
+    /// 0 for a request never preempted.
+    pub recompute: u32,
     /// Time of the request's latest emitted token (seconds).
     pub last_token: f64,
 }
 
-/// Read-only view of every request's size and progress.
+impl Progress {
+    /// Tokens in the request's KV cache: prompt and generated tokens processed so far.
+    pub fn context(&self) -> u32 {
+        self.prefilled + self.decoded - self.recompute
+    }
+}
+
+/// Read-only view of every request's size and progress, and of the GPU's KV cache.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     /// The workload, indexed by [`ReqId`].
     pub requests: &'a [Request],
     /// Progress, indexed by [`ReqId`].
     pub progress: &'a [Progress],
+    /// This GPU's KV cache size.
+    pub kv: KvConfig,
+    /// Blocks of this GPU's KV cache in use by its unfinished requests.
+    pub kv_used: u64,
 }
 
 impl View<'_> {
-    /// Prompt tokens still to prefill.
-    pub fn prefill_left(&self, id: ReqId) -> u32 {
-        self.requests[id as usize].prompt - self.progress[id as usize].prefilled
+    /// Tokens the request's prefill processes in all: `L`, plus the recomputed tokens after a
+    /// preemption.
+    pub fn prefill_target(&self, id: ReqId) -> u32 {
+        self.requests[id as usize].prompt + self.progress[id as usize].recompute
     }
 
-    /// Tokens in the request's KV cache: its prompt plus the tokens it has generated.
+    /// Tokens still to prefill.
+    pub fn prefill_left(&self, id: ReqId) -> u32 {
+        self.prefill_target(id) - self.progress[id as usize].prefilled
+    }
+
+    /// Tokens in the request's KV cache: its prompt plus the tokens it has generated, as far
+    /// as they have been processed.
     pub fn context(&self, id: ReqId) -> u32 {
-        let p = &self.progress[id as usize];
-        p.prefilled + p.decoded
+        self.progress[id as usize].context()
     }
 
     /// True once the request has emitted all `B + 1` tokens.
     pub fn is_done(&self, id: ReqId) -> bool {
-        let (r, p) = (&self.requests[id as usize], &self.progress[id as usize]);
-        p.prefilled == r.prompt && p.decoded == r.decode
+        self.prefill_left(id) == 0
+            && self.progress[id as usize].decoded == self.requests[id as usize].decode
+    }
+
+    /// Free blocks of this GPU's KV cache; `u64::MAX` when unlimited.
+    pub fn kv_free(&self) -> u64 {
+        self.kv.capacity_blocks().saturating_sub(self.kv_used)
+    }
+
+    /// Blocks the request needs beyond those it holds to process `tokens` more tokens.
+    pub fn kv_growth(&self, id: ReqId, tokens: u32) -> u64 {
+        let ctx = u64::from(self.context(id));
+        self.kv.blocks_for(ctx + u64::from(tokens)) - self.kv.blocks_for(ctx)
     }
 }
 
@@ -141,6 +219,30 @@ pub trait Scheduler: Send {
     /// Whether the policy would start more work now if given it; pull-based routers hand
     /// queued requests to a GPU only while this holds.
     fn can_accept(&self) -> bool;
+    /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
+    fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
+}
+
+/// Limits shared by the memory-aware continuous-batching policies (vLLM's names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchLimits {
+    /// Most requests running at once, prefilling or decoding (`max_num_seqs`).
+    pub max_seqs: u32,
+    /// Most tokens one iteration processes (`max_num_batched_tokens`; Sarathi's token budget).
+    pub max_tokens: u32,
+    /// Fraction of KV blocks a new admission must leave free (vLLM's watermark, 0.01).
+    pub watermark: f64,
+}
+
+impl Default for BatchLimits {
+    /// vLLM's defaults for `max_num_seqs` (256) and the watermark (1%); 2048 batched tokens.
+    fn default() -> Self {
+        BatchLimits {
+            max_seqs: 256,
+            max_tokens: 2048,
+            watermark: 0.01,
+        }
+    }
 }
 
 /// A scheduler choice with its parameters, as given on the command line.
@@ -155,25 +257,78 @@ pub enum SchedulerSpec {
         /// Most decode entries in one batch (`None`: all decoding requests).
         max_decode_batch: Option<u32>,
     },
+    /// FasterTransformer-style static batching of up to `k` requests.
+    Static {
+        /// Most requests in one static batch.
+        k: u32,
+    },
+    /// Orca's iteration-level scheduling with whole prefills.
+    Orca(BatchLimits),
+    /// vLLM's prefill-prioritizing continuous batching with preemption by recompute.
+    Vllm(BatchLimits),
+    /// Sarathi-Serve's chunked prefills under a token budget (`max_tokens`).
+    Sarathi(BatchLimits),
+    /// Decodes always first; prefills only when nothing decodes.
+    DecodeFirst(BatchLimits),
+    /// Disaggregated prefill and decode GPU pools (DistServe, Splitwise).
+    Disagg(DisaggSpec),
 }
 
 impl SchedulerSpec {
     /// A fresh instance for one GPU.
     pub fn build(&self) -> Box<dyn Scheduler> {
+        self.build_for(0)
+    }
+
+    /// A fresh instance for GPU `gpu` of the cluster (only disaggregated serving gives GPUs
+    /// different roles).
+    pub fn build_for(&self, gpu: usize) -> Box<dyn Scheduler> {
         match *self {
             SchedulerSpec::A => Box::new(Fcfs::default()),
             SchedulerSpec::B {
                 k,
                 max_decode_batch,
             } => Box::new(PrefillFirst::new(k, max_decode_batch)),
+            SchedulerSpec::Static { k } => Box::new(StaticBatch::new(k)),
+            SchedulerSpec::Orca(l) => Box::new(Orca::new(l)),
+            SchedulerSpec::Vllm(l) => Box::new(Vllm::new(l)),
+            SchedulerSpec::Sarathi(l) => Box::new(Sarathi::new(l)),
+            SchedulerSpec::DecodeFirst(l) => Box::new(DecodeFirst::new(l)),
+            SchedulerSpec::Disagg(d) if gpu < d.prefill_gpus as usize => {
+                Box::new(DisaggPrefill::new(d.limits))
+            }
+            SchedulerSpec::Disagg(d) => Box::new(DisaggDecode::new(d.limits)),
         }
     }
 
     /// Short name, as accepted by `--scheduler`.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The bare policy name.
+    pub fn kind(&self) -> SchedulerKind {
         match self {
-            SchedulerSpec::A => "a",
-            SchedulerSpec::B { .. } => "b",
+            SchedulerSpec::A => SchedulerKind::A,
+            SchedulerSpec::B { .. } => SchedulerKind::B,
+            SchedulerSpec::Static { .. } => SchedulerKind::Static,
+            SchedulerSpec::Orca(_) => SchedulerKind::Orca,
+            SchedulerSpec::Vllm(_) => SchedulerKind::Vllm,
+            SchedulerSpec::Sarathi(_) => SchedulerKind::Sarathi,
+            SchedulerSpec::DecodeFirst(_) => SchedulerKind::DecodeFirst,
+            SchedulerSpec::Disagg(_) => SchedulerKind::Disagg,
+        }
+    }
+
+    /// The iteration limits of a continuous-batching policy.
+    pub fn limits(&self) -> Option<BatchLimits> {
+        match *self {
+            SchedulerSpec::Orca(l)
+            | SchedulerSpec::Vllm(l)
+            | SchedulerSpec::Sarathi(l)
+            | SchedulerSpec::DecodeFirst(l) => Some(l),
+            SchedulerSpec::Disagg(d) => Some(d.limits),
+            _ => None,
         }
     }
 }
@@ -185,24 +340,70 @@ pub enum SchedulerKind {
     A,
     /// See [`SchedulerSpec::B`].
     B,
+    /// See [`SchedulerSpec::Static`].
+    Static,
+    /// See [`SchedulerSpec::Orca`].
+    Orca,
+    /// See [`SchedulerSpec::Vllm`].
+    Vllm,
+    /// See [`SchedulerSpec::Sarathi`].
+    Sarathi,
+    /// See [`SchedulerSpec::DecodeFirst`].
+    DecodeFirst,
+    /// See [`SchedulerSpec::Disagg`].
+    Disagg,
+}
+
+impl SchedulerKind {
+    /// Every policy, in the order `--help` lists them.
+    pub const ALL: [SchedulerKind; 8] = [
+        SchedulerKind::A,
+        SchedulerKind::B,
+        SchedulerKind::Static,
+        SchedulerKind::Orca,
+        SchedulerKind::Vllm,
+        SchedulerKind::Sarathi,
+        SchedulerKind::DecodeFirst,
+        SchedulerKind::Disagg,
+    ];
+
+    /// The name `--scheduler` accepts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SchedulerKind::A => "a",
+            SchedulerKind::B => "b",
+            SchedulerKind::Static => "static",
+            SchedulerKind::Orca => "orca",
+            SchedulerKind::Vllm => "vllm",
+            SchedulerKind::Sarathi => "sarathi",
+            SchedulerKind::DecodeFirst => "decode-first",
+            SchedulerKind::Disagg => "disagg",
+        }
+    }
+
+    /// Whether the policy keeps within a finite KV cache (the seed's A and B assume an
+    /// unlimited one).
+    pub fn memory_aware(&self) -> bool {
+        !matches!(self, SchedulerKind::A | SchedulerKind::B)
+    }
 }
 
 impl FromStr for SchedulerKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "a" | "A" => Ok(SchedulerKind::A),
-            "b" | "B" => Ok(SchedulerKind::B),
-            _ => Err(format!("unknown scheduler '{s}' (allowed: a, b)")),
-        }
+        let lower = s.to_ascii_lowercase();
+        SchedulerKind::ALL
+            .into_iter()
+            .find(|k| k.name() == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown scheduler '{s}' (allowed: {})", names.join(", "))
+            })
     }
 }
 
 impl fmt::Display for SchedulerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SchedulerKind::A => "a",
-            SchedulerKind::B => "b",
-        })
+        f.write_str(self.name())
     }
 }

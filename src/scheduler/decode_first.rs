@@ -1,0 +1,52 @@
+//! Decode-prioritizing batching: the opposite extreme to vLLM's prefill priority, as in the
+//! decode-prioritizing policies of Li, Dai and Peng (2025).
+//!
+//! Whenever a running request can decode, the iteration is one decode step of all running
+//! requests; prefills (whole prompts, FCFS, up to `max_seqs` running requests and
+//! `max_tokens` tokens, with vLLM's paged memory, watermark and preemption by recompute)
+//! run only when nothing decodes. On one GPU every admitted request decodes until it
+//! finishes, so new prompts start only once the whole running set has drained: the policy
+//! behaves like static batching whose batch size is set by what waited at the last drain.
+
+use super::paged::{KvBudget, Queues};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+
+/// Decodes first; prefill-only iterations when no request decodes.
+#[derive(Debug)]
+pub struct DecodeFirst {
+    limits: BatchLimits,
+    queues: Queues,
+}
+
+impl DecodeFirst {
+    /// A decode-first scheduler with these limits.
+    pub fn new(limits: BatchLimits) -> Self {
+        DecodeFirst {
+            limits,
+            queues: Queues::default(),
+        }
+    }
+}
+
+impl Scheduler for DecodeFirst {
+    fn admit(&mut self, id: ReqId, _view: &View) {
+        self.queues.waiting.push_back(id);
+    }
+
+    fn schedule(&mut self, view: &View, batch: &mut Batch) {
+        let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
+        self.queues.decode_running(view, &mut kv, batch);
+        if batch.is_empty() {
+            self.queues
+                .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
+        }
+    }
+
+    fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
+        self.queues.retire(view);
+    }
+
+    fn can_accept(&self) -> bool {
+        self.queues.waiting.is_empty() && self.queues.running.len() < self.limits.max_seqs as usize
+    }
+}

@@ -1,0 +1,87 @@
+//! Orca (Yu et al., OSDI'22, "Orca: A Distributed Serving System for Transformer-Based
+//! Generative Models"): iteration-level scheduling with selective batching.
+//!
+//! Every iteration takes one decode step of every running request and then admits waiting
+//! requests in FCFS order, each with its whole prompt (no chunking), while the batch holds
+//! at most `max_seqs` requests and `max_tokens` tokens. Orca caps only the batch size; the
+//! token cap is added so that every policy faces the same largest batch, the premise of
+//! the comparison of Li, Dai and Peng (2025). Memory is not paged: as in Orca's scheduler
+//! (§4.2), an admitted request reserves KV slots for its prompt plus its whole decode
+//! budget, so it never needs preempting; it is admitted only when the reservation fits.
+
+use std::collections::VecDeque;
+
+use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+
+/// Orca's iteration-level scheduler with whole prefills and max-length KV reservation.
+#[derive(Debug)]
+pub struct Orca {
+    limits: BatchLimits,
+    waiting: VecDeque<ReqId>,
+    running: Vec<ReqId>,
+    /// KV blocks reserved by the running requests (blocks).
+    reserved: u64,
+}
+
+impl Orca {
+    /// An Orca scheduler with these limits (the watermark is unused: reservations are exact).
+    pub fn new(limits: BatchLimits) -> Self {
+        Orca {
+            limits,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            reserved: 0,
+        }
+    }
+}
+
+/// Blocks of a request's prompt plus decode budget: Orca's `max_tokens` reservation.
+fn reservation(view: &View, id: ReqId) -> u64 {
+    let r = &view.requests[id as usize];
+    view.kv
+        .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
+}
+
+impl Scheduler for Orca {
+    fn admit(&mut self, id: ReqId, _view: &View) {
+        self.waiting.push_back(id);
+    }
+
+    fn schedule(&mut self, view: &View, batch: &mut Batch) {
+        for &id in &self.running {
+            batch.push_decode(id, view.context(id));
+        }
+        let mut tokens = batch.shape().decode_entries;
+        while let Some(&id) = self.waiting.front() {
+            let need = reservation(view, id);
+            let prompt = view.prefill_left(id);
+            if self.running.len() >= self.limits.max_seqs as usize
+                || tokens + prompt > self.limits.max_tokens
+                || self.reserved + need > view.kv.capacity_blocks()
+            {
+                break;
+            }
+            self.waiting.pop_front();
+            self.running.push(id);
+            self.reserved += need;
+            batch.push_prefill(id, prompt);
+            tokens += prompt;
+        }
+    }
+
+    fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
+        let mut freed = 0;
+        self.running.retain(|&id| {
+            let done = view.is_done(id);
+            if done {
+                freed += reservation(view, id);
+            }
+            !done
+        });
+        self.reserved -= freed;
+    }
+
+    fn can_accept(&self) -> bool {
+        self.waiting.is_empty() && self.running.len() < self.limits.max_seqs as usize
+    }
+}

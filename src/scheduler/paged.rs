@@ -1,0 +1,148 @@
+//! Machinery shared by the paged-memory policies (vLLM, Sarathi-Serve, decode-first): a
+//! waiting queue, a running set, KV-block bookkeeping while an iteration is formed, and
+//! preemption by recompute as vLLM does it (Kwon et al., SOSP'23, §4.5).
+
+use std::collections::VecDeque;
+
+use super::{Batch, BatchLimits, ReqId, View};
+
+/// KV blocks still free while one iteration is being formed.
+///
+/// A request admitted to prefill has its whole prefill's blocks set aside at once, as
+/// vLLM's block manager allocates a prompt's blocks when it first schedules it; the chunks
+/// that follow then never run out of memory, and only decodes can. The engine counts only
+/// the blocks of tokens actually processed, so its count never exceeds what is set aside.
+#[derive(Debug)]
+pub(crate) struct KvBudget {
+    free: u64,
+    watermark: u64,
+}
+
+impl KvBudget {
+    /// The blocks free on this GPU, less those set aside for the unfinished prefills of
+    /// `running`; admissions must leave `watermark` (a fraction of all blocks) free.
+    pub fn new(view: &View, running: &[ReqId], watermark: f64) -> Self {
+        let set_aside: u64 = running
+            .iter()
+            .map(|&id| reserved(view, id) - view.kv.blocks_for(u64::from(view.context(id))))
+            .sum();
+        let watermark = view
+            .kv
+            .blocks
+            .map_or(0, |b| (watermark * b as f64).ceil() as u64);
+        KvBudget {
+            free: view.kv_free().saturating_sub(set_aside),
+            watermark,
+        }
+    }
+
+    /// Takes the blocks `id` needs to process `tokens` more tokens; false if they are not free.
+    pub fn try_grow(&mut self, view: &View, id: ReqId, tokens: u32) -> bool {
+        let need = view.kv_growth(id, tokens);
+        let ok = need <= self.free;
+        if ok {
+            self.free -= need;
+        }
+        ok
+    }
+
+    /// Sets aside the blocks of waiting request `id`'s whole prefill if that leaves the
+    /// watermark free (vLLM's `can_allocate`); false otherwise.
+    pub fn try_admit(&mut self, view: &View, id: ReqId) -> bool {
+        let need = reserved(view, id);
+        let ok = need + self.watermark <= self.free;
+        if ok {
+            self.free -= need;
+        }
+        ok
+    }
+
+    /// Returns the blocks running request `id` holds or has set aside (it is being preempted).
+    pub fn release(&mut self, view: &View, id: ReqId) {
+        self.free += reserved(view, id);
+    }
+}
+
+/// Blocks a running request holds or has set aside: its whole prefill's until that is done,
+/// its cache's after.
+fn reserved(view: &View, id: ReqId) -> u64 {
+    let target = view.prefill_target(id).max(view.context(id));
+    view.kv.blocks_for(u64::from(target))
+}
+
+/// Waiting and running requests of a paged-memory policy.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    /// Requests not admitted (or preempted), in arrival order; preempted ones go first.
+    pub waiting: VecDeque<ReqId>,
+    /// Admitted requests, oldest admission first; they hold KV blocks.
+    pub running: Vec<ReqId>,
+}
+
+impl Queues {
+    /// Schedules one decode step for every running request past its prefill, oldest first.
+    /// When one cannot get its next block, the newest running request is preempted by
+    /// recompute (vLLM's policy: the most recently admitted loses), until it can or it is
+    /// itself the newest. Victims go back to the front of the waiting queue, oldest first.
+    /// Returns whether any request was preempted.
+    pub fn decode_running(&mut self, view: &View, kv: &mut KvBudget, batch: &mut Batch) -> bool {
+        let mut victims = Vec::new();
+        let mut i = 0;
+        while i < self.running.len() {
+            let id = self.running[i];
+            if view.prefill_left(id) > 0 {
+                // Still prefilling: its blocks are already set aside.
+                i += 1;
+            } else if kv.try_grow(view, id, 1) {
+                batch.push_decode(id, view.context(id));
+                i += 1;
+            } else {
+                let victim = self.running.pop().expect("i < len");
+                kv.release(view, victim);
+                batch.preempt(victim);
+                victims.push(victim);
+            }
+        }
+        // Victims were taken newest first; pushing each to the front restores arrival order.
+        for &v in &victims {
+            self.waiting.push_front(v);
+        }
+        !victims.is_empty()
+    }
+
+    /// Admits waiting requests in FCFS order while `limits` and memory allow, adding a
+    /// prefill entry of up to `max_chunk(id)` tokens for each and stopping at the first that
+    /// does not fit (no request overtakes an older one). `tokens` is the iteration's token
+    /// count so far; returns it updated.
+    pub fn admit_waiting(
+        &mut self,
+        view: &View,
+        kv: &mut KvBudget,
+        limits: &BatchLimits,
+        batch: &mut Batch,
+        mut tokens: u32,
+        chunked: bool,
+    ) -> u32 {
+        while let Some(&id) = self.waiting.front() {
+            let left = view.prefill_left(id);
+            let room = limits.max_tokens - tokens;
+            let chunk = if chunked { left.min(room) } else { left };
+            if self.running.len() >= limits.max_seqs as usize || chunk == 0 || chunk > room {
+                break;
+            }
+            if !kv.try_admit(view, id) {
+                break;
+            }
+            self.waiting.pop_front();
+            self.running.push(id);
+            batch.push_prefill(id, chunk);
+            tokens += chunk;
+        }
+        tokens
+    }
+
+    /// Drops finished requests from the running set.
+    pub fn retire(&mut self, view: &View) {
+        self.running.retain(|&id| !view.is_done(id));
+    }
+}

@@ -1,0 +1,72 @@
+//! Static batching as in NVIDIA FasterTransformer: a batch is formed once and runs to
+//! completion.
+//!
+//! When the GPU is free and no batch is running, up to `k` waiting requests (FCFS, not
+//! waiting for more to arrive) form a batch; its prompts are prefilled together in one
+//! iteration, then the batch decodes together until its last request finishes. No request
+//! joins a running batch, so finished requests leave slots idle: the cause of its lower
+//! capacity (Yu et al., OSDI'22, §2; Li, Dai and Peng, 2025). Finished requests stop being
+//! computed (they are not padded). Each request reserves KV for its prompt plus decode
+//! budget, as FasterTransformer allocates the cache for the whole sequence up front; a
+//! batch stops growing at the first request whose reservation does not fit.
+
+use std::collections::VecDeque;
+
+use super::{Batch, ReqId, Scheduler, View};
+
+/// FasterTransformer-style static batching of at most `k` requests.
+#[derive(Debug)]
+pub struct StaticBatch {
+    k: usize,
+    waiting: VecDeque<ReqId>,
+    /// The running batch's unfinished requests.
+    running: Vec<ReqId>,
+}
+
+impl StaticBatch {
+    /// Static batches of at most `k` requests.
+    pub fn new(k: u32) -> Self {
+        StaticBatch {
+            k: k as usize,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+        }
+    }
+}
+
+impl Scheduler for StaticBatch {
+    fn admit(&mut self, id: ReqId, _view: &View) {
+        self.waiting.push_back(id);
+    }
+
+    fn schedule(&mut self, view: &View, batch: &mut Batch) {
+        if self.running.is_empty() {
+            let mut reserved = 0;
+            while let Some(&id) = self.waiting.front() {
+                let r = &view.requests[id as usize];
+                let need = view
+                    .kv
+                    .blocks_for(u64::from(r.prompt) + u64::from(r.decode));
+                if self.running.len() >= self.k || reserved + need > view.kv.capacity_blocks() {
+                    break;
+                }
+                reserved += need;
+                self.waiting.pop_front();
+                self.running.push(id);
+                batch.push_prefill(id, view.prefill_left(id));
+            }
+        } else {
+            for &id in &self.running {
+                batch.push_decode(id, view.context(id));
+            }
+        }
+    }
+
+    fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
+        self.running.retain(|&id| !view.is_done(id));
+    }
+
+    fn can_accept(&self) -> bool {
+        self.running.is_empty() && self.waiting.len() < self.k
+    }
+}

@@ -1,0 +1,53 @@
+//! vLLM's default scheduler (Kwon et al., SOSP'23, "Efficient Memory Management for Large
+//! Language Model Serving with PagedAttention"; vLLM v0 without chunked prefill).
+//!
+//! Continuous batching that prioritizes prefills: when requests wait and memory allows, the
+//! iteration is prefill-only, admitting whole prompts in FCFS order up to `max_seqs`
+//! running requests, `max_tokens` prompt tokens and a watermark of free KV blocks;
+//! otherwise it is one decode step of every running request. When the paged KV cache
+//! cannot hold a running request's next token, the most recently admitted request is
+//! preempted by recompute and returns to the head of the queue. Prefill and decode never
+//! share an iteration, which is why it is not throughput-optimal (Li, Dai and Peng, 2025).
+
+use super::paged::{KvBudget, Queues};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+
+/// vLLM-style prefill-prioritizing continuous batching with paged memory.
+#[derive(Debug)]
+pub struct Vllm {
+    limits: BatchLimits,
+    queues: Queues,
+}
+
+impl Vllm {
+    /// A vLLM scheduler with these limits.
+    pub fn new(limits: BatchLimits) -> Self {
+        Vllm {
+            limits,
+            queues: Queues::default(),
+        }
+    }
+}
+
+impl Scheduler for Vllm {
+    fn admit(&mut self, id: ReqId, _view: &View) {
+        self.queues.waiting.push_back(id);
+    }
+
+    fn schedule(&mut self, view: &View, batch: &mut Batch) {
+        let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
+        self.queues
+            .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
+        if batch.is_empty() {
+            self.queues.decode_running(view, &mut kv, batch);
+        }
+    }
+
+    fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
+        self.queues.retire(view);
+    }
+
+    fn can_accept(&self) -> bool {
+        self.queues.waiting.is_empty() && self.queues.running.len() < self.limits.max_seqs as usize
+    }
+}

@@ -1,0 +1,442 @@
+//! Invariants of the memory-aware policies (static, orca, vllm, sarathi, decode-first) over
+//! random small workloads and KV caches: every request completes exactly once with its
+//! `B + 1` tokens; the KV cache never holds more blocks than it has, as re-derived here
+//! from the batches alone; token and sequence limits hold; each policy's batch shape
+//! (whole or chunked prefills, mixing, stall-free decodes, no joins for static) and its
+//! FCFS admission order hold; preemption by recompute re-processes exactly the dropped
+//! context and emits nothing twice.
+
+use proptest::prelude::*;
+use std::sync::Arc;
+
+use llmsim::cost::{CostDist, LinearCost};
+use llmsim::engine::{EngineConfig, simulate, simulate_observed};
+use llmsim::kv::KvConfig;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, DisaggSpec, Phase, SchedulerSpec};
+use llmsim::workload::Request;
+
+const MAX_PROMPT: u32 = 40;
+const MAX_DECODE: u32 = 12;
+
+fn workload() -> impl Strategy<Value = Vec<Request>> {
+    prop::collection::vec((0.0..1.0f64, 1u32..=MAX_PROMPT, 0u32..=MAX_DECODE), 2..60).prop_map(
+        |v| {
+            let mut t = 0.0;
+            v.into_iter()
+                .map(|(gap, prompt, decode)| {
+                    t += gap;
+                    Request {
+                        arrival: t,
+                        prompt,
+                        decode,
+                    }
+                })
+                .collect()
+        },
+    )
+}
+
+/// A policy with limits that let every request of the workload finish (the same
+/// conditions `llmsim run` enforces), and a KV cache `spare` blocks above the least such.
+fn setup() -> impl Strategy<Value = (SchedulerSpec, KvConfig)> {
+    (
+        0usize..5,
+        1u32..8,
+        1u32..120,
+        prop_oneof![Just(0.0), Just(0.05)],
+        1u32..9,
+        0u64..40,
+    )
+        .prop_map(|(which, max_seqs, tokens, watermark, block, spare)| {
+            let longest = u64::from(MAX_PROMPT + MAX_DECODE);
+            let whole = match which {
+                1 => MAX_PROMPT,
+                2 | 4 => MAX_PROMPT + MAX_DECODE - 1,
+                _ => 0,
+            };
+            let limits = BatchLimits {
+                max_seqs,
+                max_tokens: tokens.max(max_seqs).max(whole),
+                watermark,
+            };
+            let need = longest.div_ceil(u64::from(block));
+            // The watermark is a fraction of all blocks: solve need + ceil(w x) <= x.
+            let blocks = ((need as f64 + 1.0) / (1.0 - watermark)).ceil() as u64 + spare;
+            let spec = match which {
+                0 => SchedulerSpec::Static { k: max_seqs },
+                1 => SchedulerSpec::Orca(limits),
+                2 => SchedulerSpec::Vllm(limits),
+                3 => SchedulerSpec::Sarathi(limits),
+                _ => SchedulerSpec::DecodeFirst(limits),
+            };
+            let kv = KvConfig {
+                block_size: block,
+                blocks: Some(blocks),
+            };
+            (spec, kv)
+        })
+}
+
+/// The engine's progress, re-derived from the batches the observer sees.
+#[derive(Clone, Copy, Default)]
+struct Shadow {
+    prefilled: u32,
+    decoded: u32,
+    recompute: u32,
+    emitted: u32,
+    gpu: Option<usize>,
+}
+
+impl Shadow {
+    fn target(&self, r: &Request) -> u32 {
+        r.prompt + self.recompute
+    }
+    fn context(&self) -> u32 {
+        self.prefilled + self.decoded - self.recompute
+    }
+    fn decodable(&self, r: &Request) -> bool {
+        self.prefilled == self.target(r) && self.emitted > 0 && self.decoded < r.decode
+    }
+    fn done(&self, r: &Request) -> bool {
+        self.emitted == r.decode + 1
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn memory_aware_policies_keep_their_invariants(
+        requests in workload(),
+        (spec, kv) in setup(),
+        gpus in 1usize..3,
+        seed in 0u64..1000,
+    ) {
+        let config = EngineConfig {
+            scheduler: spec.clone(),
+            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
+            gpus,
+            router: RouterSpec::RoundRobin,
+            kv,
+        };
+        let n = requests.len();
+        let mut sh = vec![Shadow::default(); n];
+        let mut recomputed = 0u64;
+        let mut preemptions = 0u64;
+        let mut v: Vec<String> = Vec::new();
+        // Static: the requests of the batch each GPU is running.
+        let mut static_batch: Vec<Vec<usize>> = vec![Vec::new(); gpus];
+        let out = simulate_observed(&requests, &config, seed, 0, 1, &mut |ev| {
+            let g = ev.gpu;
+            let b = ev.batch;
+            for &id in b.preempted() {
+                let s = &mut sh[id as usize];
+                if s.gpu != Some(g) || s.context() == 0 || s.done(&requests[id as usize]) {
+                    v.push(format!("preempted {id}, which holds no KV on GPU {g}"));
+                }
+                recomputed += u64::from(s.context());
+                preemptions += 1;
+                s.recompute = s.decoded;
+                s.prefilled = 0;
+            }
+            let decodable: Vec<usize> = (0..n)
+                .filter(|&i| sh[i].gpu == Some(g) && sh[i].decodable(&requests[i]))
+                .collect();
+            let entries = b.entries();
+            let prefills = entries.iter().filter(|e| e.phase == Phase::Prefill).count();
+            let tokens: u32 = entries.iter().map(|e| e.tokens).sum();
+            for e in entries {
+                let (id, r) = (e.id as usize, &requests[e.id as usize]);
+                let s = &mut sh[id];
+                if ev.start < r.arrival {
+                    v.push(format!("request {id} ran before it arrived"));
+                }
+                if *s.gpu.get_or_insert(g) != g {
+                    v.push(format!("request {id} moved GPU"));
+                }
+                match e.phase {
+                    Phase::Prefill => {
+                        let left = s.target(r) - s.prefilled;
+                        if e.tokens == 0 || e.tokens > left {
+                            v.push(format!("request {id}: chunk {} of {left} left", e.tokens));
+                        }
+                        let whole = !matches!(spec, SchedulerSpec::Sarathi(_));
+                        if whole && e.tokens != left {
+                            v.push(format!("{} chunked a prefill", spec.name()));
+                        }
+                        s.prefilled += e.tokens;
+                        if s.prefilled == s.target(r) && s.emitted == 0 {
+                            s.emitted = 1;
+                        }
+                    }
+                    Phase::Decode => {
+                        if !s.decodable(r) {
+                            v.push(format!("request {id} decoded out of turn"));
+                        }
+                        s.decoded += 1;
+                        s.emitted += 1;
+                    }
+                }
+            }
+            // KV use while the batch runs: every unfinished request on this GPU holds its
+            // context after the batch (finished ones free theirs when it ends).
+            let in_batch = |i: usize| entries.iter().any(|e| e.id as usize == i);
+            let live = |i: &usize| {
+                sh[*i].gpu == Some(g) && (in_batch(*i) || !sh[*i].done(&requests[*i]))
+            };
+            let held: u64 = (0..n)
+                .filter(live)
+                .map(|i| kv.blocks_for(u64::from(sh[i].context())))
+                .sum();
+            if held != ev.kv_used {
+                v.push(format!("engine counts {} KV blocks, batches imply {held}", ev.kv_used));
+            }
+            if held > kv.capacity_blocks() {
+                v.push(format!("{held} KV blocks in use > {}", kv.capacity_blocks()));
+            }
+            match &spec {
+                SchedulerSpec::Static { k } => {
+                    if entries.len() > *k as usize {
+                        v.push(format!("static batch of {} > K = {k}", entries.len()));
+                    }
+                    let cur = &mut static_batch[g];
+                    if prefills > 0 {
+                        if prefills != entries.len() {
+                            v.push("static mixed prefill and decode".into());
+                        }
+                        if cur.iter().any(|&i| !sh[i].done(&requests[i])
+                            && !in_batch(i)) {
+                            v.push("a request joined a running static batch".into());
+                        }
+                        *cur = entries.iter().map(|e| e.id as usize).collect();
+                    } else if entries.iter().any(|e| !cur.contains(&(e.id as usize))) {
+                        v.push("static decoded a request outside its batch".into());
+                    }
+                }
+                spec => {
+                    let l = spec.limits().expect("continuous policy");
+                    if tokens > l.max_tokens {
+                        v.push(format!("{tokens} tokens > budget {}", l.max_tokens));
+                    }
+                    let running = (0..n)
+                        .filter(live)
+                        .filter(|&i| sh[i].context() > 0)
+                        .count();
+                    if running > l.max_seqs as usize {
+                        v.push(format!("{running} running > max_seqs {}", l.max_seqs));
+                    }
+                    let mixed = prefills > 0 && prefills < entries.len();
+                    let pure = matches!(spec, SchedulerSpec::Vllm(_) | SchedulerSpec::DecodeFirst(_));
+                    if pure && mixed {
+                        v.push(format!("{} mixed prefill and decode", spec.name()));
+                    }
+                    // Which policies must decode every decodable request in this batch.
+                    let all_decode = match spec {
+                        SchedulerSpec::Orca(_) | SchedulerSpec::Sarathi(_) => true,
+                        SchedulerSpec::DecodeFirst(_) => true,
+                        SchedulerSpec::Vllm(_) => prefills == 0,
+                        _ => false,
+                    };
+                    if all_decode && decodable.iter().any(|&i| !in_batch(i)) {
+                        v.push(format!("{} stalled a decodable request", spec.name()));
+                    }
+                }
+            }
+        });
+        prop_assert!(v.is_empty(), "{} {:?}: {:?}", spec.name(), kv, &v[..v.len().min(5)]);
+        for (id, r) in requests.iter().enumerate() {
+            prop_assert_eq!(sh[id].emitted, r.decode + 1, "request {} tokens", id);
+            prop_assert_eq!(sh[id].prefilled, sh[id].target(r));
+            let rec = out.records[id];
+            prop_assert!(r.arrival <= rec.start && rec.start <= rec.first_token);
+            prop_assert!(rec.first_token <= rec.completion);
+        }
+        let stats = |f: fn(&llmsim::engine::GpuStats) -> u64| out.gpus.iter().map(f).sum::<u64>();
+        prop_assert_eq!(stats(|g| g.preemptions), preemptions);
+        prop_assert_eq!(stats(|g| g.recomputed_tokens), recomputed);
+        prop_assert!(out.gpus.iter().all(|g| g.kv_peak_blocks <= kv.capacity_blocks()));
+        if gpus == 1 {
+            // Admission is FCFS in every policy: first service in arrival order.
+            prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Disaggregated serving: prefills only on prefill GPUs, decodes only on decode GPUs,
+    /// every request's second token waits for its cache to cross the link, KV use stays
+    /// within each GPU's cache, limits hold, and every request completes once.
+    #[test]
+    fn disaggregated_pools_keep_their_invariants(
+        requests in workload(),
+        prefill_gpus in 1u32..3,
+        decode_gpus in 1u32..3,
+        max_seqs in 1u32..8,
+        tokens in 1u32..120,
+        gbps in prop_oneof![Just(0.001), Just(1.0), Just(100.0)],
+        latency in prop_oneof![Just(0.0), Just(0.2)],
+        spare in 0u64..20,
+        seed in 0u64..1000,
+    ) {
+        let limits = BatchLimits {
+            max_seqs,
+            max_tokens: tokens.max(max_seqs).max(MAX_PROMPT),
+            watermark: 0.0,
+        };
+        let spec = DisaggSpec {
+            limits,
+            prefill_gpus,
+            decode_gpus,
+            link_gbps: gbps,
+            link_latency: latency,
+            kv_bytes_per_token: 131_072.0,
+        };
+        let kv = KvConfig::with_tokens(u64::from(MAX_PROMPT + MAX_DECODE) + 4 * spare, 4);
+        let gpus = (prefill_gpus + decode_gpus) as usize;
+        let config = EngineConfig {
+            scheduler: SchedulerSpec::Disagg(spec),
+            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
+            gpus,
+            router: RouterSpec::RoundRobin,
+            kv,
+        };
+        let n = requests.len();
+        let mut emitted = vec![0u32; n];
+        let mut second = vec![f64::NAN; n];
+        let mut v: Vec<String> = Vec::new();
+        let out = simulate_observed(&requests, &config, seed, 0, 1, &mut |ev| {
+            let prefill_gpu = ev.gpu < prefill_gpus as usize;
+            let entries = ev.batch.entries();
+            let tokens: u32 = entries.iter().map(|e| e.tokens).sum();
+            if tokens > limits.max_tokens || entries.len() > max_seqs as usize {
+                v.push(format!("batch of {} entries, {tokens} tokens", entries.len()));
+            }
+            if ev.kv_used > kv.capacity_blocks() {
+                v.push(format!("GPU {}: {} KV blocks in use", ev.gpu, ev.kv_used));
+            }
+            for e in entries {
+                let id = e.id as usize;
+                match e.phase {
+                    Phase::Prefill if !prefill_gpu => v.push("prefill on a decode GPU".into()),
+                    Phase::Decode if prefill_gpu => v.push("decode on a prefill GPU".into()),
+                    Phase::Prefill => {
+                        if e.tokens != requests[id].prompt {
+                            v.push(format!("request {id}: partial prefill"));
+                        }
+                        emitted[id] += 1;
+                    }
+                    Phase::Decode => {
+                        if emitted[id] == 1 {
+                            second[id] = ev.end;
+                        }
+                        emitted[id] += 1;
+                    }
+                }
+            }
+        });
+        prop_assert!(v.is_empty(), "{:?}", &v[..v.len().min(5)]);
+        for (id, r) in requests.iter().enumerate() {
+            prop_assert_eq!(emitted[id], r.decode + 1, "request {} tokens", id);
+            let rec = out.records[id];
+            prop_assert!(rec.first_token <= rec.completion);
+            if r.decode > 0 {
+                // The cache crosses the link before the first decode can start.
+                let bits = f64::from(r.prompt) * 131_072.0 * 8.0;
+                let moved = rec.first_token + latency + bits / (gbps * 1e9);
+                prop_assert!(second[id] >= moved - 1e-9, "request {}: second token at {} < {}", id, second[id], moved);
+            }
+        }
+        prop_assert!(out.gpus.iter().all(|g| g.kv_peak_blocks <= kv.capacity_blocks()));
+        if prefill_gpus == 1 {
+            prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
+        }
+    }
+}
+
+/// A cache that holds about two long requests forces vLLM and Sarathi to preempt; every
+/// request still finishes, and the engine's counters agree with the summary.
+#[test]
+fn tight_memory_preempts_and_still_completes_everything() {
+    let requests: Vec<Request> = (0..200)
+        .map(|i| Request {
+            arrival: f64::from(i) * 0.01,
+            prompt: 32,
+            decode: 64,
+        })
+        .collect();
+    let limits = BatchLimits {
+        max_seqs: 8,
+        max_tokens: 128,
+        watermark: 0.01,
+    };
+    for spec in [SchedulerSpec::Vllm(limits), SchedulerSpec::Sarathi(limits)] {
+        let config = EngineConfig {
+            scheduler: spec.clone(),
+            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Deterministic)),
+            gpus: 1,
+            router: RouterSpec::RoundRobin,
+            kv: KvConfig::with_tokens(256, 16),
+        };
+        let out = simulate(&requests, &config, 1, 0, 0);
+        let s = llmsim::metrics::summarize(&requests, &out);
+        assert!(s.preemptions > 0, "{}: no preemption", spec.name());
+        assert!(s.recomputed_tokens >= 32 * s.preemptions, "{}", spec.name());
+        assert!(s.kv_peak_utilization <= 1.0 && s.kv_utilization > 0.5);
+        assert!(out.records.iter().all(|r| r.completion.is_finite()));
+    }
+}
+
+/// Preemption by recompute step by step (vLLM, 1 s per batch, a cache of three 4-token
+/// blocks): r1 is prefilled at [1, 2] and emits its first token at 2; the decode batch at 2
+/// cannot give both requests a new block, so r1, the newest, is preempted with its 4-token
+/// context; its prefill is redone later without emitting that first token again.
+#[test]
+fn recompute_drops_the_cache_and_never_re_emits() {
+    let requests = [
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 6,
+        },
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 2,
+        },
+    ];
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::Vllm(BatchLimits {
+            max_seqs: 2,
+            max_tokens: 64,
+            watermark: 0.0,
+        }),
+        cost: Arc::new(LinearCost::new(1.0, 0.0, 0.0, CostDist::Deterministic)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::with_tokens(12, 4),
+    };
+    let mut batches = Vec::new();
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+        batches.push((
+            ev.start,
+            ev.batch.entries().to_vec(),
+            ev.batch.preempted().to_vec(),
+        ));
+    });
+    // [0,1] prefill r0; [1,2] prefill r1; at 2 r1 is preempted and r0 decodes alone.
+    assert_eq!(batches[2].0, 2.0);
+    assert_eq!(batches[2].2, vec![1]);
+    assert_eq!(batches[2].1.len(), 1);
+    assert_eq!(out.records[1].first_token, 2.0);
+    assert!(out.records.iter().all(|r| r.completion.is_finite()));
+    let g = &out.gpus[0];
+    assert!(g.preemptions >= 1);
+    // Every preemption of r1 happens with its 4 prompt tokens cached and nothing decoded
+    // (r1 never gets to decode until r0 finishes).
+    assert_eq!(g.recomputed_tokens, 4 * g.preemptions);
+    // r1's 2 decodes come after r0 finishes and frees its blocks.
+    assert!(out.records[1].completion > out.records[0].completion);
+}
