@@ -19,6 +19,15 @@ use crate::output::{OutputError, write_atomic};
 /// The report's text, with `{{name}}` placeholders.
 const TEMPLATE: &str = include_str!("report.md");
 
+/// An optional part of the report, present when its data files are: filled Markdown (its
+/// figures referenced as `figures/NAME.svg`) and the figures it references.
+pub struct Section {
+    /// The section's text, starting with a `## ` heading, every placeholder filled.
+    pub markdown: String,
+    /// Figures by file stem.
+    pub figures: Vec<(String, plot::Chart)>,
+}
+
 /// Figure size (pixels).
 const FIGURE_SIZE: (u32, u32) = (820, 480);
 
@@ -101,10 +110,22 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     let built = study::build(data)?;
     let mut values = built.values;
     study_values(data, &mut values)?;
-    let markdown = template::fill(TEMPLATE, &values)?;
+    let mut markdown = template::fill(TEMPLATE, &values)?;
+    let mut charts = built.figures;
+    // Optional sections go before the limitations, in a fixed order.
+    let extra: Vec<Section> = Vec::new();
+    let at = markdown.find("\n## Limitations").unwrap_or(markdown.len());
+    let mut inserted = String::new();
+    for section in extra {
+        inserted.push('\n');
+        inserted.push_str(section.markdown.trim_end());
+        inserted.push('\n');
+        charts.extend(section.figures);
+    }
+    markdown.insert_str(at, &inserted);
 
     let mut svgs = vec![("system".to_string(), diagram::system())];
-    for (name, chart) in &built.figures {
+    for (name, chart) in &charts {
         svgs.push((name.clone(), chart.to_svg(FIGURE_SIZE.0, FIGURE_SIZE.1)?));
     }
     let fig_dir = out.join("figures");
