@@ -345,6 +345,39 @@ pub fn simulate_observed(
     warmup: usize,
     observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
+    run_engine(
+        requests,
+        config,
+        (seed, rep),
+        warmup,
+        observer,
+        f64::INFINITY,
+    )
+}
+
+/// [`simulate`], but stopping at the last arrival instead of serving every request to its
+/// end: for overloaded runs, whose backlog at that point would take long to drain and tells
+/// nothing more (throughput, utilisation and the growth verdict are measured inside the
+/// window, which ends there). Requests unfinished at the stop keep `NaN` timestamps.
+pub fn simulate_to_last_arrival(
+    requests: &[Request],
+    config: &EngineConfig,
+    seed: u64,
+    rep: u32,
+    warmup: usize,
+) -> SimOutput {
+    let horizon = requests.last().map_or(0.0, |r| r.arrival);
+    run_engine(requests, config, (seed, rep), warmup, &mut |_| {}, horizon)
+}
+
+fn run_engine(
+    requests: &[Request],
+    config: &EngineConfig,
+    (seed, rep): (u64, u32),
+    warmup: usize,
+    observer: &mut dyn FnMut(&BatchEvent),
+    horizon: f64,
+) -> SimOutput {
     let unset = RequestRecord {
         start: f64::NAN,
         first_token: f64::NAN,
@@ -393,7 +426,7 @@ pub fn simulate_observed(
         kinds: [KindStats::default(); 3],
         tokens_in_window: 0,
     };
-    let end_time = engine.run();
+    let end_time = engine.run(horizon);
     for g in 0..engine.gpus.len() {
         engine.kv_change(g, end_time);
     }
@@ -423,7 +456,9 @@ macro_rules! view {
 }
 
 impl Engine<'_> {
-    fn run(&mut self) -> f64 {
+    /// Processes events until none is left, or until the next one falls after `horizon`
+    /// (seconds) once every request has arrived; returns the time of the last event.
+    fn run(&mut self, horizon: f64) -> f64 {
         let mut next = 0;
         let mut now = 0.0;
         loop {
@@ -434,6 +469,9 @@ impl Engine<'_> {
                 (Some(c), Some(t)) => Some(c.min(t)),
                 (c, t) => c.or(t),
             };
+            if arrival.is_none() && batch_or_transfer.is_some_and(|t| t > horizon) {
+                return now;
+            }
             match (arrival, completion) {
                 (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;

@@ -81,7 +81,8 @@ pub struct BatchMix {
 /// One replication's results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    /// Measured requests (all but the warm-up); every one completes.
+    /// Measured requests (all but the warm-up) that completed: all of them, unless the run
+    /// was overloaded and stopped at its last arrival.
     pub completed: u64,
     /// Requests completed per second inside the measurement window (requests/s).
     pub throughput_rps: f64,
@@ -136,7 +137,8 @@ pub fn growth_detected(requests: &[Request], out: &SimOutput) -> bool {
             .iter()
             .zip(&out.records)
             .take_while(|(r, _)| r.arrival <= t)
-            .filter(|(_, rec)| rec.completion > t)
+            // A run stopped at its last arrival leaves some requests unfinished (NaN).
+            .filter(|(_, rec)| !(rec.completion <= t))
             .count() as f64
     };
     let arrivals = (requests.len() - w.first_measured) as f64;
@@ -161,20 +163,25 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
     let w = out.window;
     let measured = &requests[w.first_measured..];
     let recs = &out.records[w.first_measured..];
+    // Latencies of the requests that got that far: all of them, unless the run stopped at
+    // its last arrival (an overloaded run, whose latencies are not steady-state values).
     let mut ttft: Vec<f64> = measured
         .iter()
         .zip(recs)
         .map(|(r, rec)| request_ttft(r, rec))
+        .filter(|x| !x.is_nan())
         .collect();
     let mut e2e: Vec<f64> = measured
         .iter()
         .zip(recs)
         .map(|(r, rec)| rec.completion - r.arrival)
+        .filter(|x| !x.is_nan())
         .collect();
     let mut tbt: Vec<f64> = measured
         .iter()
         .zip(recs)
         .filter_map(|(r, rec)| request_tbt(r, rec))
+        .filter(|x| !x.is_nan())
         .collect();
     let itl = &out.itl;
     let itl = Dist {
@@ -197,9 +204,11 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
         .filter(|r| r.completion >= w.start && r.completion <= w.end)
         .count();
     let (mut in_system, mut in_queue) = (0.0, 0.0);
+    // Unfinished requests (NaN) stay in the system, or the queue, to the end of the run.
+    let until = |t: f64| if t.is_nan() { out.end_time } else { t };
     for (r, rec) in requests.iter().zip(&out.records) {
-        in_system += w.overlap(r.arrival, rec.completion);
-        in_queue += w.overlap(r.arrival, rec.start);
+        in_system += w.overlap(r.arrival, until(rec.completion));
+        in_queue += w.overlap(r.arrival, until(rec.start));
     }
     let busy: Vec<f64> = out.gpus.iter().map(|g| g.busy_in_window).collect();
     let mean_busy = mean(&busy);
@@ -209,7 +218,7 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
         1.0
     };
     Summary {
-        completed: measured.len() as u64,
+        completed: e2e.len() as u64,
         throughput_rps: completions as f64 / len,
         tokens_per_s: out.tokens_in_window as f64 / len,
         utilization: mean_busy / len,

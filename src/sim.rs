@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::{EngineConfig, SimOutput, simulate};
+use crate::engine::{EngineConfig, SimOutput, simulate, simulate_to_last_arrival};
 use crate::metrics::{Summary, summarize};
 use crate::scheduler::SchedulerSpec;
 use crate::theory;
@@ -79,10 +79,32 @@ impl RunConfig {
         s
     }
 
-    /// Runs replication `rep` and summarises it (see [`RunConfig::summarize`]).
+    /// Runs replication `rep` and summarises it (see [`RunConfig::summarize`]). A run known
+    /// to be overloaded (at or above its closed-form capacity) stops at its last arrival:
+    /// its latencies are not steady-state values anyway, and draining its backlog would
+    /// dominate the cost of a sweep.
     pub fn run_one(&self, rep: u32) -> Summary {
-        let (requests, out) = self.simulate(rep);
+        if self.overloaded() {
+            self.verdict(rep)
+        } else {
+            let (requests, out) = self.simulate(rep);
+            self.summarize(&requests, &out)
+        }
+    }
+
+    /// Replication `rep`, stopped at its last arrival: enough for the stability verdict,
+    /// throughput and utilisation (all measured inside the window), for searches such as a
+    /// bisection on the arrival rate. Latencies cover only the requests finished by then.
+    pub fn verdict(&self, rep: u32) -> Summary {
+        let (requests, out) = self.simulate_to_last_arrival(rep);
         self.summarize(&requests, &out)
+    }
+
+    /// [`RunConfig::simulate`], stopped at the last arrival (see [`RunConfig::verdict`]).
+    pub fn simulate_to_last_arrival(&self, rep: u32) -> (Vec<Request>, SimOutput) {
+        let requests = self.workload.generate(self.seed, rep);
+        let out = simulate_to_last_arrival(&requests, &self.engine, self.seed, rep, self.warmup);
+        (requests, out)
     }
 
     /// Runs all replications in parallel; results in replication order.

@@ -10,6 +10,7 @@ use llmsim::engine::{EngineConfig, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
+use llmsim::dist::LengthDist;
 use llmsim::workload::Request;
 
 fn workload() -> impl Strategy<Value = Vec<Request>> {
@@ -127,5 +128,52 @@ proptest! {
             // FCFS, on one GPU or from one central queue: service starts in arrival order.
             prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
         }
+    }
+}
+
+/// Stopping at the last arrival changes nothing inside the measurement window: the same
+/// events happen up to it, so throughput, utilisation, token rate and the growth verdict
+/// equal those of the run served to its end.
+#[test]
+fn stopping_at_the_last_arrival_keeps_every_window_metric() {
+    use llmsim::engine::{simulate, simulate_to_last_arrival};
+    use llmsim::metrics::{growth_detected, summarize};
+    use llmsim::workload::{ArrivalKind, SyntheticWorkload};
+
+    for (spec, rate) in [
+        (SchedulerSpec::A, 2.0),
+        (
+            SchedulerSpec::B {
+                k: 4,
+                max_decode_batch: None,
+            },
+            6.0,
+        ),
+    ] {
+        let requests = SyntheticWorkload {
+            rate,
+            arrivals: ArrivalKind::Poisson,
+            prompt: LengthDist::Fixed(128),
+            decode: LengthDist::Fixed(64),
+            requests: 3_000,
+            lengths_from: None,
+        }
+        .generate(5, 0);
+        let config = EngineConfig {
+            scheduler: spec,
+            cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
+            gpus: 1,
+            router: RouterSpec::RoundRobin,
+            kv: KvConfig::unlimited(),
+        };
+        let full = simulate(&requests, &config, 5, 0, 300);
+        let cut = simulate_to_last_arrival(&requests, &config, 5, 0, 300);
+        let (f, c) = (summarize(&requests, &full), summarize(&requests, &cut));
+        assert_eq!(f.throughput_rps, c.throughput_rps);
+        assert_eq!(f.utilization, c.utilization);
+        assert_eq!(f.tokens_per_s, c.tokens_per_s);
+        assert!(growth_detected(&requests, &full) && growth_detected(&requests, &cut));
+        assert!(c.completed < f.completed, "the cut run left work unfinished");
+        assert!(cut.end_time <= requests.last().unwrap().arrival);
     }
 }

@@ -202,7 +202,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 2] = [
+const OUR_FILES: [(&str, &[&str]); 4] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -210,6 +210,20 @@ const OUR_FILES: [(&str, &[&str]); 2] = [
     (
         "data_validation.csv",
         &["model", "metric", "simulated", "simulated_ci", "theory"],
+    ),
+    (
+        "data_policy_capacity.csv",
+        &[
+            "policy",
+            "memory",
+            "kv_tokens",
+            "bound_rps",
+            "max_stable_rps",
+        ],
+    ),
+    (
+        "data_policy_comparison.csv",
+        &["policy", "memory", "load", "rate_rps", "unstable"],
     ),
 ];
 
@@ -480,8 +494,8 @@ fn output_does_not_depend_on_the_thread_count() {
     files.sort();
     assert_eq!(
         files.len(),
-        24,
-        "the seed's 10 CSVs, our 2, and a meta file each: {files:?}"
+        28,
+        "the seed's 10 CSVs, our 4, and a meta file each: {files:?}"
     );
     for f in files {
         let other = one.path().join(f.file_name().unwrap());

@@ -3,7 +3,6 @@
 
 mod bench;
 mod calibrate;
-mod policies;
 mod report;
 mod reproduce;
 mod run;
@@ -33,8 +32,6 @@ enum Command {
     Reproduce(reproduce::ReproduceArgs),
     /// Write the HTML and Markdown report from the data of a reproduce run.
     Report(report::ReportArgs),
-    /// Policy capacity and comparison experiments (writes two CSV files).
-    Policies(policies::PoliciesArgs),
 }
 
 /// A command-line value that is well-formed but not allowed.
@@ -77,7 +74,6 @@ pub fn main() -> i32 {
         Command::Calibrate(args) => calibrate::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
-        Command::Policies(args) => policies::main(args),
     };
     match result {
         Ok(()) => 0,

@@ -67,7 +67,7 @@ fn bisect(ctx: &Ctx, closed: &[f64]) -> Vec<(f64, f64)> {
             })
             .collect();
         let grew = ctx.run_reps(&configs, |cfg, rep| {
-            let (requests, out) = cfg.simulate(rep);
+            let (requests, out) = cfg.simulate_to_last_arrival(rep);
             growth_detected(&requests, &out)
         });
         for (b, grew) in brackets.iter_mut().zip(grew) {

@@ -91,11 +91,15 @@ pub enum Experiment {
     LatencyCdf,
     /// The closed-form validation checks (ours, for the report).
     Validation,
+    /// Each real-engine policy's largest stable rate against the capacity bound (ours).
+    PolicyCapacity,
+    /// Every real-engine policy's latencies at three loads (ours).
+    PolicyComparison,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 12] = [
+    pub const ALL: [Experiment; 14] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -108,6 +112,8 @@ impl Experiment {
         Experiment::MultigpuScaling,
         Experiment::LatencyCdf,
         Experiment::Validation,
+        Experiment::PolicyCapacity,
+        Experiment::PolicyComparison,
     ];
 
     /// The name used by `--only` and in file names.
@@ -125,6 +131,8 @@ impl Experiment {
             Experiment::MultigpuScaling => "multigpu_scaling",
             Experiment::LatencyCdf => "latency_cdf",
             Experiment::Validation => "validation",
+            Experiment::PolicyCapacity => "policy_capacity",
+            Experiment::PolicyComparison => "policy_comparison",
         }
     }
 
@@ -150,7 +158,10 @@ impl Experiment {
             Experiment::SchedulerComparison => comparison::planned_runs(scale),
             Experiment::MultigpuScaling => multigpu::planned_runs(scale),
             Experiment::LatencyCdf => latency_cdf::planned_runs(scale),
-            Experiment::Validation => validation::planned_runs(scale),
+            // Bisections decide their own runs; the bar does not count them.
+            Experiment::Validation | Experiment::PolicyCapacity | Experiment::PolicyComparison => {
+                validation::planned_runs(scale)
+            }
         }
     }
 
@@ -171,6 +182,8 @@ impl Experiment {
             Experiment::MultigpuScaling => multigpu::run(ctx),
             Experiment::LatencyCdf => latency_cdf::run(ctx),
             Experiment::Validation => validation::run(ctx),
+            Experiment::PolicyCapacity => policies::capacity_table(ctx),
+            Experiment::PolicyComparison => policies::comparison_table(ctx),
         }
     }
 }

@@ -17,9 +17,12 @@
 
 use rayon::prelude::*;
 use serde::Serialize;
-use std::path::Path;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
+use super::Scale;
+use super::grid::Ctx;
+use super::table::{Cell, Table};
 use crate::cost::{BatchShape, CostDist, CostModel, LinearCost};
 use crate::dist::LengthDist;
 use crate::engine::EngineConfig;
@@ -246,7 +249,8 @@ fn bisect(
     (mut lo, mut hi): (f64, f64),
     effort: Effort,
 ) -> Bisection {
-    let run = |rate: f64| setting.run_config(policy, kv, rate, effort).run_one(rep);
+    // Only the verdict, throughput and counts are used: no need to drain the backlog.
+    let run = |rate: f64| setting.run_config(policy, kv, rate, effort).verdict(rep);
     let at_top = run(hi);
     if !at_top.unstable {
         return Bisection {
@@ -420,25 +424,115 @@ pub fn comparison(
 /// Loads of the comparison, as fractions of the bound.
 pub const LOADS: [f64; 3] = [0.05, 0.3, 0.7];
 
-/// Writes `rows` as CSV with a header to `path`.
-pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path)?;
-    for r in rows {
-        w.serialize(r)?;
+/// The effort of the policy study at a reproduce scale: the full study's bisections use
+/// 3 replications of 15,000 requests (the published `llmsim reproduce` budget); a smoke
+/// run uses [`Effort::QUICK`].
+pub fn effort(scale: &Scale) -> Effort {
+    if scale.requests >= Scale::FULL.requests {
+        Effort {
+            reps: 3,
+            requests: 15_000,
+            steps: 7,
+        }
+    } else {
+        Effort::QUICK
     }
-    w.flush()?;
-    Ok(())
 }
 
-/// Runs both experiments and writes `data_policy_capacity.csv` and
-/// `data_policy_comparison.csv` into `dir`.
-pub fn run(dir: &Path, effort: Effort) -> anyhow::Result<(Vec<CapacityRow>, Vec<ComparisonRow>)> {
+/// Serialisable rows as a [`Table`]: the header from the field names, each cell written as
+/// the CSV writer formats it.
+fn table<T: Serialize>(name: &'static str, rows: &[T], meta: Value, headline: String) -> Table {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).expect("rows of plain fields serialise");
+    }
+    let bytes = w.into_inner().expect("writing to memory cannot fail");
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let header: Vec<&'static str> = reader
+        .headers()
+        .expect("the header was just written")
+        .iter()
+        // Table headers are static names; these few are leaked once per run.
+        .map(|h| &*Box::leak(h.to_string().into_boxed_str()))
+        .collect();
+    let rows = reader
+        .records()
+        .map(|r| {
+            r.expect("the rows were just written")
+                .iter()
+                .map(|c| Cell::Text(c.to_string()))
+                .collect()
+        })
+        .collect();
+    Table {
+        name,
+        header,
+        rows,
+        meta,
+        headline,
+    }
+}
+
+fn describe(setting: &Setting, effort: Effort) -> Value {
+    json!({
+        "study": {"seed": SEED, "reps": effort.reps, "requests_per_rep": effort.requests, "warmup_requests": effort.requests / 10},
+        "bisection_steps": effort.steps,
+        "cost": format!("S(b) = {} + {} b seconds (deterministic)", setting.cost.c, setting.cost.a),
+        "prompt": setting.prompt.to_string(),
+        "decode": setting.decode.to_string(),
+        "max_batched_tokens": setting.limits.max_tokens,
+        "max_seqs": setting.limits.max_seqs,
+        "watermark": setting.limits.watermark,
+        "static_k": setting.static_k,
+        "memories": MEMORIES.iter().map(|m| json!({"name": m.name, "kv_tokens": m.kv().capacity_tokens()})).collect::<Vec<_>>(),
+        "bound_rps": setting.bound(),
+    })
+}
+
+/// `data_policy_capacity.csv`: each policy's largest stable rate against the bound.
+pub fn capacity_table(ctx: &Ctx) -> Table {
     let setting = Setting::default();
-    let cap = capacity(&setting, &MEMORIES, effort);
-    write_csv(&dir.join("data_policy_capacity.csv"), &cap)?;
-    let cmp = comparison(&setting, &MEMORIES, &LOADS, effort);
-    write_csv(&dir.join("data_policy_comparison.csv"), &cmp)?;
-    Ok((cap, cmp))
+    let effort = effort(&ctx.study.scale);
+    let rows = capacity(&setting, &MEMORIES, effort);
+    let ample: Vec<String> = rows
+        .iter()
+        .filter(|r| r.memory == AMPLE.name)
+        .map(|r| format!("{} {:.2}", r.policy, r.fraction_of_bound))
+        .collect();
+    let headline = format!(
+        "largest stable rate / bound with ample memory: {}",
+        ample.join(", ")
+    );
+    table(
+        "policy_capacity",
+        &rows,
+        describe(&setting, effort),
+        headline,
+    )
+}
+
+/// `data_policy_comparison.csv`: every policy's latencies at three loads, same requests.
+pub fn comparison_table(ctx: &Ctx) -> Table {
+    let setting = Setting::default();
+    let effort = effort(&ctx.study.scale);
+    let rows = comparison(&setting, &MEMORIES, &LOADS, effort);
+    let at = |p: &str| {
+        rows.iter()
+            .find(|r| r.memory == AMPLE.name && r.policy == p && r.load == LOADS[2])
+            .map_or(f64::NAN, |r| r.tbt_p99)
+    };
+    let headline = format!(
+        "p99 TBT at load {}: sarathi {:.3} s, vllm {:.3} s",
+        LOADS[2],
+        at("sarathi"),
+        at("vllm")
+    );
+    table(
+        "policy_comparison",
+        &rows,
+        describe(&setting, effort),
+        headline,
+    )
 }
 
 #[cfg(test)]
