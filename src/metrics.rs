@@ -138,7 +138,7 @@ pub fn growth_detected(requests: &[Request], out: &SimOutput) -> bool {
             .zip(&out.records)
             .take_while(|(r, _)| r.arrival <= t)
             // A run stopped at its last arrival leaves some requests unfinished (NaN).
-            .filter(|(_, rec)| !(rec.completion <= t))
+            .filter(|(_, rec)| rec.completion.is_nan() || rec.completion > t)
             .count() as f64
     };
     let arrivals = (requests.len() - w.first_measured) as f64;
