@@ -210,6 +210,10 @@ impl Chart {
         if !cats.is_empty() {
             mesh.x_labels(cats.len() * 2 + 1);
         }
+        if self.log_y {
+            // Enough labels that every decade and some values between are named.
+            mesh.y_labels(20);
+        }
         mesh.draw()
     }
 
