@@ -6,11 +6,11 @@ use proptest::prelude::*;
 use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
+use llmsim::dist::LengthDist;
 use llmsim::engine::{EngineConfig, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
-use llmsim::dist::LengthDist;
 use llmsim::workload::Request;
 
 fn workload() -> impl Strategy<Value = Vec<Request>> {
@@ -173,7 +173,10 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
         assert_eq!(f.utilization, c.utilization);
         assert_eq!(f.tokens_per_s, c.tokens_per_s);
         assert!(growth_detected(&requests, &full) && growth_detected(&requests, &cut));
-        assert!(c.completed < f.completed, "the cut run left work unfinished");
+        assert!(
+            c.completed < f.completed,
+            "the cut run left work unfinished"
+        );
         assert!(cut.end_time <= requests.last().unwrap().arrival);
     }
 }

@@ -8,6 +8,7 @@ mod diagram;
 pub mod figures;
 pub mod html;
 pub mod plot;
+mod policies;
 pub mod study;
 pub mod template;
 
@@ -113,7 +114,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     let mut markdown = template::fill(TEMPLATE, &values)?;
     let mut charts = built.figures;
     // Optional sections go before the limitations, in a fixed order.
-    let extra: Vec<Section> = Vec::new();
+    let extra: Vec<Section> = [policies::section(data)?].into_iter().flatten().collect();
     let at = markdown.find("\n## Limitations").unwrap_or(markdown.len());
     let mut inserted = String::new();
     for section in extra {
