@@ -114,13 +114,6 @@ impl DisaggDecode {
     }
 }
 
-/// Blocks of a request's prompt plus decode budget.
-fn reservation(view: &View, id: ReqId) -> u64 {
-    let r = &view.requests[id as usize];
-    view.kv
-        .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
-}
-
 impl Scheduler for DisaggDecode {
     fn admit(&mut self, id: ReqId, _view: &View) {
         self.waiting.push_back(id);
@@ -128,7 +121,7 @@ impl Scheduler for DisaggDecode {
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         while let Some(&id) = self.waiting.front() {
-            let need = reservation(view, id);
+            let need = view.full_reservation(id);
             if self.running.len() + self.fetching >= self.limits.max_seqs as usize
                 || self.reserved + need > view.kv.capacity_blocks()
             {
@@ -149,7 +142,7 @@ impl Scheduler for DisaggDecode {
         self.running.retain(|&id| {
             let done = view.is_done(id);
             if done {
-                freed += reservation(view, id);
+                freed += view.full_reservation(id);
             }
             !done
         });

@@ -172,6 +172,15 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// KV blocks of the request's whole prompt plus decode budget: what a policy that
+    /// reserves memory up front at admission (Orca's `max_tokens`, a disaggregated decode
+    /// GPU) sets aside.
+    pub fn full_reservation(&self, id: ReqId) -> u64 {
+        let r = &self.requests[id as usize];
+        self.kv
+            .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
+    }
+
     /// Tokens the request's prefill processes in all: `L`, plus the recomputed tokens after a
     /// preemption.
     pub fn prefill_target(&self, id: ReqId) -> u32 {

@@ -35,13 +35,6 @@ impl Orca {
     }
 }
 
-/// Blocks of a request's prompt plus decode budget: Orca's `max_tokens` reservation.
-fn reservation(view: &View, id: ReqId) -> u64 {
-    let r = &view.requests[id as usize];
-    view.kv
-        .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
-}
-
 impl Scheduler for Orca {
     fn admit(&mut self, id: ReqId, _view: &View) {
         self.waiting.push_back(id);
@@ -53,7 +46,7 @@ impl Scheduler for Orca {
         }
         let mut tokens = batch.shape().decode_entries;
         while let Some(&id) = self.waiting.front() {
-            let need = reservation(view, id);
+            let need = view.full_reservation(id);
             let prompt = view.prefill_left(id);
             if self.running.len() >= self.limits.max_seqs as usize
                 || tokens + prompt > self.limits.max_tokens
@@ -74,7 +67,7 @@ impl Scheduler for Orca {
         self.running.retain(|&id| {
             let done = view.is_done(id);
             if done {
-                freed += reservation(view, id);
+                freed += view.full_reservation(id);
             }
             !done
         });
