@@ -18,6 +18,7 @@ pub mod policies;
 mod sensitivity;
 mod table;
 mod throughput;
+pub mod traces;
 mod validation;
 
 pub use grid::{Col, Ctx, Measured, Metric, RepRun, Setup};
@@ -91,11 +92,16 @@ pub enum Experiment {
     LatencyCdf,
     /// The closed-form validation checks (ours, for the report).
     Validation,
+    /// The Azure traces on 1, 2, ... calibrated H200s: GPUs needed for the SLO (ours; needs
+    /// the shared traces).
+    TraceCapacity,
+    /// The roofline model against the measured H200 profile (ours; needs the shared profile).
+    Roofline,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 12] = [
+    pub const ALL: [Experiment; 14] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -108,6 +114,8 @@ impl Experiment {
         Experiment::MultigpuScaling,
         Experiment::LatencyCdf,
         Experiment::Validation,
+        Experiment::TraceCapacity,
+        Experiment::Roofline,
     ];
 
     /// The name used by `--only` and in file names.
@@ -125,6 +133,8 @@ impl Experiment {
             Experiment::MultigpuScaling => "multigpu_scaling",
             Experiment::LatencyCdf => "latency_cdf",
             Experiment::Validation => "validation",
+            Experiment::TraceCapacity => "trace_capacity",
+            Experiment::Roofline => "roofline",
         }
     }
 
@@ -151,6 +161,8 @@ impl Experiment {
             Experiment::MultigpuScaling => multigpu::planned_runs(scale),
             Experiment::LatencyCdf => latency_cdf::planned_runs(scale),
             Experiment::Validation => validation::planned_runs(scale),
+            Experiment::TraceCapacity => traces::planned_runs(scale),
+            Experiment::Roofline => 0,
         }
     }
 
@@ -171,7 +183,15 @@ impl Experiment {
             Experiment::MultigpuScaling => multigpu::run(ctx),
             Experiment::LatencyCdf => latency_cdf::run(ctx),
             Experiment::Validation => validation::run(ctx),
+            Experiment::TraceCapacity => traces::capacity(ctx),
+            Experiment::Roofline => traces::roofline(ctx),
         }
+    }
+
+    /// Input files the experiment reads from the shared folder `shared` that are missing;
+    /// empty when it can run (always, for all but `trace_capacity` and `roofline`).
+    pub fn missing_inputs(self, shared: &std::path::Path) -> Vec<std::path::PathBuf> {
+        traces::missing_inputs(self, shared)
     }
 }
 
@@ -202,7 +222,17 @@ impl fmt::Display for Experiment {
 /// Runs `which` in order, calling `progress(n)` as every `n` replications finish (from any
 /// thread). The tables do not depend on the number of threads.
 pub fn run(which: &[Experiment], study: Study, progress: &(dyn Fn(u64) + Sync)) -> Vec<Table> {
-    let ctx = Ctx::new(study, progress);
+    run_with_shared(which, study, traces::default_shared(), progress)
+}
+
+/// [`run`] reading the shared inputs (traces, GPU profile) from `shared`.
+pub fn run_with_shared(
+    which: &[Experiment],
+    study: Study,
+    shared: std::path::PathBuf,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Table> {
+    let ctx = Ctx::new(study, progress).with_shared(shared);
     which.iter().map(|e| e.run(&ctx)).collect()
 }
 
@@ -236,7 +266,12 @@ mod tests {
                 requests: 200,
             },
         };
+        let shared = traces::default_shared();
         for e in Experiment::ALL {
+            if !e.missing_inputs(&shared).is_empty() {
+                eprintln!("skipping {e}: its shared inputs are missing");
+                continue;
+            }
             let done = AtomicU64::new(0);
             let table = run(&[e], study, &|n| {
                 done.fetch_add(n, Ordering::Relaxed);
