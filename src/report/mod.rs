@@ -10,6 +10,7 @@ pub mod html;
 pub mod plot;
 pub mod study;
 pub mod template;
+pub mod traces;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -113,7 +114,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     let mut markdown = template::fill(TEMPLATE, &values)?;
     let mut charts = built.figures;
     // Optional sections go before the limitations, in a fixed order.
-    let extra: Vec<Section> = Vec::new();
+    let extra: Vec<Section> = traces::section(data)?.into_iter().collect();
     let at = markdown.find("\n## Limitations").unwrap_or(markdown.len());
     let mut inserted = String::new();
     for section in extra {
