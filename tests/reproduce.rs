@@ -623,7 +623,8 @@ fn trace_capacity_minimal_gpus_meet_the_slo_and_one_fewer_does_not() {
     let n = reps(name);
     let csv = Csv::read(name);
     let (trace, policy) = (csv.idx("trace"), csv.idx("policy"));
-    let mut groups: HashMap<(String, String, String), Vec<HashMap<&str, f64>>> = HashMap::new();
+    type Rows<'a> = Vec<HashMap<&'a str, f64>>;
+    let mut groups: HashMap<(String, String, String), Rows> = HashMap::new();
     let speed = csv.idx("speedup");
     for (row, r) in csv.rows.iter().zip(csv.records()) {
         groups
