@@ -287,22 +287,19 @@ pub fn section(dir: &Path) -> Result<Option<Section>, DataError> {
         }
         let name = if t == "conv" { "conversation" } else { "code" };
         gt.push_str(&format!("| {name} | {s}x | {} |\n", cells.join(" | ")));
-        if let Some((n, ps)) = fewest {
-            best.push_str(&format!(
-                "{} at {s}x: {n} GPU{} ({}). ",
-                name,
+        best.push_str(&match fewest {
+            Some((n, ps)) => format!(
+                "- {name} at {s}x: {n} GPU{} ({})\n",
                 if n == 1.0 { "" } else { "s" },
                 ps.join(", ")
-            ));
-        }
+            ),
+            None => format!("- {name} at {s}x: none within {max_gpus} GPUs\n"),
+        });
     }
     put("gpu_table", gt);
     put(
         "best_sentence",
-        format!(
-            "Fewest GPUs any policy needs, per trace and speed: {}",
-            best.trim_end()
-        ),
+        format!("The fewest GPUs any policy needs, and which policies need that few:\n\n{best}"),
     );
 
     // Figures: the conversation trace at the higher speed.
