@@ -107,30 +107,53 @@ const MAY_BE_EMPTY: [(&str, &str); 2] = [
     ("data_scheduler_comparison.csv", "A_ttft_pk"),
 ];
 
-/// One quick run shared by every test (RAYON_NUM_THREADS=2).
-fn quick_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+/// One quick run shared by every test (RAYON_NUM_THREADS=2): its data folder and its
+/// report folder.
+fn quick_dirs() -> &'static (tempfile::TempDir, tempfile::TempDir) {
+    static DIR: OnceLock<(tempfile::TempDir, tempfile::TempDir)> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        run_quick(dir.path(), "2");
-        dir
+        let (dir, report) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        run_quick(dir.path(), report.path(), "2");
+        (dir, report)
     })
-    .path()
 }
 
-/// Runs `llmsim reproduce --quick --out <out> <extra>`.
+fn quick_dir() -> &'static Path {
+    quick_dirs().0.path()
+}
+
+/// The shared folder beside the project (`../shared`), which may be absent.
+fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// Whether the shared inputs of `trace_capacity` and `roofline` are there (skipping with a
+/// message, or failing under LLMSIM_REQUIRE_SHARED=1, when not).
+fn have_shared() -> bool {
+    [
+        "traces/AzureLLMInferenceTrace_conv.csv",
+        "traces/AzureLLMInferenceTrace_code.csv",
+        "calibration/h200_llama-3.1-8b.csv",
+    ]
+    .iter()
+    .all(|f| common::shared(f).is_some())
+}
+
+/// Runs `llmsim reproduce --quick --out <out> --shared ../shared <extra>`.
 fn reproduce(out: &Path, extra: &[&str], threads: &str) -> std::process::Output {
     common::llmsim()
         .args(["reproduce", "--quick", "--out"])
         .arg(out)
+        .arg("--shared")
+        .arg(shared_dir())
         .args(extra)
         .env("RAYON_NUM_THREADS", threads)
         .output()
         .unwrap()
 }
 
-fn run_quick(out: &Path, threads: &str) {
-    let o = reproduce(out, &[], threads);
+fn run_quick(out: &Path, report: &Path, threads: &str) {
+    let o = reproduce(out, &["--report", report.to_str().unwrap()], threads);
     assert!(
         o.status.success(),
         "reproduce failed: {}",
@@ -227,9 +250,49 @@ const OUR_FILES: [(&str, &[&str]); 4] = [
     ),
 ];
 
+/// Files of ours written only where the shared inputs are found, with their first columns.
+const SHARED_FILES: [(&str, &[&str]); 2] = [
+    (
+        "data_trace_capacity.csv",
+        &[
+            "trace",
+            "policy",
+            "gpus",
+            "p99_ttft",
+            "p99_tbt",
+            "throughput",
+            "unstable",
+            "meets_slo",
+            "min_gpus",
+        ],
+    ),
+    (
+        "data_roofline.csv",
+        &[
+            "kind",
+            "shape",
+            "batch_tokens",
+            "measured_ms",
+            "profiled_ms",
+            "profiled_error",
+            "roofline_ms",
+            "roofline_error",
+        ],
+    ),
+];
+
+/// The files the quick run must have written.
+fn expected_files() -> Vec<(&'static str, &'static [&'static str])> {
+    let mut files: Vec<_> = SEED_COLUMNS.into_iter().chain(OUR_FILES).collect();
+    if have_shared() {
+        files.extend(SHARED_FILES);
+    }
+    files
+}
+
 #[test]
 fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
-    for (name, seed) in SEED_COLUMNS.into_iter().chain(OUR_FILES) {
+    for (name, seed) in expected_files() {
         let csv = Csv::read(name);
         assert!(csv.header.len() >= seed.len(), "{name}: {:?}", csv.header);
         assert_eq!(&csv.header[..seed.len()], seed, "{name}");
@@ -249,7 +312,9 @@ fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
                 }
             }
         }
-        assert!(reps(name) >= 2, "{name}: meta lacks the replication count");
+        if name != "data_roofline.csv" {
+            assert!(reps(name) >= 2, "{name}: meta lacks the replication count");
+        }
     }
 }
 
@@ -485,8 +550,8 @@ fn multigpu_throughput_is_lambda_once_stable() {
 
 #[test]
 fn output_does_not_depend_on_the_thread_count() {
-    let one = tempfile::tempdir().unwrap();
-    run_quick(one.path(), "1");
+    let (one, report) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_quick(one.path(), report.path(), "1");
     let mut files: Vec<PathBuf> = std::fs::read_dir(quick_dir())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -494,8 +559,8 @@ fn output_does_not_depend_on_the_thread_count() {
     files.sort();
     assert_eq!(
         files.len(),
-        28,
-        "the seed's 10 CSVs, our 4, and a meta file each: {files:?}"
+        2 * expected_files().len(),
+        "the seed's 10 CSVs, our 4 (6 with the shared inputs), and a meta file each: {files:?}"
     );
     for f in files {
         let other = one.path().join(f.file_name().unwrap());
@@ -548,7 +613,7 @@ fn an_unwritable_output_folder_is_an_error_naming_it() {
 fn every_column_is_documented() {
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data.md"))
         .unwrap();
-    for (name, _) in SEED_COLUMNS.into_iter().chain(OUR_FILES) {
+    for (name, _) in expected_files() {
         assert!(docs.contains(name), "docs/data.md does not describe {name}");
         for col in Csv::read(name).header {
             assert!(
@@ -557,4 +622,187 @@ fn every_column_is_documented() {
             );
         }
     }
+}
+
+/// The trace replays: per (trace, speedup, policy), the size flagged minimal meets both
+/// SLOs and every smaller size tried does not, the size just below it was tried (unless the
+/// search started there), a search that found none reached 16 GPUs, and adding GPUs never
+/// makes p99 TTFT worse by more than the two sizes' 99.9% intervals.
+#[test]
+fn trace_capacity_minimal_gpus_meet_the_slo_and_one_fewer_does_not() {
+    if !have_shared() {
+        return;
+    }
+    let name = "data_trace_capacity.csv";
+    let n = reps(name);
+    let csv = Csv::read(name);
+    let (trace, policy) = (csv.idx("trace"), csv.idx("policy"));
+    type Rows<'a> = Vec<HashMap<&'a str, f64>>;
+    let mut groups: HashMap<(String, String, String), Rows> = HashMap::new();
+    let speed = csv.idx("speedup");
+    for (row, r) in csv.rows.iter().zip(csv.records()) {
+        groups
+            .entry((row[trace].clone(), row[speed].clone(), row[policy].clone()))
+            .or_default()
+            .push(r);
+    }
+    // 2 traces x 2 speeds x 5 policies.
+    assert_eq!(groups.len(), 20, "{:?}", groups.keys());
+    for (key, rows) in &groups {
+        for r in rows {
+            let meets = r["p99_ttft"] < 1.0 && r["p99_tbt"] < 0.1;
+            assert_eq!(
+                r["meets_slo"] == 1.0,
+                meets,
+                "{key:?} at {} GPUs",
+                r["gpus"]
+            );
+        }
+        let gpus: Vec<f64> = rows.iter().map(|r| r["gpus"]).collect();
+        assert!(gpus.windows(2).all(|w| w[0] < w[1]), "{key:?}: {gpus:?}");
+        let minimal: Vec<&HashMap<&str, f64>> =
+            rows.iter().filter(|r| r["min_gpus"] == 1.0).collect();
+        assert!(minimal.len() <= 1, "{key:?}");
+        match minimal.first() {
+            Some(m) => {
+                assert_eq!(m["meets_slo"], 1.0, "{key:?}");
+                for r in rows.iter().filter(|r| r["gpus"] < m["gpus"]) {
+                    assert_eq!(r["meets_slo"], 0.0, "{key:?} at {} GPUs", r["gpus"]);
+                }
+                if m["gpus"] > gpus[0] {
+                    assert!(gpus.contains(&(m["gpus"] - 1.0)), "{key:?}: {gpus:?}");
+                } else if key.2 != "a" {
+                    assert_eq!(m["gpus"], 1.0, "{key:?}");
+                }
+            }
+            None => {
+                assert_eq!(*gpus.last().unwrap(), 16.0, "{key:?}: {gpus:?}");
+                assert!(rows.iter().all(|r| r["meets_slo"] == 0.0), "{key:?}");
+            }
+        }
+        for w in rows.windows(2) {
+            let tol =
+                pass_tolerance(w[0]["p99_ttft_ci"], n) + pass_tolerance(w[1]["p99_ttft_ci"], n);
+            assert!(
+                w[1]["p99_ttft"] <= w[0]["p99_ttft"] + tol,
+                "{key:?}: p99 TTFT {} on {} GPUs, {} on {}",
+                w[0]["p99_ttft"],
+                w[0]["gpus"],
+                w[1]["p99_ttft"],
+                w[1]["gpus"]
+            );
+        }
+    }
+}
+
+/// The roofline file has one row per profile row, its errors are its predictions' errors,
+/// its summary matches the rows, and the fitted efficiencies are the built-in ones.
+#[test]
+fn roofline_rows_errors_and_efficiencies_are_consistent() {
+    let Some(profile) = common::shared("calibration/h200_llama-3.1-8b.csv") else {
+        return;
+    };
+    let measured = llmsim::calibrate::read_profile(&profile).unwrap();
+    let csv = Csv::read("data_roofline.csv");
+    let records = csv.records();
+    assert_eq!(records.len(), measured.len());
+    let mut abs_err = 0.0;
+    for (r, m) in records.iter().zip(&measured) {
+        assert_eq!(r["measured_ms"], m.median_ms);
+        for (pred, err) in [
+            ("profiled_ms", "profiled_error"),
+            ("roofline_ms", "roofline_error"),
+        ] {
+            let want = (r[pred] - r["measured_ms"]) / r["measured_ms"];
+            assert!(
+                (r[err] - want).abs() < 1e-12,
+                "{pred}: {} vs {want}",
+                r[err]
+            );
+        }
+        abs_err += r["roofline_error"].abs();
+    }
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(quick_dir().join("data_roofline.meta.json")).unwrap(),
+    )
+    .unwrap();
+    let p = &meta["parameters"];
+    let mape = p["roofline_fit"]["mape"].as_f64().unwrap();
+    assert!((mape - abs_err / records.len() as f64).abs() < 1e-12);
+    let eff = llmsim::cost::Efficiency::H200_LLAMA_3_1_8B;
+    for (key, want) in [
+        ("compute", eff.compute),
+        ("memory", eff.memory),
+        ("overhead", eff.overhead),
+    ] {
+        let got = p["roofline_efficiency"][key].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{key}: {got} vs {want}");
+    }
+}
+
+/// With the shared inputs the report has the section before the limitations.
+#[test]
+fn the_report_has_the_trace_section_with_the_shared_inputs() {
+    if !have_shared() {
+        return;
+    }
+    let text = std::fs::read_to_string(quick_dirs().1.path().join("REPORT.md")).unwrap();
+    let at = text
+        .find("\n## Real GPUs and real traffic\n")
+        .expect("section");
+    assert!(at < text.find("\n## Limitations").unwrap());
+    for fig in ["trace_conv_ttft", "trace_conv_tbt"] {
+        assert!(text.contains(&format!("figures/{fig}.svg")));
+        assert!(
+            quick_dirs()
+                .1
+                .path()
+                .join(format!("figures/{fig}.svg"))
+                .is_file()
+        );
+    }
+}
+
+/// Without the shared inputs the two experiments are skipped with a message naming the
+/// missing file, and the report lacks their section; under LLMSIM_REQUIRE_SHARED=1, or when
+/// named with --only, a missing input is an error.
+#[test]
+fn missing_shared_inputs_skip_the_experiments_unless_required() {
+    let (out, report) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let nowhere = out.path().join("no-shared-here");
+    let run = |extra: &[&str], require: bool| {
+        let mut cmd = common::llmsim();
+        cmd.args(["reproduce", "--quick", "--out"])
+            .arg(out.path())
+            .arg("--shared")
+            .arg(&nowhere)
+            .args(extra)
+            .env_remove("LLMSIM_REQUIRE_SHARED");
+        if require {
+            cmd.env("LLMSIM_REQUIRE_SHARED", "1");
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(&["--only", "roofline"], false);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("h200_llama-3.1-8b.csv"), "{err}");
+    let o = run(&[], true);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("LLMSIM_REQUIRE_SHARED"), "{err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+
+    let o = run(&["--report", report.path().to_str().unwrap()], false);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("skipping trace_capacity") && err.contains("AzureLLMInferenceTrace_conv.csv"),
+        "{err}"
+    );
+    assert!(err.contains("skipping roofline"), "{err}");
+    // The seed's ten and our four, each with its meta file.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 28);
+    let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
+    assert!(!text.contains("Real GPUs and real traffic"));
 }

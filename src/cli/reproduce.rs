@@ -27,13 +27,46 @@ pub struct ReproduceArgs {
     /// Folder for the report written after the data (skipped with --only).
     #[arg(long, default_value = "report", value_name = "DIR")]
     report: PathBuf,
+    /// Folder of the inputs that do not ship with the project: the Azure traces
+    /// (traces/AzureLLMInferenceTrace_{conv,code}.csv) for trace_capacity and the H200
+    /// profile (calibration/h200_llama-3.1-8b.csv) for roofline; an experiment whose inputs
+    /// are missing is skipped [default: $LLMSIM_SHARED, else ../shared].
+    #[arg(long, value_name = "DIR")]
+    shared: Option<PathBuf>,
 }
 
 pub fn main(args: ReproduceArgs) -> Result<()> {
-    let which: Vec<Experiment> = match args.only {
-        Some(e) => vec![e],
-        None => Experiment::ALL.to_vec(),
-    };
+    let shared = args
+        .shared
+        .clone()
+        .unwrap_or_else(experiments::traces::default_shared);
+    let require = std::env::var_os("LLMSIM_REQUIRE_SHARED").is_some_and(|v| v == "1");
+    let mut which: Vec<Experiment> = Vec::new();
+    for e in args.only.map_or(Experiment::ALL.to_vec(), |e| vec![e]) {
+        let missing = e.missing_inputs(&shared);
+        if missing.is_empty() {
+            which.push(e);
+            continue;
+        }
+        let files = missing
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if require || args.only.is_some() {
+            anyhow::bail!(
+                "{e} needs {files}, which is missing (give the folder holding traces/ and calibration/ with --shared DIR{})",
+                if require {
+                    "; LLMSIM_REQUIRE_SHARED=1 forbids skipping it"
+                } else {
+                    ""
+                }
+            );
+        }
+        eprintln!(
+            "llmsim reproduce: skipping {e}: {files} not found (pass --shared DIR or set LLMSIM_SHARED; its report section is omitted)"
+        );
+    }
     let scale = if args.quick {
         Scale::QUICK
     } else {
@@ -56,7 +89,7 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
         .progress_chars("=> "),
     );
     let start = Instant::now();
-    let tables = experiments::run(&which, study, &|n| bar.inc(n));
+    let tables = experiments::run_with_shared(&which, study, shared, &|n| bar.inc(n));
     bar.finish_and_clear();
     let written = output::write_tables(&args.out, &tables)?;
     println!(

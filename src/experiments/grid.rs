@@ -152,13 +152,30 @@ pub struct RepRun {
 pub struct Ctx<'a> {
     /// Seed and scale.
     pub study: Study,
+    /// The shared folder holding the inputs that do not ship with the project (traces, GPU
+    /// profile); see [`super::traces`].
+    pub shared: std::path::PathBuf,
     progress: &'a (dyn Fn(u64) + Sync),
 }
 
 impl<'a> Ctx<'a> {
     /// A context calling `progress(n)` as every `n` replications finish.
     pub fn new(study: Study, progress: &'a (dyn Fn(u64) + Sync)) -> Self {
-        Ctx { study, progress }
+        Ctx {
+            study,
+            shared: super::traces::default_shared(),
+            progress,
+        }
+    }
+
+    /// The same context reading shared inputs from `shared`.
+    pub fn with_shared(self, shared: std::path::PathBuf) -> Self {
+        Ctx { shared, ..self }
+    }
+
+    /// Reports `n` replications done.
+    pub fn tick(&self, n: u64) {
+        (self.progress)(n);
     }
 
     /// Runs every replication of every configuration in one parallel pool; `f(config, rep)`

@@ -18,6 +18,7 @@ pub mod policies;
 mod sensitivity;
 mod table;
 mod throughput;
+pub mod traces;
 mod validation;
 
 pub use grid::{Col, Ctx, Measured, Metric, RepRun, Setup};
@@ -95,11 +96,16 @@ pub enum Experiment {
     PolicyCapacity,
     /// Every real-engine policy's latencies at three loads (ours).
     PolicyComparison,
+    /// The Azure traces on 1, 2, ... calibrated H200s: GPUs needed for the SLO (ours; needs
+    /// the shared traces).
+    TraceCapacity,
+    /// The roofline model against the measured H200 profile (ours; needs the shared profile).
+    Roofline,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 14] = [
+    pub const ALL: [Experiment; 16] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -114,6 +120,8 @@ impl Experiment {
         Experiment::Validation,
         Experiment::PolicyCapacity,
         Experiment::PolicyComparison,
+        Experiment::TraceCapacity,
+        Experiment::Roofline,
     ];
 
     /// The name used by `--only` and in file names.
@@ -133,6 +141,8 @@ impl Experiment {
             Experiment::Validation => "validation",
             Experiment::PolicyCapacity => "policy_capacity",
             Experiment::PolicyComparison => "policy_comparison",
+            Experiment::TraceCapacity => "trace_capacity",
+            Experiment::Roofline => "roofline",
         }
     }
 
@@ -159,9 +169,11 @@ impl Experiment {
             Experiment::MultigpuScaling => multigpu::planned_runs(scale),
             Experiment::LatencyCdf => latency_cdf::planned_runs(scale),
             // Bisections decide their own runs; the bar does not count them.
-            Experiment::Validation | Experiment::PolicyCapacity | Experiment::PolicyComparison => {
-                validation::planned_runs(scale)
-            }
+            Experiment::Validation
+            | Experiment::PolicyCapacity
+            | Experiment::PolicyComparison
+            | Experiment::Roofline => validation::planned_runs(scale),
+            Experiment::TraceCapacity => traces::planned_runs(scale),
         }
     }
 
@@ -184,7 +196,15 @@ impl Experiment {
             Experiment::Validation => validation::run(ctx),
             Experiment::PolicyCapacity => policies::capacity_table(ctx),
             Experiment::PolicyComparison => policies::comparison_table(ctx),
+            Experiment::TraceCapacity => traces::capacity(ctx),
+            Experiment::Roofline => traces::roofline(ctx),
         }
+    }
+
+    /// Input files the experiment reads from the shared folder `shared` that are missing;
+    /// empty when it can run (always, for all but `trace_capacity` and `roofline`).
+    pub fn missing_inputs(self, shared: &std::path::Path) -> Vec<std::path::PathBuf> {
+        traces::missing_inputs(self, shared)
     }
 }
 
@@ -215,7 +235,17 @@ impl fmt::Display for Experiment {
 /// Runs `which` in order, calling `progress(n)` as every `n` replications finish (from any
 /// thread). The tables do not depend on the number of threads.
 pub fn run(which: &[Experiment], study: Study, progress: &(dyn Fn(u64) + Sync)) -> Vec<Table> {
-    let ctx = Ctx::new(study, progress);
+    run_with_shared(which, study, traces::default_shared(), progress)
+}
+
+/// [`run`] reading the shared inputs (traces, GPU profile) from `shared`.
+pub fn run_with_shared(
+    which: &[Experiment],
+    study: Study,
+    shared: std::path::PathBuf,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<Table> {
+    let ctx = Ctx::new(study, progress).with_shared(shared);
     which.iter().map(|e| e.run(&ctx)).collect()
 }
 
@@ -249,7 +279,12 @@ mod tests {
                 requests: 200,
             },
         };
+        let shared = traces::default_shared();
         for e in Experiment::ALL {
+            if !e.missing_inputs(&shared).is_empty() {
+                eprintln!("skipping {e}: its shared inputs are missing");
+                continue;
+            }
             let done = AtomicU64::new(0);
             let table = run(&[e], study, &|n| {
                 done.fetch_add(n, Ordering::Relaxed);

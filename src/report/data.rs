@@ -33,6 +33,14 @@ pub enum DataError {
         /// The cell's text.
         value: String,
     },
+    /// A meta file beside a CSV is missing, malformed or lacks a value.
+    #[error("{path}: {why} (run `llmsim reproduce` first to write the data)")]
+    Meta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// One CSV file held in memory.

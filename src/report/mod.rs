@@ -11,6 +11,7 @@ pub mod plot;
 mod policies;
 pub mod study;
 pub mod template;
+pub mod traces;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -114,7 +115,10 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     let mut markdown = template::fill(TEMPLATE, &values)?;
     let mut charts = built.figures;
     // Optional sections go before the limitations, in a fixed order.
-    let extra: Vec<Section> = [policies::section(data)?].into_iter().flatten().collect();
+    let extra: Vec<Section> = [policies::section(data)?, traces::section(data)?]
+        .into_iter()
+        .flatten()
+        .collect();
     let at = markdown.find("\n## Limitations").unwrap_or(markdown.len());
     let mut inserted = String::new();
     for section in extra {
