@@ -641,7 +641,9 @@ impl Engine<'_> {
             self.idle.insert(g);
             return;
         }
-        for e in batch.entries() {
+        // A request first runs in a prefill, so decode entries never start one (and skipping
+        // them saves a random access per decode).
+        for e in batch.entries().iter().filter(|e| e.phase == Phase::Prefill) {
             let rec = &mut self.records[e.id as usize];
             if rec.start.is_nan() {
                 rec.start = now;
