@@ -26,6 +26,7 @@ pub use multigpu::MULTI_GPU_ROUTER;
 pub use per_request::ISOLATION_HORIZON_S;
 pub use table::{Cell, Table};
 
+use rayon::prelude::*;
 use std::fmt;
 use std::str::FromStr;
 
@@ -246,7 +247,10 @@ pub fn run_with_shared(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<Table> {
     let ctx = Ctx::new(study, progress).with_shared(shared);
-    which.iter().map(|e| e.run(&ctx)).collect()
+    // Experiments run side by side as well as within: a bisection's sequential steps leave
+    // cores idle that another experiment fills. Each experiment's result depends only on
+    // the study, so the tables (collected in order) do not depend on the scheduling.
+    which.par_iter().map(|e| e.run(&ctx)).collect()
 }
 
 /// Replications `which` will run in all, for a progress bar's length.
