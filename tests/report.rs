@@ -112,5 +112,8 @@ fn report_without_data_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("llmsim reproduce"), "{err}");
-    assert!(!dir.path().join("report/index.html").exists());
+    assert!(
+        !dir.path().join("report").exists(),
+        "a failed report leaves nothing"
+    );
 }

@@ -17,7 +17,6 @@ pub struct ReportArgs {
 
 /// Writes the report and says where it is.
 pub fn write(data: &std::path::Path, out: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(out.join("figures"))?;
     let written = llmsim::report::write(data, out)?;
     println!(
         "wrote the report: {} ({} figures; Markdown edition {})",

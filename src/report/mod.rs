@@ -133,7 +133,12 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     for (name, chart) in &charts {
         svgs.push((name.clone(), chart.to_svg(FIGURE_SIZE.0, FIGURE_SIZE.1)?));
     }
+    // Folders are made only once everything is built, so bad data leaves nothing behind.
     let fig_dir = out.join("figures");
+    std::fs::create_dir_all(&fig_dir).map_err(|source| OutputError::Io {
+        path: fig_dir.clone(),
+        source,
+    })?;
     let mut figures = Vec::new();
     for (name, svg) in &svgs {
         let path = fig_dir.join(format!("{name}.svg"));
