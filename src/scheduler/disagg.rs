@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use super::paged::KvBudget;
-use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View, release_finished};
 
 /// A disaggregated cluster: pool sizes and the link between them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,15 +138,7 @@ impl Scheduler for DisaggDecode {
     }
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
-        let mut freed = 0;
-        self.running.retain(|&id| {
-            let done = view.is_done(id);
-            if done {
-                freed += view.full_reservation(id);
-            }
-            !done
-        });
-        self.reserved -= freed;
+        self.reserved -= release_finished(&mut self.running, view);
     }
 
     fn can_accept(&self) -> bool {

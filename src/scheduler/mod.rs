@@ -216,6 +216,20 @@ impl View<'_> {
     }
 }
 
+/// Removes the finished requests from `running` and returns the KV blocks their up-front
+/// reservations ([`View::full_reservation`]) held, for policies that reserve at admission.
+pub(crate) fn release_finished(running: &mut Vec<ReqId>, view: &View) -> u64 {
+    let mut freed = 0;
+    running.retain(|&id| {
+        let done = view.is_done(id);
+        if done {
+            freed += view.full_reservation(id);
+        }
+        !done
+    });
+    freed
+}
+
 /// A single-GPU scheduling policy.
 pub trait Scheduler: Send {
     /// Request `id` has arrived at this GPU.

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View, release_finished};
 
 /// Orca's iteration-level scheduler with whole prefills and max-length KV reservation.
 #[derive(Debug)]
@@ -63,15 +63,7 @@ impl Scheduler for Orca {
     }
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
-        let mut freed = 0;
-        self.running.retain(|&id| {
-            let done = view.is_done(id);
-            if done {
-                freed += view.full_reservation(id);
-            }
-            !done
-        });
-        self.reserved -= freed;
+        self.reserved -= release_finished(&mut self.running, view);
     }
 
     fn can_accept(&self) -> bool {
