@@ -793,6 +793,8 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
     assert!(err.contains("LLMSIM_REQUIRE_SHARED"), "{err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
 
+    // A file left by an earlier run with the inputs must not survive into this run's data.
+    std::fs::write(out.path().join("data_roofline.csv"), "stale").unwrap();
     let o = run(&["--report", report.path().to_str().unwrap()], false);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -66,6 +66,18 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
         eprintln!(
             "llmsim reproduce: skipping {e}: {files} not found (pass --shared DIR or set LLMSIM_SHARED; its report section is omitted)"
         );
+        // An earlier run's file of this experiment would otherwise sit beside this run's
+        // data and reach its report as if it belonged to it.
+        for stale in [e.file_name(), e.file_name().replace(".csv", ".meta.json")] {
+            let path = args.out.join(stale);
+            if path.exists() {
+                std::fs::remove_file(&path)?;
+                eprintln!(
+                    "llmsim reproduce: removed {} of an earlier run",
+                    path.display()
+                );
+            }
+        }
     }
     let scale = if args.quick {
         Scale::QUICK
