@@ -28,7 +28,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fit a cost model to measured GPU iteration times and save it as a preset.
     Calibrate(calibrate::CalibrateArgs),
-    /// Run the seed study's ten experiments, write their CSVs to data/ and the report.
+    /// Run the seed study's ten experiments and ours, write their CSVs to data/, then the report.
     Reproduce(reproduce::ReproduceArgs),
     /// Write the HTML and Markdown report from the data of a reproduce run.
     Report(report::ReportArgs),

@@ -15,7 +15,8 @@ pub struct ReproduceArgs {
     /// Folder for the CSV and meta files (created if missing).
     #[arg(long, default_value = "data", value_name = "DIR")]
     out: PathBuf,
-    /// Run one experiment only, by name (e.g. capacity_vs_k) or file name.
+    /// Run one experiment only, by name (e.g. capacity_vs_k) or file name; the names are
+    /// listed in docs/data.md.
     #[arg(long, value_name = "NAME")]
     only: Option<Experiment>,
     /// Small samples (5 replications of 2,000 requests): a smoke run, not results.
