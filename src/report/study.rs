@@ -272,12 +272,12 @@ pub fn build(dir: &Path) -> Result<Study, DataError> {
     put(
         &mut v,
         "cap_sat_min",
-        sig(frac.iter().copied().fold(f64::MAX, f64::min)),
+        sig(100.0 * frac.iter().copied().fold(f64::MAX, f64::min)),
     );
     put(
         &mut v,
         "cap_sat_max",
-        sig(frac.iter().copied().fold(f64::MIN, f64::max)),
+        sig(100.0 * frac.iter().copied().fold(f64::MIN, f64::max)),
     );
     let ks = cap.numbers("K_values")?;
     let emp = cap.numbers("empirical_capacity")?;
