@@ -11,7 +11,11 @@
 //! when it starts and freeing a request's blocks when it finishes or is preempted. A
 //! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
 //! engine drops the request's cache and sets its progress so that its next prefill
-//! rebuilds the prompt and the tokens it generated, without emitting them again.
+//! rebuilds the prompt and the tokens it generated, without emitting them again. A
+//! scheduler that preempts by swapping ([`Batch::swap_out`], [`Batch::swap_in`]) moves a
+//! request's cache to host memory and back instead: its blocks are freed and re-occupied,
+//! its progress is kept, and each transfer's time over the policy's [`SwapLink`] is added
+//! to the duration of the batch formed with it, after the cost model's iteration time.
 //!
 //! Under disaggregated serving ([`SchedulerSpec::Disagg`]) the router spreads arrivals over
 //! the prefill GPUs only; a request whose prompt is done is handed to the decode GPU with
@@ -29,7 +33,9 @@ use crate::cost::CostModel;
 use crate::kv::KvConfig;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
-use crate::scheduler::{Batch, DisaggSpec, Phase, Progress, ReqId, Scheduler, SchedulerSpec, View};
+use crate::scheduler::{
+    Batch, DisaggSpec, Phase, Progress, ReqId, Scheduler, SchedulerSpec, SwapLink, View,
+};
 use crate::workload::Request;
 
 /// What to simulate: the policies and hardware, independent of the workload.
@@ -122,6 +128,14 @@ pub struct GpuStats {
     pub preemptions: u64,
     /// Tokens whose KV cache preemptions dropped, each processed again (tokens).
     pub recomputed_tokens: u64,
+    /// Preemptions by swapping: KV caches moved to host memory.
+    pub swaps_out: u64,
+    /// KV caches moved back from host memory.
+    pub swaps_in: u64,
+    /// Bytes moved over the swap link, both directions (bytes).
+    pub swap_bytes: f64,
+    /// Time batches spent waiting on swaps, included in `busy` (seconds).
+    pub swap_seconds: f64,
 }
 
 /// Totals over the batches of one kind.
@@ -315,6 +329,8 @@ struct Engine<'a> {
     /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
     route_gpus: usize,
     disagg: Option<DisaggSpec>,
+    /// The host link of a policy that preempts by swapping.
+    swap: Option<SwapLink>,
     transfers: BinaryHeap<Transfer>,
     /// When each GPU's outgoing KV link is next free (seconds).
     link_free: Vec<f64>,
@@ -419,6 +435,7 @@ fn run_engine(
         heap: BinaryHeap::with_capacity(config.gpus),
         route_gpus,
         disagg,
+        swap: config.scheduler.swap_link(),
         transfers: BinaryHeap::new(),
         link_free: vec![0.0; config.gpus],
         window: Window::new(requests, warmup),
@@ -547,6 +564,28 @@ impl Engine<'_> {
         self.progress[i].prefilled = 0;
     }
 
+    /// Moves request `id`'s KV cache between GPU `g` and host memory (out, or back in when
+    /// `back`), keeping its progress; returns the transfer time (seconds).
+    fn swap(&mut self, g: usize, id: ReqId, back: bool) -> f64 {
+        let link = self
+            .swap
+            .expect("only a policy that preempts by swapping swaps");
+        let ctx = self.progress[id as usize].context();
+        let blocks = self.blocks(u64::from(ctx));
+        let gpu = &mut self.gpus[g];
+        if back {
+            gpu.kv_used += blocks;
+            gpu.stats.swaps_in += 1;
+        } else {
+            gpu.kv_used -= blocks;
+            gpu.stats.swaps_out += 1;
+        }
+        let time = link.time(ctx);
+        gpu.stats.swap_bytes += link.bytes(ctx);
+        gpu.stats.swap_seconds += time;
+        time
+    }
+
     fn admit(&mut self, g: usize, id: ReqId) {
         let req = &self.requests[id as usize];
         self.loads[g].outstanding += 1;
@@ -604,7 +643,12 @@ impl Engine<'_> {
         batch.clear();
         let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
-        if !batch.preempted().is_empty() || !batch.fetched().is_empty() || !batch.is_empty() {
+        let swaps = !batch.swapped_out().is_empty() || !batch.swapped_in().is_empty();
+        if swaps
+            || !batch.preempted().is_empty()
+            || !batch.fetched().is_empty()
+            || !batch.is_empty()
+        {
             self.kv_change(g, now);
         }
         for &id in batch.fetched() {
@@ -628,6 +672,19 @@ impl Engine<'_> {
             );
             self.preempt(g, id);
         }
+        let mut swap_time = 0.0;
+        if swaps {
+            for &id in batch.swapped_out() {
+                debug_assert!(
+                    batch.entries().iter().all(|e| e.id != id),
+                    "request {id} swapped out and scheduled in the same batch"
+                );
+                swap_time += self.swap(g, id, false);
+            }
+            for &id in batch.swapped_in() {
+                swap_time += self.swap(g, id, true);
+            }
+        }
         if self.kv_tracked {
             for e in batch.entries() {
                 let ctx = u64::from(self.progress[e.id as usize].context());
@@ -635,6 +692,10 @@ impl Engine<'_> {
                     self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
             }
         }
+        debug_assert!(
+            !batch.is_empty() || !swaps,
+            "a batch that swaps must run something"
+        );
         if batch.is_empty() {
             self.gpus[g].busy = false;
             self.gpus[g].batch = batch;
@@ -652,7 +713,8 @@ impl Engine<'_> {
         let shape = batch.shape();
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
-        let dur = self.cost.sample(shape, &mut gpu.rng);
+        // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.
+        let dur = self.cost.sample(shape, &mut gpu.rng) + swap_time;
         gpu.stats.busy += dur;
         gpu.stats.busy_in_window += self.window.overlap(now, now + dur);
         gpu.stats.batches += 1;

@@ -124,6 +124,14 @@ pub struct Summary {
     pub preemptions: u64,
     /// Tokens whose KV cache was dropped by preemptions and processed again (tokens).
     pub recomputed_tokens: u64,
+    /// Preemptions by swapping over the whole run, all GPUs: KV caches moved to host memory.
+    pub swaps_out: u64,
+    /// KV caches moved back from host memory over the whole run, all GPUs.
+    pub swaps_in: u64,
+    /// Bytes moved over the swap link, both directions, all GPUs (bytes).
+    pub swap_bytes: f64,
+    /// Batch time spent on swap transfers, all GPUs (seconds).
+    pub swap_seconds: f64,
 }
 
 /// Whether the number in system grew over the window by more than a stable queue plausibly
@@ -248,5 +256,9 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
             / kv_blocks,
         preemptions: out.gpus.iter().map(|g| g.preemptions).sum(),
         recomputed_tokens: out.gpus.iter().map(|g| g.recomputed_tokens).sum(),
+        swaps_out: out.gpus.iter().map(|g| g.swaps_out).sum(),
+        swaps_in: out.gpus.iter().map(|g| g.swaps_in).sum(),
+        swap_bytes: out.gpus.iter().map(|g| g.swap_bytes).sum(),
+        swap_seconds: out.gpus.iter().map(|g| g.swap_seconds).sum(),
     }
 }

@@ -211,6 +211,30 @@ fn invalid_memory_and_batch_limits_exit_2_naming_the_flag() {
             "--kv-link-latency",
         ),
         (&["--scheduler", "disagg", "--gpus", "3"], "--gpus"),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--preemption",
+                "swap",
+                "--swap-gbps",
+                "0",
+            ],
+            "--swap-gbps",
+        ),
+        (&["--scheduler", "vllm", "--swap-gbps", "-2"], "--swap-gbps"),
+        (
+            &["--scheduler", "vllm", "--preemption", "foo"],
+            "--preemption",
+        ),
+        (
+            &["--scheduler", "sarathi", "--preemption", "swap"],
+            "--preemption",
+        ),
+        (
+            &["--scheduler", "disagg", "--preemption", "swap"],
+            "--preemption",
+        ),
     ] {
         let out = run(&[&["run", "--requests", "1000"][..], args].concat());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -273,4 +297,44 @@ fn memory_aware_policies_run_and_report_kv_use() {
             assert!(util.iter().all(|u| u.as_f64().unwrap() > 0.0));
         }
     }
+}
+
+/// `--preemption swap` makes vLLM swap instead of recompute under the same tight cache:
+/// swaps are reported, each swapped request comes back, and nothing is recomputed.
+#[test]
+fn vllm_swaps_instead_of_recomputing() {
+    let (doc, _) = json(
+        &[
+            "--scheduler",
+            "vllm",
+            "--preemption",
+            "swap",
+            "--swap-gbps",
+            "16",
+            "--rate",
+            "2",
+            "--requests",
+            "2000",
+            "--kv-capacity",
+            "4096",
+            "--max-batched-tokens",
+            "512",
+            "--max-seqs",
+            "64",
+            "--prompt",
+            "uniform:16:256",
+            "--decode",
+            "uniform:1:200",
+        ],
+        "1",
+    );
+    let num = |k: &str| doc[k].as_f64().unwrap();
+    assert!(num("swaps_out") > 0.0, "vllm did not swap");
+    assert_eq!(num("swaps_in"), num("swaps_out"));
+    assert!(num("swap_bytes") > 0.0 && num("swap_seconds") > 0.0);
+    assert_eq!(num("preemptions"), 0.0);
+    assert_eq!(num("recomputed_tokens"), 0.0);
+    assert_eq!(doc["config"]["preemption"], "swap");
+    assert_eq!(doc["config"]["swap_gbps"], 16.0);
+    assert!(num("kv_peak_utilization") <= 1.0);
 }

@@ -4,7 +4,9 @@
 //! from the batches alone; token and sequence limits hold; each policy's batch shape
 //! (whole or chunked prefills, mixing, stall-free decodes, no joins for static) and its
 //! FCFS admission order hold; preemption by recompute re-processes exactly the dropped
-//! context and emits nothing twice.
+//! context and emits nothing twice; preemption by swapping (vllm, decode-first) recomputes
+//! nothing, frees and restores exactly the swapped context, resumes each swapped request
+//! where it left off, and lengthens its batch by the transfer time.
 
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -13,11 +15,18 @@ use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, simulate, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, DisaggSpec, Phase, SchedulerSpec};
+use llmsim::scheduler::{BatchLimits, DisaggSpec, Phase, Preemption, SchedulerSpec, SwapLink};
 use llmsim::workload::Request;
 
 const MAX_PROMPT: u32 = 40;
 const MAX_DECODE: u32 = 12;
+
+/// The swap link of the property test: 0.1 GB/s at Llama-3.1-8B's 128 KiB per token, so a
+/// swap of one token takes 1.31 ms, comparable with the batches' costs.
+const LINK: SwapLink = SwapLink {
+    gbytes_per_s: 0.1,
+    kv_bytes_per_token: 131_072.0,
+};
 
 fn workload() -> impl Strategy<Value = Vec<Request>> {
     prop::collection::vec((0.0..1.0f64, 1u32..=MAX_PROMPT, 0u32..=MAX_DECODE), 2..60).prop_map(
@@ -41,7 +50,7 @@ fn workload() -> impl Strategy<Value = Vec<Request>> {
 /// conditions `llmsim run` enforces), and a KV cache `spare` blocks above the least such.
 fn setup() -> impl Strategy<Value = (SchedulerSpec, KvConfig)> {
     (
-        0usize..5,
+        0usize..7,
         1u32..8,
         1u32..120,
         prop_oneof![Just(0.0), Just(0.05)],
@@ -52,13 +61,18 @@ fn setup() -> impl Strategy<Value = (SchedulerSpec, KvConfig)> {
             let longest = u64::from(MAX_PROMPT + MAX_DECODE);
             let whole = match which {
                 1 => MAX_PROMPT,
-                2 | 4 => MAX_PROMPT + MAX_DECODE - 1,
+                2 | 4..=6 => MAX_PROMPT + MAX_DECODE - 1,
                 _ => 0,
             };
             let limits = BatchLimits {
                 max_seqs,
                 max_tokens: tokens.max(max_seqs).max(whole),
                 watermark,
+                preemption: if which >= 5 {
+                    Preemption::Swap(LINK)
+                } else {
+                    Preemption::Recompute
+                },
             };
             let need = longest.div_ceil(u64::from(block));
             // The watermark is a fraction of all blocks: solve need + ceil(w x) <= x.
@@ -68,6 +82,7 @@ fn setup() -> impl Strategy<Value = (SchedulerSpec, KvConfig)> {
                 1 => SchedulerSpec::Orca(limits),
                 2 => SchedulerSpec::Vllm(limits),
                 3 => SchedulerSpec::Sarathi(limits),
+                5 => SchedulerSpec::Vllm(limits),
                 _ => SchedulerSpec::DecodeFirst(limits),
             };
             let kv = KvConfig {
@@ -86,6 +101,8 @@ struct Shadow {
     recompute: u32,
     emitted: u32,
     gpu: Option<usize>,
+    /// Context swapped out to host memory, while it is there.
+    swapped: Option<u32>,
 }
 
 impl Shadow {
@@ -96,7 +113,10 @@ impl Shadow {
         self.prefilled + self.decoded - self.recompute
     }
     fn decodable(&self, r: &Request) -> bool {
-        self.prefilled == self.target(r) && self.emitted > 0 && self.decoded < r.decode
+        self.prefilled == self.target(r)
+            && self.emitted > 0
+            && self.decoded < r.decode
+            && self.swapped.is_none()
     }
     fn done(&self, r: &Request) -> bool {
         self.emitted == r.decode + 1
@@ -124,6 +144,8 @@ proptest! {
         let mut sh = vec![Shadow::default(); n];
         let mut recomputed = 0u64;
         let mut preemptions = 0u64;
+        let (mut swaps_out, mut swaps_in, mut swap_seconds) = (0u64, 0u64, 0.0);
+        let swapping = spec.swap_link().is_some();
         let mut v: Vec<String> = Vec::new();
         // Static: the requests of the batch each GPU is running.
         let mut static_batch: Vec<Vec<usize>> = vec![Vec::new(); gpus];
@@ -139,6 +161,33 @@ proptest! {
                 preemptions += 1;
                 s.recompute = s.decoded;
                 s.prefilled = 0;
+            }
+            let mut swap_time = 0.0;
+            for &id in b.swapped_out() {
+                let (s, r) = (&mut sh[id as usize], &requests[id as usize]);
+                if !swapping || s.gpu != Some(g) || !s.decodable(r) {
+                    v.push(format!("swapped out {id}, which is not decoding on GPU {g}"));
+                }
+                s.swapped = Some(s.context());
+                swap_time += LINK.time(s.context());
+                swaps_out += 1;
+            }
+            for &id in b.swapped_in() {
+                let s = &mut sh[id as usize];
+                if s.gpu != Some(g) || s.swapped != Some(s.context()) {
+                    v.push(format!("swapped in {id}, which did not come back as it left"));
+                }
+                s.swapped = None;
+                swap_time += LINK.time(s.context());
+                swaps_in += 1;
+                if !b.entries().iter().any(|e| e.id == id && e.phase == Phase::Decode) {
+                    v.push(format!("{id} swapped in without decoding"));
+                }
+            }
+            swap_seconds += swap_time;
+            // The cost model's time is never negative: the batch lasts at least its swaps.
+            if ev.end - ev.start < swap_time - 1e-12 {
+                v.push(format!("batch of {} s shorter than its swaps ({swap_time} s)", ev.end - ev.start));
             }
             let decodable: Vec<usize> = (0..n)
                 .filter(|&i| sh[i].gpu == Some(g) && sh[i].decodable(&requests[i]))
@@ -183,7 +232,9 @@ proptest! {
             // context after the batch (finished ones free theirs when it ends).
             let in_batch = |i: usize| entries.iter().any(|e| e.id as usize == i);
             let live = |i: &usize| {
-                sh[*i].gpu == Some(g) && (in_batch(*i) || !sh[*i].done(&requests[*i]))
+                sh[*i].gpu == Some(g)
+                    && sh[*i].swapped.is_none()
+                    && (in_batch(*i) || !sh[*i].done(&requests[*i]))
             };
             let held: u64 = (0..n)
                 .filter(live)
@@ -255,6 +306,17 @@ proptest! {
         let stats = |f: fn(&llmsim::engine::GpuStats) -> u64| out.gpus.iter().map(f).sum::<u64>();
         prop_assert_eq!(stats(|g| g.preemptions), preemptions);
         prop_assert_eq!(stats(|g| g.recomputed_tokens), recomputed);
+        prop_assert_eq!(stats(|g| g.swaps_out), swaps_out);
+        prop_assert_eq!(stats(|g| g.swaps_in), swaps_in);
+        // Every swapped request came back (it completed).
+        prop_assert_eq!(swaps_in, swaps_out);
+        let secs: f64 = out.gpus.iter().map(|g| g.swap_seconds).sum();
+        prop_assert!((secs - swap_seconds).abs() <= 1e-9 * (1.0 + secs));
+        if swapping {
+            prop_assert_eq!(preemptions, 0, "{} recomputed under swap", spec.name());
+        } else {
+            prop_assert_eq!(swaps_out, 0);
+        }
         prop_assert!(out.gpus.iter().all(|g| g.kv_peak_blocks <= kv.capacity_blocks()));
         if gpus == 1 {
             // Admission is FCFS in every policy: first service in arrival order.
@@ -285,6 +347,7 @@ proptest! {
             max_seqs,
             max_tokens: tokens.max(max_seqs).max(MAX_PROMPT),
             watermark: 0.0,
+            preemption: Preemption::Recompute,
         };
         let spec = DisaggSpec {
             limits,
@@ -371,6 +434,7 @@ fn tight_memory_preempts_and_still_completes_everything() {
         max_seqs: 8,
         max_tokens: 128,
         watermark: 0.01,
+        preemption: Preemption::Recompute,
     };
     for spec in [SchedulerSpec::Vllm(limits), SchedulerSpec::Sarathi(limits)] {
         let config = EngineConfig {
@@ -412,6 +476,7 @@ fn recompute_drops_the_cache_and_never_re_emits() {
             max_seqs: 2,
             max_tokens: 64,
             watermark: 0.0,
+            preemption: Preemption::Recompute,
         }),
         cost: Arc::new(LinearCost::new(1.0, 0.0, 0.0, CostDist::Deterministic)),
         gpus: 1,
@@ -439,4 +504,147 @@ fn recompute_drops_the_cache_and_never_re_emits() {
     assert_eq!(g.recomputed_tokens, 4 * g.preemptions);
     // r1's 2 decodes come after r0 finishes and frees its blocks.
     assert!(out.records[1].completion > out.records[0].completion);
+}
+
+/// Under the same tight cache as above, vLLM and decode-first with swapping never
+/// recompute: every preemption is a swap out, every swapped request comes back, and the
+/// summary's bytes and seconds agree with the link.
+#[test]
+fn tight_memory_swaps_and_still_completes_everything() {
+    let requests: Vec<Request> = (0..200)
+        .map(|i| Request {
+            arrival: f64::from(i) * 0.01,
+            prompt: 32,
+            decode: 64,
+        })
+        .collect();
+    let limits = BatchLimits {
+        max_seqs: 8,
+        max_tokens: 128,
+        watermark: 0.01,
+        preemption: Preemption::Swap(LINK),
+    };
+    for spec in [
+        SchedulerSpec::Vllm(limits),
+        SchedulerSpec::DecodeFirst(limits),
+    ] {
+        let config = EngineConfig {
+            scheduler: spec.clone(),
+            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Deterministic)),
+            gpus: 1,
+            router: RouterSpec::RoundRobin,
+            kv: KvConfig::with_tokens(256, 16),
+        };
+        let out = simulate(&requests, &config, 1, 0, 0);
+        let s = llmsim::metrics::summarize(&requests, &out);
+        assert!(s.swaps_out > 0, "{}: no swap", spec.name());
+        assert_eq!(s.swaps_in, s.swaps_out, "{}", spec.name());
+        assert_eq!(
+            (s.preemptions, s.recomputed_tokens),
+            (0, 0),
+            "{}",
+            spec.name()
+        );
+        let bytes = s.swap_bytes;
+        assert!(bytes >= 2.0 * 32.0 * 131_072.0 * s.swaps_out as f64);
+        assert!((s.swap_seconds - bytes / 1e8).abs() < 1e-9 * bytes);
+        assert!(s.kv_peak_utilization <= 1.0);
+        assert!(out.records.iter().all(|r| r.completion.is_finite()));
+    }
+}
+
+/// Preemption by swapping step by step, in the setting of the recompute test above (vLLM,
+/// 1 s per batch, three 4-token blocks) with a link that moves a token in 0.125 s (1e9
+/// bytes/s, 1.25e8 bytes per token). [0,1] prefill r0; [1,2] prefill r1 (both emit their
+/// first token); at 2 r1, the newest, cannot get a block and is swapped out with its 4
+/// tokens (0.5 s): [2,3.5] decodes r0 alone. r0 decodes until it finishes at 8.5, never
+/// leaving the 2 blocks r1 needs; at 8.5 r1 swaps back in (0.5 s) and decodes in the same
+/// batch, [8.5,10], then [10,11]: its first token is not emitted again, and its TBT
+/// includes the time it spent in host memory.
+#[test]
+fn swap_adds_its_transfer_time_to_the_batch() {
+    let requests = [
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 6,
+        },
+        Request {
+            arrival: 0.0,
+            prompt: 4,
+            decode: 2,
+        },
+    ];
+    let link = SwapLink {
+        gbytes_per_s: 1.0,
+        kv_bytes_per_token: 1.25e8,
+    };
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::Vllm(BatchLimits {
+            max_seqs: 2,
+            max_tokens: 64,
+            watermark: 0.0,
+            preemption: Preemption::Swap(link),
+        }),
+        cost: Arc::new(LinearCost::new(1.0, 0.0, 0.0, CostDist::Deterministic)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::with_tokens(12, 4),
+    };
+    let mut batches = Vec::new();
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+        let ids: Vec<u32> = ev.batch.entries().iter().map(|e| e.id).collect();
+        batches.push((
+            ev.start,
+            ev.end,
+            ids,
+            ev.batch.swapped_out().to_vec(),
+            ev.batch.swapped_in().to_vec(),
+            ev.kv_used,
+        ));
+    });
+    let spans: Vec<(f64, f64)> = batches.iter().map(|b| (b.0, b.1)).collect();
+    assert_eq!(
+        spans,
+        [
+            (0.0, 1.0),
+            (1.0, 2.0),
+            (2.0, 3.5),
+            (3.5, 4.5),
+            (4.5, 5.5),
+            (5.5, 6.5),
+            (6.5, 7.5),
+            (7.5, 8.5),
+            (8.5, 10.0),
+            (10.0, 11.0)
+        ]
+    );
+    // The swap out: r0 decodes alone, r1's block is freed (r0 holds 2 blocks).
+    assert_eq!(batches[2].2, vec![0]);
+    assert_eq!(batches[2].3, vec![1]);
+    assert_eq!(batches[2].5, 2);
+    // The swap in: r1 re-occupies its block and grows into a second one as it decodes.
+    assert_eq!(batches[8].2, vec![1]);
+    assert_eq!(batches[8].4, vec![1]);
+    assert_eq!(batches[8].5, 2);
+    assert!(
+        batches
+            .iter()
+            .enumerate()
+            .all(|(i, b)| { (i == 2) != b.3.is_empty() && (i == 8) != b.4.is_empty() })
+    );
+    let r1 = out.records[1];
+    assert_eq!((r1.first_token, r1.completion), (2.0, 11.0));
+    assert_eq!(out.records[0].completion, 8.5);
+    assert_eq!(
+        llmsim::metrics::request_tbt(&requests[1], &r1),
+        Some(4.5),
+        "TBT counts the time in host memory"
+    );
+    let g = &out.gpus[0];
+    assert_eq!((g.swaps_out, g.swaps_in), (1, 1));
+    assert_eq!((g.preemptions, g.recomputed_tokens), (0, 0));
+    assert_eq!(g.swap_bytes, 1e9);
+    assert_eq!(g.swap_seconds, 1.0);
+    assert_eq!(g.busy, 11.0);
 }

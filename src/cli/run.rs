@@ -16,7 +16,9 @@ use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, DisaggSpec, SchedulerKind, SchedulerSpec};
+use llmsim::scheduler::{
+    BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
+};
 use llmsim::sim::RunConfig;
 use llmsim::stats::aggregate_json;
 use llmsim::trace::Trace;
@@ -133,6 +135,21 @@ pub struct SimArgs {
     /// Fraction of KV blocks an admission must leave free (vllm, sarathi, decode-first).
     #[arg(long, allow_negative_numbers = true, default_value_t = BatchLimits::default().watermark)]
     pub watermark: f64,
+    /// How a running request is preempted when the batch cannot grow (vllm, decode-first):
+    /// recompute (drop its KV cache, redo it later) or swap (move it to host memory and
+    /// back over a link of --swap-gbps).
+    #[arg(long, default_value = "recompute", value_name = "MODE")]
+    pub preemption: String,
+    /// Host link bandwidth for --preemption swap (GB/s, 1e9 bytes per second, each way;
+    /// PCIe 4.0 x16 moves about 25). A swap of C tokens takes C x the model's KV bytes per
+    /// token / this.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = 25.0,
+        value_name = "GB_PER_S"
+    )]
+    pub swap_gbps: f64,
     /// KV-cache capacity per GPU (tokens) [default: unlimited, or from --gpu-mem-gb].
     #[arg(long, value_name = "TOKENS", conflicts_with = "gpu_mem_gb")]
     pub kv_capacity: Option<u64>,
@@ -260,6 +277,7 @@ impl SimArgs {
             max_seqs: self.max_seqs,
             max_tokens: self.max_batched_tokens,
             watermark: self.watermark,
+            preemption: self.preemption()?,
         };
         let scheduler = match self.scheduler {
             SchedulerKind::A => SchedulerSpec::A,
@@ -274,6 +292,14 @@ impl SimArgs {
             SchedulerKind::DecodeFirst => SchedulerSpec::DecodeFirst(limits),
             SchedulerKind::Disagg => SchedulerSpec::Disagg(self.disagg(limits)?),
         };
+        require(
+            limits.preemption == Preemption::Recompute || scheduler.supports_swap(),
+            "--preemption",
+            format!(
+                "'{}' preempts by recompute only; swap needs --scheduler vllm or decode-first",
+                self.scheduler
+            ),
+        )?;
         let gpus = match scheduler {
             SchedulerSpec::Disagg(d) => (d.prefill_gpus + d.decode_gpus) as usize,
             _ => self.gpus,
@@ -292,6 +318,29 @@ impl SimArgs {
             reps: self.reps,
             warmup,
         })
+    }
+
+    /// The preemption mode of --preemption, with the link of --swap-gbps for swap.
+    fn preemption(&self) -> Result<Preemption, UsageError> {
+        require(
+            self.swap_gbps > 0.0 && self.swap_gbps.is_finite(),
+            "--swap-gbps",
+            format!(
+                "must be a finite number of GB/s > 0 (got {})",
+                self.swap_gbps
+            ),
+        )?;
+        match self.preemption.as_str() {
+            "recompute" => Ok(Preemption::Recompute),
+            "swap" => Ok(Preemption::Swap(SwapLink {
+                gbytes_per_s: self.swap_gbps,
+                kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
+            })),
+            other => Err(UsageError::new(
+                "--preemption",
+                format!("unknown mode '{other}' (allowed: recompute, swap)"),
+            )),
+        }
     }
 
     fn synthetic(&self) -> Result<Workload, UsageError> {
@@ -617,6 +666,8 @@ impl SimArgs {
             "max_seqs": self.max_seqs,
             "max_batched_tokens": self.max_batched_tokens,
             "watermark": self.watermark,
+            "preemption": self.preemption,
+            "swap_gbps": self.swap_gbps,
             "kv_capacity_tokens": cfg.engine.kv.capacity_tokens(),
             "block_size": self.block_size,
             "gpus": cfg.engine.gpus,
@@ -706,6 +757,9 @@ fn print_table(doc: &Value) {
         ("KV peak", "kv_peak_utilization", ""),
         ("preemptions", "preemptions", ""),
         ("recomputed tokens", "recomputed_tokens", "tok"),
+        ("swaps out", "swaps_out", ""),
+        ("swaps in", "swaps_in", ""),
+        ("swap time", "swap_seconds", "s"),
     ] {
         println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
     }

@@ -94,6 +94,7 @@ impl Default for Setting {
                 max_seqs: 1024,
                 max_tokens: 2048,
                 watermark: 0.01,
+                ..BatchLimits::default()
             },
             static_k: 64,
         }

@@ -95,6 +95,7 @@ pub fn policies() -> Vec<SchedulerSpec> {
         max_seqs: 256,
         max_tokens: 16_384,
         watermark: 0.01,
+        ..BatchLimits::default()
     };
     let chunked = BatchLimits {
         max_tokens: 2_048,

@@ -7,9 +7,12 @@
 //! run only when nothing decodes. On one GPU every admitted request decodes until it
 //! finishes, so new prompts start only once the whole running set has drained: the policy
 //! behaves like static batching whose batch size is set by what waited at the last drain.
+//! With [`Preemption::Swap`] victims are swapped out and back in as under vLLM's swap mode
+//! (see [`Vllm`](super::Vllm)): swapped requests rejoin a decode iteration without
+//! preemption, and no prompt is admitted while any is swapped out.
 
 use super::paged::{KvBudget, Queues};
-use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, Preemption, ReqId, Scheduler, View};
 
 /// Decodes first; prefill-only iterations when no request decodes.
 #[derive(Debug)]
@@ -23,7 +26,10 @@ impl DecodeFirst {
     pub fn new(limits: BatchLimits) -> Self {
         DecodeFirst {
             limits,
-            queues: Queues::default(),
+            queues: Queues {
+                swap: matches!(limits.preemption, Preemption::Swap(_)),
+                ..Queues::default()
+            },
         }
     }
 }
@@ -35,8 +41,10 @@ impl Scheduler for DecodeFirst {
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
-        self.queues.decode_running(view, &mut kv, batch);
-        if batch.is_empty() {
+        if !self.queues.decode_running(view, &mut kv, batch) {
+            self.queues.swap_in(view, &mut kv, &self.limits, batch);
+        }
+        if batch.is_empty() && self.queues.swapped.is_empty() {
             self.queues
                 .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
         }
@@ -47,6 +55,8 @@ impl Scheduler for DecodeFirst {
     }
 
     fn can_accept(&self) -> bool {
-        self.queues.waiting.is_empty() && self.queues.running.len() < self.limits.max_seqs as usize
+        self.queues.waiting.is_empty()
+            && self.queues.swapped.is_empty()
+            && self.queues.running.len() < self.limits.max_seqs as usize
     }
 }

@@ -60,6 +60,8 @@ pub struct Batch {
     shape: BatchShape,
     preempted: Vec<ReqId>,
     fetched: Vec<ReqId>,
+    swapped_out: Vec<ReqId>,
+    swapped_in: Vec<ReqId>,
 }
 
 impl Batch {
@@ -91,6 +93,31 @@ impl Batch {
     /// must not also be an entry of this batch; the scheduler re-queues it itself.
     pub fn preempt(&mut self, id: ReqId) {
         self.preempted.push(id);
+    }
+
+    /// Preempts request `id` by swapping before this batch runs: the engine moves its KV
+    /// cache to host memory over the [`SwapLink`], freeing its blocks but keeping its
+    /// progress, and adds the transfer time to this batch's duration. The request must not
+    /// also be an entry of this batch; the scheduler keeps it until it calls [`Batch::swap_in`].
+    pub fn swap_out(&mut self, id: ReqId) {
+        self.swapped_out.push(id);
+    }
+
+    /// Brings swapped-out request `id`'s KV cache back before this batch runs: the engine
+    /// re-occupies its blocks and adds the transfer time to this batch's duration. The
+    /// request may decode in this same batch.
+    pub fn swap_in(&mut self, id: ReqId) {
+        self.swapped_in.push(id);
+    }
+
+    /// Requests swapped out when this batch was formed, in the order the scheduler chose them.
+    pub fn swapped_out(&self) -> &[ReqId] {
+        &self.swapped_out
+    }
+
+    /// Requests swapped back in when this batch was formed.
+    pub fn swapped_in(&self) -> &[ReqId] {
+        &self.swapped_in
     }
 
     /// Starts moving request `id`'s KV cache to this GPU from the GPU that prefilled it
@@ -129,6 +156,8 @@ impl Batch {
         self.entries.clear();
         self.preempted.clear();
         self.fetched.clear();
+        self.swapped_out.clear();
+        self.swapped_in.clear();
         self.shape = BatchShape::default();
     }
 }
@@ -255,6 +284,40 @@ pub struct BatchLimits {
     pub max_tokens: u32,
     /// Fraction of KV blocks a new admission must leave free (vLLM's watermark, 0.01).
     pub watermark: f64,
+    /// How a running request that must make room is preempted (vllm and decode-first
+    /// honour [`Preemption::Swap`]; the other policies always recompute).
+    pub preemption: Preemption,
+}
+
+/// How a paged-memory policy preempts a running request when the batch cannot grow.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Preemption {
+    /// Drop its KV cache; its next prefill rebuilds it ([`Batch::preempt`]).
+    #[default]
+    Recompute,
+    /// Move its KV cache to host memory and back ([`Batch::swap_out`], [`Batch::swap_in`]).
+    Swap(SwapLink),
+}
+
+/// The GPU-host link that swapped KV caches cross (vLLM's swap space, over PCIe).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SwapLink {
+    /// Bandwidth (GB/s, 1e9 bytes per second), the same in both directions.
+    pub gbytes_per_s: f64,
+    /// Bytes of KV cache per token.
+    pub kv_bytes_per_token: f64,
+}
+
+impl SwapLink {
+    /// Bytes of the KV cache of `tokens` tokens.
+    pub fn bytes(&self, tokens: u32) -> f64 {
+        f64::from(tokens) * self.kv_bytes_per_token
+    }
+
+    /// Seconds to move the KV cache of `tokens` tokens one way: bytes over bandwidth.
+    pub fn time(&self, tokens: u32) -> f64 {
+        self.bytes(tokens) / (self.gbytes_per_s * 1e9)
+    }
 }
 
 impl Default for BatchLimits {
@@ -264,6 +327,7 @@ impl Default for BatchLimits {
             max_seqs: 256,
             max_tokens: 2048,
             watermark: 0.01,
+            preemption: Preemption::Recompute,
         }
     }
 }
@@ -287,7 +351,7 @@ pub enum SchedulerSpec {
     },
     /// Orca's iteration-level scheduling with whole prefills.
     Orca(BatchLimits),
-    /// vLLM's prefill-prioritizing continuous batching with preemption by recompute.
+    /// vLLM's prefill-prioritizing continuous batching with preemption by recompute or swap.
     Vllm(BatchLimits),
     /// Sarathi-Serve's chunked prefills under a token budget (`max_tokens`).
     Sarathi(BatchLimits),
@@ -340,6 +404,19 @@ impl SchedulerSpec {
             SchedulerSpec::Sarathi(_) => SchedulerKind::Sarathi,
             SchedulerSpec::DecodeFirst(_) => SchedulerKind::DecodeFirst,
             SchedulerSpec::Disagg(_) => SchedulerKind::Disagg,
+        }
+    }
+
+    /// Whether the policy can preempt by swapping ([`Preemption::Swap`]).
+    pub fn supports_swap(&self) -> bool {
+        matches!(self, SchedulerSpec::Vllm(_) | SchedulerSpec::DecodeFirst(_))
+    }
+
+    /// The swap link when the policy preempts by swapping.
+    pub fn swap_link(&self) -> Option<SwapLink> {
+        match self.limits()?.preemption {
+            Preemption::Swap(link) if self.supports_swap() => Some(link),
+            _ => None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Machinery shared by the paged-memory policies (vLLM, Sarathi-Serve, decode-first): a
 //! waiting queue, a running set, KV-block bookkeeping while an iteration is formed, and
-//! preemption by recompute as vLLM does it (Kwon et al., SOSP'23, §4.5).
+//! preemption by recompute or by swapping as vLLM does it (Kwon et al., SOSP'23, §4.5).
 
 use std::collections::VecDeque;
 
@@ -57,6 +57,17 @@ impl KvBudget {
         ok
     }
 
+    /// Takes the blocks swapped-out request `id` needs to come back and decode one token,
+    /// if that leaves the watermark free (vLLM's `can_swap_in`); false otherwise.
+    pub fn try_swap_in(&mut self, view: &View, id: ReqId) -> bool {
+        let need = view.kv.blocks_for(u64::from(view.context(id)) + 1);
+        let ok = need + self.watermark <= self.free;
+        if ok {
+            self.free -= need;
+        }
+        ok
+    }
+
     /// Returns the blocks running request `id` holds or has set aside (it is being preempted).
     pub fn release(&mut self, view: &View, id: ReqId) {
         self.free += reserved(view, id);
@@ -77,16 +88,22 @@ pub(crate) struct Queues {
     pub waiting: VecDeque<ReqId>,
     /// Admitted requests, oldest admission first; they hold KV blocks.
     pub running: Vec<ReqId>,
+    /// Requests swapped out to host memory, in arrival order; they hold no KV blocks.
+    pub swapped: VecDeque<ReqId>,
+    /// Whether victims are swapped out rather than recomputed.
+    pub swap: bool,
 }
 
 impl Queues {
     /// Schedules one decode step for every running request past its prefill, oldest first.
     /// When one cannot get its next block, the newest running request is preempted by
     /// recompute (vLLM's policy: the most recently admitted loses), until it can or it is
-    /// itself the newest. Victims go back to the front of the waiting queue, oldest first.
-    /// Returns whether any request was preempted.
+    /// itself the newest. Victims go back to the front of the waiting queue, oldest first;
+    /// when swapping, a victim past its prefill is swapped out instead and joins the swapped
+    /// queue, keeping its progress. Returns whether any request was preempted.
     pub fn decode_running(&mut self, view: &View, kv: &mut KvBudget, batch: &mut Batch) -> bool {
         let mut victims = Vec::new();
+        let mut preempted = false;
         let mut i = 0;
         while i < self.running.len() {
             let id = self.running[i];
@@ -99,15 +116,45 @@ impl Queues {
             } else {
                 let victim = self.running.pop().expect("i < len");
                 kv.release(view, victim);
-                batch.preempt(victim);
-                victims.push(victim);
+                preempted = true;
+                if self.swap && view.prefill_left(victim) == 0 {
+                    batch.swap_out(victim);
+                    // FCFS among swapped requests: keep them in arrival (id) order.
+                    let at = self.swapped.partition_point(|&s| s < victim);
+                    self.swapped.insert(at, victim);
+                } else {
+                    batch.preempt(victim);
+                    victims.push(victim);
+                }
             }
         }
         // Victims were taken newest first; pushing each to the front restores arrival order.
         for &v in &victims {
             self.waiting.push_front(v);
         }
-        !victims.is_empty()
+        preempted
+    }
+
+    /// Swaps swapped-out requests back in, oldest arrival first, while `limits.max_seqs`
+    /// and memory (their context, one more token and the watermark) allow, stopping at the
+    /// first that does not fit; each decodes one token in this batch and rejoins the running
+    /// set as its newest member. Call it only when no request was preempted this iteration.
+    pub fn swap_in(
+        &mut self,
+        view: &View,
+        kv: &mut KvBudget,
+        limits: &BatchLimits,
+        batch: &mut Batch,
+    ) {
+        while let Some(&id) = self.swapped.front() {
+            if self.running.len() >= limits.max_seqs as usize || !kv.try_swap_in(view, id) {
+                break;
+            }
+            self.swapped.pop_front();
+            batch.swap_in(id);
+            batch.push_decode(id, view.context(id));
+            self.running.push(id);
+        }
     }
 
     /// Admits waiting requests in FCFS order while `limits` and memory allow, adding a

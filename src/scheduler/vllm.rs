@@ -8,9 +8,19 @@
 //! cannot hold a running request's next token, the most recently admitted request is
 //! preempted by recompute and returns to the head of the queue. Prefill and decode never
 //! share an iteration, which is why it is not throughput-optimal (Li, Dai and Peng, 2025).
+//!
+//! With [`Preemption::Swap`] (vLLM's `preemption_mode="swap"`) the victim is swapped out
+//! instead: it keeps its progress (nothing is recomputed), its blocks are freed, and its
+//! `context x kv_bytes_per_token` bytes cross the host link in `bytes / bandwidth` seconds,
+//! added to the iteration in which the swap happens (vLLM swaps between iterations, and
+//! the GPU waits). While any request is swapped out no new prompt is admitted; a decode
+//! iteration without preemption first swaps requests back in, oldest arrival first, while
+//! blocks are free for their context, one more token and the watermark, paying the same
+//! transfer time, and they decode in that iteration where they left off. A swapped
+//! request's time between tokens includes the time it spent in host memory.
 
 use super::paged::{KvBudget, Queues};
-use super::{Batch, BatchLimits, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, Preemption, ReqId, Scheduler, View};
 
 /// vLLM-style prefill-prioritizing continuous batching with paged memory.
 #[derive(Debug)]
@@ -24,7 +34,10 @@ impl Vllm {
     pub fn new(limits: BatchLimits) -> Self {
         Vllm {
             limits,
-            queues: Queues::default(),
+            queues: Queues {
+                swap: matches!(limits.preemption, Preemption::Swap(_)),
+                ..Queues::default()
+            },
         }
     }
 }
@@ -36,10 +49,12 @@ impl Scheduler for Vllm {
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
-        self.queues
-            .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
-        if batch.is_empty() {
-            self.queues.decode_running(view, &mut kv, batch);
+        if self.queues.swapped.is_empty() {
+            self.queues
+                .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
+        }
+        if batch.is_empty() && !self.queues.decode_running(view, &mut kv, batch) {
+            self.queues.swap_in(view, &mut kv, &self.limits, batch);
         }
     }
 
@@ -48,6 +63,8 @@ impl Scheduler for Vllm {
     }
 
     fn can_accept(&self) -> bool {
-        self.queues.waiting.is_empty() && self.queues.running.len() < self.limits.max_seqs as usize
+        self.queues.waiting.is_empty()
+            && self.queues.swapped.is_empty()
+            && self.queues.running.len() < self.limits.max_seqs as usize
     }
 }
