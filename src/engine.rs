@@ -284,7 +284,9 @@ impl PartialOrd for Transfer {
 struct Gpu {
     sched: Box<dyn Scheduler>,
     rng: SimRng,
-    batch: Batch,
+    /// The GPU's batch, lent out while an event handler forms or finishes it. Boxed so that
+    /// lending it moves a pointer, not the whole struct with its five lists.
+    batch: Option<Box<Batch>>,
     busy: bool,
     stats: GpuStats,
     /// KV blocks held by this GPU's unfinished requests.
@@ -409,7 +411,7 @@ fn run_engine(
         .map(|g| Gpu {
             sched: config.scheduler.build_for(g),
             rng: stream(seed, rep, Source::Service(g as u32)),
-            batch: Batch::default(),
+            batch: Some(Box::default()),
             busy: false,
             stats: GpuStats::default(),
             kv_used: 0,
@@ -639,7 +641,10 @@ impl Engine<'_> {
                 None => break,
             }
         }
-        let mut batch = std::mem::take(&mut self.gpus[g].batch);
+        let mut batch = self.gpus[g]
+            .batch
+            .take()
+            .expect("the batch is home between events");
         batch.clear();
         let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
@@ -698,7 +703,7 @@ impl Engine<'_> {
         );
         if batch.is_empty() {
             self.gpus[g].busy = false;
-            self.gpus[g].batch = batch;
+            self.gpus[g].batch = Some(batch);
             self.idle.insert(g);
             return;
         }
@@ -735,7 +740,7 @@ impl Engine<'_> {
             batch: &batch,
             kv_used: gpu.kv_used,
         });
-        gpu.batch = batch;
+        gpu.batch = Some(batch);
         self.heap.push(Completion {
             time: now + dur,
             gpu: g,
@@ -743,7 +748,10 @@ impl Engine<'_> {
     }
 
     fn finish_batch(&mut self, g: usize, now: f64) {
-        let batch = std::mem::take(&mut self.gpus[g].batch);
+        let batch = self.gpus[g]
+            .batch
+            .take()
+            .expect("the batch is home between events");
         let in_window = self.window.contains(now);
         self.kv_change(g, now);
         let mut handed = Vec::new();
@@ -797,7 +805,7 @@ impl Engine<'_> {
         self.loads[g].work_tokens -= batch.shape().tokens();
         let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
-        self.gpus[g].batch = batch;
+        self.gpus[g].batch = Some(batch);
         for id in handed {
             self.hand_off(g, id, now);
         }
