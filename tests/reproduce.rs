@@ -808,3 +808,31 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
 }
+
+/// A malformed shared input is bad input: exit 2 naming the file, line and field, and no
+/// file written.
+#[test]
+fn a_malformed_shared_trace_exits_2_and_writes_nothing() {
+    let (shared, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let traces = shared.path().join("traces");
+    std::fs::create_dir_all(&traces).unwrap();
+    let good = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n";
+    std::fs::write(traces.join("AzureLLMInferenceTrace_code.csv"), good).unwrap();
+    let bad = format!("{good}2023-11-16 18:15:51.0000000,many,3\n");
+    std::fs::write(traces.join("AzureLLMInferenceTrace_conv.csv"), bad).unwrap();
+    let o = common::llmsim()
+        .args(["reproduce", "--quick", "--only", "trace_capacity", "--out"])
+        .arg(out.path())
+        .arg("--shared")
+        .arg(shared.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("AzureLLMInferenceTrace_conv.csv") && err.contains("ContextTokens"),
+        "{err}"
+    );
+    assert!(err.contains('4'), "the message names line 4: {err}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}

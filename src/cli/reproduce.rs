@@ -104,6 +104,8 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
     let start = Instant::now();
     let tables = experiments::run_with_shared(&which, study, shared, &|n| bar.inc(n));
     bar.finish_and_clear();
+    // A malformed shared input is bad input: exit 2, and nothing has been written yet.
+    let tables = tables.map_err(|e| super::UsageError::new("--shared", e.to_string()))?;
     let written = output::write_tables(&args.out, &tables)?;
     println!(
         "llmsim reproduce: {} experiment(s), seed {}, {} replications x {} requests (warm-up {}) per configuration{}",

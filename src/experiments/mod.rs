@@ -27,6 +27,8 @@ pub use per_request::ISOLATION_HORIZON_S;
 pub use table::{Cell, Table};
 
 use rayon::prelude::*;
+
+use crate::csvio::CsvError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -178,9 +180,10 @@ impl Experiment {
         }
     }
 
-    /// Runs the experiment.
-    pub fn run(self, ctx: &Ctx) -> Table {
-        match self {
+    /// Runs the experiment; a malformed shared input is an error naming its file, line and
+    /// field.
+    pub fn run(self, ctx: &Ctx) -> Result<Table, CsvError> {
+        let table = match self {
             Experiment::SchedulerABaseline => per_request::scheduler_a_baseline(ctx),
             Experiment::ValidationLightTraffic => per_request::light_traffic(ctx),
             Experiment::SchedulerAThroughputSweep | Experiment::SchedulerBThroughputSweep => {
@@ -197,9 +200,11 @@ impl Experiment {
             Experiment::Validation => validation::run(ctx),
             Experiment::PolicyCapacity => policies::capacity_table(ctx),
             Experiment::PolicyComparison => policies::comparison_table(ctx),
-            Experiment::TraceCapacity => traces::capacity(ctx),
-            Experiment::Roofline => traces::roofline(ctx),
-        }
+            // Only these read files (the shared inputs), so only they can fail.
+            Experiment::TraceCapacity => traces::capacity(ctx)?,
+            Experiment::Roofline => traces::roofline(ctx)?,
+        };
+        Ok(table)
     }
 
     /// Input files the experiment reads from the shared folder `shared` that are missing;
@@ -235,7 +240,11 @@ impl fmt::Display for Experiment {
 
 /// Runs `which` in order, calling `progress(n)` as every `n` replications finish (from any
 /// thread). The tables do not depend on the number of threads.
-pub fn run(which: &[Experiment], study: Study, progress: &(dyn Fn(u64) + Sync)) -> Vec<Table> {
+pub fn run(
+    which: &[Experiment],
+    study: Study,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Table>, CsvError> {
     run_with_shared(which, study, traces::default_shared(), progress)
 }
 
@@ -245,7 +254,7 @@ pub fn run_with_shared(
     study: Study,
     shared: std::path::PathBuf,
     progress: &(dyn Fn(u64) + Sync),
-) -> Vec<Table> {
+) -> Result<Vec<Table>, CsvError> {
     let ctx = Ctx::new(study, progress).with_shared(shared);
     // Experiments run side by side as well as within: a bisection's sequential steps leave
     // cores idle that another experiment fills. Each experiment's result depends only on
@@ -292,7 +301,8 @@ mod tests {
             let done = AtomicU64::new(0);
             let table = run(&[e], study, &|n| {
                 done.fetch_add(n, Ordering::Relaxed);
-            });
+            })
+            .expect("the shared inputs parse");
             assert_eq!(done.into_inner(), e.planned_runs(&study.scale), "{e}");
             assert!(
                 table[0]

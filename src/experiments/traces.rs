@@ -21,6 +21,7 @@
 //! of the requests served alone over the replay's span); its search starts at
 //! `max(1, floor(rho))`, capped at [`MAX_GPUS`].
 
+use crate::csvio::CsvError;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -245,19 +246,14 @@ struct Search {
 }
 
 /// Replays every trace on growing clusters under every policy.
-pub fn capacity(ctx: &Ctx) -> Table {
+pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
     let (reps, prefix) = effort(&ctx.study.scale);
     let preset = Preset::built_in(PRESET).expect("built-in preset");
     let cost: Arc<dyn CostModel> = Arc::new(LogNormalNoise::new(preset.model(), NOISE_CV));
     let traces: Vec<(&'static str, Arc<Trace>)> = TRACES
         .iter()
-        .map(|&(label, rel)| {
-            let path = ctx.shared.join(rel);
-            let t = Trace::read(&path)
-                .unwrap_or_else(|e| panic!("cannot read trace {}: {e}", path.display()));
-            (label, Arc::new(t))
-        })
-        .collect();
+        .map(|&(label, rel)| Ok((label, Arc::new(Trace::read(&ctx.shared.join(rel))?))))
+        .collect::<Result<_, CsvError>>()?;
     let mut jobs = Vec::new();
     for (label, trace) in &traces {
         for &speedup in &SPEEDUPS {
@@ -391,7 +387,7 @@ pub fn capacity(ctx: &Ctx) -> Table {
         )
     };
     let (_, prefix) = effort(&ctx.study.scale);
-    Table {
+    Ok(Table {
         name: Experiment::TraceCapacity.name(),
         header,
         rows,
@@ -433,14 +429,13 @@ pub fn capacity(ctx: &Ctx) -> Table {
             "minimal": minimal,
         }),
         headline,
-    }
+    })
 }
 
 /// The roofline model and the profiled preset against every measured H200 iteration.
-pub fn roofline(ctx: &Ctx) -> Table {
+pub fn roofline(ctx: &Ctx) -> Result<Table, CsvError> {
     let path = ctx.shared.join(PROFILE);
-    let rows: Vec<ProfileRow> = read_profile(&path)
-        .unwrap_or_else(|e| panic!("cannot read profile {}: {e}", path.display()));
+    let rows: Vec<ProfileRow> = read_profile(&path)?;
     let preset = Preset::built_in(PRESET).expect("built-in preset");
     let profiled = preset.model();
     let roof = fit_roofline(&rows, ModelShape::LLAMA_3_1_8B, GpuSpec::H200);
@@ -471,7 +466,7 @@ pub fn roofline(ctx: &Ctx) -> Table {
         .collect();
     let pf = fit_error(profiled.as_ref(), &rows);
     let rf = fit_error(&roof, &rows);
-    Table {
+    Ok(Table {
         name: Experiment::Roofline.name(),
         header: vec![
             "kind",
@@ -509,5 +504,5 @@ pub fn roofline(ctx: &Ctx) -> Table {
             roof.eff.memory,
             roof.eff.overhead * 1e3
         ),
-    }
+    })
 }
