@@ -7,12 +7,12 @@
 //! run only when nothing decodes. On one GPU every admitted request decodes until it
 //! finishes, so new prompts start only once the whole running set has drained: the policy
 //! behaves like static batching whose batch size is set by what waited at the last drain.
-//! With [`Preemption::Swap`] victims are swapped out and back in as under vLLM's swap mode
+//! With [`Preemption::Swap`](super::Preemption::Swap) victims are swapped out and back in as under vLLM's swap mode
 //! (see [`Vllm`](super::Vllm)): swapped requests rejoin a decode iteration without
 //! preemption, and no prompt is admitted while any is swapped out.
 
 use super::paged::{KvBudget, Queues};
-use super::{Batch, BatchLimits, Preemption, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View};
 
 /// Decodes first; prefill-only iterations when no request decodes.
 #[derive(Debug)]
@@ -26,10 +26,7 @@ impl DecodeFirst {
     pub fn new(limits: BatchLimits) -> Self {
         DecodeFirst {
             limits,
-            queues: Queues {
-                swap: matches!(limits.preemption, Preemption::Swap(_)),
-                ..Queues::default()
-            },
+            queues: Queues::new(&limits),
         }
     }
 }

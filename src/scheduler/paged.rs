@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Batch, BatchLimits, ReqId, View};
+use super::{Batch, BatchLimits, Preemption, ReqId, View};
 
 /// KV blocks still free while one iteration is being formed.
 ///
@@ -95,6 +95,14 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
+    /// Empty queues that preempt the way `limits` asks (by swapping or by recompute).
+    pub fn new(limits: &BatchLimits) -> Self {
+        Queues {
+            swap: matches!(limits.preemption, Preemption::Swap(_)),
+            ..Queues::default()
+        }
+    }
+
     /// Schedules one decode step for every running request past its prefill, oldest first.
     /// When one cannot get its next block, the newest running request is preempted by
     /// recompute (vLLM's policy: the most recently admitted loses), until it can or it is

@@ -9,7 +9,7 @@
 //! preempted by recompute and returns to the head of the queue. Prefill and decode never
 //! share an iteration, which is why it is not throughput-optimal (Li, Dai and Peng, 2025).
 //!
-//! With [`Preemption::Swap`] (vLLM's `preemption_mode="swap"`) the victim is swapped out
+//! With [`Preemption::Swap`](super::Preemption::Swap) (vLLM's `preemption_mode="swap"`) the victim is swapped out
 //! instead: it keeps its progress (nothing is recomputed), its blocks are freed, and its
 //! `context x kv_bytes_per_token` bytes cross the host link in `bytes / bandwidth` seconds,
 //! added to the iteration in which the swap happens (vLLM swaps between iterations, and
@@ -20,7 +20,7 @@
 //! request's time between tokens includes the time it spent in host memory.
 
 use super::paged::{KvBudget, Queues};
-use super::{Batch, BatchLimits, Preemption, ReqId, Scheduler, View};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View};
 
 /// vLLM-style prefill-prioritizing continuous batching with paged memory.
 #[derive(Debug)]
@@ -34,10 +34,7 @@ impl Vllm {
     pub fn new(limits: BatchLimits) -> Self {
         Vllm {
             limits,
-            queues: Queues {
-                swap: matches!(limits.preemption, Preemption::Swap(_)),
-                ..Queues::default()
-            },
+            queues: Queues::new(&limits),
         }
     }
 }
