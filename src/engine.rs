@@ -230,55 +230,40 @@ pub struct SimOutput {
     pub kv: KvConfig,
 }
 
+/// An event due at `time` (seconds): a GPU's batch completion (`Due<usize>`, the GPU) or a
+/// KV transfer (`Due<Transfer>`). Ordered so that std's max-heap pops the earliest first,
+/// ties going to the smaller `what` (lowest GPU, lowest request).
 #[derive(PartialEq)]
-struct Completion {
+struct Due<T> {
     time: f64,
-    gpu: usize,
+    what: T,
 }
 
-impl Eq for Completion {}
+impl<T: Eq> Eq for Due<T> {}
 
-impl Ord for Completion {
-    // Reversed, so that std's max-heap pops the earliest completion (lowest GPU on ties).
+impl<T: Ord> Ord for Due<T> {
+    // Reversed: std's heap is a max-heap.
     fn cmp(&self, other: &Self) -> Ordering {
         other
             .time
             .total_cmp(&self.time)
-            .then(other.gpu.cmp(&self.gpu))
+            .then(other.what.cmp(&self.what))
     }
 }
 
-impl PartialOrd for Completion {
+impl<T: Ord> PartialOrd for Due<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-/// A KV cache transfer between GPUs, ordered like [`Completion`].
-#[derive(PartialEq)]
+/// A KV cache transfer between GPUs; ordered by request first (one transfer per request
+/// is ever in flight).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Transfer {
-    time: f64,
     id: ReqId,
     from: usize,
     to: usize,
-}
-
-impl Eq for Transfer {}
-
-impl Ord for Transfer {
-    // Reversed, so that std's max-heap pops the earliest transfer (lowest request on ties).
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .time
-            .total_cmp(&self.time)
-            .then(other.id.cmp(&self.id))
-    }
-}
-
-impl PartialOrd for Transfer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 struct Gpu {
@@ -327,13 +312,13 @@ struct Engine<'a> {
     /// Cached [`Router::holds_requests`].
     router_holds: bool,
     idle: BTreeSet<usize>,
-    heap: BinaryHeap<Completion>,
+    heap: BinaryHeap<Due<usize>>,
     /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
     route_gpus: usize,
     disagg: Option<DisaggSpec>,
     /// The host link of a policy that preempts by swapping.
     swap: Option<SwapLink>,
-    transfers: BinaryHeap<Transfer>,
+    transfers: BinaryHeap<Due<Transfer>>,
     /// When each GPU's outgoing KV link is next free (seconds).
     link_free: Vec<f64>,
     window: Window,
@@ -500,10 +485,10 @@ impl Engine<'_> {
                 _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
                     let t = self.transfers.pop().expect("peeked");
                     now = t.time;
-                    self.transfer_done(t, now);
+                    self.transfer_done(t.what, now);
                 }
                 (_, Some(_)) => {
-                    let Completion { time, gpu } = self.heap.pop().expect("peeked");
+                    let Due { time, what: gpu } = self.heap.pop().expect("peeked");
                     now = time;
                     self.finish_batch(gpu, now);
                     self.start_batch(gpu, now);
@@ -662,11 +647,9 @@ impl Engine<'_> {
             let ctx = self.progress[id as usize].context();
             let start = now.max(self.link_free[from]);
             self.link_free[from] = start + d.send_time(ctx);
-            self.transfers.push(Transfer {
+            self.transfers.push(Due {
                 time: self.link_free[from] + d.link_latency,
-                id,
-                from,
-                to: g,
+                what: Transfer { id, from, to: g },
             });
             self.gpus[g].kv_used += self.blocks(u64::from(ctx));
         }
@@ -741,9 +724,9 @@ impl Engine<'_> {
             kv_used: gpu.kv_used,
         });
         gpu.batch = Some(batch);
-        self.heap.push(Completion {
+        self.heap.push(Due {
             time: now + dur,
-            gpu: g,
+            what: g,
         });
     }
 
