@@ -60,9 +60,6 @@ impl Effort {
     };
 }
 
-/// Base seed of the policy experiments.
-pub const SEED: u64 = 20_251_127;
-
 /// The shared setting: model, hardware, workload and limits.
 #[derive(Debug, Clone)]
 pub struct Setting {
@@ -76,12 +73,14 @@ pub struct Setting {
     pub limits: BatchLimits,
     /// Requests per static batch.
     pub static_k: u32,
+    /// Base seed: replication `r` of every run serves the requests of `(seed, r)`.
+    pub seed: u64,
 }
 
 impl Default for Setting {
     /// Llama-3.1-8B-like costs (`c` = 20 ms per iteration, 50 us per token), prompts of
     /// 64-448 tokens, geometric outputs of mean 128 (capped at 1024), batches of at most
-    /// 2048 tokens and 1024 requests, static batches of 64.
+    /// 2048 tokens and 1024 requests, static batches of 64; seed 42 (`reproduce`'s default).
     fn default() -> Self {
         Setting {
             cost: LinearCost::new(0.02, 5e-5, 0.0, CostDist::Deterministic),
@@ -97,6 +96,7 @@ impl Default for Setting {
                 ..BatchLimits::default()
             },
             static_k: 64,
+            seed: 42,
         }
     }
 }
@@ -149,7 +149,7 @@ impl Setting {
                 router: RouterSpec::RoundRobin,
                 kv,
             },
-            seed: SEED,
+            seed: self.seed,
             reps: effort.reps,
             warmup: effort.requests / 10,
         }
@@ -476,7 +476,7 @@ fn table<T: Serialize>(name: &'static str, rows: &[T], meta: Value, headline: St
 
 fn describe(setting: &Setting, effort: Effort) -> Value {
     json!({
-        "study": {"seed": SEED, "reps": effort.reps, "requests_per_rep": effort.requests, "warmup_requests": effort.requests / 10},
+        "study": {"seed": setting.seed, "reps": effort.reps, "requests_per_rep": effort.requests, "warmup_requests": effort.requests / 10},
         "bisection_steps": effort.steps,
         "cost": format!("S(b) = {} + {} b seconds (deterministic)", setting.cost.c, setting.cost.a),
         "prompt": setting.prompt.to_string(),
@@ -492,7 +492,10 @@ fn describe(setting: &Setting, effort: Effort) -> Value {
 
 /// `data_policy_capacity.csv`: each policy's largest stable rate against the bound.
 pub fn capacity_table(ctx: &Ctx) -> Table {
-    let setting = Setting::default();
+    let setting = Setting {
+        seed: ctx.study.seed,
+        ..Setting::default()
+    };
     let effort = effort(&ctx.study.scale);
     let rows = capacity(&setting, &MEMORIES, effort);
     let ample: Vec<String> = rows
@@ -514,7 +517,10 @@ pub fn capacity_table(ctx: &Ctx) -> Table {
 
 /// `data_policy_comparison.csv`: every policy's latencies at three loads, same requests.
 pub fn comparison_table(ctx: &Ctx) -> Table {
-    let setting = Setting::default();
+    let setting = Setting {
+        seed: ctx.study.seed,
+        ..Setting::default()
+    };
     let effort = effort(&ctx.study.scale);
     let rows = comparison(&setting, &MEMORIES, &LOADS, effort);
     let at = |p: &str| {
@@ -539,6 +545,25 @@ pub fn comparison_table(ctx: &Ctx) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiments::Study;
+
+    /// The study's seed reaches every run: the comparison table differs between seeds 1 and
+    /// 2 (in its rows and in the seed its metadata records) and repeats for one seed.
+    #[test]
+    fn comparison_follows_the_study_seed() {
+        let table = |seed| {
+            let study = Study {
+                seed,
+                scale: Scale::QUICK,
+            };
+            comparison_table(&Ctx::new(study, &|_| {}))
+        };
+        let (one, two) = (table(1), table(2));
+        assert_ne!(one.rows, two.rows);
+        assert_eq!(one.meta["study"]["seed"], 1);
+        assert_eq!(two.meta["study"]["seed"], 2);
+        assert_eq!(table(1).rows, one.rows);
+    }
 
     #[test]
     fn bound_by_hand() {
