@@ -2,14 +2,17 @@
 //! spec strings such as `128`, `uniform:64:512`, `geometric:64:1024`,
 //! `mix:64@0.5,128@0.3,512@0.2` or `lognormal:256:1.0:4096`.
 //!
-//! Every distribution is over whole tokens and has a finite support, so its exact
-//! probability mass function is available to the `theory` module.
+//! Every distribution is over whole tokens and has a finite support of at most
+//! [`MAX_TOKENS`], so its exact moments are available to the `theory` module. Samplers draw
+//! directly (inverse CDF, or a transformed normal) and moments visit the probability mass
+//! function one value at a time, so neither builds it.
 
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
 use std::fmt;
 use std::str::FromStr;
 
+use crate::limits::MAX_TOKENS;
 use crate::rng::SimRng;
 
 /// A distribution of token counts.
@@ -108,6 +111,12 @@ impl FromStr for LengthDist {
             }
             _ => return Err(err("unknown form")),
         };
+        if dist.max() > MAX_TOKENS {
+            return Err(err(&format!(
+                "lengths must be at most {MAX_TOKENS} tokens (got {})",
+                dist.max()
+            )));
+        }
         Ok(dist)
     }
 }
@@ -164,26 +173,64 @@ impl LengthDist {
 
     /// The smallest value the distribution can produce (tokens).
     pub fn min(&self) -> u32 {
-        self.pmf().first().map_or(0, |&(n, _)| n)
+        match self {
+            LengthDist::Fixed(n) => *n,
+            LengthDist::Uniform { lo, .. } => *lo,
+            LengthDist::Geometric { .. } => 1,
+            LengthDist::Mix(pairs) => pairs.iter().map(|&(n, _)| n).min().unwrap_or(0),
+            LengthDist::LogNormal { .. } => self.lognormal_point().unwrap_or(1),
+        }
     }
 
-    /// The exact probability mass function as `(tokens, probability)` pairs, ascending.
-    pub fn pmf(&self) -> Vec<(u32, f64)> {
-        let mut pmf = match self {
-            LengthDist::Fixed(n) => vec![(*n, 1.0)],
+    /// The largest value the distribution can produce (tokens): the sampler's cap.
+    pub fn max(&self) -> u32 {
+        match self {
+            LengthDist::Fixed(n) => *n,
+            LengthDist::Uniform { hi, .. } => *hi,
+            LengthDist::Geometric { max, .. } => *max,
+            LengthDist::Mix(pairs) => pairs.iter().map(|&(n, _)| n).max().unwrap_or(0),
+            LengthDist::LogNormal { max, .. } => self.lognormal_point().unwrap_or(*max),
+        }
+    }
+
+    /// The one value of a lognormal law with `sigma = 0`, `None` for any other law.
+    fn lognormal_point(&self) -> Option<u32> {
+        match self {
+            LengthDist::LogNormal { median, sigma, max } if *sigma == 0.0 => {
+                Some(median.round().clamp(1.0, f64::from(*max)) as u32)
+            }
+            _ => None,
+        }
+    }
+
+    /// Calls `visit(tokens, probability)` for every value of positive probability (and, for
+    /// the capped geometric, its cap), in ascending order, without materialising the
+    /// probability mass function: memory is O(1) and time stops where the remaining mass
+    /// is zero in `f64`, so a long-tailed law with a large cap costs what its mass needs.
+    pub fn for_each_mass(&self, mut visit: impl FnMut(u32, f64)) {
+        match self {
+            LengthDist::Fixed(n) => visit(*n, 1.0),
             LengthDist::Uniform { lo, hi } => {
-                let p = 1.0 / f64::from(hi - lo + 1);
-                (*lo..=*hi).map(|n| (n, p)).collect()
+                let p = 1.0 / (f64::from(hi - lo) + 1.0);
+                (*lo..=*hi).for_each(|n| visit(n, p));
             }
             LengthDist::Geometric { mean, max } => {
                 let q = 1.0 - 1.0 / mean;
-                let mut v: Vec<(u32, f64)> = (1..*max)
-                    .map(|k| (k, (1.0 - q) * q.powi(k as i32 - 1)))
-                    .collect();
-                v.push((*max, q.powi(*max as i32 - 1)));
-                v
+                for k in 1..*max {
+                    let tail = q.powi(k as i32 - 1);
+                    if tail == 0.0 {
+                        // Every later term, and the cap's mass, is zero too.
+                        return;
+                    }
+                    visit(k, (1.0 - q) * tail);
+                }
+                visit(*max, q.powi(*max as i32 - 1));
             }
-            LengthDist::Mix(pairs) => pairs.clone(),
+            LengthDist::Mix(pairs) => {
+                let mut sorted = pairs.clone();
+                sorted.sort_by_key(|&(n, _)| n);
+                sorted.into_iter().for_each(|(n, p)| visit(n, p));
+            }
             LengthDist::LogNormal { median, sigma, max } => {
                 // P(round(X) = n) = P(n - 0.5 <= X < n + 0.5), with the clamps at 1 and max.
                 let cdf = |x: f64| -> f64 {
@@ -196,27 +243,31 @@ impl LengthDist {
                         0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2)
                     }
                 };
-                (1..=*max)
-                    .map(|n| {
-                        let lo = if n == 1 { 0.0 } else { cdf(f64::from(n) - 0.5) };
-                        let hi = if n == *max {
-                            1.0
-                        } else {
-                            cdf(f64::from(n) + 0.5)
-                        };
-                        (n, hi - lo)
-                    })
-                    .filter(|&(_, p)| p > 0.0)
-                    .collect()
+                let mut lo = 0.0;
+                for n in 1..=*max {
+                    let hi = if n == *max {
+                        1.0
+                    } else {
+                        cdf(f64::from(n) + 0.5)
+                    };
+                    if hi > lo {
+                        visit(n, hi - lo);
+                    }
+                    if hi == 1.0 {
+                        // No mass is left above n.
+                        return;
+                    }
+                    lo = hi;
+                }
             }
-        };
-        pmf.sort_by_key(|&(n, _)| n);
-        pmf
+        }
     }
 
     /// `E[f(X)]` computed exactly from the probability mass function.
     pub fn expect(&self, f: impl Fn(f64) -> f64) -> f64 {
-        self.pmf().iter().map(|&(n, p)| p * f(f64::from(n))).sum()
+        let mut sum = 0.0;
+        self.for_each_mass(|n, p| sum += p * f(f64::from(n)));
+        sum
     }
 
     /// The mean length (tokens).
@@ -255,6 +306,10 @@ mod tests {
             ("mix:64", "TOKENS@PROBABILITY"),
             ("lognormal:0:1:10", "MEDIAN"),
             ("normal:3:4", "unknown form"),
+            ("16777217", "at most 16777216"),
+            ("uniform:1:4294967295", "at most 16777216"),
+            ("lognormal:100:1:100000000", "at most 16777216"),
+            ("mix:1@0.5,20000000@0.5", "at most 16777216"),
         ] {
             let e = spec.parse::<LengthDist>().unwrap_err().to_string();
             assert!(e.contains(why), "{spec}: {e}");
@@ -270,9 +325,27 @@ mod tests {
             "lognormal:50:0.8:300",
         ] {
             let d: LengthDist = spec.parse().unwrap();
-            let total: f64 = d.pmf().iter().map(|&(_, p)| p).sum();
+            let total = d.expect(|_| 1.0);
             assert!((total - 1.0).abs() < 1e-9, "{spec}: {total}");
         }
+    }
+
+    /// Long-tailed laws at the largest cap: moments come in well under a second (the mass
+    /// function is visited, not built, and stops where its mass runs out), sum to one, and
+    /// the bounds are the sampler's.
+    #[test]
+    fn long_tails_at_the_cap_are_cheap_and_exact() {
+        let start = std::time::Instant::now();
+        for spec in ["lognormal:100:1:16777216", "geometric:64:16777216"] {
+            let d: LengthDist = spec.parse().unwrap();
+            assert!((d.expect(|_| 1.0) - 1.0).abs() < 1e-9, "{spec}");
+            assert_eq!((d.min(), d.max()), (1, MAX_TOKENS), "{spec}");
+        }
+        let g: LengthDist = "geometric:64:16777216".parse().unwrap();
+        assert!((g.mean() - 64.0).abs() < 1e-9, "{}", g.mean());
+        assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+        let point: LengthDist = "lognormal:99.6:0:4096".parse().unwrap();
+        assert_eq!((point.min(), point.max()), (100, 100));
     }
 
     /// The sample mean of 200,000 draws lies within 4.5 standard errors of the exact mean,

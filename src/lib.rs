@@ -14,6 +14,7 @@ pub mod dist;
 pub mod engine;
 pub mod experiments;
 pub mod kv;
+pub mod limits;
 pub mod lsq;
 pub mod metrics;
 pub mod output;

@@ -10,7 +10,8 @@
 //!   its prefill's token (every served request emits at least that one);
 //! - `ContextTokens = 0` becomes `L = 1`: the prefill still processes one (start) token.
 //!
-//! Rows are replayed in timestamp order; a file out of order is sorted (stably).
+//! Rows are replayed in timestamp order; a file out of order is sorted (stably). A row
+//! asking for more than [`limits::MAX_TOKENS`] in either column is an error naming its line.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
 use crate::csvio::{CsvError, FieldError, read_rows};
+use crate::limits;
 use crate::workload::Request;
 
 /// The trace's columns.
@@ -59,12 +61,8 @@ fn parse_row(row: Row) -> Result<(i128, u32, u32, bool), FieldError> {
         )
     })?;
     let tokens = |field: &'static str, v: u64| {
-        u32::try_from(v).map_err(|_| {
-            (
-                field,
-                format!("{v} tokens is more than {} allowed", u32::MAX),
-            )
-        })
+        limits::tokens(field, v).map_err(|e| (field, e.why))?;
+        Ok::<u32, FieldError>(v as u32)
     };
     let context = tokens("ContextTokens", row.ContextTokens)?;
     let generated = tokens("GeneratedTokens", row.GeneratedTokens)?;
@@ -155,6 +153,9 @@ mod tests {
             ),
             ("2023-11-16 18:15:46.5,-4,3\n", 2, "ContextTokens"),
             ("2023-11-16 18:15:46.5,4\n", 2, "row"),
+            ("2023-11-16 18:15:46.5,4294967295,3\n", 2, "ContextTokens"),
+            ("2023-11-16 18:15:46.5,4,4294967295\n", 2, "GeneratedTokens"),
+            ("2023-11-16 18:15:46.5,4,16777217\n", 2, "GeneratedTokens"),
         ] {
             let f = write(&format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{body}"));
             match Trace::read(f.path()).unwrap_err() {

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::dist::LengthDist;
+use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
 use crate::rng::{Source, stream};
 use crate::trace::Trace;
 
@@ -48,10 +49,16 @@ impl FromStr for ArrivalKind {
                     .strip_prefix("gamma:")
                     .and_then(|cv| cv.parse::<f64>().ok())
                     .ok_or_else(|| format!("'{s}' is not one of poisson, det, gamma:CV"))?;
-                if cv > 0.0 && cv.is_finite() {
+                let (lo, hi) = ARRIVAL_CV;
+                if (lo..=hi).contains(&cv) {
                     Ok(ArrivalKind::Gamma { cv })
                 } else {
-                    Err(format!("gamma CV must be a finite number > 0 (got {cv})"))
+                    Err(format!(
+                        "gamma CV must be from {} to {} (got {}); det gives CV 0",
+                        num(lo),
+                        num(hi),
+                        num(cv)
+                    ))
                 }
             }
         }
@@ -102,23 +109,62 @@ impl Workload {
         }
     }
 
-    /// The longest prompt and the longest decode budget any request can have (tokens), for
-    /// checking that a policy's limits let every request run.
-    pub fn longest(&self) -> (u32, u32) {
+    /// The largest `f(L, B)` any request can have, for `f` nondecreasing in the prompt `L`
+    /// and the decode budget `B` (tokens): over a trace's requests, or at the largest values
+    /// of independent laws. For checking that a policy's limits let every request run.
+    pub fn longest(&self, f: impl Fn(u64, u64) -> u64) -> u64 {
         let of_trace = |t: &Trace| {
             t.requests
                 .iter()
-                .fold((0, 0), |(l, b), r| (l.max(r.prompt), b.max(r.decode)))
+                .map(|r| f(u64::from(r.prompt), u64::from(r.decode)))
+                .max()
+                .unwrap_or(0)
         };
         match self {
             Workload::Synthetic(w) => match &w.lengths_from {
                 Some(t) => of_trace(t),
-                None => {
-                    let max_of = |d: &LengthDist| d.pmf().last().map_or(0, |&(n, _)| n);
-                    (max_of(&w.prompt), max_of(&w.decode))
-                }
+                None => f(u64::from(w.prompt.max()), u64::from(w.decode.max())),
             },
             Workload::Trace(t) => of_trace(&t.trace),
+        }
+    }
+
+    /// Checks that the arithmetic of a run of this workload is exact and its size bounded
+    /// (see [`crate::limits`]): request count, rate, arrival horizon, arrival law and lengths.
+    pub fn validate(&self) -> Result<(), RangeError> {
+        limits::requests(self.requests())?;
+        match self {
+            Workload::Synthetic(w) => {
+                limits::rate(w.rate)?;
+                limits::horizon(w.requests, w.requests as f64 / w.rate)?;
+                if let ArrivalKind::Gamma { cv } = w.arrivals {
+                    limits::within("arrivals", cv, ARRIVAL_CV, "(gamma CV)")?;
+                }
+                for (field, d) in [("prompt", &w.prompt), ("decode", &w.decode)] {
+                    limits::tokens(field, u64::from(d.max()))?;
+                }
+                require(
+                    w.lengths_from.is_some() || w.prompt.min() >= 1,
+                    "prompt",
+                    "prompts must be at least 1 token long",
+                )
+            }
+            Workload::Trace(t) => {
+                require(
+                    t.requests <= t.trace.requests.len(),
+                    "requests",
+                    format!(
+                        "must be at most the {} requests of {}",
+                        t.trace.requests.len(),
+                        t.trace.source.display()
+                    ),
+                )?;
+                limits::rate(t.rate())?;
+                limits::horizon(
+                    t.requests,
+                    t.trace.requests[t.requests - 1].arrival * t.time_scale,
+                )
+            }
         }
     }
 }

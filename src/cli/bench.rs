@@ -5,6 +5,7 @@ use anyhow::Result;
 use clap::Args;
 use std::time::Instant;
 
+use super::require;
 use super::run::SimArgs;
 use super::run::WorkloadSpec;
 
@@ -22,7 +23,7 @@ use llmsim::metrics::summarize;
 pub struct BenchArgs {
     #[command(flatten)]
     sim: SimArgs,
-    /// Timed repetitions; the fastest is reported.
+    /// Timed repetitions, at least 1; the fastest is reported.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
 }
@@ -33,12 +34,17 @@ pub fn main(args: BenchArgs) -> Result<()> {
         sim.rate.get_or_insert(BENCH_RATE);
         sim.requests.get_or_insert(BENCH_REQUESTS);
     }
+    require(
+        args.repeat >= 1,
+        "--repeat",
+        "must be at least 1 timed repetition (got 0)",
+    )?;
     let cfg = sim.to_config()?;
     let requests = cfg.workload.generate(cfg.seed, 0);
     let mut best = f64::INFINITY;
     let mut batches = 0;
     let mut util = 0.0;
-    for _ in 0..args.repeat.max(1) {
+    for _ in 0..args.repeat {
         let t = Instant::now();
         let out = simulate(&requests, &cfg.engine, cfg.seed, 0, cfg.warmup);
         let secs = t.elapsed().as_secs_f64();
@@ -58,7 +64,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
     );
     println!(
         "simulate: {best:.3} s (best of {}) | {:.0} requests/s | {:.3} us/request | {:.0} batches/s | {batches} batches",
-        args.repeat.max(1),
+        args.repeat,
         n / best,
         best / n * 1e6,
         batches as f64 / best

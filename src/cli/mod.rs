@@ -9,6 +9,7 @@ mod run;
 mod validate;
 
 use clap::{Parser, Subcommand};
+use llmsim::limits::RangeError;
 
 /// A discrete-event simulator of LLM inference serving.
 #[derive(Parser)]
@@ -52,15 +53,23 @@ impl UsageError {
     }
 }
 
+impl From<RangeError> for UsageError {
+    /// A library setting's error, naming the flag of the same name. The name is leaked:
+    /// a usage error ends the process, and the flag stays a plain `&'static str`.
+    fn from(e: RangeError) -> Self {
+        UsageError {
+            flag: Box::leak(format!("--{}", e.field).into_boxed_str()),
+            why: e.why,
+        }
+    }
+}
+
 /// Fails with a message naming `flag` unless `ok`.
 pub fn require(ok: bool, flag: &'static str, why: impl Into<String>) -> Result<(), UsageError> {
     if ok {
         Ok(())
     } else {
-        Err(UsageError {
-            flag,
-            why: why.into(),
-        })
+        Err(UsageError::new(flag, why))
     }
 }
 

@@ -14,6 +14,7 @@ use llmsim::cost::{
 use llmsim::dist::LengthDist;
 use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
+use llmsim::limits::{self, num};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{
@@ -47,6 +48,11 @@ impl FromStr for WorkloadSpec {
 /// Defaults of the synthetic workload's flags (documented in their help).
 const DEFAULT_RATE: f64 = 0.5;
 const DEFAULT_REQUESTS: usize = 100_000;
+/// Defaults of the policy flags that are optional so that a given one can be told apart.
+const DEFAULT_K: u32 = 4;
+const DEFAULT_SWAP_GBPS: f64 = 25.0;
+const DEFAULT_KV_LINK_GBPS: f64 = 100.0;
+const DEFAULT_KV_LINK_LATENCY: f64 = 1e-4;
 
 /// The model and workload flags shared by every command that simulates.
 #[derive(Args, Debug, Clone)]
@@ -60,20 +66,22 @@ pub struct SimArgs {
     /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
     #[arg(long, default_value = "synthetic", value_name = "SPEC")]
     pub workload: WorkloadSpec,
-    /// Arrival rate lambda (requests per second) [default: 0.5]. With azure:PATH, replays
-    /// the trace with its times scaled to this mean rate.
+    /// Arrival rate lambda (requests per second, from 1e-9 to 1e9; --requests / --rate
+    /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With azure:PATH,
+    /// replays the trace with its times scaled to this mean rate.
     #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Requests per replication [default: 100000; with azure:PATH, the whole trace].
+    /// Requests per replication, from 2 to 4294967295 [default: 100000; with azure:PATH, the
+    /// whole trace].
     #[arg(long)]
     pub requests: Option<usize>,
     /// Warm-up requests per replication, simulated but not measured [default: 10% of --requests].
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Arrival process: poisson, det, or gamma:CV [default: poisson].
+    /// Arrival process: poisson, det, or gamma:CV with CV from 0.001 to 100 [default: poisson].
     #[arg(long)]
     pub arrivals: Option<ArrivalKind>,
-    /// Prompt length L (tokens): N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,..., lognormal:MEDIAN:SIGMA:MAX [default: 128].
+    /// Prompt length L (tokens, at most 16777216): N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,..., lognormal:MEDIAN:SIGMA:MAX [default: 128].
     #[arg(long, value_name = "SPEC")]
     pub prompt: Option<LengthDist>,
     /// Decode budget B (tokens), same forms as --prompt [default: 64].
@@ -120,36 +128,37 @@ pub struct SimArgs {
     /// variation (any --cost) [default: none].
     #[arg(long, value_name = "CV")]
     pub noise_cv: Option<f64>,
-    /// Most prefills per batch, K (Scheduler B); requests per batch (static).
-    #[arg(long, default_value_t = 4)]
-    pub k: u32,
+    /// Most prefills per batch, K (Scheduler B); requests per batch (static) [default: 4].
+    #[arg(long)]
+    pub k: Option<u32>,
     /// Most decode entries per batch (Scheduler B) [default: no cap].
     #[arg(long)]
     pub max_decode_batch: Option<u32>,
-    /// Most requests running at once (orca, vllm, sarathi, decode-first; vLLM's max_num_seqs).
-    #[arg(long, default_value_t = BatchLimits::default().max_seqs)]
-    pub max_seqs: u32,
-    /// Most tokens per iteration (orca, vllm, sarathi, decode-first; Sarathi's token budget).
-    #[arg(long, default_value_t = BatchLimits::default().max_tokens, value_name = "TOKENS")]
-    pub max_batched_tokens: u32,
-    /// Fraction of KV blocks an admission must leave free (vllm, sarathi, decode-first).
-    #[arg(long, allow_negative_numbers = true, default_value_t = BatchLimits::default().watermark)]
-    pub watermark: f64,
+    /// Most requests running at once (orca, vllm, sarathi, decode-first, disagg; vLLM's
+    /// max_num_seqs) [default: 256].
+    #[arg(long)]
+    pub max_seqs: Option<u32>,
+    /// Most tokens per iteration (orca, vllm, sarathi, decode-first, disagg; Sarathi's token
+    /// budget) [default: 2048; where whole prefills run (orca, vllm, decode-first, disagg),
+    /// vLLM's max(max_model_len, 2048), with max_model_len the longest prefill the workload
+    /// can need: its longest prompt, or for vllm and decode-first the longest L + B - 1 a
+    /// recompute rebuilds].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_batched_tokens: Option<u32>,
+    /// Fraction of KV blocks an admission must leave free, in [0, 1) (vllm, sarathi,
+    /// decode-first, disagg) [default: 0.01].
+    #[arg(long, allow_negative_numbers = true)]
+    pub watermark: Option<f64>,
     /// How a running request is preempted when the batch cannot grow (vllm, decode-first):
     /// recompute (drop its KV cache, redo it later) or swap (move it to host memory and
     /// back over a link of --swap-gbps).
     #[arg(long, default_value = "recompute", value_name = "MODE")]
     pub preemption: String,
     /// Host link bandwidth for --preemption swap (GB/s, 1e9 bytes per second, each way;
-    /// PCIe 4.0 x16 moves about 25). A swap of C tokens takes C x the model's KV bytes per
-    /// token / this.
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 25.0,
-        value_name = "GB_PER_S"
-    )]
-    pub swap_gbps: f64,
+    /// PCIe 4.0 x16 moves about 25; from 0.001 to 1e6). A swap of C tokens takes C x the
+    /// model's KV bytes per token / this [default: 25].
+    #[arg(long, allow_negative_numbers = true, value_name = "GB_PER_S")]
+    pub swap_gbps: Option<f64>,
     /// KV-cache capacity per GPU (tokens) [default: unlimited, or from --gpu-mem-gb].
     #[arg(long, value_name = "TOKENS", conflicts_with = "gpu_mem_gb")]
     pub kv_capacity: Option<u64>,
@@ -165,38 +174,30 @@ pub struct SimArgs {
     /// Tokens per KV block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE, value_name = "TOKENS")]
     pub block_size: u32,
-    /// Prefill GPUs (disagg).
+    /// Prefill GPUs (disagg; prefill and decode GPUs at most 100000 in all) [default: 1].
+    #[arg(long)]
+    pub prefill_gpus: Option<u32>,
+    /// Decode GPUs (disagg) [default: 1].
+    #[arg(long)]
+    pub decode_gpus: Option<u32>,
+    /// Bandwidth of each prefill GPU's KV link to the decode pool (Gbit/s, from 0.001 to
+    /// 1e6; disagg) [default: 100].
+    #[arg(long, allow_negative_numbers = true, value_name = "GBPS")]
+    pub kv_link_gbps: Option<f64>,
+    /// Latency of one KV transfer (seconds, from 0 to 3600; disagg) [default: 0.0001].
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub kv_link_latency: Option<f64>,
+    /// Number of GPUs, from 1 to 100000 (disagg: --prefill-gpus + --decode-gpus).
     #[arg(long, default_value_t = 1)]
-    pub prefill_gpus: u32,
-    /// Decode GPUs (disagg).
-    #[arg(long, default_value_t = 1)]
-    pub decode_gpus: u32,
-    /// Bandwidth of each prefill GPU's KV link to the decode pool (Gbit/s; disagg).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 100.0,
-        value_name = "GBPS"
-    )]
-    pub kv_link_gbps: f64,
-    /// Latency of one KV transfer (seconds; disagg).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 1e-4,
-        value_name = "SECONDS"
-    )]
-    pub kv_link_latency: f64,
-    /// Number of GPUs (disagg: --prefill-gpus + --decode-gpus).
-    #[arg(long, default_value_t = 1)]
-    pub gpus: usize,
+    pub gpus: u64,
     /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
     /// Base random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Independent replications.
+    /// Independent replications, from 1 to 10000 (a trace replay with a deterministic cost
+    /// model and router: 1, as every replication would be the same).
     #[arg(long, default_value_t = 1)]
     pub reps: u32,
 }
@@ -217,75 +218,75 @@ fn read_trace(path: &Path, flag: &'static str) -> Result<Arc<Trace>, UsageError>
     Ok(Arc::new(trace))
 }
 
+/// Tokens of the longest prefill `policy` must run in one iteration for `workload`: a whole
+/// prompt (orca, disagg) or, after a preemption by recompute, the prompt and all but the
+/// last generated token (vllm, decode-first); `None` for policies that chunk or batch
+/// without a token budget.
+fn whole_prefill(policy: SchedulerKind, workload: &Workload) -> Option<u64> {
+    match policy {
+        SchedulerKind::Orca | SchedulerKind::Disagg => Some(workload.longest(|l, _| l)),
+        SchedulerKind::Vllm | SchedulerKind::DecodeFirst => {
+            Some(workload.longest(|l, b| l + b.saturating_sub(1)))
+        }
+        _ => None,
+    }
+}
+
+/// A replay's measurement window, from the first measured arrival to the last, must have a
+/// length for rates over it to exist.
+fn check_window(t: &TraceReplay, warmup: usize) -> Result<(), UsageError> {
+    let arrivals = &t.trace.requests;
+    require(
+        arrivals[t.requests - 1].arrival > arrivals[warmup].arrival,
+        "--workload",
+        format!(
+            "requests {} to {} of {} all arrive at the same instant, so the measurement window (first measured arrival to last) has no length: lower --warmup or replay more requests",
+            warmup + 1,
+            t.requests,
+            t.trace.source.display()
+        ),
+    )
+}
+
 impl SimArgs {
     /// Checks every value and builds the run configuration.
     pub fn to_config(&self) -> Result<RunConfig, UsageError> {
-        if let Some(rate) = self.rate {
-            require(
-                rate > 0.0 && rate.is_finite(),
-                "--rate",
-                format!("must be a finite number > 0 requests/s (got {rate})"),
-            )?;
-        }
+        self.check_given()?;
+        self.warn_unused();
         let workload = match &self.workload {
             WorkloadSpec::Synthetic => self.synthetic()?,
             WorkloadSpec::Azure(path) => self.replay(path)?,
         };
+        workload.validate()?;
         let requests = workload.requests();
-        require(
-            requests >= 2,
-            "--requests",
-            format!("must be at least 2 (got {requests})"),
-        )?;
         let warmup = self.warmup.unwrap_or(requests / 10);
-        require(
-            warmup + 1 < requests,
-            "--warmup",
-            format!(
-                "must leave at least 2 measured requests: below --requests - 1 = {} (got {warmup})",
-                requests - 1
-            ),
-        )?;
-        require(
-            self.k >= 1,
-            "--k",
-            format!("must be at least 1 (got {})", self.k),
-        )?;
-        require(
-            self.max_decode_batch != Some(0),
-            "--max-decode-batch",
-            "must be at least 1 (omit it for no cap)",
-        )?;
-        require(
-            self.gpus >= 1,
-            "--gpus",
-            format!("must be at least 1 (got {})", self.gpus),
-        )?;
-        let routing = self.router.check(self.gpus);
+        limits::warmup(warmup, requests)?;
+        if let Workload::Trace(t) = &workload {
+            check_window(t, warmup)?;
+        }
+        let gpus = usize::try_from(self.gpus).expect("at most MAX_GPUS");
+        let routing = self.router.check(gpus);
         require(
             routing.is_ok(),
             "--router",
             routing.err().unwrap_or_default(),
         )?;
-        require(
-            self.reps >= 1,
-            "--reps",
-            format!("must be at least 1 (got {})", self.reps),
-        )?;
         let kv = self.kv_config()?;
+        let defaults = BatchLimits::default();
         let limits = BatchLimits {
-            max_seqs: self.max_seqs,
-            max_tokens: self.max_batched_tokens,
-            watermark: self.watermark,
+            max_seqs: self.max_seqs.unwrap_or(defaults.max_seqs),
+            max_tokens: self.max_batched_tokens(&workload),
+            watermark: self.watermark.unwrap_or(defaults.watermark),
             preemption: self.preemption()?,
         };
+        let k = self.k.unwrap_or(DEFAULT_K);
         let scheduler = match self.scheduler {
             SchedulerKind::A => SchedulerSpec::A,
             SchedulerKind::B => SchedulerSpec::B {
-                k: self.k,
+                k,
                 max_decode_batch: self.max_decode_batch,
             },
-            SchedulerKind::Static => SchedulerSpec::Static { k: self.k },
+            SchedulerKind::Static => SchedulerSpec::Static { k },
             SchedulerKind::Orca => SchedulerSpec::Orca(limits),
             SchedulerKind::Vllm => SchedulerSpec::Vllm(limits),
             SchedulerKind::Sarathi => SchedulerSpec::Sarathi(limits),
@@ -302,38 +303,143 @@ impl SimArgs {
         )?;
         let gpus = match scheduler {
             SchedulerSpec::Disagg(d) => (d.prefill_gpus + d.decode_gpus) as usize,
-            _ => self.gpus,
+            _ => gpus,
         };
         self.check_limits(&scheduler, &kv, &workload)?;
+        let engine = EngineConfig {
+            scheduler,
+            cost: self.cost_model()?,
+            gpus,
+            router: self.router,
+            kv,
+        };
+        limits::replications(&workload, &engine, self.reps)?;
         Ok(RunConfig {
             workload,
-            engine: EngineConfig {
-                scheduler,
-                cost: self.cost_model()?,
-                gpus,
-                router: self.router,
-                kv,
-            },
+            engine,
             seed: self.seed,
             reps: self.reps,
             warmup,
         })
     }
 
+    /// Checks the range of every flag given, whether or not the scheduler uses it, so that
+    /// no nonsense value is accepted and echoed.
+    fn check_given(&self) -> Result<(), UsageError> {
+        limits::gpus("gpus", self.gpus)?;
+        limits::reps(self.reps)?;
+        require(self.k != Some(0), "--k", "must be at least 1 (got 0)")?;
+        require(
+            self.max_decode_batch != Some(0),
+            "--max-decode-batch",
+            "must be at least 1 (omit it for no cap)",
+        )?;
+        require(
+            self.max_seqs != Some(0),
+            "--max-seqs",
+            "must be at least 1 (got 0)",
+        )?;
+        require(
+            self.max_batched_tokens != Some(0),
+            "--max-batched-tokens",
+            "must be at least 1 (got 0)",
+        )?;
+        if let Some(w) = self.watermark {
+            limits::watermark(w)?;
+        }
+        if let Some(x) = self.swap_gbps {
+            limits::bandwidth("swap-gbps", x, "GB/s")?;
+        }
+        for (field, n) in [
+            ("prefill-gpus", self.prefill_gpus),
+            ("decode-gpus", self.decode_gpus),
+        ] {
+            if let Some(n) = n {
+                limits::gpus(field, u64::from(n))?;
+            }
+        }
+        if let Some(x) = self.kv_link_gbps {
+            limits::bandwidth("kv-link-gbps", x, "Gbit/s")?;
+        }
+        if let Some(x) = self.kv_link_latency {
+            limits::link_latency(x)?;
+        }
+        Ok(())
+    }
+
+    /// Warns on stderr about each flag given that the chosen configuration does not use.
+    fn warn_unused(&self) {
+        use SchedulerKind::*;
+        let s = self.scheduler;
+        let continuous = [Orca, Vllm, Sarathi, DecodeFirst, Disagg];
+        for (flag, given, users) in [
+            ("--k", self.k.is_some(), &[B, Static][..]),
+            ("--max-decode-batch", self.max_decode_batch.is_some(), &[B]),
+            ("--max-seqs", self.max_seqs.is_some(), &continuous),
+            (
+                "--max-batched-tokens",
+                self.max_batched_tokens.is_some(),
+                &continuous,
+            ),
+            (
+                "--watermark",
+                self.watermark.is_some(),
+                &[Vllm, Sarathi, DecodeFirst, Disagg],
+            ),
+            ("--prefill-gpus", self.prefill_gpus.is_some(), &[Disagg]),
+            ("--decode-gpus", self.decode_gpus.is_some(), &[Disagg]),
+            ("--kv-link-gbps", self.kv_link_gbps.is_some(), &[Disagg]),
+            (
+                "--kv-link-latency",
+                self.kv_link_latency.is_some(),
+                &[Disagg],
+            ),
+        ] {
+            if given && !users.contains(&s) {
+                let names: Vec<&str> = users.iter().map(|k| k.name()).collect();
+                eprintln!(
+                    "warning: {flag} has no effect with --scheduler {s} (it applies to {})",
+                    names.join(", ")
+                );
+            }
+        }
+        if self.swap_gbps.is_some() && self.preemption != "swap" {
+            eprintln!("warning: --swap-gbps has no effect without --preemption swap");
+        }
+    }
+
+    /// --max-batched-tokens, or its default. vLLM without chunked prefill sets
+    /// `max_num_batched_tokens = max(max_model_len, 2048)`, so any sequence the model takes
+    /// can be prefilled in one iteration; policies that run prefills whole get the same
+    /// rule with `max_model_len` the longest prefill the workload can need. The value used
+    /// is in the JSON config, and a note says when it is not 2048.
+    fn max_batched_tokens(&self, workload: &Workload) -> u32 {
+        let default = BatchLimits::default().max_tokens;
+        if let Some(t) = self.max_batched_tokens {
+            return t;
+        }
+        let Some(need) = whole_prefill(self.scheduler, workload) else {
+            return default;
+        };
+        // Prompts and decode budgets are at most MAX_TOKENS each, so this fits a u32.
+        let tokens = u32::try_from(need)
+            .expect("bounded by 2 x MAX_TOKENS")
+            .max(default);
+        if tokens > default {
+            eprintln!(
+                "note: --max-batched-tokens defaults to {tokens}, the longest prefill '{}' runs whole (vLLM's max(max_model_len, {default}))",
+                self.scheduler
+            );
+        }
+        tokens
+    }
+
     /// The preemption mode of --preemption, with the link of --swap-gbps for swap.
     fn preemption(&self) -> Result<Preemption, UsageError> {
-        require(
-            self.swap_gbps > 0.0 && self.swap_gbps.is_finite(),
-            "--swap-gbps",
-            format!(
-                "must be a finite number of GB/s > 0 (got {})",
-                self.swap_gbps
-            ),
-        )?;
         match self.preemption.as_str() {
             "recompute" => Ok(Preemption::Recompute),
             "swap" => Ok(Preemption::Swap(SwapLink {
-                gbytes_per_s: self.swap_gbps,
+                gbytes_per_s: self.swap_gbps.unwrap_or(DEFAULT_SWAP_GBPS),
                 kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
             })),
             other => Err(UsageError::new(
@@ -344,12 +450,6 @@ impl SimArgs {
     }
 
     fn synthetic(&self) -> Result<Workload, UsageError> {
-        let prompt = self.prompt.clone().unwrap_or(LengthDist::Fixed(128));
-        require(
-            prompt.min() >= 1,
-            "--prompt",
-            "prompts must be at least 1 token long",
-        )?;
         let lengths_from = match &self.lengths_from {
             Some(path) => Some(read_trace(path, "--lengths-from")?),
             None => None,
@@ -357,7 +457,7 @@ impl SimArgs {
         Ok(Workload::Synthetic(SyntheticWorkload {
             rate: self.rate.unwrap_or(DEFAULT_RATE),
             arrivals: self.arrivals.unwrap_or(ArrivalKind::Poisson),
-            prompt,
+            prompt: self.prompt.clone().unwrap_or(LengthDist::Fixed(128)),
             decode: self.decode.clone().unwrap_or(LengthDist::Fixed(64)),
             requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
             lengths_from,
@@ -379,6 +479,14 @@ impl SimArgs {
         }
         let trace = read_trace(path, "--workload")?;
         let total = trace.requests.len();
+        require(
+            total >= 2,
+            "--workload",
+            format!(
+                "{} holds {total} request; a replay needs at least 2",
+                path.display()
+            ),
+        )?;
         let requests = self.requests.unwrap_or(total);
         require(
             (2..=total).contains(&requests),
@@ -393,17 +501,30 @@ impl SimArgs {
             time_scale: 1.0,
             requests,
         };
-        if let Some(rate) = self.rate {
-            let native = replay.rate();
-            require(
-                native.is_finite(),
-                "--rate",
+        let native = replay.rate();
+        require(
+            native.is_finite(),
+            "--workload",
+            format!(
+                "the first {requests} requests of {} all arrive at once: no rate to replay or rescale",
+                path.display()
+            ),
+        )?;
+        match self.rate {
+            Some(rate) => {
+                limits::rate(rate)?;
+                replay.time_scale = native / rate;
+            }
+            None => require(
+                native <= limits::RATE.1,
+                "--workload",
                 format!(
-                    "cannot rescale {}: its requests all arrive at once",
-                    path.display()
+                    "{} arrives at {} requests/s, above the {} the simulator's times resolve: slow it with --rate",
+                    path.display(),
+                    num(native),
+                    num(limits::RATE.1)
                 ),
-            )?;
-            replay.time_scale = native / rate;
+            )?,
         }
         Ok(Workload::Trace(replay))
     }
@@ -413,20 +534,26 @@ impl SimArgs {
             require(
                 self.c > 0.0 && self.c.is_finite(),
                 "--c",
-                format!("must be a finite number of seconds > 0 (got {})", self.c),
+                format!(
+                    "must be a finite number of seconds > 0 (got {})",
+                    num(self.c)
+                ),
             )?;
             require(
                 self.a >= 0.0 && self.a.is_finite(),
                 "--a",
                 format!(
                     "must be a finite number of seconds per token >= 0 (got {})",
-                    self.a
+                    num(self.a)
                 ),
             )?;
             require(
                 self.b0 >= 0.0 && self.b0.is_finite(),
                 "--b0",
-                format!("must be a finite number of tokens >= 0 (got {})", self.b0),
+                format!(
+                    "must be a finite number of tokens >= 0 (got {})",
+                    num(self.b0)
+                ),
             )?;
             Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist))
         } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
@@ -453,7 +580,10 @@ impl SimArgs {
                 require(
                     cv > 0.0 && cv.is_finite(),
                     "--noise-cv",
-                    format!("must be a finite number > 0 (got {cv}); omit it for no noise"),
+                    format!(
+                        "must be a finite number > 0 (got {}); omit it for no noise",
+                        num(cv)
+                    ),
                 )?;
                 Ok(Arc::new(LogNormalNoise::new(base, cv)))
             }
@@ -462,13 +592,16 @@ impl SimArgs {
 
     /// The pools and link of disaggregated serving.
     fn disagg(&self, limits: BatchLimits) -> Result<DisaggSpec, UsageError> {
-        require(
-            self.prefill_gpus >= 1,
-            "--prefill-gpus",
-            "must be at least 1",
-        )?;
-        require(self.decode_gpus >= 1, "--decode-gpus", "must be at least 1")?;
-        let total = (self.prefill_gpus + self.decode_gpus) as usize;
+        let spec = DisaggSpec {
+            limits,
+            prefill_gpus: self.prefill_gpus.unwrap_or(1),
+            decode_gpus: self.decode_gpus.unwrap_or(1),
+            link_gbps: self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),
+            link_latency: self.kv_link_latency.unwrap_or(DEFAULT_KV_LINK_LATENCY),
+            kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
+        };
+        limits::disagg(&spec)?;
+        let total = u64::from(spec.prefill_gpus) + u64::from(spec.decode_gpus);
         require(
             self.gpus == 1 || self.gpus == total,
             "--gpus",
@@ -477,27 +610,7 @@ impl SimArgs {
                 self.gpus
             ),
         )?;
-        require(
-            self.kv_link_gbps > 0.0 && self.kv_link_gbps.is_finite(),
-            "--kv-link-gbps",
-            format!("must be a finite number > 0 (got {})", self.kv_link_gbps),
-        )?;
-        require(
-            self.kv_link_latency >= 0.0 && self.kv_link_latency.is_finite(),
-            "--kv-link-latency",
-            format!(
-                "must be a finite number of seconds >= 0 (got {})",
-                self.kv_link_latency
-            ),
-        )?;
-        Ok(DisaggSpec {
-            limits,
-            prefill_gpus: self.prefill_gpus,
-            decode_gpus: self.decode_gpus,
-            link_gbps: self.kv_link_gbps,
-            link_latency: self.kv_link_latency,
-            kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
-        })
+        Ok(spec)
     }
 
     /// The KV cache from --kv-capacity or --gpu-mem-gb, unlimited if neither is given.
@@ -536,25 +649,34 @@ impl SimArgs {
         require(
             gb > 0.0 && gb.is_finite(),
             "--gpu-mem-gb",
-            format!("must be a finite number of GB > 0 (got {gb})"),
+            format!("must be a finite number of GB > 0 (got {})", num(gb)),
         )?;
         require(
             self.gpu_mem_util > 0.0 && self.gpu_mem_util <= 1.0,
             "--gpu-mem-util",
-            format!("must lie in (0, 1] (got {})", self.gpu_mem_util),
+            format!("must lie in (0, 1] (got {})", num(self.gpu_mem_util)),
         )?;
         let shape = self.model.shape();
+        let weights_gb = shape.weight_bytes() / 1e9;
         KvConfig::from_memory(gb, self.gpu_mem_util, &shape, self.block_size)
             .filter(|kv| kv.blocks.is_some_and(|b| b > 0))
-            .ok_or_else(|| UsageError::new(
-                "--gpu-mem-gb",
-                format!(
-                    "{gb} GB x {} leaves no room for a KV cache beside {}'s {:.1} GB of weights",
-                    self.gpu_mem_util,
-                    self.model,
-                    shape.weight_bytes() / 1e9
-                ),
-            ))
+            .ok_or_else(|| {
+                // Blame the utilisation when the whole GPU would hold the weights.
+                let flag = if gb > weights_gb {
+                    "--gpu-mem-util"
+                } else {
+                    "--gpu-mem-gb"
+                };
+                UsageError::new(
+                    flag,
+                    format!(
+                        "{} GB x {} leaves no room for a KV cache beside {}'s {weights_gb:.1} GB of weights",
+                        num(gb),
+                        num(self.gpu_mem_util),
+                        self.model,
+                    ),
+                )
+            })
     }
 
     /// Checks that the policy's limits let every request of the workload run to the end.
@@ -564,45 +686,23 @@ impl SimArgs {
         kv: &KvConfig,
         workload: &Workload,
     ) -> Result<(), UsageError> {
-        let (max_l, max_b) = workload.longest();
-        let longest = u64::from(max_l) + u64::from(max_b);
+        let longest = workload.longest(|l, b| l + b);
+        let kv_flag = if self.gpu_mem_gb.is_some() {
+            "--gpu-mem-gb"
+        } else {
+            "--kv-capacity"
+        };
         let Some(limits) = scheduler.limits() else {
             return require(
                 kv.fits_alone(longest),
-                "--kv-capacity",
+                kv_flag,
                 format!("the longest request ({longest} tokens) does not fit the KV cache"),
             );
         };
-        require(
-            limits.max_seqs >= 1,
-            "--max-seqs",
-            format!("must be at least 1 (got {})", limits.max_seqs),
-        )?;
-        require(
-            limits.max_tokens >= limits.max_seqs,
-            "--max-batched-tokens",
-            format!(
-                "must be at least --max-seqs = {}, so that every running request can decode in one iteration (got {})",
-                limits.max_seqs, limits.max_tokens
-            ),
-        )?;
-        require(
-            (0.0..1.0).contains(&limits.watermark),
-            "--watermark",
-            format!("must lie in [0, 1) (got {})", limits.watermark),
-        )?;
-        // Whole prefills must fit one iteration: a prompt (Orca), or after a preemption the
-        // prompt and all but the last generated token (vLLM, decode-first).
-        let whole = match scheduler {
-            SchedulerSpec::Orca(_) | SchedulerSpec::Disagg(_) => Some(max_l),
-            SchedulerSpec::Vllm(_) | SchedulerSpec::DecodeFirst(_) => {
-                Some(max_l + max_b.saturating_sub(1))
-            }
-            _ => None,
-        };
-        if let Some(need) = whole {
+        limits::batch_limits(&limits)?;
+        if let Some(need) = whole_prefill(scheduler.kind(), workload) {
             require(
-                limits.max_tokens >= need,
+                u64::from(limits.max_tokens) >= need,
                 "--max-batched-tokens",
                 format!(
                     "must be at least {need}, the longest prefill '{}' runs whole (got {})",
@@ -619,7 +719,7 @@ impl SimArgs {
         };
         require(
             kv.blocks_for(longest) + watermark <= kv.capacity_blocks(),
-            "--kv-capacity",
+            kv_flag,
             format!(
                 "the longest request ({longest} tokens) and the watermark do not fit the KV cache"
             ),
@@ -649,6 +749,10 @@ impl SimArgs {
                 Value::Null
             }
         };
+        // The values in effect: the policy's limits where it has them, else the flags or
+        // their defaults.
+        let defaults = BatchLimits::default();
+        let limits = cfg.engine.scheduler.limits();
         json!({
             "scheduler": self.scheduler.to_string(),
             "workload": workload,
@@ -661,20 +765,23 @@ impl SimArgs {
             "b0": linear(json!(self.b0)),
             "cost_dist": linear(json!(self.cost_dist.to_string())),
             "noise_cv": self.noise_cv,
-            "k": self.k,
+            "k": self.k.unwrap_or(DEFAULT_K),
             "max_decode_batch": self.max_decode_batch,
-            "max_seqs": self.max_seqs,
-            "max_batched_tokens": self.max_batched_tokens,
-            "watermark": self.watermark,
+            "max_seqs": limits.map_or(self.max_seqs.unwrap_or(defaults.max_seqs), |l| l.max_seqs),
+            "max_batched_tokens": limits.map_or(
+                self.max_batched_tokens.unwrap_or(defaults.max_tokens),
+                |l| l.max_tokens
+            ),
+            "watermark": self.watermark.unwrap_or(defaults.watermark),
             "preemption": self.preemption,
-            "swap_gbps": self.swap_gbps,
+            "swap_gbps": self.swap_gbps.unwrap_or(DEFAULT_SWAP_GBPS),
             "kv_capacity_tokens": cfg.engine.kv.capacity_tokens(),
             "block_size": self.block_size,
             "gpus": cfg.engine.gpus,
-            "prefill_gpus": self.prefill_gpus,
-            "decode_gpus": self.decode_gpus,
-            "kv_link_gbps": self.kv_link_gbps,
-            "kv_link_latency": self.kv_link_latency,
+            "prefill_gpus": self.prefill_gpus.unwrap_or(1),
+            "decode_gpus": self.decode_gpus.unwrap_or(1),
+            "kv_link_gbps": self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),
+            "kv_link_latency": self.kv_link_latency.unwrap_or(DEFAULT_KV_LINK_LATENCY),
             "router": self.router.to_string(),
             "seed": self.seed,
             "reps": self.reps,
