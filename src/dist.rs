@@ -67,8 +67,10 @@ impl FromStr for LengthDist {
             }
             ["geometric", mean, max] => {
                 let mean: f64 = parse_num(spec, "MEAN", mean)?;
-                if !(mean >= 1.0 && mean.is_finite()) {
-                    return Err(err("MEAN must be a finite number >= 1"));
+                // Above 2^24 the success probability 1/MEAN loses the digits the sampler's
+                // and the moments' logarithms need.
+                if !(1.0..=f64::from(MAX_TOKENS)).contains(&mean) {
+                    return Err(err(&format!("MEAN must be from 1 to {MAX_TOKENS}")));
                 }
                 let max = parse_num(spec, "MAX", max)?;
                 if max < 1 {
@@ -302,6 +304,7 @@ mod tests {
             ("-5", "not a valid number"),
             ("uniform:9:3", "LO must not exceed HI"),
             ("geometric:0.5:10", "MEAN"),
+            ("geometric:1e300:10", "MEAN must be from 1 to 16777216"),
             ("mix:64@0.5,128@0.3", "sum to"),
             ("mix:64", "TOKENS@PROBABILITY"),
             ("lognormal:0:1:10", "MEDIAN"),

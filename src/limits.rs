@@ -213,7 +213,12 @@ pub fn batch_limits(l: &BatchLimits) -> Result<(), RangeError> {
 pub fn disagg(d: &DisaggSpec) -> Result<(), RangeError> {
     gpus("prefill-gpus", u64::from(d.prefill_gpus))?;
     gpus("decode-gpus", u64::from(d.decode_gpus))?;
-    gpus("gpus", u64::from(d.prefill_gpus) + u64::from(d.decode_gpus))?;
+    let total = u64::from(d.prefill_gpus) + u64::from(d.decode_gpus);
+    require(
+        total <= MAX_GPUS,
+        "prefill-gpus",
+        format!("prefill and decode GPUs add up to {total}; at most {MAX_GPUS} in all"),
+    )?;
     bandwidth("kv-link-gbps", d.link_gbps, "Gbit/s")?;
     link_latency(d.link_latency)
 }

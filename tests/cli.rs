@@ -338,3 +338,330 @@ fn vllm_swaps_instead_of_recomputing() {
     assert_eq!(doc["config"]["swap_gbps"], 16.0);
     assert!(num("kv_peak_utilization") <= 1.0);
 }
+
+/// Runs `llmsim run ARGS --json` and returns (exit code, stdout, stderr, seconds taken).
+fn timed(args: &[&str]) -> (Option<i32>, Vec<u8>, String, f64) {
+    let start = std::time::Instant::now();
+    let out = llmsim()
+        .args([&["run", "--json"][..], args].concat())
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed().as_secs_f64(),
+    )
+}
+
+/// Values a fuzzing campaign found to panic, hang, abort on allocation or print nonsense
+/// are rejected before any work: exit 2, nothing on stdout, a message naming the flag and
+/// the allowed range, numbers in short form, and no time spent.
+#[test]
+fn extreme_values_exit_2_at_once_naming_flag_and_range() {
+    for (args, flag, range) in [
+        (
+            &["--arrivals", "gamma:1e200"][..],
+            "--arrivals",
+            "0.001 to 100",
+        ),
+        (&["--arrivals", "gamma:1e308"], "--arrivals", "0.001 to 100"),
+        (
+            &["--arrivals", "gamma:1e-200"],
+            "--arrivals",
+            "0.001 to 100",
+        ),
+        (
+            &["--arrivals", "gamma:1e-320"],
+            "--arrivals",
+            "0.001 to 100",
+        ),
+        (
+            &["--warmup", "18446744073709551615"],
+            "--warmup",
+            "below --requests - 1",
+        ),
+        (
+            &["--requests", "18446744073709551615"],
+            "--requests",
+            "at most 4294967295",
+        ),
+        (
+            &["--requests", "4294967296"],
+            "--requests",
+            "at most 4294967295",
+        ),
+        (
+            &["--gpus", "18446744073709551615"],
+            "--gpus",
+            "at most 100000",
+        ),
+        (&["--gpus", "4294967296"], "--gpus", "at most 100000"),
+        (&["--reps", "4294967295"], "--reps", "at most 10000"),
+        (&["--reps", "1000000"], "--reps", "at most 10000"),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--prompt",
+                "4294967295",
+                "--decode",
+                "2",
+            ],
+            "--prompt",
+            "at most 16777216",
+        ),
+        (
+            &["--prompt", "uniform:1:4294967295"],
+            "--prompt",
+            "at most 16777216",
+        ),
+        (
+            &["--prompt", "lognormal:100:1:100000000"],
+            "--prompt",
+            "at most 16777216",
+        ),
+        (
+            &["--decode", "geometric:64:10000000000"],
+            "--decode",
+            "not a valid number",
+        ),
+        (&["--rate", "1e-15"], "--rate", "from 1e-9 to 1e9"),
+        (
+            &["--rate", "1e-8", "--requests", "100"],
+            "--rate",
+            "at most 1e9 s",
+        ),
+        (&["--rate", "1e-320"], "--rate", "from 1e-9 to 1e9"),
+        (&["--rate", "1e300"], "--rate", "from 1e-9 to 1e9"),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--preemption",
+                "swap",
+                "--swap-gbps",
+                "1e-320",
+            ],
+            "--swap-gbps",
+            "from 0.001 to 1000000",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-latency", "1e308"],
+            "--kv-link-latency",
+            "from 0 to 3600",
+        ),
+        (
+            &["--scheduler", "disagg", "--kv-link-gbps", "1e308"],
+            "--kv-link-gbps",
+            "from 0.001 to 1000000",
+        ),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--gpu-mem-gb",
+                "80",
+                "--gpu-mem-util",
+                "1e-320",
+            ],
+            "--gpu-mem-util",
+            "no room for a KV cache",
+        ),
+    ] {
+        let requests: &[&str] = if args.contains(&"--requests") {
+            &[]
+        } else {
+            &["--requests", "1000"]
+        };
+        let (code, stdout, err, secs) = timed(&[requests, args].concat());
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(stdout.is_empty(), "{args:?}: partial output");
+        assert!(
+            err.contains(flag) && err.contains(range),
+            "{args:?}: message lacks {flag} or '{range}': {err}"
+        );
+        // 1e308 printed in full would be a run of 309 digits.
+        assert!(
+            !err.as_bytes()
+                .windows(25)
+                .any(|w| w.iter().all(u8::is_ascii_digit)),
+            "{args:?}: a number printed in full: {err}"
+        );
+        assert!(secs < 5.0, "{args:?}: took {secs} s to reject");
+    }
+}
+
+/// At the bounds themselves runs are exact: the longest prompt a request may ask for is
+/// scheduled whole by vLLM (no wrap-around in its budget or blocks) and every request
+/// completes; the slowest rate and the longest KV-link latency give finite, positive
+/// latencies of the right size.
+#[test]
+fn values_at_the_bounds_give_finite_correct_results() {
+    let (code, out, err, _) = timed(&[
+        "--scheduler",
+        "vllm",
+        "--prompt",
+        "16777216",
+        "--decode",
+        "2",
+        "--requests",
+        "10",
+        "--warmup",
+        "0",
+        "--rate",
+        "1e-5",
+        "--arrivals",
+        "det",
+        "--cost-dist",
+        "det",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["completed"], 10.0);
+    assert_eq!(doc["config"]["max_batched_tokens"], 16_777_217);
+    // Each request alone: prefill c + a L, two decodes c + a each (deterministic costs).
+    let e2e = 0.01 + 0.001 * 16_777_216.0 + 2.0 * 0.011;
+    let mean = doc["e2e"]["mean"].as_f64().unwrap();
+    assert!((mean - e2e).abs() < 1e-6, "E2E {mean}, expected {e2e}");
+
+    // 1,000 requests at 1e-4/s span about 1e7 s: latencies keep their microseconds.
+    let (code, out, err, _) =
+        timed(&["--rate", "1e-4", "--requests", "1000", "--cost-dist", "det"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    let alone = 0.01 + 0.001 * 128.0 + 64.0 * 0.011;
+    let mean = doc["e2e"]["mean"].as_f64().unwrap();
+    assert!((mean - alone).abs() < 1e-6, "E2E {mean}, expected {alone}");
+
+    let (code, out, err, _) = timed(&[
+        "--scheduler",
+        "disagg",
+        "--kv-link-latency",
+        "3600",
+        "--requests",
+        "200",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    let e2e = doc["e2e"]["mean"].as_f64().unwrap();
+    assert!(e2e.is_finite() && e2e > 3600.0, "E2E {e2e}");
+    assert!(doc["throughput_rps"].as_f64().unwrap().is_finite());
+}
+
+/// Policy flags are range-checked whatever the scheduler, and one that the scheduler does
+/// not use draws a warning instead of being silently echoed.
+#[test]
+fn flags_of_other_schedulers_are_checked_and_warned_about() {
+    for (args, flag) in [
+        (&["--watermark", "5"][..], "--watermark"),
+        (&["--max-seqs", "0"], "--max-seqs"),
+        (&["--max-batched-tokens", "0"], "--max-batched-tokens"),
+        (&["--kv-link-gbps", "-1"], "--kv-link-gbps"),
+        (&["--kv-link-latency", "-1"], "--kv-link-latency"),
+        (&["--prefill-gpus", "0"], "--prefill-gpus"),
+        (&["--decode-gpus", "4294967295"], "--decode-gpus"),
+        (&["--swap-gbps", "-1"], "--swap-gbps"),
+        (&["--k", "0"], "--k"),
+    ] {
+        let (code, stdout, err, _) =
+            timed(&[&["--scheduler", "a", "--requests", "1000"][..], args].concat());
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(stdout.is_empty() && err.contains(flag), "{args:?}: {err}");
+    }
+    for (scheduler, args, flag) in [
+        ("a", &["--watermark", "0.5"][..], "--watermark"),
+        ("a", &["--prefill-gpus", "2"], "--prefill-gpus"),
+        ("b", &["--max-seqs", "8"], "--max-seqs"),
+        ("orca", &["--watermark", "0.1"], "--watermark"),
+        ("vllm", &["--k", "8"], "--k"),
+        ("vllm", &["--swap-gbps", "10"], "--swap-gbps"),
+        ("sarathi", &["--kv-link-gbps", "10"], "--kv-link-gbps"),
+    ] {
+        let (code, _, err, _) =
+            timed(&[&["--scheduler", scheduler, "--requests", "500"][..], args].concat());
+        assert_eq!(code, Some(0), "{scheduler} {args:?}: {err}");
+        assert!(
+            err.contains("warning") && err.contains(flag) && err.contains("no effect"),
+            "{scheduler} {args:?}: no warning: {err}"
+        );
+    }
+    // A flag the scheduler uses draws none.
+    let (code, _, err, _) = timed(&[
+        "--scheduler",
+        "vllm",
+        "--watermark",
+        "0.1",
+        "--requests",
+        "500",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// vLLM-like policies default to vLLM's `max(max_model_len, 2048)` token budget, so an
+/// ordinary workload with long prompts runs; the value used is in the config and a note;
+/// an explicit budget too small for the workload is still an error.
+#[test]
+fn whole_prefill_policies_default_to_a_budget_that_fits_the_workload() {
+    let long = [
+        "--prompt",
+        "uniform:256:2048",
+        "--decode",
+        "geometric:128:512",
+        "--requests",
+        "1000",
+        "--rate",
+        "1",
+    ];
+    for (scheduler, budget) in [
+        ("vllm", 2048 + 512 - 1),
+        ("decode-first", 2048 + 512 - 1),
+        ("orca", 2048),
+        ("sarathi", 2048),
+    ] {
+        let (code, out, err, _) = timed(&[&["--scheduler", scheduler][..], &long].concat());
+        assert_eq!(code, Some(0), "{scheduler}: {err}");
+        let doc: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc["config"]["max_batched_tokens"], budget, "{scheduler}");
+        assert_eq!(doc["completed"], 900.0, "{scheduler}");
+        assert_eq!(
+            err.contains(&format!("defaults to {budget}")),
+            budget > 2048,
+            "{scheduler}: {err}"
+        );
+    }
+    let (code, _, err, _) = timed(
+        &[
+            &["--scheduler", "vllm", "--max-batched-tokens", "2048"][..],
+            &long,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--max-batched-tokens") && err.contains("2559"),
+        "{err}"
+    );
+    // Short requests keep 2048.
+    let (code, out, err, _) = timed(&["--scheduler", "vllm", "--requests", "500"]);
+    assert_eq!(code, Some(0), "{err}");
+    let doc: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(doc["config"]["max_batched_tokens"], 2048);
+    assert!(!err.contains("note"), "{err}");
+}
+
+#[test]
+fn bench_rejects_zero_repetitions() {
+    let out = llmsim()
+        .args(["bench", "--repeat", "0", "--requests", "1000"])
+        .output()
+        .expect("binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--repeat") && err.contains("at least 1"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -34,6 +34,32 @@ fn bad_cluster_flags_exit_2_naming_flag_and_allowed_values() {
         &["--gpus", "4", "--router", "power-of-d:5"],
         &["--router", "--gpus", allowed],
     );
+    // Sizes that overflowed an allocation or a u32 sum are rejected before any work.
+    for gpus in ["4294967296", "18446744073709551615"] {
+        assert_usage_error(&["--gpus", gpus], &["--gpus", "at most 100000"]);
+    }
+    assert_usage_error(
+        &[
+            "--scheduler",
+            "disagg",
+            "--prefill-gpus",
+            "4294967295",
+            "--decode-gpus",
+            "1",
+        ],
+        &["--prefill-gpus", "at most 100000"],
+    );
+    assert_usage_error(
+        &[
+            "--scheduler",
+            "disagg",
+            "--prefill-gpus",
+            "60000",
+            "--decode-gpus",
+            "60000",
+        ],
+        &["--prefill-gpus", "at most 100000", "120000"],
+    );
 }
 
 #[test]

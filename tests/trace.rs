@@ -173,3 +173,119 @@ fn azure_conversation_trace_replays_on_a_calibrated_h200() {
     let ttft = doc["ttft"]["mean"].as_f64().unwrap();
     assert!(ttft > 0.0 && ttft < 1.0, "mean TTFT {ttft}");
 }
+
+/// Runs `llmsim run ARGS`, which must print nothing on stdout; returns its exit code and
+/// stderr.
+fn fails(args: &[&str]) -> (Option<i32>, String) {
+    let o = llmsim().arg("run").args(args).output().unwrap();
+    assert!(o.status.code() != Some(0) || !o.stdout.is_empty());
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Traces that cannot be replayed exactly are rejected naming the file (and line and field
+/// for a row), not a flag the user did not give, and without hanging or wrapping.
+#[test]
+fn unreplayable_traces_exit_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, rows, must) in [
+        (
+            "one.csv",
+            "2023-11-16 18:15:46.5,100,5\n",
+            &["one.csv holds 1 request"][..],
+        ),
+        (
+            "same.csv",
+            "2023-11-16 18:15:46.5,100,5\n2023-11-16 18:15:46.5,100,5\n2023-11-16 18:15:46.5,10,5\n",
+            &["same.csv", "all arrive at once"],
+        ),
+        (
+            "context.csv",
+            "2023-11-16 18:15:46.5,4294967295,5\n2023-11-16 18:15:47.5,10,5\n",
+            &["context.csv, line 2, field ContextTokens", "16777216"],
+        ),
+        (
+            "generated.csv",
+            "2023-11-16 18:15:46.5,10,5\n2023-11-16 18:15:47.5,10,4294967295\n",
+            &["generated.csv, line 3, field GeneratedTokens", "16777216"],
+        ),
+        // Three requests at the same instant after the first: with one request of
+        // warm-up the measurement window has no length.
+        (
+            "window.csv",
+            "2023-11-16 18:15:46.5,10,5\n2023-11-16 18:15:47.5,10,5\n2023-11-16 18:15:47.5,10,5\n2023-11-16 18:15:47.5,10,5\n",
+            &["window.csv", "no length"],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{HEADER}{rows}")).unwrap();
+        let spec = format!("azure:{}", path.display());
+        let (code, err) = fails(&["--workload", &spec, "--scheduler", "vllm", "--warmup", "1"]);
+        assert_eq!(code, Some(2), "{name}: {err}");
+        assert!(
+            err.contains("--workload") && !err.contains("--requests"),
+            "{name}: {err}"
+        );
+        for m in must {
+            assert!(err.contains(m), "{name}: lacks '{m}': {err}");
+        }
+    }
+}
+
+/// A replay with a deterministic cost model and router is the same in every replication,
+/// so more than one is refused rather than printed with a 95% interval of width 0. With
+/// service noise the replications are independent draws and the interval is real.
+#[test]
+fn deterministic_replays_refuse_identical_replications() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("azure:{}", small_trace(dir.path()).display());
+    let base = ["--workload", &spec, "--scheduler", "b"];
+    for cost in [
+        &["--cost", "h200-llama3.1-8b"][..],
+        &["--cost", "roofline:h200"],
+        &["--cost-dist", "det"],
+        &["--cost-dist", "det", "--gpus", "2", "--router", "jsq"],
+    ] {
+        let (code, err) = fails(&[&base[..], cost, &["--reps", "3"]].concat());
+        assert_eq!(code, Some(2), "{cost:?}: {err}");
+        assert!(
+            err.contains("--reps") && err.contains("deterministic") && err.contains("--noise-cv"),
+            "{cost:?}: {err}"
+        );
+    }
+    for varying in [
+        &["--cost", "h200-llama3.1-8b", "--noise-cv", "0.2"][..],
+        &["--cost-dist", "exp"],
+        &["--cost-dist", "det", "--gpus", "2", "--router", "random"],
+    ] {
+        let doc = run_json(&[&base[..], varying, &["--reps", "3"]].concat());
+        let half = doc["ttft"]["ci95"]["mean"].as_f64().unwrap();
+        assert!(half > 0.0, "{varying:?}: interval {half}");
+    }
+    // One replication of a deterministic replay is fine, and prints no interval.
+    let doc = run_json(&[&base[..], &["--cost-dist", "det"]].concat());
+    assert!(doc.get("ci95").is_none());
+}
+
+/// vLLM serves the real conversation trace with its default token budget, which follows
+/// the trace's longest prefill after a recompute (vLLM's max(max_model_len, 2048)).
+#[test]
+fn vllm_replays_the_conversation_trace_with_its_default_budget() {
+    let Some(path) = shared("traces/AzureLLMInferenceTrace_conv.csv") else {
+        return;
+    };
+    let spec = format!("azure:{}", path.display());
+    let o = llmsim()
+        .args(["run", "--json", "--workload", &spec])
+        .args(["--cost", "h200-llama3.1-8b", "--scheduler", "vllm"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["config"]["max_batched_tokens"], 14_087);
+    assert!(err.contains("defaults to 14087"), "{err}");
+    assert_eq!(doc["completed"], 19_366.0 - 1_936.0);
+}
