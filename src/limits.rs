@@ -59,9 +59,10 @@ pub const RATE: (f64, f64) = (1e-9, 1e9);
 pub const BANDWIDTH: (f64, f64) = (1e-3, 1e6);
 /// Longest fixed latency of one KV transfer (seconds).
 pub const MAX_LINK_LATENCY_S: f64 = 3600.0;
-/// Lowest and highest coefficient of variation of gamma arrival gaps: beyond them the
-/// gamma sampler's shape or scale leaves the range where it draws the stated law.
-pub const ARRIVAL_CV: (f64, f64) = (1e-3, 100.0);
+/// Lowest and highest coefficient of variation of gamma arrival gaps. Above 10 (shape
+/// below 0.01) most gaps are below 1e-16 of the clock and vanish when added to it, so the
+/// process degenerates into simultaneous bursts; below 0.001 use `det`.
+pub const ARRIVAL_CV: (f64, f64) = (1e-3, 10.0);
 
 /// A number as a message shows it: plain digits for ordinary magnitudes, scientific
 /// notation for very large or small ones (never 309 digits for 1e308).

@@ -376,6 +376,81 @@ mod tests {
         assert_eq!(w.rate(), 2.0);
     }
 
+    /// Settings outside the exact range fail naming the setting, before any request is
+    /// drawn (gamma arrivals of CV 1e200 used to panic in the sampler).
+    #[test]
+    fn validate_names_the_setting_out_of_range() {
+        let ok = Workload::Synthetic(wl(ArrivalKind::Poisson));
+        assert_eq!(ok.validate(), Ok(()));
+        for (w, field) in [
+            (
+                SyntheticWorkload {
+                    arrivals: ArrivalKind::Gamma { cv: 1e200 },
+                    ..wl(ArrivalKind::Poisson)
+                },
+                "arrivals",
+            ),
+            (
+                SyntheticWorkload {
+                    rate: 1e-320,
+                    ..wl(ArrivalKind::Poisson)
+                },
+                "rate",
+            ),
+            (
+                SyntheticWorkload {
+                    rate: 1e-5,
+                    ..wl(ArrivalKind::Poisson)
+                },
+                "rate",
+            ),
+            (
+                SyntheticWorkload {
+                    prompt: LengthDist::Fixed(u32::MAX),
+                    ..wl(ArrivalKind::Poisson)
+                },
+                "prompt",
+            ),
+            (
+                SyntheticWorkload {
+                    requests: 1,
+                    ..wl(ArrivalKind::Poisson)
+                },
+                "requests",
+            ),
+        ] {
+            let e = Workload::Synthetic(w).validate().unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    /// A trace's longest request is over its rows (L and B jointly), synthetic laws' at
+    /// their caps.
+    #[test]
+    fn longest_is_joint_over_a_trace() {
+        let trace = Trace {
+            source: "t.csv".into(),
+            requests: [(1000, 1), (10, 500)]
+                .iter()
+                .map(|&(prompt, decode)| Request {
+                    arrival: 0.0,
+                    prompt,
+                    decode,
+                })
+                .collect(),
+            adjusted: 0,
+        };
+        let w = Workload::Trace(TraceReplay {
+            trace: Arc::new(trace),
+            time_scale: 1.0,
+            requests: 2,
+        });
+        assert_eq!(w.longest(|l, b| l + b), 1001);
+        assert_eq!(w.longest(|l, _| l), 1000);
+        let s = Workload::Synthetic(wl(ArrivalKind::Poisson));
+        assert_eq!(s.longest(|l, b| l + b), 200);
+    }
+
     #[test]
     fn lengths_do_not_depend_on_the_arrival_process() {
         let a = wl(ArrivalKind::Poisson).generate(9, 2);

@@ -363,18 +363,18 @@ fn extreme_values_exit_2_at_once_naming_flag_and_range() {
         (
             &["--arrivals", "gamma:1e200"][..],
             "--arrivals",
-            "0.001 to 100",
+            "0.001 to 10 ",
         ),
-        (&["--arrivals", "gamma:1e308"], "--arrivals", "0.001 to 100"),
+        (&["--arrivals", "gamma:1e308"], "--arrivals", "0.001 to 10 "),
         (
             &["--arrivals", "gamma:1e-200"],
             "--arrivals",
-            "0.001 to 100",
+            "0.001 to 10 ",
         ),
         (
             &["--arrivals", "gamma:1e-320"],
             "--arrivals",
-            "0.001 to 100",
+            "0.001 to 10 ",
         ),
         (
             &["--warmup", "18446744073709551615"],

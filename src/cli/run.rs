@@ -78,7 +78,7 @@ pub struct SimArgs {
     /// Warm-up requests per replication, simulated but not measured [default: 10% of --requests].
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Arrival process: poisson, det, or gamma:CV with CV from 0.001 to 100 [default: poisson].
+    /// Arrival process: poisson, det, or gamma:CV with CV from 0.001 to 10 [default: poisson].
     #[arg(long)]
     pub arrivals: Option<ArrivalKind>,
     /// Prompt length L (tokens, at most 16777216): N, uniform:LO:HI, geometric:MEAN:MAX, mix:N@P,..., lognormal:MEDIAN:SIGMA:MAX [default: 128].
