@@ -3,9 +3,9 @@
 //!
 //! Times are `f64` seconds from the start of a run: up to [`MAX_HORIZON_S`] they resolve
 //! 0.2 us, far below any iteration's cost, so latencies (differences of times) keep their
-//! digits. Token counts are `u32` ([`crate::scheduler::ReqId`]-indexed progress): bounding
-//! each prompt and decode budget by [`MAX_TOKENS`] keeps every context, prefill target and
-//! block count far from wrapping, and every request's work finite. Counts of requests,
+//! digits. A request's token counts (prompt, decode budget, progress, context) are `u32`:
+//! bounding each prompt and decode budget by [`MAX_TOKENS`] keeps every sum of them far
+//! from wrapping, and every request's work finite. Counts of requests,
 //! GPUs and replications are bounded before anything is allocated for them.
 //!
 //! The command line maps a [`RangeError`] to exit code 2 with the setting's flag; a library
