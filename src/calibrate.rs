@@ -60,6 +60,7 @@ impl ProfileRow {
         BatchShape {
             prefill_tokens: self.prefill_tokens,
             prefill_entries: self.prefill_seqs,
+            prefill_squares: u128::from(self.prefill_seqs) * u128::from(self.prefill_len).pow(2),
             decode_entries: self.decode_batch,
             kv_tokens: u64::from(self.decode_batch) * self.decode_context,
         }

@@ -1,10 +1,19 @@
-//! The profiled cost model against the measured H200 profile, and `llmsim calibrate`.
+//! The profiled cost model against the measured H200 profile, `llmsim calibrate`, and how
+//! the cost models price chunked and mixed-length prefills.
 
 mod common;
 
+use proptest::prelude::*;
+use std::sync::Arc;
+
 use common::{llmsim, shared};
 use llmsim::calibrate::{fit_error, fit_profiled, read_profile};
-use llmsim::cost::Preset;
+use llmsim::cost::{BatchShape, CostModel, GpuSpec, Preset, RooflineCost, preset};
+use llmsim::engine::{EngineConfig, simulate_observed};
+use llmsim::kv::KvConfig;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, Phase, SchedulerSpec};
+use llmsim::workload::Request;
 
 const PROFILE: &str = "calibration/h200_llama-3.1-8b.csv";
 
@@ -260,4 +269,167 @@ fn roofline_predicts_the_h100_from_the_h200_calibration() {
     );
     assert!(roof.mape <= 0.10 && roof.max <= 0.25, "{roof:?}");
     assert!(roof.mape < 0.5 * reuse.mape, "{roof:?} vs {reuse:?}");
+}
+
+/// Every cost model that prices prefill attention: the built-in presets and the roofline.
+fn attention_models() -> Vec<(String, Arc<dyn CostModel>)> {
+    let mut models: Vec<(String, Arc<dyn CostModel>)> = preset::built_in_names()
+        .into_iter()
+        .map(|n| (n.to_string(), Preset::built_in(n).unwrap().model()))
+        .collect();
+    for (name, gpu) in [("h100", GpuSpec::H100), ("h200", GpuSpec::H200)] {
+        models.push((
+            format!("roofline:{name}"),
+            Arc::new(RooflineCost::llama_3_1_8b(gpu)),
+        ));
+    }
+    models
+}
+
+/// Requests with these prompts and no decodes, all arriving at time 0, prefilled by
+/// Sarathi-Serve under a token budget of `budget` on one GPU: the end of the last batch
+/// (seconds) and the number of batches.
+fn prefill_makespan(prompts: &[u32], budget: u32, cost: Arc<dyn CostModel>) -> (f64, usize) {
+    let requests: Vec<Request> = prompts
+        .iter()
+        .map(|&prompt| Request {
+            arrival: 0.0,
+            prompt,
+            decode: 0,
+        })
+        .collect();
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::Sarathi(BatchLimits {
+            max_seqs: 64,
+            max_tokens: budget,
+            ..BatchLimits::default()
+        }),
+        cost,
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::unlimited(),
+    };
+    let (mut end, mut batches) = (0.0f64, 0);
+    simulate_observed(&requests, &config, 1, 0, 0, &mut |ev| {
+        end = end.max(ev.end);
+        batches += 1;
+    });
+    (end, batches)
+}
+
+/// The example: an 8,192-token prompt took 250 ms whole but 221 ms as four
+/// 2,048-token chunks, each chunk's attention priced as if it started the prompt. Now the
+/// chunks cost the whole prompt's attention plus three more iterations' fixed costs.
+#[test]
+fn chunked_8192_token_prompt_costs_more_than_whole() {
+    let preset = Preset::built_in("h200-llama3.1-8b").unwrap();
+    let m = preset.profiled;
+    let (whole, one) = prefill_makespan(&[8192], 8192, preset.model());
+    let (split, four) = prefill_makespan(&[8192], 2048, preset.model());
+    assert_eq!((one, four), (1, 4));
+    assert!((whole - 0.2504).abs() < 5e-4, "whole {whole}");
+    let extra = 3.0 * (m.setup + m.prefill_setup - m.per_token * m.free_tokens);
+    assert!(
+        (split - whole - extra).abs() < 1e-12,
+        "4 x 2048: {split} s, whole: {whole} s"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Prefilling prompts in chunks never takes less time than prefilling them whole, under
+    /// every attention-pricing model (one GPU, the prompts alone).
+    #[test]
+    fn chunking_never_shortens_a_prefill(
+        prompts in prop::collection::vec(1u32..16_384, 1..4),
+        budget in 64u32..8_192,
+    ) {
+        let total: u32 = prompts.iter().sum();
+        for (name, m) in attention_models() {
+            let (whole, _) = prefill_makespan(&prompts, total, m.clone());
+            let (split, _) = prefill_makespan(&prompts, budget, m);
+            prop_assert!(
+                split >= whole * (1.0 - 1e-12),
+                "{}: chunks of {} took {} s, whole {} s",
+                name, budget, split, whole
+            );
+        }
+    }
+}
+
+/// Whatever a policy schedules (chunks, whole prompts, recomputes after preemption), each
+/// batch's prefill attention is `(offset + chunk)^2 - offset^2` summed over its prefill
+/// entries, with the offset re-derived here from the batches: 0 at a request's first prefill
+/// and again after a preemption by recompute.
+#[test]
+fn batch_attention_counts_each_chunk_from_its_offset() {
+    use proptest::test_runner::{Config, TestRunner};
+    let limits = |max_tokens| BatchLimits {
+        max_seqs: 8,
+        max_tokens,
+        watermark: 0.0,
+        ..BatchLimits::default()
+    };
+    let strategy = (
+        prop::collection::vec((0.0..0.5f64, 1u32..200, 0u32..40), 2..40),
+        0usize..4,
+        16u32..64,
+    );
+    let preemptions = std::cell::Cell::new(0u64);
+    TestRunner::new(Config::with_cases(200))
+        .run(&strategy, |(rows, which, budget)| {
+            let mut t = 0.0;
+            let requests: Vec<Request> = rows
+                .iter()
+                .map(|&(gap, prompt, decode)| {
+                    t += gap;
+                    Request {
+                        arrival: t,
+                        prompt,
+                        decode,
+                    }
+                })
+                .collect();
+            let scheduler = match which {
+                0 => SchedulerSpec::Sarathi(limits(budget)),
+                1 => SchedulerSpec::Vllm(limits(240)),
+                2 => SchedulerSpec::DecodeFirst(limits(240)),
+                _ => SchedulerSpec::Orca(limits(240)),
+            };
+            let config = EngineConfig {
+                scheduler,
+                cost: Preset::built_in("h200-llama3.1-8b").unwrap().model(),
+                gpus: 1,
+                router: RouterSpec::RoundRobin,
+                // Room for the longest request and little more: preemptions are common.
+                kv: KvConfig::with_tokens(320, 16),
+            };
+            let mut offset = vec![0u64; requests.len()];
+            let mut wrong = Vec::new();
+            simulate_observed(&requests, &config, 7, 0, 0, &mut |ev| {
+                for &id in ev.batch.preempted() {
+                    offset[id as usize] = 0;
+                    preemptions.set(preemptions.get() + 1);
+                }
+                let mut want = 0u128;
+                for e in ev
+                    .batch
+                    .entries()
+                    .iter()
+                    .filter(|e| e.phase == Phase::Prefill)
+                {
+                    let o = &mut offset[e.id as usize];
+                    want += BatchShape::chunk_squares(*o, u64::from(e.tokens));
+                    *o += u64::from(e.tokens);
+                }
+                if ev.batch.shape().prefill_squares != want {
+                    wrong.push((ev.start, ev.batch.shape().prefill_squares, want));
+                }
+            });
+            prop_assert!(wrong.is_empty(), "(start, priced, re-derived): {:?}", wrong);
+            Ok(())
+        })
+        .unwrap();
+    assert!(preemptions.get() > 0, "no preemption was exercised");
 }

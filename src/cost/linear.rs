@@ -128,20 +128,12 @@ mod tests {
     use super::*;
     use crate::rng::{Source, stream};
 
-    fn shape(tokens: u64) -> BatchShape {
-        BatchShape {
-            prefill_tokens: tokens,
-            prefill_entries: 1,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn deterministic_cost_is_the_formula() {
         let m = LinearCost::new(0.01, 0.001, 32.0, CostDist::Deterministic);
         let mut rng = stream(0, 0, Source::Service(0));
-        assert_eq!(m.sample(&shape(16), &mut rng), 0.01);
-        assert!((m.sample(&shape(160), &mut rng) - (0.01 + 0.128)).abs() < 1e-15);
+        assert_eq!(m.sample(&BatchShape::prefill(16), &mut rng), 0.01);
+        assert!((m.sample(&BatchShape::prefill(160), &mut rng) - (0.01 + 0.128)).abs() < 1e-15);
     }
 
     /// Sample mean and variance of 200,000 batches agree with the stated moments within
@@ -150,7 +142,7 @@ mod tests {
     fn random_costs_have_the_stated_moments() {
         for dist in [CostDist::Exponential, CostDist::Gamma { cv: 0.5 }] {
             let m = LinearCost::new(0.01, 0.001, 0.0, dist);
-            let s = shape(128);
+            let s = BatchShape::prefill(128);
             let mut rng = stream(5, 0, Source::Service(0));
             let n = 200_000;
             let xs: Vec<f64> = (0..n).map(|_| m.sample(&s, &mut rng)).collect();
