@@ -76,7 +76,7 @@ fn report(title: &str, model: &dyn CostModel, rows: &[ProfileRow]) -> FitError {
 }
 
 fn print_parameters(m: &ProfiledCost) {
-    println!("S = c + p [prefill] + a max(0, tokens - b0) + q prompt_tokens^2 / prompts");
+    println!("S = c + p [prefill] + a max(0, tokens - b0) + q sum of squared prompt lengths");
     println!("      + d kv_tokens max(1, r / decodes)");
     for (sym, what, value) in [
         ("c", "setup", format!("{:.4} ms", m.setup * 1e3)),
