@@ -243,7 +243,9 @@ pub fn fit_profiled(rows: &[ProfileRow]) -> Result<ProfiledCost, FitFailure> {
         consider(&mut best, b0, r);
     }
     let model = best.expect("at least one grid point").0;
-    model.check().map_err(FitFailure::Unusable)?;
+    model
+        .check()
+        .map_err(|e| FitFailure::Unusable(e.to_string()))?;
     Ok(model)
 }
 

@@ -433,3 +433,75 @@ fn batch_attention_counts_each_chunk_from_its_offset() {
         .unwrap();
     assert!(preemptions.get() > 0, "no preemption was exercised");
 }
+
+/// Cost parameters beyond where the arithmetic holds are rejected before anything runs, each
+/// naming its flag (or preset field) and range: they used to print a utilisation of 127171
+/// (`--noise-cv 1e200`), a mean E2E of 3e-6 s (`--noise-cv 1e20`, truth 0.84 s), a TTFT of 0
+/// (`gamma:1e10`), panic (`gamma:1e200`) or print NaN (`setup_s = 1e308`).
+#[test]
+fn extreme_cost_parameters_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let preset = Preset::built_in("h200-llama3.1-8b").unwrap().to_toml();
+    let mut cases: Vec<(Vec<String>, &str)> = [
+        ("--noise-cv 1e200", "--noise-cv"),
+        ("--noise-cv 1e20", "--noise-cv"),
+        ("--noise-cv 10.5", "--noise-cv"),
+        ("--cost-dist gamma:1e10", "--cost-dist"),
+        ("--cost-dist gamma:1e200", "--cost-dist"),
+        ("--c 1e308", "--c"),
+        ("--a 1e300", "--a"),
+        ("--b0 1e300", "--b0"),
+    ]
+    .into_iter()
+    .map(|(a, flag)| (a.split(' ').map(String::from).collect(), flag))
+    .collect();
+    for (field, value) in [
+        ("setup_s", "1e308"),
+        ("per_kv_token_s", "3601.0"),
+        ("min_attention_seqs", "1e300"),
+    ] {
+        let path = dir.path().join(format!("{field}.toml"));
+        let text: String = preset
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{field} = ")) {
+                    format!("{field} = {value}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        cases.push((vec!["--cost".into(), path.display().to_string()], field));
+    }
+    for (args, names) in cases {
+        let o = llmsim()
+            .args(["run", "--requests", "200"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(names) && err.contains("at most"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("0000000000000000"), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    // The largest values allowed run and give finite numbers.
+    let o = llmsim()
+        .args(["run", "--json", "--requests", "2000", "--noise-cv", "10"])
+        .args(["--cost-dist", "gamma:10", "--c", "3600", "--rate", "1e-5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for key in ["utilization", "throughput_rps"] {
+        let x = doc[key].as_f64().unwrap();
+        assert!(x.is_finite() && x > 0.0, "{key} {x}");
+    }
+    let help = llmsim().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("0 < CV <= 10") && help.contains("at most 3600"));
+}

@@ -21,6 +21,55 @@ pub use roofline::{Efficiency, GpuSpec, ModelShape, RooflineCost};
 
 use crate::rng::SimRng;
 
+/// Largest coefficient of variation of a cost model's randomness (`gamma:CV` costs,
+/// lognormal noise). Either law with CV `v` puts its mean in rare large draws: at CV 10
+/// about one draw in 100 is of the mean's size, at CV 1e10 one in 1e20 (and gamma draws
+/// underflow to 0), so a run's iterations would average far below the model's mean.
+pub const MAX_CV: f64 = 10.0;
+/// Largest value of a cost model's time parameters (seconds, or seconds per token or per
+/// squared token): an hour, where real iterations take milliseconds. It keeps every batch's
+/// time, and the clock of any run, finite.
+pub const MAX_SECONDS: f64 = 3600.0;
+/// Largest value of a cost model's token or sequence count parameters: `2^32`, above any
+/// batch the schedulers form.
+pub const MAX_COUNT: f64 = 4_294_967_296.0;
+
+/// A cost model parameter outside its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} {why}")]
+pub struct ParamError {
+    /// The parameter: a preset's TOML key, or a `llmsim run` flag without its dashes.
+    pub field: &'static str,
+    /// What is wrong and the allowed range, e.g. `must be a number of seconds ...`.
+    pub why: String,
+}
+
+/// Checks that `value` of `field`, described as `what`, is in `[lo, hi]`, or in `(lo, hi]`
+/// when `open_low`.
+pub(crate) fn check_range(
+    field: &'static str,
+    value: f64,
+    (lo, hi): (f64, f64),
+    open_low: bool,
+    what: &str,
+) -> Result<(), ParamError> {
+    let above_lo = if open_low { value > lo } else { value >= lo };
+    if above_lo && value <= hi {
+        return Ok(());
+    }
+    let low = if open_low { "greater than" } else { "at least" };
+    // Debug keeps extreme values short (1e308, not 309 digits).
+    Err(ParamError {
+        field,
+        why: format!("must be {what} {low} {lo} and at most {hi} (got {value:?})"),
+    })
+}
+
+/// Checks a coefficient of variation of a cost model's randomness: in `(0, MAX_CV]`.
+pub fn check_cv(field: &'static str, cv: f64) -> Result<(), ParamError> {
+    check_range(field, cv, (0.0, MAX_CV), true, "a coefficient of variation")
+}
+
 /// What a cost model needs to know of one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchShape {

@@ -23,7 +23,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchShape, CostModel};
+use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, ParamError, check_range};
 use crate::rng::SimRng;
 
 /// Deterministic iteration time fitted to a profile; wrap it in
@@ -94,27 +94,46 @@ impl ProfiledCost {
         }
     }
 
-    /// Why the parameters cannot be a cost model, if they cannot: every one must be finite
-    /// and non-negative, and the setup cost positive (an empty-ish batch takes time).
-    pub fn check(&self) -> Result<(), String> {
-        let fields = [
-            ("setup_s", self.setup),
-            ("prefill_setup_s", self.prefill_setup),
-            ("per_token_s", self.per_token),
-            ("free_tokens", self.free_tokens),
-            ("prefill_attention_s", self.prefill_attention),
-            ("per_kv_token_s", self.per_kv_token),
-            ("min_attention_seqs", self.min_attention_seqs),
-        ];
-        for (name, v) in fields {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name} must be a finite number >= 0 (got {v})"));
-            }
+    /// Why the parameters cannot be a cost model, if they cannot: the setup cost must be
+    /// positive (every batch takes time) and every other time non-negative, all at most
+    /// [`MAX_SECONDS`]; the token and sequence counts from 0 to [`MAX_COUNT`].
+    pub fn check(&self) -> Result<(), ParamError> {
+        let seconds = (0.0, MAX_SECONDS);
+        check_range("setup_s", self.setup, seconds, true, "a number of seconds")?;
+        for (name, v, what) in [
+            ("prefill_setup_s", self.prefill_setup, "a number of seconds"),
+            (
+                "per_token_s",
+                self.per_token,
+                "a number of seconds per token",
+            ),
+            (
+                "prefill_attention_s",
+                self.prefill_attention,
+                "a number of seconds per squared token",
+            ),
+            (
+                "per_kv_token_s",
+                self.per_kv_token,
+                "a number of seconds per token",
+            ),
+        ] {
+            check_range(name, v, seconds, false, what)?;
         }
-        if self.setup <= 0.0 {
-            return Err(format!("setup_s must be > 0 seconds (got {})", self.setup));
-        }
-        Ok(())
+        check_range(
+            "free_tokens",
+            self.free_tokens,
+            (0.0, MAX_COUNT),
+            false,
+            "a number of tokens",
+        )?;
+        check_range(
+            "min_attention_seqs",
+            self.min_attention_seqs,
+            (0.0, MAX_COUNT),
+            false,
+            "a number of sequences",
+        )
     }
 }
 
@@ -171,5 +190,39 @@ mod tests {
         let decode = BatchShape::decode(2, 2000);
         assert!((m.mean(&decode) - (5e-3 + 3e-8 * 8000.0)).abs() < 1e-15);
         assert!(m.depends_on_context() && m.check().is_ok());
+        for (bad, field) in [
+            (ProfiledCost { setup: 1e308, ..m }, "setup_s"),
+            (ProfiledCost { setup: 0.0, ..m }, "setup_s"),
+            (
+                ProfiledCost {
+                    per_token: 3601.0,
+                    ..m
+                },
+                "per_token_s",
+            ),
+            (
+                ProfiledCost {
+                    prefill_attention: -1e-9,
+                    ..m
+                },
+                "prefill_attention_s",
+            ),
+            (
+                ProfiledCost {
+                    free_tokens: f64::INFINITY,
+                    ..m
+                },
+                "free_tokens",
+            ),
+            (
+                ProfiledCost {
+                    min_attention_seqs: 1e300,
+                    ..m
+                },
+                "min_attention_seqs",
+            ),
+        ] {
+            assert_eq!(bad.check().unwrap_err().field, field);
+        }
     }
 }
