@@ -505,3 +505,71 @@ fn extreme_cost_parameters_are_usage_errors() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("0 < CV <= 10") && help.contains("at most 3600"));
 }
+
+/// Nine rows of the H200 profile: enough to fit, and shipped with the test.
+const SMALL_PROFILE: &str = "\
+model,kind,prefill_seqs,prefill_len,prefill_tokens,decode_batch,decode_context,batch_tokens,median_ms
+m,prefill,1,128,128,0,0,128,7.1995
+m,prefill,1,1024,1024,0,0,1024,28.0075
+m,prefill,8,128,1024,0,0,1024,28.3926
+m,decode,0,0,0,2,128,2,5.6262
+m,decode,0,0,0,128,128,128,7.1083
+m,decode,0,0,0,4,512,4,5.8265
+m,decode,0,0,0,256,512,256,13.1516
+m,decode,0,0,0,8,2048,8,6.4443
+m,decode,0,0,0,2,8192,2,8.5591
+";
+
+/// `calibrate` checks every argument before it prints or writes anything: a bad `--roofline`
+/// or an `--out` it cannot write fails with exit 2 naming the flag and nothing on stdout
+/// (it used to print the whole fit, then fail with exit 1).
+#[test]
+fn calibrate_checks_every_argument_before_printing() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("small.csv");
+    std::fs::write(&csv, SMALL_PROFILE).unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let missing = dir.path().join("missing").join("x.toml");
+    let under_file = file.join("x.toml");
+    let folder = dir.path().to_path_buf();
+    let mut cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (vec!["--roofline".into(), "h300".into()], "--roofline"),
+        (vec!["--out".into(), missing.into()], "--out"),
+        (vec!["--out".into(), under_file.into()], "--out"),
+        (vec!["--out".into(), folder.into()], "--out"),
+    ];
+    // A folder that refuses new files even to root.
+    if cfg!(target_os = "linux") {
+        cases.push((vec!["--out".into(), "/proc/llmsim-x.toml".into()], "--out"));
+    }
+    for (args, flag) in cases {
+        let o = llmsim()
+            .arg("calibrate")
+            .arg(&csv)
+            .args(&args)
+            .args(
+                ["--roofline", "h200"]
+                    .iter()
+                    .filter(|_| flag != "--roofline"),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}: printed before failing");
+    }
+    let out = dir.path().join("ok.toml");
+    let o = llmsim()
+        .arg("calibrate")
+        .arg(&csv)
+        .arg("--out")
+        .arg(&out)
+        .args(["--roofline", "h200"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("9 rows: MAPE"));
+    Preset::read(&out).unwrap();
+}
