@@ -573,3 +573,43 @@ fn calibrate_checks_every_argument_before_printing() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("9 rows: MAPE"));
     Preset::read(&out).unwrap();
 }
+
+/// A profile (or trace) that is not UTF-8 text, such as one saved as UTF-16 or a binary
+/// file, is named with its line and "not UTF-8 text", not the csv crate's debug dump
+/// (`Utf8 { pos: Some(Position { byte: 0, ...`).
+#[test]
+fn non_utf8_csv_says_so_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let utf16 = dir.path().join("utf16.csv");
+    let mut bytes = vec![0xff, 0xfe];
+    for unit in SMALL_PROFILE.encode_utf16() {
+        bytes.extend(unit.to_le_bytes());
+    }
+    std::fs::write(&utf16, bytes).unwrap();
+    let bad_row = dir.path().join("bad_row.csv");
+    let mut bytes = SMALL_PROFILE.as_bytes().to_vec();
+    bytes.extend(b"m,decode,0,0,0,2,\xff\xfe,2,5.6\n");
+    std::fs::write(&bad_row, bytes).unwrap();
+    let workload = format!("azure:{}", utf16.display());
+    let cases: [(Vec<&std::ffi::OsStr>, &str); 3] = [
+        (vec!["calibrate".as_ref(), utf16.as_os_str()], "line 1"),
+        (
+            vec!["calibrate".as_ref(), bad_row.as_os_str()],
+            "line 11, field decode_context",
+        ),
+        (
+            vec!["run".as_ref(), "--workload".as_ref(), workload.as_ref()],
+            "line 1",
+        ),
+    ];
+    for (args, place) in cases {
+        let o = llmsim().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("not UTF-8 text") && err.contains(place) && err.contains(".csv"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("Position"), "{args:?}: {err}");
+    }
+}
