@@ -612,3 +612,35 @@ fn non_utf8_csv_says_so_with_its_line() {
         assert!(!err.contains("Position"), "{args:?}: {err}");
     }
 }
+
+/// Profile values the fit cannot use are named with their line and field: times outside a
+/// nanosecond to an hour (the fit weighs rows by 1 / time^2), token counts beyond `u32`
+/// (whose products used to wrap). All used to be accepted.
+#[test]
+fn extreme_profile_values_name_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, rows) = SMALL_PROFILE.split_once('\n').unwrap();
+    for (row, field) in [
+        ("m,prefill,1,128,128,0,0,128,1e300", "median_ms"),
+        ("m,prefill,1,128,128,0,0,128,1e-300", "median_ms"),
+        (
+            "m,prefill,1,4294967296,4294967296,0,0,4294967296,7.0",
+            "prefill_len",
+        ),
+        (
+            "m,decode,0,0,0,2,18446744073709551615,2,5.0",
+            "decode_context",
+        ),
+    ] {
+        let csv = dir.path().join("extreme.csv");
+        std::fs::write(&csv, format!("{header}\n{row}\n{rows}")).unwrap();
+        let o = llmsim().arg("calibrate").arg(&csv).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{row}: {err}");
+        assert!(
+            err.contains(&format!("line 2, field {field}")),
+            "{row}: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{row}");
+    }
+}
