@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::cost::{
-    BatchShape, CostModel, Efficiency, GpuSpec, ModelShape, ProfiledCost, RooflineCost,
+    BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, ProfiledCost, RooflineCost,
 };
 use crate::csvio::{CsvError, FieldError, read_rows};
 use crate::lsq::fit_nonneg;
@@ -41,13 +41,13 @@ pub struct ProfileRow {
     /// Prompts in the batch.
     pub prefill_seqs: u32,
     /// Tokens of each prompt.
-    pub prefill_len: u64,
+    pub prefill_len: u32,
     /// `prefill_seqs * prefill_len` (tokens).
     pub prefill_tokens: u64,
     /// Sequences each decoding one token.
     pub decode_batch: u32,
     /// KV-cache tokens of each decoding sequence (tokens).
-    pub decode_context: u64,
+    pub decode_context: u32,
     /// `prefill_tokens + decode_batch` (tokens).
     pub batch_tokens: u64,
     /// Median iteration time (milliseconds).
@@ -60,8 +60,9 @@ impl ProfileRow {
         BatchShape {
             prefill_tokens: self.prefill_tokens,
             prefill_entries: self.prefill_seqs,
+            prefill_squares: u128::from(self.prefill_seqs) * u128::from(self.prefill_len).pow(2),
             decode_entries: self.decode_batch,
-            kv_tokens: u64::from(self.decode_batch) * self.decode_context,
+            kv_tokens: u64::from(self.decode_batch) * u64::from(self.decode_context),
         }
     }
 
@@ -89,23 +90,24 @@ impl ProfileRow {
                 format!("'{}' is not prefill, decode or mixed", self.kind),
             ));
         }
-        if self.prefill_tokens != u64::from(self.prefill_seqs) * self.prefill_len {
+        // u32 x u32 fits a u64, and so does adding a u32 to it.
+        let prompt_tokens = u64::from(self.prefill_seqs) * u64::from(self.prefill_len);
+        if self.prefill_tokens != prompt_tokens {
             return Err((
                 "prefill_tokens",
                 format!(
-                    "{} is not prefill_seqs x prefill_len = {}",
+                    "{} is not prefill_seqs x prefill_len = {prompt_tokens}",
                     self.prefill_tokens,
-                    u64::from(self.prefill_seqs) * self.prefill_len
                 ),
             ));
         }
-        if self.batch_tokens != self.prefill_tokens + u64::from(self.decode_batch) {
+        if self.batch_tokens != prompt_tokens + u64::from(self.decode_batch) {
             return Err((
                 "batch_tokens",
                 format!(
                     "{} is not prefill_tokens + decode_batch = {}",
                     self.batch_tokens,
-                    self.prefill_tokens + u64::from(self.decode_batch)
+                    prompt_tokens + u64::from(self.decode_batch)
                 ),
             ));
         }
@@ -124,10 +126,16 @@ impl ProfileRow {
                 ),
             ));
         }
-        if !(self.median_ms > 0.0 && self.median_ms.is_finite()) {
+        // From a nanosecond to an hour: the fit weighs each row by 1 / time^2, which must
+        // stay finite, and the fitted times must pass ProfiledCost::check.
+        if !(self.median_ms >= 1e-6 && self.median_ms <= MAX_SECONDS * 1e3) {
             return Err((
                 "median_ms",
-                format!("must be a finite number > 0 (got {})", self.median_ms),
+                format!(
+                    "must be a number of milliseconds from 1e-6 to {} (got {:?})",
+                    MAX_SECONDS * 1e3,
+                    self.median_ms
+                ),
             ));
         }
         Ok(self)
@@ -242,7 +250,9 @@ pub fn fit_profiled(rows: &[ProfileRow]) -> Result<ProfiledCost, FitFailure> {
         consider(&mut best, b0, r);
     }
     let model = best.expect("at least one grid point").0;
-    model.check().map_err(FitFailure::Unusable)?;
+    model
+        .check()
+        .map_err(|e| FitFailure::Unusable(e.to_string()))?;
     Ok(model)
 }
 
@@ -316,7 +326,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
 mod tests {
     use super::*;
 
-    fn row(prefill: (u32, u64), decode: (u32, u64), ms: f64) -> ProfileRow {
+    fn row(prefill: (u32, u32), decode: (u32, u32), ms: f64) -> ProfileRow {
         let kind = match (prefill.0 > 0, decode.0 > 0) {
             (true, true) => "mixed",
             (true, false) => "prefill",
@@ -327,10 +337,10 @@ mod tests {
             kind: kind.into(),
             prefill_seqs: prefill.0,
             prefill_len: prefill.1,
-            prefill_tokens: u64::from(prefill.0) * prefill.1,
+            prefill_tokens: u64::from(prefill.0) * u64::from(prefill.1),
             decode_batch: decode.0,
             decode_context: decode.1,
-            batch_tokens: u64::from(prefill.0) * prefill.1 + u64::from(decode.0),
+            batch_tokens: u64::from(prefill.0) * u64::from(prefill.1) + u64::from(decode.0),
             median_ms: ms,
         }
     }

@@ -41,6 +41,15 @@ pub enum CsvError {
 /// A complaint about one field of a row: `(column, why)`.
 pub type FieldError = (&'static str, String);
 
+/// Why a field cannot be read when its bytes are not UTF-8 (a binary file, or text saved as
+/// UTF-16 or Latin-1), in words rather than the csv crate's debug form.
+fn not_utf8(err: &csv::Utf8Error) -> String {
+    format!(
+        "not UTF-8 text (byte {} of the field is invalid); save the file as UTF-8 CSV",
+        err.valid_up_to() + 1
+    )
+}
+
 /// Reads every data row of `path` as `R` (columns matched by header name; `columns` must
 /// all be present), converting each with `convert`. Stops at the first bad row.
 pub fn read_rows<R: DeserializeOwned, T>(
@@ -59,6 +68,9 @@ pub fn read_rows<R: DeserializeOwned, T>(
             path: path.to_path_buf(),
             source,
         },
+        csv::ErrorKind::Utf8 { pos, err } => {
+            row_err(pos.map_or(1, |p| p.line()), "header", not_utf8(&err))
+        }
         kind => row_err(1, "header", format!("{kind:?}")),
     };
     let mut reader = csv::ReaderBuilder::new()
@@ -93,6 +105,11 @@ pub fn read_rows<R: DeserializeOwned, T>(
                     line,
                     "row",
                     format!("{len} fields where the header has {expected_len}"),
+                ),
+                csv::ErrorKind::Utf8 { err, .. } => row_err(
+                    line,
+                    headers.get(err.field()).unwrap_or("row"),
+                    not_utf8(&err),
                 ),
                 kind => row_err(line, "row", format!("{kind:?}")),
             }

@@ -698,7 +698,7 @@ impl Engine<'_> {
                 rec.start = now;
             }
         }
-        let shape = batch.shape();
+        let shape = batch.priced_shape(&self.progress);
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.

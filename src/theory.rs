@@ -8,11 +8,7 @@ use crate::cost::{BatchShape, CostModel};
 use crate::dist::LengthDist;
 
 fn prefill_shape(tokens: f64) -> BatchShape {
-    BatchShape {
-        prefill_tokens: tokens as u64,
-        prefill_entries: 1,
-        ..Default::default()
-    }
+    BatchShape::prefill(tokens as u64)
 }
 
 fn decode_shape(entries: u32) -> BatchShape {
@@ -121,9 +117,12 @@ pub fn scheduler_a_capacity(prompt: &LengthDist, decode: &LengthDist, cost: &dyn
 /// GPU time per request of a full Scheduler B prefill batch of `k` prompts, `E[S(K prompts)] / K`
 /// (seconds), with `E[S]` taken at the mean batch size (see [`scheduler_b_capacity`]).
 fn b_prefill_per_request(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
+    let tokens = (f64::from(k) * prompt.mean()).round() as u64;
     cost.mean(&BatchShape {
-        prefill_tokens: (f64::from(k) * prompt.mean()).round() as u64,
+        prefill_tokens: tokens,
         prefill_entries: k,
+        // k prompts of the mean length.
+        prefill_squares: u128::from(tokens).pow(2) / u128::from(k),
         ..Default::default()
     }) / f64::from(k)
 }

@@ -1,7 +1,7 @@
 //! `llmsim calibrate`: fit the profiled cost model to measured iteration times, report its
 //! error row by row, and save it as a preset for `llmsim run --cost FILE`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use llmsim::calibrate::{
     FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, read_profile, relative_errors,
 };
 use llmsim::cost::{CostModel, GpuSpec, ModelShape, Preset, ProfiledCost};
+use llmsim::output::write_atomic;
 
 /// Flags of `llmsim calibrate`.
 #[derive(Args, Debug)]
@@ -76,7 +77,7 @@ fn report(title: &str, model: &dyn CostModel, rows: &[ProfileRow]) -> FitError {
 }
 
 fn print_parameters(m: &ProfiledCost) {
-    println!("S = c + p [prefill] + a max(0, tokens - b0) + q prompt_tokens^2 / prompts");
+    println!("S = c + p [prefill] + a max(0, tokens - b0) + q sum of squared prompt lengths");
     println!("      + d kv_tokens max(1, r / decodes)");
     for (sym, what, value) in [
         ("c", "setup", format!("{:.4} ms", m.setup * 1e3)),
@@ -111,7 +112,53 @@ fn print_parameters(m: &ProfiledCost) {
     }
 }
 
+/// Checks `--out` before any work: its folder must exist and it must not be a folder.
+/// Whether the folder accepts the file is known only by writing it, which happens before
+/// anything is printed.
+fn check_out(out: &Path) -> Result<(), UsageError> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        let why = if dir.exists() {
+            "is not a folder"
+        } else {
+            "does not exist (create it first)"
+        };
+        return Err(UsageError::new(
+            "--out",
+            format!("{}: {} {why}", out.display(), dir.display()),
+        ));
+    }
+    if out.is_dir() {
+        return Err(UsageError::new(
+            "--out",
+            format!(
+                "{} is a folder; give a file name such as preset.toml",
+                out.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn main(args: CalibrateArgs) -> Result<()> {
+    // Every argument is checked, and every result computed and saved, before anything is
+    // printed: a bad flag fails with nothing on standard output.
+    let roofline = match &args.roofline {
+        Some(name) => Some((
+            name,
+            GpuSpec::named(name).ok_or_else(|| UsageError {
+                flag: "--roofline",
+                why: format!("'{name}' is not h100 or h200"),
+            })?,
+        )),
+        None => None,
+    };
+    if let Some(out) = &args.out {
+        check_out(out)?;
+    }
     let rows = read(&args.profile, "PROFILE")?;
     let checks = args
         .check
@@ -122,44 +169,13 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
         flag: "PROFILE",
         why: format!("{}: {e}", args.profile.display()),
     })?;
-    let count = |kind: &str| rows.iter().filter(|r| r.kind == kind).count();
-    println!(
-        "fitted to {} ({} rows: {} prefill, {} decode, {} mixed), least squares on relative error",
-        args.profile.display(),
-        rows.len(),
-        count("prefill"),
-        count("decode"),
-        count("mixed")
-    );
-    print_parameters(&model);
-    report(&format!("fit: {}", args.profile.display()), &model, &rows);
-    for (path, rows) in &checks {
-        report(&format!("check: {}", path.display()), &model, rows);
-    }
-    if let Some(name) = &args.roofline {
-        let gpu = GpuSpec::named(name).ok_or_else(|| UsageError {
-            flag: "--roofline",
-            why: format!("'{name}' is not h100 or h200"),
-        })?;
-        let roof = fit_roofline(&rows, ModelShape::LLAMA_3_1_8B, gpu);
-        println!(
-            "\nroofline: Llama-3.1-8B on {name} ({:.0} TFLOP/s bf16, {:.2} TB/s): fitted compute \
-             efficiency {:.3}, memory efficiency {:.3}, overhead {:.4} ms",
-            gpu.peak_flops * 1e-12,
-            gpu.bandwidth * 1e-12,
-            roof.eff.compute,
-            roof.eff.memory,
-            roof.eff.overhead * 1e3
-        );
-        report(
-            &format!("roofline fit: {}", args.profile.display()),
-            &roof,
-            &rows,
-        );
-        for (path, rows) in &checks {
-            report(&format!("roofline check: {}", path.display()), &roof, rows);
-        }
-    }
+    let roof = roofline.map(|(name, gpu)| {
+        (
+            name,
+            gpu,
+            fit_roofline(&rows, ModelShape::LLAMA_3_1_8B, gpu),
+        )
+    });
     if let Some(out) = &args.out {
         let stem = args
             .profile
@@ -180,8 +196,43 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
             }),
             profiled: model,
         };
-        std::fs::write(out, preset.to_toml())
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        write_atomic(out, preset.to_toml().as_bytes())
+            .map_err(|e| UsageError::new("--out", e.to_string()))?;
+    }
+    let count = |kind: &str| rows.iter().filter(|r| r.kind == kind).count();
+    println!(
+        "fitted to {} ({} rows: {} prefill, {} decode, {} mixed), least squares on relative error",
+        args.profile.display(),
+        rows.len(),
+        count("prefill"),
+        count("decode"),
+        count("mixed")
+    );
+    print_parameters(&model);
+    report(&format!("fit: {}", args.profile.display()), &model, &rows);
+    for (path, rows) in &checks {
+        report(&format!("check: {}", path.display()), &model, rows);
+    }
+    if let Some((name, gpu, roof)) = roof {
+        println!(
+            "\nroofline: Llama-3.1-8B on {name} ({:.0} TFLOP/s bf16, {:.2} TB/s): fitted compute \
+             efficiency {:.3}, memory efficiency {:.3}, overhead {:.4} ms",
+            gpu.peak_flops * 1e-12,
+            gpu.bandwidth * 1e-12,
+            roof.eff.compute,
+            roof.eff.memory,
+            roof.eff.overhead * 1e3
+        );
+        report(
+            &format!("roofline fit: {}", args.profile.display()),
+            &roof,
+            &rows,
+        );
+        for (path, rows) in &checks {
+            report(&format!("roofline check: {}", path.display()), &roof, rows);
+        }
+    }
+    if let Some(out) = &args.out {
         println!("\nwrote {}", out.display());
     }
     Ok(())

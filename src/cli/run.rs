@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use super::{UsageError, require};
 use llmsim::cost::{
-    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, preset,
+    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, check_cv,
+    preset,
 };
 use llmsim::dist::LengthDist;
 use llmsim::engine::EngineConfig;
@@ -97,7 +98,7 @@ pub struct SimArgs {
     /// fitted on the H200 profile).
     #[arg(long, default_value = "linear", value_name = "SPEC")]
     pub cost: String,
-    /// Mean setup cost c of a batch (seconds; --cost linear).
+    /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -105,7 +106,7 @@ pub struct SimArgs {
         value_name = "SECONDS"
     )]
     pub c: f64,
-    /// Mean per-token cost a (seconds per token; --cost linear).
+    /// Mean per-token cost a (seconds per token, at most 3600; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -113,7 +114,7 @@ pub struct SimArgs {
         value_name = "SECONDS_PER_TOKEN"
     )]
     pub a: f64,
-    /// Tokens per batch at no per-token cost, b0 (tokens; --cost linear).
+    /// Tokens per batch at no per-token cost, b0 (tokens, at most 2^32; --cost linear).
     #[arg(
         long,
         allow_negative_numbers = true,
@@ -121,11 +122,12 @@ pub struct SimArgs {
         value_name = "TOKENS"
     )]
     pub b0: f64,
-    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV.
+    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV
+    /// (0 < CV <= 10: beyond it a run's batches cannot sample the law's mean).
     #[arg(long, default_value = "exp")]
     pub cost_dist: CostDist,
     /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
-    /// variation (any --cost) [default: none].
+    /// variation, 0 < CV <= 10 (any --cost) [default: none].
     #[arg(long, value_name = "CV")]
     pub noise_cv: Option<f64>,
     /// Most prefills per batch, K (Scheduler B); requests per batch (static) [default: 4].
@@ -531,31 +533,16 @@ impl SimArgs {
 
     fn cost_model(&self) -> Result<Arc<dyn CostModel>, UsageError> {
         let base: Arc<dyn CostModel> = if self.cost == "linear" {
-            require(
-                self.c > 0.0 && self.c.is_finite(),
-                "--c",
-                format!(
-                    "must be a finite number of seconds > 0 (got {})",
-                    num(self.c)
-                ),
-            )?;
-            require(
-                self.a >= 0.0 && self.a.is_finite(),
-                "--a",
-                format!(
-                    "must be a finite number of seconds per token >= 0 (got {})",
-                    num(self.a)
-                ),
-            )?;
-            require(
-                self.b0 >= 0.0 && self.b0.is_finite(),
-                "--b0",
-                format!(
-                    "must be a finite number of tokens >= 0 (got {})",
-                    num(self.b0)
-                ),
-            )?;
-            Arc::new(LinearCost::new(self.c, self.a, self.b0, self.cost_dist))
+            let linear = LinearCost::new(self.c, self.a, self.b0, self.cost_dist);
+            linear.check().map_err(|e| {
+                let flag = match e.field {
+                    "c" => "--c",
+                    "a" => "--a",
+                    _ => "--b0",
+                };
+                UsageError::new(flag, e.why)
+            })?;
+            Arc::new(linear)
         } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
             let gpu = GpuSpec::named(gpu).ok_or_else(|| UsageError {
                 flag: "--cost",
@@ -577,14 +564,9 @@ impl SimArgs {
         match self.noise_cv {
             None => Ok(base),
             Some(cv) => {
-                require(
-                    cv > 0.0 && cv.is_finite(),
-                    "--noise-cv",
-                    format!(
-                        "must be a finite number > 0 (got {}); omit it for no noise",
-                        num(cv)
-                    ),
-                )?;
+                check_cv("noise-cv", cv).map_err(|e| {
+                    UsageError::new("--noise-cv", format!("{}; omit it for no noise", e.why))
+                })?;
                 Ok(Arc::new(LogNormalNoise::new(base, cv)))
             }
         }

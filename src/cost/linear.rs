@@ -4,7 +4,7 @@ use rand_distr::{Distribution, Exp1, Gamma};
 use std::fmt;
 use std::str::FromStr;
 
-use super::{BatchShape, CostModel};
+use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, ParamError, check_cv, check_range};
 use crate::rng::SimRng;
 
 /// How the setup cost `C` and per-token cost `A` vary from batch to batch.
@@ -15,7 +15,7 @@ pub enum CostDist {
     /// `C` and `A` drawn once per batch, exponential with means `c` and `a` (the seed's model).
     Exponential,
     /// `C` and `A` drawn once per batch from gamma laws with means `c`, `a` and this
-    /// coefficient of variation.
+    /// coefficient of variation, in `(0, MAX_CV]` ([`MAX_CV`](super::MAX_CV)).
     Gamma { cv: f64 },
 }
 
@@ -26,8 +26,13 @@ impl FromStr for CostDist {
             "det" => Ok(CostDist::Deterministic),
             "exp" => Ok(CostDist::Exponential),
             _ => match s.strip_prefix("gamma:").map(str::parse::<f64>) {
-                Some(Ok(cv)) if cv > 0.0 && cv.is_finite() => Ok(CostDist::Gamma { cv }),
-                _ => Err(format!("'{s}' is not one of det, exp, gamma:CV (CV > 0)")),
+                Some(Ok(cv)) => check_cv("CV", cv)
+                    .map(|()| CostDist::Gamma { cv })
+                    .map_err(|e| e.to_string()),
+                _ => Err(format!(
+                    "'{s}' is not one of det, exp, gamma:CV (0 < CV <= {})",
+                    super::MAX_CV
+                )),
             },
         }
     }
@@ -64,7 +69,7 @@ impl LinearCost {
         let gamma = match dist {
             CostDist::Gamma { cv } => {
                 let shape = 1.0 / (cv * cv);
-                Some(Gamma::new(shape, 1.0 / shape).expect("validated CV"))
+                Some(Gamma::new(shape, 1.0 / shape).expect("a CV in (0, MAX_CV], as parsed"))
             }
             _ => None,
         };
@@ -75,6 +80,16 @@ impl LinearCost {
             dist,
             gamma,
         }
+    }
+
+    /// Why the parameters cannot be a cost model, if they cannot: `c` in `(0, MAX_SECONDS]`,
+    /// `a` in `[0, MAX_SECONDS]` and `b0` in `[0, MAX_COUNT]`, named as `llmsim run`'s
+    /// flags (`c`, `a`, `b0`). ([`CostDist`]'s parser checks its CV.)
+    pub fn check(&self) -> Result<(), ParamError> {
+        let seconds = (0.0, MAX_SECONDS);
+        check_range("c", self.c, seconds, true, "a number of seconds")?;
+        check_range("a", self.a, seconds, false, "a number of seconds per token")?;
+        check_range("b0", self.b0, (0.0, MAX_COUNT), false, "a number of tokens")
     }
 
     /// Tokens billed at the per-token cost: `max(0, b - b0)`.
@@ -128,20 +143,61 @@ mod tests {
     use super::*;
     use crate::rng::{Source, stream};
 
-    fn shape(tokens: u64) -> BatchShape {
-        BatchShape {
-            prefill_tokens: tokens,
-            prefill_entries: 1,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn deterministic_cost_is_the_formula() {
         let m = LinearCost::new(0.01, 0.001, 32.0, CostDist::Deterministic);
         let mut rng = stream(0, 0, Source::Service(0));
-        assert_eq!(m.sample(&shape(16), &mut rng), 0.01);
-        assert!((m.sample(&shape(160), &mut rng) - (0.01 + 0.128)).abs() < 1e-15);
+        assert_eq!(m.sample(&BatchShape::prefill(16), &mut rng), 0.01);
+        assert!((m.sample(&BatchShape::prefill(160), &mut rng) - (0.01 + 0.128)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn parameters_out_of_range_are_named() {
+        assert_eq!("gamma:10".parse(), Ok(CostDist::Gamma { cv: 10.0 }));
+        for bad in [
+            "gamma:10.01",
+            "gamma:1e200",
+            "gamma:0",
+            "gamma:nan",
+            "gamma:x",
+        ] {
+            let e = bad.parse::<CostDist>().unwrap_err();
+            assert!(e.contains("CV") && e.contains("10"), "{bad}: {e}");
+        }
+        let ok = LinearCost::new(3600.0, 3600.0, 4_294_967_296.0, CostDist::Deterministic);
+        assert_eq!(ok.check(), Ok(()));
+        for (m, field) in [
+            (
+                LinearCost {
+                    c: 0.0,
+                    ..ok.clone()
+                },
+                "c",
+            ),
+            (
+                LinearCost {
+                    c: 3601.0,
+                    ..ok.clone()
+                },
+                "c",
+            ),
+            (
+                LinearCost {
+                    a: f64::NAN,
+                    ..ok.clone()
+                },
+                "a",
+            ),
+            (
+                LinearCost {
+                    b0: 1e300,
+                    ..ok.clone()
+                },
+                "b0",
+            ),
+        ] {
+            assert_eq!(m.check().unwrap_err().field, field);
+        }
     }
 
     /// Sample mean and variance of 200,000 batches agree with the stated moments within
@@ -150,7 +206,7 @@ mod tests {
     fn random_costs_have_the_stated_moments() {
         for dist in [CostDist::Exponential, CostDist::Gamma { cv: 0.5 }] {
             let m = LinearCost::new(0.01, 0.001, 0.0, dist);
-            let s = shape(128);
+            let s = BatchShape::prefill(128);
             let mut rng = stream(5, 0, Source::Service(0));
             let n = 200_000;
             let xs: Vec<f64> = (0..n).map(|_| m.sample(&s, &mut rng)).collect();

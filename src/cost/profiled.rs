@@ -2,24 +2,28 @@
 //!
 //! The form follows what the H200 / Llama-3.1-8B profile shows:
 //!
-//! `S = c + p [prefill > 0] + a max(0, T - b0) + q P^2 / n_p + d K max(1, r / n_d)`
+//! `S = c + p [prefill > 0] + a max(0, T - b0) + q Q + d K max(1, r / n_d)`
 //!
-//! with `T` the batch's tokens, `P` its prompt tokens in `n_p` prefill entries, `n_d` decode
-//! entries reading `K` KV-cache tokens in all. Why each term:
+//! with `T` the batch's tokens, `Q` its prefill entries' squared lengths
+//! ([`BatchShape::prefill_squares`]), `n_d` decode entries reading `K` KV-cache tokens in all.
+//! Why each term:
 //!
 //! - `c + a max(0, T - b0)`: the seed's shape; below `b0` tokens the weights' memory reads,
 //!   not the arithmetic, bound an iteration;
 //! - `p`: a batch with prompts runs the causal-attention prefill path, measurably dearer at
 //!   small sizes than a decode batch of as many tokens;
-//! - `q P^2 / n_p`: prefill attention is quadratic in each prompt's length; `P^2 / n_p` is
-//!   the sum of squared prompt lengths when the prompts are equal (exact for the profile);
+//! - `q Q`: prefill attention is quadratic in each prompt's length, so `Q` sums the squared
+//!   lengths of prompts of any mix of lengths, and a chunk of `k` tokens after `o` already
+//!   prefilled adds `(o + k)^2 - o^2`: the chunks of one prompt cost exactly its whole
+//!   attention, however it is split (the profile's rows are whole prompts of equal length,
+//!   where `Q = P^2 / n_p`);
 //! - `d K max(1, r / n_d)`: decode attention reads the KV cache, but with fewer than `r`
 //!   sequences the attention kernel cannot fill the GPU, so a small batch costs what `r`
 //!   sequences of its mean context cost (at context 8192 a batch of 1 costs what 8 do).
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchShape, CostModel};
+use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, ParamError, check_range};
 use crate::rng::SimRng;
 
 /// Deterministic iteration time fitted to a profile; wrap it in
@@ -55,17 +59,12 @@ impl ProfiledCost {
     /// The model's terms for `shape` given the nonlinear parameters `b0` and `r`, in the
     /// order `c, p, a, q, d`: the iteration time is their dot product with the coefficients.
     pub fn features(shape: &BatchShape, b0: f64, r: f64) -> [f64; Self::TERMS] {
-        let prompt = shape.prefill_tokens as f64;
         let seqs = f64::from(shape.decode_entries);
         [
             1.0,
             if shape.prefill_tokens > 0 { 1.0 } else { 0.0 },
             (shape.tokens() as f64 - b0).max(0.0),
-            if shape.prefill_entries > 0 {
-                prompt * prompt / f64::from(shape.prefill_entries)
-            } else {
-                0.0
-            },
+            shape.prefill_squares as f64,
             if shape.decode_entries > 0 {
                 shape.kv_tokens as f64 * (r / seqs).max(1.0)
             } else {
@@ -95,27 +94,46 @@ impl ProfiledCost {
         }
     }
 
-    /// Why the parameters cannot be a cost model, if they cannot: every one must be finite
-    /// and non-negative, and the setup cost positive (an empty-ish batch takes time).
-    pub fn check(&self) -> Result<(), String> {
-        let fields = [
-            ("setup_s", self.setup),
-            ("prefill_setup_s", self.prefill_setup),
-            ("per_token_s", self.per_token),
-            ("free_tokens", self.free_tokens),
-            ("prefill_attention_s", self.prefill_attention),
-            ("per_kv_token_s", self.per_kv_token),
-            ("min_attention_seqs", self.min_attention_seqs),
-        ];
-        for (name, v) in fields {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(format!("{name} must be a finite number >= 0 (got {v})"));
-            }
+    /// Why the parameters cannot be a cost model, if they cannot: the setup cost must be
+    /// positive (every batch takes time) and every other time non-negative, all at most
+    /// [`MAX_SECONDS`]; the token and sequence counts from 0 to [`MAX_COUNT`].
+    pub fn check(&self) -> Result<(), ParamError> {
+        let seconds = (0.0, MAX_SECONDS);
+        check_range("setup_s", self.setup, seconds, true, "a number of seconds")?;
+        for (name, v, what) in [
+            ("prefill_setup_s", self.prefill_setup, "a number of seconds"),
+            (
+                "per_token_s",
+                self.per_token,
+                "a number of seconds per token",
+            ),
+            (
+                "prefill_attention_s",
+                self.prefill_attention,
+                "a number of seconds per squared token",
+            ),
+            (
+                "per_kv_token_s",
+                self.per_kv_token,
+                "a number of seconds per token",
+            ),
+        ] {
+            check_range(name, v, seconds, false, what)?;
         }
-        if self.setup <= 0.0 {
-            return Err(format!("setup_s must be > 0 seconds (got {})", self.setup));
-        }
-        Ok(())
+        check_range(
+            "free_tokens",
+            self.free_tokens,
+            (0.0, MAX_COUNT),
+            false,
+            "a number of tokens",
+        )?;
+        check_range(
+            "min_attention_seqs",
+            self.min_attention_seqs,
+            (0.0, MAX_COUNT),
+            false,
+            "a number of sequences",
+        )
     }
 }
 
@@ -160,20 +178,51 @@ mod tests {
             per_kv_token: 3e-8,
             min_attention_seqs: 8.0,
         };
-        // 2 prompts of 150 tokens: 5 + 1 + 0.02 * 200 + 1e-6 * 300^2 / 2 ms.
+        // Prompts of 100 and 200 tokens: 5 + 1 + 0.02 * 200 + 1e-6 * (100^2 + 200^2) ms.
         let prefill = BatchShape {
             prefill_tokens: 300,
             prefill_entries: 2,
+            prefill_squares: 100 * 100 + 200 * 200,
             ..Default::default()
         };
-        assert!((m.mean(&prefill) - (5e-3 + 1e-3 + 4e-3 + 4.5e-5)).abs() < 1e-15);
+        assert!((m.mean(&prefill) - (5e-3 + 1e-3 + 4e-3 + 5e-5)).abs() < 1e-15);
         // 2 decodes at context 1000: billed as 8 sequences' KV reads.
-        let decode = BatchShape {
-            decode_entries: 2,
-            kv_tokens: 2000,
-            ..Default::default()
-        };
+        let decode = BatchShape::decode(2, 2000);
         assert!((m.mean(&decode) - (5e-3 + 3e-8 * 8000.0)).abs() < 1e-15);
         assert!(m.depends_on_context() && m.check().is_ok());
+        for (bad, field) in [
+            (ProfiledCost { setup: 1e308, ..m }, "setup_s"),
+            (ProfiledCost { setup: 0.0, ..m }, "setup_s"),
+            (
+                ProfiledCost {
+                    per_token: 3601.0,
+                    ..m
+                },
+                "per_token_s",
+            ),
+            (
+                ProfiledCost {
+                    prefill_attention: -1e-9,
+                    ..m
+                },
+                "prefill_attention_s",
+            ),
+            (
+                ProfiledCost {
+                    free_tokens: f64::INFINITY,
+                    ..m
+                },
+                "free_tokens",
+            ),
+            (
+                ProfiledCost {
+                    min_attention_seqs: 1e300,
+                    ..m
+                },
+                "min_attention_seqs",
+            ),
+        ] {
+            assert_eq!(bad.check().unwrap_err().field, field);
+        }
     }
 }

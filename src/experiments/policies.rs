@@ -117,11 +117,7 @@ impl Setting {
     /// Li, Dai and Peng's bound `b / (t_b (E[L] + E[B]))` (requests/s).
     pub fn bound(&self) -> f64 {
         let b = self.limits.max_tokens;
-        let t_b = self.cost.mean(&BatchShape {
-            prefill_tokens: u64::from(b),
-            prefill_entries: 1,
-            ..Default::default()
-        });
+        let t_b = self.cost.mean(&BatchShape::prefill(u64::from(b)));
         f64::from(b) / t_b / (self.prompt.mean() + self.decode.mean())
     }
 

@@ -154,19 +154,9 @@ fn offered_load_alone(requests: &[Request], cost: &dyn CostModel) -> f64 {
     let work: f64 = requests
         .iter()
         .map(|r| {
-            let prefill = cost.mean(&BatchShape {
-                prefill_tokens: u64::from(r.prompt),
-                prefill_entries: 1,
-                ..Default::default()
-            });
+            let prefill = cost.mean(&BatchShape::prefill(u64::from(r.prompt)));
             let decode: f64 = (0..r.decode)
-                .map(|k| {
-                    cost.mean(&BatchShape {
-                        decode_entries: 1,
-                        kv_tokens: u64::from(r.prompt + k),
-                        ..Default::default()
-                    })
-                })
+                .map(|k| cost.mean(&BatchShape::decode(1, u64::from(r.prompt + k))))
                 .sum();
             prefill + decode
         })

@@ -23,13 +23,15 @@ uses a cost model fitted to a real GPU instead, and replays recorded traffic on 
 Every GPU here runs the built-in cost preset `{{preset}}`, which `llmsim calibrate` fitted
 to {{profile_rows}} measured iterations of a Llama-3.1-8B-shaped model on one NVIDIA H200
 (bf16, CUDA-graph iterations; rows of prefill-only and decode-only batches). One
-iteration over a batch of `T` tokens, `P` of them prompt tokens in `n_p` prompts, and
-`n_d` decodes reading `K` KV-cache tokens in all, costs
+iteration over a batch of `T` tokens, `P` of them prompt tokens, and `n_d` decodes reading
+`K` KV-cache tokens in all, costs
 
-`S = c + p [P > 0] + a max(0, T - b0) + q P^2 / n_p + d K max(1, r / n_d)`
+`S = c + p [P > 0] + a max(0, T - b0) + q Q + d K max(1, r / n_d)`
 
-with `c` = {{c_ms}} ms, `p` = {{p_ms}} ms, `a` = {{a_us}} µs per token beyond `b0` =
-{{b0}} tokens, `q` = {{q_ps}} ps per squared prompt token, `d` = {{d_ns}} ns per KV token
+where `Q` sums `(o + k)^2 - o^2` over the prefill entries, each a chunk of `k` prompt
+tokens after `o` already prefilled (a whole prompt of `L` adds `L^2`), so a prompt's
+chunks pay exactly its whole attention. The fit gives `c` = {{c_ms}} ms, `p` =
+{{p_ms}} ms, `a` = {{a_us}} µs per token beyond `b0` = {{b0}} tokens, `q` = {{q_ps}} ps per squared prompt token, `d` = {{d_ns}} ns per KV token
 read, and `r` = {{r}} sequences (below which decode attention does not fill the GPU). Its
 error on the measured rows is {{pf_mape}}% on average (MAPE), at most {{pf_max}}%
 ({{pf_worst}}). The simulations add lognormal noise of coefficient of variation

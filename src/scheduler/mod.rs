@@ -142,8 +142,26 @@ impl Batch {
         &self.entries
     }
 
-    /// What the cost model sees of this batch.
+    /// What the cost model sees of this batch, except
+    /// [`prefill_squares`](BatchShape::prefill_squares), which needs each request's progress
+    /// (see [`priced_shape`](Self::priced_shape)).
     pub fn shape(&self) -> &BatchShape {
+        &self.shape
+    }
+
+    /// The whole shape the cost model prices, with each prefill entry's attention counted
+    /// from where its request's prefill stands in `progress` (indexed by [`ReqId`]), so a
+    /// prompt's chunks cost what the prompt's attention costs whole.
+    pub fn priced_shape(&mut self, progress: &[Progress]) -> &BatchShape {
+        self.shape.prefill_squares = self
+            .entries
+            .iter()
+            .filter(|e| e.phase == Phase::Prefill)
+            .map(|e| {
+                let offset = progress[e.id as usize].prefilled;
+                BatchShape::chunk_squares(u64::from(offset), u64::from(e.tokens))
+            })
+            .sum();
         &self.shape
     }
 
