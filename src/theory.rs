@@ -123,8 +123,9 @@ pub struct Capacity {
     /// can form costs less per request than the batches `rps` assumes, so above it more work
     /// arrives than the GPU has time for. When false (Scheduler B with `a * b0 > c`), smaller
     /// batches are cheaper per request, and a run that starts empty can stay stable above
-    /// `rps` until a burst pushes its backlog past a threshold: the queue is bistable, and
-    /// only its measured growth tells whether a given run overloaded.
+    /// `rps` until a burst pushes its backlog past a threshold (from a fluid balance, about
+    /// `lambda B (a b0 - c) / (rho - 1)` decoding requests at `rho = lambda / rps`): the
+    /// queue is bistable, and only its measured growth tells whether a given run overloaded.
     pub hard_limit: bool,
 }
 
@@ -136,7 +137,8 @@ pub fn scheduler_a_capacity(prompt: &LengthDist, decode: &LengthDist, cost: &dyn
 
 /// The line `intercept + slope * x` through two points of a batch cost (seconds, and
 /// seconds per token or per entry). For a convex cost, the line through two neighbouring
-/// points, or through the ends of a range where the cost is linear, never lies above it.
+/// whole numbers, or through the ends of a range where the cost is linear, lies at or below
+/// it at every whole number.
 #[derive(Debug, Clone, Copy)]
 struct Line {
     intercept: f64,
@@ -279,6 +281,9 @@ pub fn scheduler_b_prefill_capacity(
 /// batches hold as many as the queue happens to have: their mix follows the queue's
 /// dynamics, which have no closed form, except with `K = 1`. So a cap with `K > 1` gives
 /// `None`, as does a prefill cost with no exact value (see `b_prefill_share`).
+///
+/// `hard_limit` assumes a batch's mean cost is convex in its tokens, as the linear model's
+/// is; a cost that depends on the number of prefill entries is never called a hard limit.
 pub fn scheduler_b_capacity(
     k: u32,
     max_decode: Option<u32>,
@@ -286,7 +291,8 @@ pub fn scheduler_b_capacity(
     decode: &LengthDist,
     cost: &dyn CostModel,
 ) -> Option<Capacity> {
-    if max_decode.is_some() && k > 1 {
+    // A cap of 0 never decodes: nothing completes at any rate.
+    if max_decode.is_some_and(|d| d == 0 || k > 1) {
         return None;
     }
     let prefill = b_prefill_share(k, prompt, cost)?;

@@ -278,13 +278,16 @@ pub fn laws(effort: Effort) -> Vec<Check> {
     ]
 }
 
-/// Requests waiting at time 0 in the backlog runs of [`free_tokens`]: about four times the
-/// backlog at which Scheduler B's cycle of one decode batch and the prefills it lets
-/// through stops shrinking at 1.03x capacity (`b0 = 128`, the larger of the two).
+/// Requests waiting at time 0 in the backlog runs of [`free_tokens`]. While they are
+/// prefilled more arrive, and together they make a decode backlog of about 2,700 (`b0 =
+/// 128`) to 3,000 (`b0 = 64`) requests: past the fluid threshold above which Scheduler B's
+/// cycle of one decode batch and the prefills it lets through lengthens at 1.03x capacity
+/// (`lambda B (a b0 - c) / (rho - 1)` with `rho = 1.03`: about 670 and 1,600 requests).
 const BACKLOG: usize = 1_000;
 
-/// Poisson arrivals after the backlog, per replication of the backlog runs: enough for the
-/// backlog to drain at 0.97x capacity and to grow well past noise at 1.03x.
+/// Poisson arrivals after the backlog, per replication of the backlog runs. At 0.97x
+/// capacity the backlog drains at about 0.47 requests/s, within about 30,000 arrivals (all
+/// of 40 trial replications had drained by then); at 1.03x it grows by thousands.
 const BACKLOG_ARRIVALS: usize = 40_000;
 
 /// Whether replication `rep` of `cfg`, started with [`BACKLOG`] requests waiting at time 0
