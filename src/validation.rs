@@ -252,16 +252,6 @@ pub fn laws(effort: Effort) -> Vec<Check> {
     );
     let runs = b.run();
     let little = column(&runs, |s| s.mean_in_system - s.throughput_rps * s.e2e.mean);
-    let capacity = theory::scheduler_a_capacity(&prompt, &decode, &cost);
-    let a = config(
-        SchedulerSpec::A,
-        cost,
-        2.0 * capacity,
-        prompt,
-        decode,
-        effort,
-    );
-    let over = a.run();
     vec![
         Check::new(
             "Little's law: Scheduler B, K = 4, lambda = 1.5/s",
@@ -269,11 +259,12 @@ pub fn laws(effort: Effort) -> Vec<Check> {
             &little,
             0.0,
         ),
-        Check::new(
+        a_overloaded(
             "capacity: Scheduler A at twice its capacity",
-            "throughput (req/s)",
-            &column(&over, |s| s.throughput_rps),
-            capacity,
+            cost,
+            prompt,
+            decode,
+            effort,
         ),
     ]
 }
@@ -382,9 +373,25 @@ pub fn free_tokens(effort: Effort) -> Vec<Check> {
             ));
         }
     }
-    let cost = LinearCost::new(0.005, 0.001, 32.0, CostDist::Exponential);
-    let prompt: LengthDist = "uniform:16:256".parse().expect("valid spec");
-    let decode: LengthDist = "geometric:32:256".parse().expect("valid spec");
+    checks.push(a_overloaded(
+        "capacity: Scheduler A at twice its capacity, L = uniform:16:256, B = geometric:32:256, exp costs, b0 = 32",
+        LinearCost::new(0.005, 0.001, 32.0, CostDist::Exponential),
+        "uniform:16:256".parse().expect("valid spec"),
+        "geometric:32:256".parse().expect("valid spec"),
+        effort,
+    ));
+    checks
+}
+
+/// Scheduler A at twice its capacity `1 / E[T]`: an overloaded GPU is never idle, so it
+/// completes jobs at exactly that rate.
+fn a_overloaded(
+    model: &str,
+    cost: LinearCost,
+    prompt: LengthDist,
+    decode: LengthDist,
+    effort: Effort,
+) -> Check {
     let capacity = theory::scheduler_a_capacity(&prompt, &decode, &cost);
     let over = config(
         SchedulerSpec::A,
@@ -395,13 +402,12 @@ pub fn free_tokens(effort: Effort) -> Vec<Check> {
         effort,
     )
     .run();
-    checks.push(Check::new(
-        "capacity: Scheduler A at twice its capacity, L = uniform:16:256, B = geometric:32:256, exp costs, b0 = 32",
+    Check::new(
+        model,
         "throughput (req/s)",
         &column(&over, |s| s.throughput_rps),
         capacity,
-    ));
-    checks
+    )
 }
 
 /// `config` spread over `gpus` GPUs behind `router`.
