@@ -236,10 +236,18 @@ fn b_decode_share(max_decode: Option<u32>, cost: &dyn CostModel) -> Share {
             cheapest: Line::through(point(d - 1), point(d)).intercept >= 0.0,
         },
         None => {
-            let big = 1 << 20;
-            let line = Line::through(point(big), point(big + 1));
+            // The marginal cost far out: at 2^20 entries, unless the cost is still flatter
+            // there than over the largest batches an entry count can reach (b0 beyond 2^20;
+            // points far apart keep the slope's rounding small).
+            let near = Line::through(point(1 << 20), point((1 << 20) + 1));
+            let far = Line::through(point(u32::MAX / 2), point(u32::MAX));
+            let line = if far.slope > near.slope * (1.0 + 1e-6) {
+                far
+            } else {
+                near
+            };
             Share {
-                seconds: point(big + 1).1 - point(big).1,
+                seconds: line.slope,
                 cheapest: line.intercept >= 0.0,
             }
         }
@@ -377,6 +385,9 @@ mod tests {
         let cap = b(4, None, "128", 1000.0).unwrap();
         assert!((cap.rps - 1.0 / (0.0025 + 0.064)).abs() < 1e-9);
         assert!(!cap.hard_limit);
+        // A decode backlog beyond 2^20 still pays a per token past b0.
+        let cap = b(4, None, "128", 2e6).unwrap();
+        assert!((cap.rps - 1.0 / (0.0025 + 0.064)).abs() < 1e-6);
     }
 
     #[test]
