@@ -273,7 +273,8 @@ pub fn laws(effort: Effort) -> Vec<Check> {
 /// prefilled more arrive, and together they make a decode backlog of about 2,700 (`b0 =
 /// 128`) to 3,000 (`b0 = 64`) requests: past the fluid threshold above which Scheduler B's
 /// cycle of one decode batch and the prefills it lets through lengthens at 1.03x capacity
-/// (`lambda B (a b0 - c) / (rho - 1)` with `rho = 1.03`: about 670 and 1,600 requests).
+/// (`lambda B (a b0 - c) / (rho - 1)` with `rho = 1.03`: about 670 and 1,600 requests),
+/// and ten times the decode cap of 100 beyond which a capped backlog's batches are full.
 const BACKLOG: usize = 1_000;
 
 /// Poisson arrivals after the backlog, per replication of the backlog runs. At 0.97x
@@ -300,13 +301,19 @@ fn backlog_grew(cfg: &RunConfig, rep: u32) -> bool {
     requests.len() as f64 - s.throughput_rps * s.window_s > BACKLOG as f64
 }
 
-/// Scheduler B with `b0` free tokens per batch, the defaults of `llmsim run --scheduler b`
-/// otherwise (`K = 4`, no decode cap, `L = 128`, `B = 64`, `c = 0.01`, `a = 0.001`).
-fn b_with_free_tokens(b0: f64, dist: CostDist, rate: f64, effort: Effort) -> RunConfig {
+/// Scheduler B with `b0` free tokens per batch, at most `k` prefills and `max_decode`
+/// decodes per batch, the defaults of `llmsim run --scheduler b` otherwise (`L = 128`,
+/// `B = 64`, `c = 0.01`, `a = 0.001`).
+fn b_with_free_tokens(
+    (k, max_decode, b0): (u32, Option<u32>, f64),
+    dist: CostDist,
+    rate: f64,
+    effort: Effort,
+) -> RunConfig {
     config(
         SchedulerSpec::B {
-            k: 4,
-            max_decode_batch: None,
+            k,
+            max_decode_batch: max_decode,
         },
         LinearCost::new(0.01, 0.001, b0, dist),
         rate,
@@ -318,17 +325,19 @@ fn b_with_free_tokens(b0: f64, dist: CostDist, rate: f64, effort: Effort) -> Run
 
 /// Capacities with free tokens per batch (`b0 > 0`).
 ///
-/// Scheduler B's closed form `1 / (E[S(K prompts)] / K + E[B] a)` is the largest rate from
+/// Scheduler B's closed form `1 / (E[S(K prompts)] / K + E[B] d)` is the largest rate from
 /// which every backlog drains: started with a backlog, runs at 0.97x of it drain and runs
-/// at 1.03x grow. Costs are deterministic there, so that 40,000 arrivals resolve a 3%
-/// margin (the threshold depends on mean costs alone). With `a b0 > c` it is not a hard
-/// limit: from empty, the 5.7/s at `b0 = 64` (capacity 5.602/s) and 7.2/s at
-/// `b0 = 128` (6.154/s) keep up, with exponential costs, and are not called unstable.
-/// Scheduler A's `1 / E[T]` holds with `b0` too: it is an overloaded GPU's throughput.
+/// at 1.03x grow, with `K = 4` and no decode cap (`d = a`) as with `K = 1` and a cap of
+/// `D = 100` (`d = S(D) / D`). Costs are deterministic there, so that 40,000 arrivals
+/// resolve a 3% margin (the threshold depends on mean costs alone). With `a b0 > c` it is
+/// not a hard limit: from empty, the 5.7/s at `b0 = 64` (capacity 5.602/s) and
+/// 7.2/s at `b0 = 128` (6.154/s) keep up, with exponential costs, and are not called
+/// unstable. Scheduler A's `1 / E[T]` holds with `b0` too: it is an overloaded GPU's
+/// throughput.
 pub fn free_tokens(effort: Effort) -> Vec<Check> {
     let mut checks = Vec::new();
     for (b0, rate) in [(64.0, 5.7), (128.0, 7.2)] {
-        let cfg = b_with_free_tokens(b0, CostDist::Exponential, rate, effort);
+        let cfg = b_with_free_tokens((4, None, b0), CostDist::Exponential, rate, effort);
         let capacity = cfg
             .capacity()
             .expect("a fixed prompt length has a closed form");
@@ -349,23 +358,25 @@ pub fn free_tokens(effort: Effort) -> Vec<Check> {
             0.0,
         ));
     }
-    for b0 in [64.0, 128.0] {
+    let size = Effort {
+        reps: effort.reps,
+        requests: BACKLOG_ARRIVALS,
+    };
+    for policy in [(4, None, 64.0), (4, None, 128.0), (1, Some(100), 64.0)] {
+        let capacity = b_with_free_tokens(policy, CostDist::Deterministic, 1.0, size)
+            .capacity()
+            .expect("a fixed prompt length has a closed form");
+        let (k, cap, b0) = policy;
+        let cap = cap.map_or("no decode cap".into(), |d| format!("decode cap {d}"));
         for (load, grows) in [(0.97, false), (1.03, true)] {
-            let size = Effort {
-                reps: effort.reps,
-                requests: BACKLOG_ARRIVALS,
-            };
-            let capacity = b_with_free_tokens(b0, CostDist::Deterministic, 1.0, size)
-                .capacity()
-                .expect("a fixed prompt length has a closed form");
-            let cfg = b_with_free_tokens(b0, CostDist::Deterministic, load * capacity, size);
+            let cfg = b_with_free_tokens(policy, CostDist::Deterministic, load * capacity, size);
             let grew: Vec<f64> = (0..cfg.reps)
                 .into_par_iter()
                 .map(|rep| f64::from(u8::from(backlog_grew(&cfg, rep))))
                 .collect();
             checks.push(Check::new(
                 &format!(
-                    "Scheduler B, K = 4, L = 128, B = 64, det costs, b0 = {b0}: {load} x capacity {capacity:.3}/s after a backlog of {BACKLOG}"
+                    "Scheduler B, K = {k}, {cap}, L = 128, B = 64, det costs, b0 = {b0}: {load} x capacity {capacity:.3}/s after a backlog of {BACKLOG}"
                 ),
                 "backlog grew (rep share)",
                 &grew,
