@@ -8,8 +8,8 @@ use llmsim::validation::{self, Effort};
 /// Most replications per configuration: each is kept until its check is computed.
 const MAX_REPS: u32 = 1_000;
 
-/// Most requests per replication: each running replication holds its requests and their
-/// records in memory, one per thread at a time.
+/// Most requests per replication: a replication holds all its requests and their records
+/// in memory while it runs, and one runs per thread.
 const MAX_REQUESTS: usize = 1_000_000;
 
 /// Flags of `llmsim validate`.
