@@ -10,26 +10,38 @@ use crate::scheduler::SchedulerSpec;
 use crate::theory;
 use crate::workload::{Request, SyntheticWorkload, Workload};
 
-/// The closed-form capacity (requests/s) of `engine`'s whole cluster serving `workload`'s
-/// lengths, where the model has one: not when lengths come from a trace (they are not
-/// draws from known laws) nor for cost models whose decode cost depends on context (the
-/// closed forms assume it does not).
-pub fn capacity(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<f64> {
+/// The closed-form capacity of `engine`'s whole cluster serving `workload`'s lengths
+/// (requests/s), where the model has one: not when lengths come from a trace (they are not
+/// draws from known laws), nor for cost models whose decode cost depends on context (the
+/// closed forms assume it does not), nor where [`theory::scheduler_b_capacity`] has none.
+fn closed_form(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<theory::Capacity> {
     let (prompt, decode) = (&workload.prompt, &workload.decode);
     let cost = engine.cost.as_ref();
     if workload.lengths_from.is_some() || cost.depends_on_context() {
         return None;
     }
     let per_gpu = match engine.scheduler {
-        SchedulerSpec::A => theory::scheduler_a_capacity(prompt, decode, cost),
+        SchedulerSpec::A => theory::Capacity {
+            rps: theory::scheduler_a_capacity(prompt, decode, cost),
+            hard_limit: true,
+        },
         SchedulerSpec::B {
             k,
             max_decode_batch,
-        } => theory::scheduler_b_capacity(k, max_decode_batch, prompt, decode, cost),
+        } => theory::scheduler_b_capacity(k, max_decode_batch, prompt, decode, cost)?,
         // No closed form: their capacity is measured (experiments::policies).
         _ => return None,
     };
-    Some(per_gpu * engine.gpus as f64)
+    Some(theory::Capacity {
+        rps: per_gpu.rps * engine.gpus as f64,
+        ..per_gpu
+    })
+}
+
+/// The closed-form capacity (requests/s) of `engine`'s whole cluster serving `workload`'s
+/// lengths, where the model has one (see [`theory::Capacity`] for what it promises).
+pub fn capacity(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<f64> {
+    closed_form(workload, engine).map(|c| c.rps)
 }
 
 /// Everything `llmsim run` simulates.
@@ -57,9 +69,17 @@ impl RunConfig {
         }
     }
 
-    /// True when the arrival rate is at or above the closed-form capacity.
+    /// True when the arrival rate is at or above a closed-form capacity that no run can
+    /// beat ([`theory::Capacity::hard_limit`]). Where smaller batches can do better than
+    /// the capacity assumes, a run above it may still keep up, and only its measured growth
+    /// says whether it did.
     pub fn overloaded(&self) -> bool {
-        self.capacity().is_some_and(|c| self.workload.rate() >= c)
+        match &self.workload {
+            Workload::Synthetic(w) => {
+                closed_form(w, &self.engine).is_some_and(|c| c.hard_limit && w.rate >= c.rps)
+            }
+            _ => false,
+        }
     }
 
     /// Draws replication `rep`'s requests and simulates them, without summarising: for
@@ -72,7 +92,7 @@ impl RunConfig {
     }
 
     /// Summarises one simulation of this configuration. A run is unstable when its queue
-    /// grew or the arrival rate is at or above the closed-form capacity.
+    /// grew or it is [`overloaded`](RunConfig::overloaded).
     pub fn summarize(&self, requests: &[Request], out: &SimOutput) -> Summary {
         let mut s = summarize(requests, out);
         s.unstable |= self.overloaded();
@@ -80,7 +100,7 @@ impl RunConfig {
     }
 
     /// Runs replication `rep` and summarises it (see [`RunConfig::summarize`]). A run known
-    /// to be overloaded (at or above its closed-form capacity) stops at its last arrival:
+    /// to be [`overloaded`](RunConfig::overloaded) stops at its last arrival:
     /// its latencies are not steady-state values anyway, and draining its backlog would
     /// dominate the cost of a sweep.
     pub fn run_one(&self, rep: u32) -> Summary {

@@ -7,8 +7,14 @@
 use crate::cost::{BatchShape, CostModel};
 use crate::dist::LengthDist;
 
-fn prefill_shape(tokens: f64) -> BatchShape {
-    BatchShape::prefill(tokens as u64)
+/// A prefill batch of `entries` whole prompts of equal length, `tokens` in all.
+fn prefill_shape(entries: u32, tokens: u64) -> BatchShape {
+    BatchShape {
+        prefill_tokens: tokens,
+        prefill_entries: entries,
+        prefill_squares: u128::from(tokens).pow(2) / u128::from(entries),
+        ..Default::default()
+    }
 }
 
 fn decode_shape(entries: u32) -> BatchShape {
@@ -29,7 +35,7 @@ pub struct Moments {
 
 /// Expected duration of one prefill batch of a single prompt, `E[S(L)]` over `L` (seconds).
 pub fn mean_prefill(prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
-    prompt.expect(|l| cost.mean(&prefill_shape(l)))
+    prompt.expect(|l| cost.mean(&prefill_shape(1, l as u64)))
 }
 
 /// Expected duration of a one-entry decode batch, `E[S(1)]` (seconds).
@@ -40,8 +46,8 @@ pub fn mean_decode_step(cost: &dyn CostModel) -> f64 {
 /// Moments of Scheduler A's job service time `T = S(L) + sum of B draws of S(1)`, with `L`
 /// and `B` independent and every batch's cost drawn independently.
 pub fn scheduler_a_job(prompt: &LengthDist, decode: &LengthDist, cost: &dyn CostModel) -> Moments {
-    let m = |l: f64| cost.mean(&prefill_shape(l));
-    let v = |l: f64| cost.variance(&prefill_shape(l));
+    let m = |l: f64| cost.mean(&prefill_shape(1, l as u64));
+    let v = |l: f64| cost.variance(&prefill_shape(1, l as u64));
     let (m1, v1) = (cost.mean(&decode_shape(1)), cost.variance(&decode_shape(1)));
     let (eb, eb2) = (decode.mean(), decode.expect(|b| b * b));
     let (eml, eml2, evl) = (
@@ -109,59 +115,201 @@ pub fn mmc_mean_wait(c: usize, lambda: f64, mu: f64) -> f64 {
     erlang_c(c, lambda, mu) / (c as f64 * mu - lambda)
 }
 
+/// A closed-form capacity of one GPU and what it promises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// The largest arrival rate from which every backlog drains (requests/s per GPU): above
+    /// it, a large enough number in system grows without bound.
+    pub rps: f64,
+    /// Whether no run can keep up at `rps` or above, from any start: no batch the policy
+    /// can form costs less per request than the batches `rps` assumes, so above it more work
+    /// arrives than the GPU has time for. When false (Scheduler B with `a * b0 > c`), smaller
+    /// batches are cheaper per request, and a run that starts empty can stay stable above
+    /// `rps` until a burst pushes its backlog past a threshold (from a fluid balance, about
+    /// `lambda B (a b0 - c) / (rho - 1)` decoding requests at `rho = lambda / rps`): the
+    /// queue is bistable, and only its measured growth tells whether a given run overloaded.
+    pub hard_limit: bool,
+}
+
 /// Scheduler A's capacity: the largest stable arrival rate, `1 / E[T]` (requests/s) per GPU.
+/// A job's service time does not depend on the other jobs, so it is a hard limit.
 pub fn scheduler_a_capacity(prompt: &LengthDist, decode: &LengthDist, cost: &dyn CostModel) -> f64 {
     1.0 / scheduler_a_job(prompt, decode, cost).mean
 }
 
-/// GPU time per request of a full Scheduler B prefill batch of `k` prompts, `E[S(K prompts)] / K`
-/// (seconds), with `E[S]` taken at the mean batch size (see [`scheduler_b_capacity`]).
-fn b_prefill_per_request(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
-    let tokens = (f64::from(k) * prompt.mean()).round() as u64;
-    cost.mean(&BatchShape {
-        prefill_tokens: tokens,
-        prefill_entries: k,
-        // k prompts of the mean length.
-        prefill_squares: u128::from(tokens).pow(2) / u128::from(k),
-        ..Default::default()
-    }) / f64::from(k)
+/// The line `intercept + slope * x` through two points of a batch cost (seconds, and
+/// seconds per token or per entry). For a convex cost, the line through two neighbouring
+/// whole numbers, or through the ends of a range where the cost is linear, lies at or below
+/// it at every whole number.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    intercept: f64,
+    slope: f64,
+}
+
+impl Line {
+    fn through((x0, y0): (f64, f64), (x1, y1): (f64, f64)) -> Self {
+        let slope = (y1 - y0) / (x1 - x0);
+        let intercept = y1 - slope * x1;
+        Line {
+            // Far from the origin the subtraction leaves rounding noise where the exact
+            // intercept is 0 (c = a b0), and its sign decides `Share::cheapest`.
+            intercept: if intercept.abs() <= 1e-12 * y1.abs() {
+                0.0
+            } else {
+                intercept
+            },
+            slope,
+        }
+    }
+
+    fn at(&self, x: f64) -> f64 {
+        self.intercept + self.slope * x
+    }
+}
+
+/// GPU time per request (seconds) that Scheduler B spends on one kind of batch at
+/// saturation, and whether no other batch size spends less.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    seconds: f64,
+    cheapest: bool,
+}
+
+/// GPU time per request of Scheduler B's full prefill batches of `k` prompts,
+/// `E[S(K prompts)] / K`, where it is exact: one prompt per batch, a fixed prompt length, or
+/// a batch cost linear in its tokens over every total `K` prompts can reach (a convex cost
+/// that meets its chord inside that range is linear on all of it). Otherwise `None`: with a
+/// kink (`b0`) or a curve inside the range, the mean over the K-fold sum of prompt lengths
+/// is not the cost at the mean.
+///
+/// `cheapest` holds when every schedule spends at least this much per prefill: the line
+/// `i + g X` through the full batch's cost bounds any batch of `X` tokens from below, so
+/// `n` batches of `N` requests cost at least `n i + g sum L >= (N / K) i + g sum L`, the full
+/// batches' cost, when `i >= 0`. A cost that depends on the number of entries is not
+/// claimed to be cheapest.
+fn b_prefill_share(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> Option<Share> {
+    if k == 1 {
+        // Every prefill is a batch of its own, whatever the schedule.
+        return Some(Share {
+            seconds: mean_prefill(prompt, cost),
+            cheapest: true,
+        });
+    }
+    let total = |n: u32| u64::from(n) * u64::from(k);
+    let (lo, hi) = (total(prompt.min()), total(prompt.max()));
+    let point = |tokens: u64| (tokens as f64, cost.mean(&prefill_shape(k, tokens)));
+    let (line, seconds) = if lo == hi {
+        // A fixed length. The slope is taken from below, so that a kink exactly at K L
+        // counts the flat piece smaller batches sit on.
+        let below = lo.max(1) - 1;
+        let line = Line::through(point(below), point(below + 1));
+        (line, cost.mean(&prefill_shape(k, lo)) / f64::from(k))
+    } else {
+        let chord = Line::through(point(lo), point(hi));
+        let (mid, cost_mid) = point(lo + (hi - lo) / 2);
+        if (cost_mid - chord.at(mid)).abs() > 1e-12 * cost_mid.abs() {
+            return None;
+        }
+        let kf = f64::from(k);
+        (chord, chord.at(kf * prompt.mean()) / kf)
+    };
+    let entry_free = cost.mean(&prefill_shape(1, hi)) == cost.mean(&prefill_shape(k, hi));
+    Some(Share {
+        seconds,
+        cheapest: entry_free && line.intercept >= 0.0,
+    })
+}
+
+/// GPU time per decode token of Scheduler B's decode batches at saturation, where the
+/// backlog of decoding requests grows without bound: `S(D) / D` for a cap of `D`; with no
+/// cap the batch grows with the backlog, its setup is shared by ever more tokens, and a
+/// token costs the marginal `S(n + 1) - S(n)` at large `n`.
+///
+/// `cheapest` holds when no smaller decode batch costs less per token: for a convex cost,
+/// when the line through the costs at the batch size used and one entry fewer (one more
+/// with no cap) has an intercept of 0 or more (`c - a b0 >= 0` in the linear model).
+fn b_decode_share(max_decode: Option<u32>, cost: &dyn CostModel) -> Share {
+    let point = |n: u32| (f64::from(n), cost.mean(&decode_shape(n)));
+    match max_decode {
+        Some(d) => Share {
+            seconds: point(d).1 / f64::from(d),
+            cheapest: Line::through(point(d - 1), point(d)).intercept >= 0.0,
+        },
+        None => {
+            // The marginal cost far out: at 2^20 entries, unless the cost is still flatter
+            // there than over the largest batches an entry count can reach (b0 beyond 2^20;
+            // points far apart keep the slope's rounding small).
+            let near = Line::through(point(1 << 20), point((1 << 20) + 1));
+            let far = Line::through(point(u32::MAX / 2), point(u32::MAX));
+            let line = if far.slope > near.slope * (1.0 + 1e-6) {
+                far
+            } else {
+                near
+            };
+            Share {
+                seconds: line.slope,
+                cheapest: line.intercept >= 0.0,
+            }
+        }
+    }
 }
 
 /// The arrival rate at which Scheduler B's full prefill batches alone keep a GPU busy,
-/// `K / E[S(K prompts)]` (requests/s per GPU). Above it the prefill queue never empties, so
-/// under prefill priority no decode batch ever runs while arrivals continue: completions
-/// stop altogether, not just level off at [`scheduler_b_capacity`].
-pub fn scheduler_b_prefill_capacity(k: u32, prompt: &LengthDist, cost: &dyn CostModel) -> f64 {
-    1.0 / b_prefill_per_request(k, prompt, cost)
+/// `K / E[S(K prompts)]` (requests/s per GPU), where that has an exact value (see
+/// [`scheduler_b_capacity`]). Above it the prefill queue never empties, so under prefill
+/// priority no decode batch ever runs while arrivals continue: completions stop
+/// altogether, not just level off at [`scheduler_b_capacity`].
+pub fn scheduler_b_prefill_capacity(
+    k: u32,
+    prompt: &LengthDist,
+    cost: &dyn CostModel,
+) -> Option<f64> {
+    b_prefill_share(k, prompt, cost).map(|s| 1.0 / s.seconds)
 }
 
-/// Scheduler B's capacity (requests/s per GPU): the arrival rate at which the GPU is busy
-/// all the time with full prefill batches of `k` prompts and decode batches as large as
-/// the cap allows:
+/// Scheduler B's capacity (requests/s per GPU): the largest arrival rate from which every
+/// backlog drains, where it has a closed form; `None` where it has none.
 ///
-/// `1 / ( E[S(K prompts)] / K + E[B] * d )`,
+/// With a large backlog the GPU is never idle and, between two decode batches, prefills
+/// the prompts that arrived during the last one. With no decode cap the decode batch holds
+/// every decoding request, so it grows with the backlog, each decode batch lasts longer,
+/// more prompts arrive during it, and prefill batches are full; the GPU time per request
+/// tends to `E[S(K prompts)] / K + E[B] d`, with `d` the marginal cost of a decode token.
+/// The backlog shrinks when the arrival rate times that is below 1 and grows when above:
 ///
-/// where `d` is the cost per decode token: `(E[S(D)]) / D` for a decode cap `D`, and the
-/// marginal token cost `S(n+1) - S(n)` as `n` grows without a cap (the setup cost of a decode
-/// batch is shared by ever more requests as the backlog grows, so it vanishes in the limit).
-/// For a fixed prompt length the prefill term is exact; otherwise `E[S]` is taken at the mean
-/// batch size, which understates it for `b0 > 0` (Jensen).
+/// `capacity = 1 / ( E[S(K prompts)] / K + E[B] * d )`.
+///
+/// That is `K / (c + a K (L + B))` in the linear model with `b0 = 0` (the seed's formula)
+/// and `1 / ((c + a (K L - b0)) / K + a B)` when `K L >= b0` (5.602/s for the defaults with
+/// `b0 = 64`, 6.154/s with `b0 = 128`). With `a * b0 > c` smaller batches are cheaper per
+/// request and the capacity is not a hard limit ([`Capacity::hard_limit`]).
+///
+/// With a decode cap `D` the decode batch stops growing at `D`, a token costs `S(D) / D`,
+/// and decode batches stay short, so the prompts that wait after one are few and prefill
+/// batches hold as many as the queue happens to have: their mix follows the queue's
+/// dynamics, which have no closed form, except with `K = 1`. So a cap with `K > 1` gives
+/// `None`, as does a prefill cost with no exact value (see `b_prefill_share`).
+///
+/// `hard_limit` assumes a batch's mean cost is convex in its tokens, as the linear model's
+/// is; a cost that depends on the number of prefill entries is never called a hard limit.
 pub fn scheduler_b_capacity(
     k: u32,
     max_decode: Option<u32>,
     prompt: &LengthDist,
     decode: &LengthDist,
     cost: &dyn CostModel,
-) -> f64 {
-    let prefill = b_prefill_per_request(k, prompt, cost);
-    let per_decode_token = match max_decode {
-        Some(d) => cost.mean(&decode_shape(d)) / f64::from(d),
-        None => {
-            let big = 1 << 20;
-            cost.mean(&decode_shape(big + 1)) - cost.mean(&decode_shape(big))
-        }
-    };
-    1.0 / (prefill + decode.mean() * per_decode_token)
+) -> Option<Capacity> {
+    // A cap of 0 never decodes: nothing completes at any rate.
+    if max_decode.is_some_and(|d| d == 0 || k > 1) {
+        return None;
+    }
+    let prefill = b_prefill_share(k, prompt, cost)?;
+    let per_token = b_decode_share(max_decode, cost);
+    Some(Capacity {
+        rps: 1.0 / (prefill.seconds + decode.mean() * per_token.seconds),
+        hard_limit: prefill.cheapest && per_token.cheapest,
+    })
 }
 
 #[cfg(test)]
@@ -203,26 +351,66 @@ mod tests {
         assert!((m.second - m.mean * m.mean - var).abs() < 1e-12);
     }
 
+    fn b(k: u32, cap: Option<u32>, prompt: &str, b0: f64) -> Option<Capacity> {
+        let cost = LinearCost::new(0.01, 0.001, b0, CostDist::Exponential);
+        let prompt: LengthDist = prompt.parse().unwrap();
+        scheduler_b_capacity(k, cap, &prompt, &LengthDist::Fixed(64), &cost)
+    }
+
     #[test]
     fn scheduler_b_capacity_reduces_to_the_fluid_bound() {
-        // No cap, b0 = 0: K / (c + a K (L + B)).
-        let cost = LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential);
-        let cap = scheduler_b_capacity(
-            4,
-            None,
-            &LengthDist::Fixed(128),
-            &LengthDist::Fixed(64),
-            &cost,
-        );
-        assert!((cap - 4.0 / (0.01 + 0.004 * 192.0)).abs() < 1e-9);
-        // A cap of one decode per batch pays c on every decode token.
-        let cap = scheduler_b_capacity(
-            4,
-            Some(1),
-            &LengthDist::Fixed(128),
-            &LengthDist::Fixed(64),
-            &cost,
-        );
-        assert!((cap - 1.0 / (0.0025 + 0.128 + 64.0 * 0.011)).abs() < 1e-9);
+        // No cap, b0 = 0: K / (c + a K (L + B)), a limit no schedule beats.
+        let cap = b(4, None, "128", 0.0).unwrap();
+        assert!((cap.rps - 4.0 / (0.01 + 0.004 * 192.0)).abs() < 1e-9);
+        assert!(cap.hard_limit);
+        // K = 1 with a cap of one decode per batch pays c on every decode token.
+        let cap = b(1, Some(1), "128", 0.0).unwrap();
+        assert!((cap.rps - 1.0 / (0.138 + 64.0 * 0.011)).abs() < 1e-9);
+        assert!(cap.hard_limit);
+    }
+
+    /// With `b0` free tokens a full batch of `K L >= b0` tokens costs `c + a (K L - b0)`, and
+    /// the capacity is a hard limit exactly when `c >= a b0` (no smaller batch is cheaper).
+    #[test]
+    fn scheduler_b_capacity_with_free_tokens() {
+        for (b0, hard) in [(64.0, false), (128.0, false), (8.0, true), (10.0, true)] {
+            let cap = b(4, None, "128", b0).unwrap();
+            let per_request = (0.01 + 0.001 * (512.0 - b0)) / 4.0 + 64.0 * 0.001;
+            assert!((cap.rps - 1.0 / per_request).abs() < 1e-9, "b0 = {b0}");
+            assert_eq!(cap.hard_limit, hard, "b0 = {b0}");
+        }
+        // The figures: 5.602/s at b0 = 64, 6.154/s at b0 = 128.
+        assert!((b(4, None, "128", 64.0).unwrap().rps - 5.6022).abs() < 1e-4);
+        assert!((b(4, None, "128", 128.0).unwrap().rps - 6.1538).abs() < 1e-4);
+        // A full batch below b0 costs c alone: c / K per prompt.
+        let cap = b(4, None, "128", 1000.0).unwrap();
+        assert!((cap.rps - 1.0 / (0.0025 + 0.064)).abs() < 1e-9);
+        assert!(!cap.hard_limit);
+        // A decode backlog beyond 2^20 still pays a per token past b0.
+        let cap = b(4, None, "128", 2e6).unwrap();
+        assert!((cap.rps - 1.0 / (0.0025 + 0.064)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn scheduler_b_capacity_exists_only_where_it_is_exact() {
+        // Random prompts: exact when no K-prompt total reaches the kink at b0 ...
+        let cap = b(4, None, "uniform:16:256", 32.0).unwrap();
+        let per_request = (0.01 + 0.001 * (4.0 * 136.0 - 32.0)) / 4.0 + 0.064;
+        assert!((cap.rps - 1.0 / per_request).abs() < 1e-9);
+        // ... not when it lies inside their range (E[S] is not S at the mean),
+        assert_eq!(b(4, None, "uniform:16:256", 100.0), None);
+        // ... and always with one prompt per batch: E[S(L)] over L.
+        let cost = LinearCost::new(0.01, 0.001, 100.0, CostDist::Exponential);
+        let prompt: LengthDist = "uniform:16:256".parse().unwrap();
+        let cap = b(1, None, "uniform:16:256", 100.0).unwrap();
+        assert!((cap.rps - 1.0 / (mean_prefill(&prompt, &cost) + 0.064)).abs() < 1e-9);
+        // A decode cap with K > 1 leaves prefill batch sizes to the queue's dynamics.
+        assert_eq!(b(4, Some(8), "128", 0.0), None);
+        // With K = 1 a cap is exact; above b0 a capped batch is dearer per token than one
+        // of b0 when a b0 > c.
+        let cap = b(1, Some(100), "128", 64.0).unwrap();
+        assert!((cap.rps - 1.0 / (0.074 + 64.0 * 0.046 / 100.0)).abs() < 1e-9);
+        assert!(!cap.hard_limit);
+        assert!(b(1, Some(32), "128", 64.0).unwrap().hard_limit);
     }
 }

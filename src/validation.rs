@@ -7,17 +7,19 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::cost::{CostDist, LinearCost};
 use crate::dist::LengthDist;
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, simulate};
 use crate::kv::KvConfig;
-use crate::metrics::Summary;
+use crate::metrics::{Summary, summarize};
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
 use crate::sim::RunConfig;
 use crate::stats::{MeanCi, half_width, mean};
 use crate::theory;
-use crate::workload::{ArrivalKind, SyntheticWorkload, Workload};
+use crate::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
 
 /// Base seed of every validation run (fixed, so the table is reproducible).
 pub const SEED: u64 = 20_261_127;
@@ -250,16 +252,6 @@ pub fn laws(effort: Effort) -> Vec<Check> {
     );
     let runs = b.run();
     let little = column(&runs, |s| s.mean_in_system - s.throughput_rps * s.e2e.mean);
-    let capacity = theory::scheduler_a_capacity(&prompt, &decode, &cost);
-    let a = config(
-        SchedulerSpec::A,
-        cost,
-        2.0 * capacity,
-        prompt,
-        decode,
-        effort,
-    );
-    let over = a.run();
     vec![
         Check::new(
             "Little's law: Scheduler B, K = 4, lambda = 1.5/s",
@@ -267,13 +259,166 @@ pub fn laws(effort: Effort) -> Vec<Check> {
             &little,
             0.0,
         ),
-        Check::new(
+        a_overloaded(
             "capacity: Scheduler A at twice its capacity",
-            "throughput (req/s)",
-            &column(&over, |s| s.throughput_rps),
-            capacity,
+            cost,
+            prompt,
+            decode,
+            effort,
         ),
     ]
+}
+
+/// Requests waiting at time 0 in the backlog runs of [`free_tokens`]. While they are
+/// prefilled more arrive, and together they make a decode backlog of about 2,700 (`b0 =
+/// 128`) to 3,000 (`b0 = 64`) requests: past the fluid threshold above which Scheduler B's
+/// cycle of one decode batch and the prefills it lets through lengthens at 1.03x capacity
+/// (`lambda B (a b0 - c) / (rho - 1)` with `rho = 1.03`: about 670 and 1,600 requests),
+/// and ten times the decode cap of 100 beyond which a capped backlog's batches are full.
+const BACKLOG: usize = 1_000;
+
+/// Poisson arrivals after the backlog, per replication of the backlog runs. At 0.97x
+/// capacity the backlog drains at about 0.47 requests/s, within about 30,000 arrivals (all
+/// of 40 trial replications had drained by then); at 1.03x it grows by thousands.
+const BACKLOG_ARRIVALS: usize = 40_000;
+
+/// Whether replication `rep` of `cfg`, started with [`BACKLOG`] requests waiting at time 0
+/// (lengths drawn like the rest), holds more requests at its last arrival than at its
+/// start.
+fn backlog_grew(cfg: &RunConfig, rep: u32) -> bool {
+    let arrivals = cfg.workload.generate(cfg.seed, rep);
+    let backlog = arrivals
+        .iter()
+        .take(BACKLOG)
+        .map(|r| Request { arrival: 0.0, ..*r });
+    let requests: Vec<Request> = backlog.chain(arrivals.iter().copied()).collect();
+    // Measured from time 0 (no warm-up), the window holds every arrival, so what it did
+    // not complete is still in the system at its end.
+    let s = summarize(
+        &requests,
+        &simulate(&requests, &cfg.engine, cfg.seed, rep, 0),
+    );
+    requests.len() as f64 - s.throughput_rps * s.window_s > BACKLOG as f64
+}
+
+/// Scheduler B with `b0` free tokens per batch, at most `k` prefills and `max_decode`
+/// decodes per batch, the defaults of `llmsim run --scheduler b` otherwise (`L = 128`,
+/// `B = 64`, `c = 0.01`, `a = 0.001`).
+fn b_with_free_tokens(
+    (k, max_decode, b0): (u32, Option<u32>, f64),
+    dist: CostDist,
+    rate: f64,
+    effort: Effort,
+) -> RunConfig {
+    config(
+        SchedulerSpec::B {
+            k,
+            max_decode_batch: max_decode,
+        },
+        LinearCost::new(0.01, 0.001, b0, dist),
+        rate,
+        LengthDist::Fixed(128),
+        LengthDist::Fixed(64),
+        effort,
+    )
+}
+
+/// Capacities with free tokens per batch (`b0 > 0`).
+///
+/// Scheduler B's closed form `1 / (E[S(K prompts)] / K + E[B] d)` is the largest rate from
+/// which every backlog drains: started with a backlog, runs at 0.97x of it drain and runs
+/// at 1.03x grow, with `K = 4` and no decode cap (`d = a`) as with `K = 1` and a cap of
+/// `D = 100` (`d = S(D) / D`). Costs are deterministic there, so that 40,000 arrivals
+/// resolve a 3% margin (the threshold depends on mean costs alone). With `a b0 > c` it is
+/// not a hard limit: from empty, the 5.7/s at `b0 = 64` (capacity 5.602/s) and
+/// 7.2/s at `b0 = 128` (6.154/s) keep up, with exponential costs, and are not called
+/// unstable. Scheduler A's `1 / E[T]` holds with `b0` too: it is an overloaded GPU's
+/// throughput.
+pub fn free_tokens(effort: Effort) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for (b0, rate) in [(64.0, 5.7), (128.0, 7.2)] {
+        let cfg = b_with_free_tokens((4, None, b0), CostDist::Exponential, rate, effort);
+        let capacity = cfg
+            .capacity()
+            .expect("a fixed prompt length has a closed form");
+        let runs = cfg.run();
+        let model = format!(
+            "Scheduler B, K = 4, L = 128, B = 64, exp costs, b0 = {b0}: capacity {capacity:.3}/s, lambda = {rate}/s from empty"
+        );
+        checks.push(Check::new(
+            &model,
+            "throughput (req/s)",
+            &column(&runs, |s| s.throughput_rps),
+            rate,
+        ));
+        checks.push(Check::new(
+            &model,
+            "unstable (rep share)",
+            &column(&runs, |s| f64::from(u8::from(s.unstable))),
+            0.0,
+        ));
+    }
+    let size = Effort {
+        reps: effort.reps,
+        requests: BACKLOG_ARRIVALS,
+    };
+    for policy in [(4, None, 64.0), (4, None, 128.0), (1, Some(100), 64.0)] {
+        let capacity = b_with_free_tokens(policy, CostDist::Deterministic, 1.0, size)
+            .capacity()
+            .expect("a fixed prompt length has a closed form");
+        let (k, cap, b0) = policy;
+        let cap = cap.map_or("no decode cap".into(), |d| format!("decode cap {d}"));
+        for (load, grows) in [(0.97, false), (1.03, true)] {
+            let cfg = b_with_free_tokens(policy, CostDist::Deterministic, load * capacity, size);
+            let grew: Vec<f64> = (0..cfg.reps)
+                .into_par_iter()
+                .map(|rep| f64::from(u8::from(backlog_grew(&cfg, rep))))
+                .collect();
+            checks.push(Check::new(
+                &format!(
+                    "Scheduler B, K = {k}, {cap}, L = 128, B = 64, det costs, b0 = {b0}: {load} x capacity {capacity:.3}/s after a backlog of {BACKLOG}"
+                ),
+                "backlog grew (rep share)",
+                &grew,
+                f64::from(u8::from(grows)),
+            ));
+        }
+    }
+    checks.push(a_overloaded(
+        "capacity: Scheduler A at twice its capacity, L = uniform:16:256, B = geometric:32:256, exp costs, b0 = 32",
+        LinearCost::new(0.005, 0.001, 32.0, CostDist::Exponential),
+        "uniform:16:256".parse().expect("valid spec"),
+        "geometric:32:256".parse().expect("valid spec"),
+        effort,
+    ));
+    checks
+}
+
+/// Scheduler A at twice its capacity `1 / E[T]`: an overloaded GPU is never idle, so it
+/// completes jobs at exactly that rate.
+fn a_overloaded(
+    model: &str,
+    cost: LinearCost,
+    prompt: LengthDist,
+    decode: LengthDist,
+    effort: Effort,
+) -> Check {
+    let capacity = theory::scheduler_a_capacity(&prompt, &decode, &cost);
+    let over = config(
+        SchedulerSpec::A,
+        cost,
+        2.0 * capacity,
+        prompt,
+        decode,
+        effort,
+    )
+    .run();
+    Check::new(
+        model,
+        "throughput (req/s)",
+        &column(&over, |s| s.throughput_rps),
+        capacity,
+    )
 }
 
 /// `config` spread over `gpus` GPUs behind `router`.
@@ -373,6 +518,7 @@ pub fn all(effort: Effort) -> Vec<Check> {
         mg1(effort),
         light_traffic(effort),
         laws(effort),
+        free_tokens(effort),
         cluster(effort),
     ]
     .concat()

@@ -5,13 +5,21 @@ use clap::Args;
 
 use llmsim::validation::{self, Effort};
 
+/// Most replications per configuration: each is kept until its check is computed.
+const MAX_REPS: u32 = 1_000;
+
+/// Most requests per replication: a replication holds all its requests and their records
+/// in memory while it runs, and one runs per thread.
+const MAX_REQUESTS: usize = 1_000_000;
+
 /// Flags of `llmsim validate`.
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
-    /// Replications per configuration.
+    /// Replications per configuration (2 to 1000).
     #[arg(long, default_value_t = Effort::FULL.reps)]
     reps: u32,
-    /// Requests per replication.
+    /// Requests per replication (100 to 1000000; the backlog checks of Scheduler B always
+    /// run 40,000 after a backlog of 1,000).
     #[arg(long, default_value_t = Effort::FULL.requests)]
     requests: usize,
     /// Print the checks as JSON.
@@ -21,11 +29,21 @@ pub struct ValidateArgs {
 
 pub fn main(args: ValidateArgs) -> Result<()> {
     super::require(
-        args.reps >= 2,
+        (2..=MAX_REPS).contains(&args.reps),
         "--reps",
-        "needs at least 2 replications for an interval",
+        format!(
+            "must be from 2 (an interval needs two) to {MAX_REPS} (got {})",
+            args.reps
+        ),
     )?;
-    super::require(args.requests >= 100, "--requests", "must be at least 100")?;
+    super::require(
+        (100..=MAX_REQUESTS).contains(&args.requests),
+        "--requests",
+        format!(
+            "must be from 100 to {MAX_REQUESTS} requests per replication (got {})",
+            args.requests
+        ),
+    )?;
     let checks = validation::all(Effort {
         reps: args.reps,
         requests: args.requests,
