@@ -4,7 +4,8 @@ use rand_distr::{Distribution, Exp1, Gamma};
 use std::fmt;
 use std::str::FromStr;
 
-use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, ParamError, check_cv, check_range};
+use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, check_cv, check_range};
+use crate::limits::RangeError;
 use crate::rng::SimRng;
 
 /// How the setup cost `C` and per-token cost `A` vary from batch to batch.
@@ -85,7 +86,7 @@ impl LinearCost {
     /// Why the parameters cannot be a cost model, if they cannot: `c` in `(0, MAX_SECONDS]`,
     /// `a` in `[0, MAX_SECONDS]` and `b0` in `[0, MAX_COUNT]`, named as `llmsim run`'s
     /// flags (`c`, `a`, `b0`). ([`CostDist`]'s parser checks its CV.)
-    pub fn check(&self) -> Result<(), ParamError> {
+    pub fn check(&self) -> Result<(), RangeError> {
         let seconds = (0.0, MAX_SECONDS);
         check_range("c", self.c, seconds, true, "a number of seconds")?;
         check_range("a", self.a, seconds, false, "a number of seconds per token")?;

@@ -19,6 +19,7 @@ pub use preset::Preset;
 pub use profiled::ProfiledCost;
 pub use roofline::{Efficiency, GpuSpec, ModelShape, RooflineCost};
 
+use crate::limits::RangeError;
 use crate::rng::SimRng;
 
 /// Largest coefficient of variation of a cost model's randomness (`gamma:CV` costs,
@@ -34,16 +35,6 @@ pub const MAX_SECONDS: f64 = 3600.0;
 /// batch the schedulers form.
 pub const MAX_COUNT: f64 = 4_294_967_296.0;
 
-/// A cost model parameter outside its range.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field} {why}")]
-pub struct ParamError {
-    /// The parameter: a preset's TOML key, or a `llmsim run` flag without its dashes.
-    pub field: &'static str,
-    /// What is wrong and the allowed range, e.g. `must be a number of seconds ...`.
-    pub why: String,
-}
-
 /// Checks that `value` of `field`, described as `what`, is in `[lo, hi]`, or in `(lo, hi]`
 /// when `open_low`.
 pub(crate) fn check_range(
@@ -52,21 +43,21 @@ pub(crate) fn check_range(
     (lo, hi): (f64, f64),
     open_low: bool,
     what: &str,
-) -> Result<(), ParamError> {
+) -> Result<(), RangeError> {
     let above_lo = if open_low { value > lo } else { value >= lo };
     if above_lo && value <= hi {
         return Ok(());
     }
     let low = if open_low { "greater than" } else { "at least" };
     // Debug keeps extreme values short (1e308, not 309 digits).
-    Err(ParamError {
+    Err(RangeError {
         field,
         why: format!("must be {what} {low} {lo} and at most {hi} (got {value:?})"),
     })
 }
 
 /// Checks a coefficient of variation of a cost model's randomness: in `(0, MAX_CV]`.
-pub fn check_cv(field: &'static str, cv: f64) -> Result<(), ParamError> {
+pub fn check_cv(field: &'static str, cv: f64) -> Result<(), RangeError> {
     check_range(field, cv, (0.0, MAX_CV), true, "a coefficient of variation")
 }
 

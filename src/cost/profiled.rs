@@ -23,7 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, ParamError, check_range};
+use super::{BatchShape, CostModel, MAX_COUNT, MAX_SECONDS, check_range};
+use crate::limits::RangeError;
 use crate::rng::SimRng;
 
 /// Deterministic iteration time fitted to a profile; wrap it in
@@ -97,7 +98,7 @@ impl ProfiledCost {
     /// Why the parameters cannot be a cost model, if they cannot: the setup cost must be
     /// positive (every batch takes time) and every other time non-negative, all at most
     /// [`MAX_SECONDS`]; the token and sequence counts from 0 to [`MAX_COUNT`].
-    pub fn check(&self) -> Result<(), ParamError> {
+    pub fn check(&self) -> Result<(), RangeError> {
         let seconds = (0.0, MAX_SECONDS);
         check_range("setup_s", self.setup, seconds, true, "a number of seconds")?;
         for (name, v, what) in [
