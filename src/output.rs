@@ -317,4 +317,83 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn check_folder_refuses_files_in_the_way_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        for bad in [file.clone(), file.join("a/b")] {
+            let err = check_folder(&bad).unwrap_err();
+            assert!(
+                matches!(&err, OutputError::NotAFolder { path } if *path == file),
+                "{err}"
+            );
+        }
+        check_folder(&dir.path().join("new/deeper")).unwrap();
+        check_folder(dir.path()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn manifest(dir: &Path) -> Manifest {
+        serde_json::from_slice(&std::fs::read(dir.join(MANIFEST)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_manifest_lists_every_file_and_keeps_unchanged_ones_of_an_earlier_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = table(vec![vec![1.0.into(), "a".into()]]);
+        write_tables(dir.path(), std::slice::from_ref(&t)).unwrap();
+        let names = |m: &Manifest| m.files.iter().map(|f| f.file.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&manifest(dir.path())),
+            ["data_t.csv", "data_t.meta.json"]
+        );
+        let csv = std::fs::read(dir.path().join("data_t.csv")).unwrap();
+        assert_eq!(
+            manifest(dir.path()).files[0],
+            ManifestEntry::of("data_t.csv", &csv)
+        );
+
+        // A second table added, as `--only` does: both listed.
+        t.name = "u";
+        write_tables(dir.path(), std::slice::from_ref(&t)).unwrap();
+        assert_eq!(names(&manifest(dir.path())).len(), 4);
+        // A file edited since is no longer vouched for.
+        std::fs::write(dir.path().join("data_t.csv"), b"x,label\n2,b\n").unwrap();
+        t.name = "v";
+        write_tables(dir.path(), std::slice::from_ref(&t)).unwrap();
+        let listed = names(&manifest(dir.path()));
+        assert!(!listed.contains(&"data_t.csv".to_string()), "{listed:?}");
+        assert_eq!(listed.len(), 5);
+    }
+
+    /// A run that stops between two tables leaves no manifest, even where one was.
+    #[test]
+    fn a_run_stopped_part_way_leaves_no_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tables(dir.path(), &[table(vec![vec![1.0.into(), "a".into()]])]).unwrap();
+        let mut ragged = table(vec![vec![1.0.into()]]);
+        ragged.name = "r";
+        let good = table(vec![vec![2.0.into(), "b".into()]]);
+        write_tables(dir.path(), &[good, ragged]).unwrap_err();
+        assert!(!dir.path().join(MANIFEST).exists());
+    }
+
+    /// While `stop_writing`'s guard lives no write starts, so none leaves a temporary.
+    #[test]
+    fn stop_writing_holds_back_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        let guard = stop_writing();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || write_atomic(&path, b"x"))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        drop(guard);
+        writer.join().unwrap().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+    }
 }
