@@ -560,8 +560,8 @@ fn output_does_not_depend_on_the_thread_count() {
     files.sort();
     assert_eq!(
         files.len(),
-        2 * expected_files().len(),
-        "the seed's 10 CSVs, our 4 (6 with the shared inputs), and a meta file each: {files:?}"
+        2 * expected_files().len() + 1,
+        "the seed's 10 CSVs, our 4 (6 with the shared inputs), a meta file each, and the manifest: {files:?}"
     );
     for f in files {
         let other = one.path().join(f.file_name().unwrap());
