@@ -63,22 +63,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
-/// Held for the whole life of every temporary file, so whoever holds it knows that none
-/// exists (see [`stop_writing`]).
+/// Held for the whole life of every temporary file (see [`write_lock`]).
 static WRITING: Mutex<()> = Mutex::new(());
 
-fn writing() -> MutexGuard<'static, ()> {
+/// The lock every write of this module holds while its temporary file exists: whoever
+/// holds it knows that none exists, and no write starts until the guard is dropped. A
+/// signal handler takes it before exiting, so an interrupted run leaves no `.tmp` file.
+pub fn write_lock() -> MutexGuard<'static, ()> {
     // A panic mid-write already removed or renamed its temporary; the lock guards no data.
     WRITING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Waits for the atomic write in progress, if any, to finish and blocks every later one for
-/// as long as the guard lives; while it is held no temporary file of this process exists.
-/// A signal handler takes it before exiting, so an interrupted run leaves no `.tmp` file.
-pub fn stop_writing() -> MutexGuard<'static, ()> {
-    writing()
 }
 
 /// Checks, before any work is done, that `dir` is a folder this process can write in, or
@@ -105,7 +100,7 @@ pub fn check_folder(dir: &Path) -> Result<(), OutputError> {
         }
     }
     let probe = existing.join(format!(".llmsim-probe.{}.tmp", std::process::id()));
-    let _writing = writing();
+    let _writing = write_lock();
     std::fs::File::create(&probe).map_err(io(existing))?;
     std::fs::remove_file(&probe).map_err(io(&probe))
 }
@@ -117,7 +112,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let _writing = writing();
+    let _writing = write_lock();
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -380,12 +375,12 @@ mod tests {
         assert!(!dir.path().join(MANIFEST).exists());
     }
 
-    /// While `stop_writing`'s guard lives no write starts, so none leaves a temporary.
+    /// While `write_lock`'s guard lives no write starts, so none leaves a temporary.
     #[test]
-    fn stop_writing_holds_back_every_write() {
+    fn the_write_lock_holds_back_every_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.csv");
-        let guard = stop_writing();
+        let guard = write_lock();
         let writer = {
             let path = path.clone();
             std::thread::spawn(move || write_atomic(&path, b"x"))

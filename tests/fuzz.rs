@@ -656,8 +656,12 @@ fn run_invariants(v: &serde_json::Value) -> Option<String> {
     {
         return Some(format!("a gpu_utilization of {x}, outside [0, 1]"));
     }
-    if let Some(x) = f(v, "throughput_rps").filter(|x| *x < 0.0) {
-        return Some(format!("throughput_rps = {x}"));
+    // The README allows `null` for `capacity_rps` and for latencies with nothing measured.
+    for key in ["throughput_rps", "tokens_per_s", "utilization", "window_s"] {
+        match f(v, key) {
+            Some(x) if x >= 0.0 => {}
+            _ => return Some(format!("{key} is {}, not a number >= 0", v[key])),
+        }
     }
     let none_measured = f(v, "completed") == Some(0.0);
     for key in ["ttft", "tbt", "itl", "e2e"] {

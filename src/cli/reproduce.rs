@@ -44,7 +44,7 @@ pub struct ReproduceArgs {
 pub(super) fn stop_cleanly_on_signal() {
     // Fails only when a handler is already set, and this process sets one once.
     let _ = ctrlc::set_handler(|| {
-        let _no_more_writes = output::stop_writing();
+        let _no_more_writes = output::write_lock();
         eprintln!("llmsim: interrupted; no temporary file left behind");
         std::process::exit(130);
     });
