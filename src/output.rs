@@ -89,14 +89,23 @@ pub fn check_folder(dir: &Path) -> Result<(), OutputError> {
                     path: existing.to_path_buf(),
                 });
             }
-            // Missing (or under a file, which the loop finds further up): try the parent.
-            Err(_) => match existing.parent() {
-                Some(p) if !p.as_os_str().is_empty() => existing = p,
-                _ => {
-                    existing = Path::new(".");
-                    break;
+            // Missing, or under a file (which the loop finds further up): try the parent.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => existing = p,
+                    _ => {
+                        existing = Path::new(".");
+                        break;
+                    }
                 }
-            },
+            }
+            // A name too long, a folder not searchable, ...
+            Err(e) => return Err(io(existing)(e)),
         }
     }
     let probe = existing.join(format!(".llmsim-probe.{}.tmp", std::process::id()));
@@ -325,6 +334,9 @@ mod tests {
                 "{err}"
             );
         }
+        // A name longer than any file system takes is refused, not taken for a new folder.
+        let long = dir.path().join("x".repeat(5_000));
+        assert!(matches!(check_folder(&long), Err(OutputError::Io { .. })));
         check_folder(&dir.path().join("new/deeper")).unwrap();
         check_folder(dir.path()).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -331,7 +331,7 @@ fn file(header: BoxedStrategy<String>, rows: BoxedStrategy<Vec<String>>) -> Boxe
     (
         header,
         rows,
-        prop_oneof![9 => Just(1usize), 1 => Just(2_000usize)],
+        prop_oneof![9 => Just(1usize), 1 => Just(1_000usize)],
         encoding(),
     )
         .prop_map(|(header, rows, times, how)| {
@@ -622,7 +622,8 @@ fn judge(args: &[String], code: i32, stdout: &str, stderr: &str) -> Option<Strin
         }
         return None;
     }
-    if stdout.contains("NaN") {
+    // (Unless a file name given says it.)
+    if stdout.contains("NaN") && !args.iter().any(|a| a.contains("NaN")) {
         return Some("NaN on stdout".into());
     }
     let json = args.iter().any(|a| a == "--json");
@@ -666,7 +667,9 @@ fn run_invariants(v: &serde_json::Value) -> Option<String> {
     let none_measured = f(v, "completed") == Some(0.0);
     for key in ["ttft", "tbt", "itl", "e2e"] {
         let Some(stats) = v.get(key) else { continue };
-        if none_measured && !stats["mean"].is_null() {
+        // A first token may be measured without a completion (a run cut at its last
+        // arrival), an end-to-end latency not.
+        if key == "e2e" && none_measured && !stats["mean"].is_null() {
             return Some(format!(
                 "{key}.mean is {} with no measured completion (null expected)",
                 stats["mean"]
