@@ -86,6 +86,8 @@ fn extreme() -> BoxedStrategy<String> {
         "1e20",
         "1e10",
         "1e7",
+        "10000000",
+        "100000000",
         "NaN",
         "inf",
         "-inf",
