@@ -3,13 +3,14 @@
 //! through the real `llmsim` binary under a memory limit and a time limit. Every run must
 //! end by itself, with exit code 0 or 2 (a panic is 101, an allocation failure a signal),
 //! print only finite numbers (JSON that parses, latency quantiles in order and within the
-//! maximum, utilisations within [0, 1]), and on exit 2 print a one-paragraph message that
-//! starts with `error:` and holds no Rust debug dump, and nothing on standard output.
+//! maximum, utilisations within [0, 1]), and on exit 2 print nothing on standard output and
+//! a message that starts with `error:` and holds no Rust debug dump.
 //!
-//! `cargo test --release --test fuzz` tries a few cases per subcommand from a fixed seed
-//! (seconds). A campaign: `LLMSIM_FUZZ_CASES=5000 LLMSIM_FUZZ_SEED=$RANDOM cargo test
-//! --release --test fuzz`. A failure names the command line and keeps its folder (input
-//! files and all) for rerunning it; proptest then shrinks it to a smaller one.
+//! `cargo test --release --test fuzz` tries 32 cases per suite from a fixed seed (seconds).
+//! A campaign: `LLMSIM_FUZZ_CASES=5000 LLMSIM_FUZZ_SEED=$RANDOM LLMSIM_FUZZ_LOG=FILE cargo
+//! test --release --test fuzz` logs every failure and goes on; without `LLMSIM_FUZZ_LOG`
+//! the first failure stops the suite and proptest shrinks it. A failure keeps its folder
+//! (input files and all) and names the command line to rerun there.
 
 mod common;
 
@@ -642,7 +643,7 @@ fn judge(case: &Case, code: i32, stdout: &str, stderr: &str) -> Option<String> {
         }
         return None;
     }
-    // (Unless a file name given says it.)
+    // NaN printed, unless it is a name the case gave (a folder called NaN).
     if stdout.contains("NaN") && !args.iter().any(|a| a.contains("NaN")) {
         return Some("NaN on stdout".into());
     }
