@@ -9,8 +9,8 @@
 //! `cargo test --release --test fuzz` tries 32 cases per suite from a fixed seed (seconds).
 //! A campaign: `LLMSIM_FUZZ_CASES=5000 LLMSIM_FUZZ_SEED=$RANDOM LLMSIM_FUZZ_LOG=FILE cargo
 //! test --release --test fuzz` logs every failure and goes on; without `LLMSIM_FUZZ_LOG`
-//! the first failure stops the suite and proptest shrinks it. A failure keeps its folder
-//! (input files and all) and names the command line to rerun there.
+//! the first failure stops the suite and proptest shrinks it (its input files are shown
+//! shortened; the same seed with `LLMSIM_FUZZ_LOG` set keeps each failure's folder).
 
 mod common;
 
@@ -814,21 +814,23 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         }
     };
     let Some(why) = verdict else { return Ok(()) };
-    let report = format!("rerun: cd {} && {line}\n  {why}\n", dir.keep().display());
     match std::env::var_os("LLMSIM_FUZZ_LOG") {
-        // A campaign logs every failure and goes on, for triage.
+        // A campaign logs every failure with its folder, kept for rerunning, and goes on.
         Some(log) => {
             use std::io::Write;
+            let kept = dir.keep();
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(log)
                 .expect("the fuzz log opens");
-            f.write_all(report.as_bytes())
+            writeln!(f, "rerun: cd {} && {line}\n  {why}", kept.display())
                 .expect("the fuzz log takes it");
             Ok(())
         }
-        None => Err(TestCaseError::fail(report)),
+        // Shrinking fails many times on the way: the folders of all would litter the disk;
+        // the same seed with LLMSIM_FUZZ_LOG set keeps them.
+        None => Err(TestCaseError::fail(format!("{line}\n  {why}\n"))),
     }
 }
 
