@@ -911,7 +911,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// without a manifest, which `llmsim report` refuses (exit 2) instead of reporting on it.
 #[test]
 fn an_interrupted_reproduce_leaves_no_temporary_and_a_folder_report_refuses() {
-    for (signal, after_ms) in [("INT", 300), ("TERM", 1500)] {
+    for (signal, after_ms) in [("INT", 1_000), ("TERM", 2_500)] {
         let dir = tempfile::tempdir().unwrap();
         let (data, report) = (dir.path().join("data"), dir.path().join("report"));
         // Full scale: minutes of work, so the signal always comes mid-run.
