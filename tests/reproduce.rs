@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::dist::LengthDist;
@@ -559,8 +560,8 @@ fn output_does_not_depend_on_the_thread_count() {
     files.sort();
     assert_eq!(
         files.len(),
-        2 * expected_files().len(),
-        "the seed's 10 CSVs, our 4 (6 with the shared inputs), and a meta file each: {files:?}"
+        2 * expected_files().len() + 1,
+        "the seed's 10 CSVs, our 4 (6 with the shared inputs), a meta file each, and the manifest: {files:?}"
     );
     for f in files {
         let other = one.path().join(f.file_name().unwrap());
@@ -586,7 +587,8 @@ fn only_runs_one_experiment_and_bad_names_exit_2_without_writing() {
         names,
         [
             "data_sensitivity_regime.csv",
-            "data_sensitivity_regime.meta.json"
+            "data_sensitivity_regime.meta.json",
+            "manifest.json"
         ]
     );
 
@@ -598,15 +600,58 @@ fn only_runs_one_experiment_and_bad_names_exit_2_without_writing() {
     assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
 }
 
+/// A folder that cannot take the output is bad input found before the simulation: exit 2
+/// naming the flag, the cause said once, and nothing created.
 #[test]
-fn an_unwritable_output_folder_is_an_error_naming_it() {
+fn an_unusable_output_folder_exits_2_before_simulating() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-folder");
     std::fs::write(&file, b"x").unwrap();
-    let o = reproduce(&file, &["--only", "sensitivity_regime"], "2");
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not-a-folder"), "{err}");
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    let mut perms = std::fs::metadata(&read_only).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    std::fs::set_permissions(&read_only, perms).unwrap();
+    // Root writes anyway, and then so does reproduce.
+    let enforced = std::fs::write(read_only.join("probe"), b"").is_err();
+    let mut cases = vec![
+        ("--out", file.clone(), "not-a-folder is a file"),
+        ("--out", file.join("data"), "not-a-folder is a file"),
+        ("--report", file.join("report"), "not-a-folder is a file"),
+    ];
+    if enforced {
+        cases.push(("--out", read_only.join("data"), "ermission denied"));
+    } else {
+        eprintln!("skipping the read-only case: this user writes in read-only folders");
+    }
+    let fine = dir.path().join("fine");
+    for (flag, path, why) in cases {
+        let (out, report) = if flag == "--out" {
+            (path.clone(), fine.clone())
+        } else {
+            (fine.clone(), path.clone())
+        };
+        // The whole study at full scale, minutes of simulation, if the folder were tried
+        // only when writing.
+        let o = common::output_within(
+            common::llmsim()
+                .args(["reproduce", "--out"])
+                .arg(&out)
+                .arg("--report")
+                .arg(&report),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("{flag} {}: not refused before simulating", path.display()));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("invalid value for {flag}")) && err.contains(why),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "the cause once, on one line: {err}");
+        assert!(o.stdout.is_empty());
+        assert!(!fine.exists(), "nothing is created");
+    }
 }
 
 #[test]
@@ -783,12 +828,23 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
         }
         cmd.output().unwrap()
     };
-    let o = run(&["--only", "roofline"], false);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("h200_llama-3.1-8b.csv"), "{err}");
+    for only in ["roofline", "trace_capacity"] {
+        let o = run(&["--only", only], false);
+        assert_eq!(o.status.code(), Some(2), "{only}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--shared") && err.contains("LLMSIM_SHARED"),
+            "{err}"
+        );
+        let file = if only == "roofline" {
+            "h200_llama-3.1-8b.csv"
+        } else {
+            "AzureLLMInferenceTrace_conv.csv"
+        };
+        assert!(err.contains(file), "{err}");
+    }
     let o = run(&[], true);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("LLMSIM_REQUIRE_SHARED"), "{err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
@@ -803,8 +859,8 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
         "{err}"
     );
     assert!(err.contains("skipping roofline"), "{err}");
-    // The seed's ten and our four, each with its meta file.
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 28);
+    // The seed's ten and our four, each with its meta file, and the manifest.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 29);
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
 }
@@ -835,4 +891,74 @@ fn a_malformed_shared_trace_exits_2_and_writes_nothing() {
     );
     assert!(err.contains('4'), "the message names line 4: {err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { files_under(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+/// SIGINT or SIGTERM during a run: exit 130, no temporary file left, and a data folder
+/// without a manifest, which `llmsim report` refuses (exit 2) instead of reporting on it.
+#[test]
+fn an_interrupted_reproduce_leaves_no_temporary_and_a_folder_report_refuses() {
+    for (signal, after_ms) in [("INT", 1_000), ("TERM", 2_500)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, report) = (dir.path().join("data"), dir.path().join("report"));
+        // Full scale: minutes of work, so the signal always comes mid-run.
+        let mut child = common::llmsim()
+            .args(["reproduce", "--out"])
+            .arg(&data)
+            .arg("--report")
+            .arg(&report)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(after_ms));
+        let killed = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "SIG{signal}: still running"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        let left = files_under(dir.path());
+        assert!(
+            left.iter().all(|f| !f.to_string_lossy().ends_with(".tmp")),
+            "SIG{signal} left {left:?}"
+        );
+        assert!(!data.join("manifest.json").exists());
+        std::fs::create_dir_all(&data).unwrap();
+        let o = common::llmsim()
+            .args(["report", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&report)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("manifest.json: missing"), "{err}");
+    }
 }

@@ -4,10 +4,16 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
+use llmsim::output;
+use llmsim::report::ReportError;
+
+use super::UsageError;
+
 /// Flags of `llmsim report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Folder holding the CSV and meta files of `llmsim reproduce`.
+    /// Folder holding the CSV and meta files of a finished `llmsim reproduce` run (its
+    /// manifest.json lists them).
     #[arg(long, default_value = "data", value_name = "DIR")]
     pub data: PathBuf,
     /// Folder for index.html, REPORT.md and figures/ (created if missing).
@@ -16,7 +22,7 @@ pub struct ReportArgs {
 }
 
 /// Writes the report and says where it is.
-pub fn write(data: &std::path::Path, out: &std::path::Path) -> Result<()> {
+pub fn write(data: &std::path::Path, out: &std::path::Path) -> Result<(), ReportError> {
     let written = llmsim::report::write(data, out)?;
     println!(
         "wrote the report: {} ({} figures; Markdown edition {})",
@@ -28,5 +34,21 @@ pub fn write(data: &std::path::Path, out: &std::path::Path) -> Result<()> {
 }
 
 pub fn main(args: ReportArgs) -> Result<()> {
-    write(&args.data, &args.out)
+    output::check_folder(&args.out).map_err(|e| UsageError::new("--out", e.to_string()))?;
+    if !args.data.is_dir() {
+        return Err(UsageError::new(
+            "--data",
+            format!(
+                "{} is not a folder (run `llmsim reproduce` first to write the data)",
+                args.data.display()
+            ),
+        )
+        .into());
+    }
+    super::reproduce::stop_cleanly_on_signal();
+    write(&args.data, &args.out).map_err(|e| match e {
+        // Missing, malformed or mismatched data is bad input; failing to write is not.
+        ReportError::Data(e) => UsageError::new("--data", e.to_string()).into(),
+        e => e.into(),
+    })
 }

@@ -9,6 +9,8 @@ use std::time::Instant;
 use llmsim::experiments::{self, Experiment, Scale, Study};
 use llmsim::output;
 
+use super::UsageError;
+
 /// Flags of `llmsim reproduce`.
 #[derive(Args, Debug)]
 pub struct ReproduceArgs {
@@ -36,7 +38,26 @@ pub struct ReproduceArgs {
     shared: Option<PathBuf>,
 }
 
+/// On SIGINT, SIGTERM or SIGHUP: lets the file being written (if any) be renamed into
+/// place, starts no other, and exits with code 130. No temporary file is left behind, and a
+/// data folder cut short lacks its manifest, which `llmsim report` refuses.
+pub(super) fn stop_cleanly_on_signal() {
+    // Fails only when a handler is already set, and this process sets one once.
+    let _ = ctrlc::set_handler(|| {
+        let _no_more_writes = output::write_lock();
+        eprintln!("llmsim: interrupted; no temporary file left behind");
+        std::process::exit(130);
+    });
+}
+
 pub fn main(args: ReproduceArgs) -> Result<()> {
+    // A folder that cannot take the output is found before the simulation, not after it.
+    output::check_folder(&args.out).map_err(|e| UsageError::new("--out", e.to_string()))?;
+    if args.only.is_none() {
+        output::check_folder(&args.report)
+            .map_err(|e| UsageError::new("--report", e.to_string()))?;
+    }
+    stop_cleanly_on_signal();
     let shared = args
         .shared
         .clone()
@@ -55,14 +76,18 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         if require || args.only.is_some() {
-            anyhow::bail!(
-                "{e} needs {files}, which is missing (give the folder holding traces/ and calibration/ with --shared DIR{})",
-                if require {
-                    "; LLMSIM_REQUIRE_SHARED=1 forbids skipping it"
-                } else {
-                    ""
-                }
-            );
+            return Err(UsageError::new(
+                "--shared",
+                format!(
+                    "{e} needs {files}, which is missing (give the folder holding traces/ and calibration/ with --shared DIR or LLMSIM_SHARED=DIR{})",
+                    if require {
+                        "; LLMSIM_REQUIRE_SHARED=1 forbids skipping it"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+            .into());
         }
         eprintln!(
             "llmsim reproduce: skipping {e}: {files} not found (pass --shared DIR or set LLMSIM_SHARED; its report section is omitted)"
@@ -72,7 +97,8 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
         for stale in [e.file_name(), e.file_name().replace(".csv", ".meta.json")] {
             let path = args.out.join(stale);
             if path.exists() {
-                std::fs::remove_file(&path)?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", path.display()))?;
                 eprintln!(
                     "llmsim reproduce: removed {} of an earlier run",
                     path.display()
@@ -105,7 +131,7 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
     let tables = experiments::run_with_shared(&which, study, shared, &|n| bar.inc(n));
     bar.finish_and_clear();
     // A malformed shared input is bad input: exit 2, and nothing has been written yet.
-    let tables = tables.map_err(|e| super::UsageError::new("--shared", e.to_string()))?;
+    let tables = tables.map_err(|e| UsageError::new("--shared", e.to_string()))?;
     let written = output::write_tables(&args.out, &tables)?;
     println!(
         "llmsim reproduce: {} experiment(s), seed {}, {} replications x {} requests (warm-up {}) per configuration{}",

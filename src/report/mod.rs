@@ -13,7 +13,6 @@ pub mod study;
 pub mod template;
 pub mod traces;
 
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use crate::output::{OutputError, write_atomic};
@@ -36,7 +35,7 @@ const FIGURE_SIZE: (u32, u32) = (820, 480);
 /// Why a report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// A data file is missing or malformed.
+    /// A data file is missing or malformed, or the folder is not one finished run's.
     #[error(transparent)]
     Data(#[from] data::DataError),
     /// The template names a value nobody computed.
@@ -48,14 +47,6 @@ pub enum ReportError {
     /// A file could not be written.
     #[error(transparent)]
     Output(#[from] OutputError),
-    /// A meta file is missing or malformed.
-    #[error("{path}: {why} (run `llmsim reproduce` first)")]
-    Meta {
-        /// The meta file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
 }
 
 /// What was written.
@@ -71,24 +62,17 @@ pub struct Written {
 
 /// The run's seed and scale, from a meta file the reproduce run wrote beside its CSVs.
 fn study_values(data: &Path, values: &mut template::Values) -> Result<(), ReportError> {
-    let path = data.join("data_scheduler_a_throughput_sweep.meta.json");
-    let meta: Value = std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-        .map_err(|why| ReportError::Meta {
-            path: path.clone(),
-            why,
-        })?;
-    let study = &meta["parameters"]["study"];
+    const FILE: &str = "data_scheduler_a_throughput_sweep.meta.json";
+    let study = &data::read_meta(data, FILE)?["study"];
     for (name, key) in [
         ("seed", "seed"),
         ("reps", "reps"),
         ("requests", "requests_per_rep"),
         ("warmup", "warmup_requests"),
     ] {
-        let n = study[key].as_u64().ok_or_else(|| ReportError::Meta {
-            path: path.clone(),
-            why: format!("no parameters.study.{key}"),
+        let n = study[key].as_u64().ok_or_else(|| data::DataError::Meta {
+            path: data.join(FILE),
+            why: format!("no whole number at parameters.study.{key}"),
         })?;
         values.insert(name.into(), n.to_string());
     }
@@ -106,9 +90,11 @@ fn study_values(data: &Path, values: &mut template::Values) -> Result<(), Report
     Ok(())
 }
 
-/// Reads the CSV files in `data` and writes `index.html`, `REPORT.md` and `figures/` into
+/// Checks that `data` is one finished reproduce run's ([`data::check_run`]), reads its
+/// CSV files and writes `index.html`, `REPORT.md` and `figures/` into
 /// `out`, each file atomically.
 pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
+    data::check_run(data)?;
     let built = study::build(data)?;
     let mut values = built.values;
     study_values(data, &mut values)?;
@@ -135,9 +121,9 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     }
     // Folders are made only once everything is built, so bad data leaves nothing behind.
     let fig_dir = out.join("figures");
-    std::fs::create_dir_all(&fig_dir).map_err(|source| OutputError::Io {
+    std::fs::create_dir_all(&fig_dir).map_err(|cause| OutputError::Io {
         path: fig_dir.clone(),
-        source,
+        cause,
     })?;
     let mut figures = Vec::new();
     for (name, svg) in &svgs {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::data::Table;
+use super::data::{self, Table};
 use super::figures::{chart, hline};
 use super::plot::{Point, Series, Style};
 use super::study::sig;
@@ -49,20 +49,30 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
     }
     let cap = Table::read(dir, "data_policy_capacity.csv")?;
     let cmp = Table::read(dir, "data_policy_comparison.csv")?;
-    let meta: serde_json::Value =
-        std::fs::read_to_string(dir.join("data_policy_capacity.meta.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-    let p = &meta["parameters"];
+    const META: &str = "data_policy_capacity.meta.json";
+    let p = data::read_meta(dir, META)?;
     let mut v = Values::new();
-    let text = |x: &serde_json::Value| x.as_str().map_or_else(|| x.to_string(), String::from);
-    v.insert("prompt".into(), text(&p["prompt"]));
-    v.insert("decode".into(), text(&p["decode"]));
-    v.insert("cost".into(), text(&p["cost"]));
-    v.insert("b".into(), text(&p["max_batched_tokens"]));
-    v.insert("reps".into(), text(&p["study"]["reps"]));
-    v.insert("requests".into(), text(&p["study"]["requests_per_rep"]));
+    for (name, key) in [
+        ("prompt", "/prompt"),
+        ("decode", "/decode"),
+        ("cost", "/cost"),
+        ("b", "/max_batched_tokens"),
+        ("reps", "/study/reps"),
+        ("requests", "/study/requests_per_rep"),
+    ] {
+        let text = match p.pointer(key) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(x @ serde_json::Value::Number(_)) => x.to_string(),
+            _ => {
+                return Err(data::DataError::Meta {
+                    path: dir.join(META),
+                    why: format!("no value at parameters{key}"),
+                }
+                .into());
+            }
+        };
+        v.insert(name.into(), text);
+    }
     v.insert("bound".into(), sig(cap.numbers("bound_rps")?[0]));
 
     let memories: Vec<String> = {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::path::Path;
 
 use super::Section;
-use super::data::{DataError, Table};
+use super::data::{self, DataError, Table};
 use super::figures::{chart, hline, points};
 use super::plot::{Chart, Series, Style};
 use super::study::sig;
@@ -75,15 +75,6 @@ makes the tail worse, which the file lets one check (the size below each minimum
 simulated and fails).
 "#;
 
-fn meta(dir: &Path, name: &str) -> Result<Value, DataError> {
-    let path = dir.join(name);
-    std::fs::read_to_string(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| e.to_string()))
-        .map(|v| v["parameters"].clone())
-        .map_err(|why| DataError::Meta { path, why })
-}
-
 fn num(v: &Value, dir: &Path, file: &str, key: &str) -> Result<f64, DataError> {
     v.pointer(key)
         .and_then(Value::as_f64)
@@ -111,7 +102,7 @@ pub fn section(dir: &Path) -> Result<Option<Section>, DataError> {
     };
 
     // Cost model and roofline.
-    let rm = meta(dir, "data_roofline.meta.json")?;
+    let rm = data::read_meta(dir, "data_roofline.meta.json")?;
     let rnum = |key: &str| num(&rm, dir, "data_roofline.meta.json", key);
     let text = |key: &str| {
         rm.pointer(key)
@@ -204,7 +195,7 @@ pub fn section(dir: &Path) -> Result<Option<Section>, DataError> {
     put("roofline_table", table);
 
     // Traces.
-    let cm = meta(dir, "data_trace_capacity.meta.json")?;
+    let cm = data::read_meta(dir, "data_trace_capacity.meta.json")?;
     let cfile = "data_trace_capacity.meta.json";
     let cnum = |key: &str| num(&cm, dir, cfile, key);
     for (i, label) in ["conv", "code"].iter().enumerate() {
