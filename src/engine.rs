@@ -26,7 +26,7 @@
 
 use hdrhistogram::Histogram;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::cost::CostModel;
@@ -309,7 +309,7 @@ struct Engine<'a> {
     gpus: Vec<Gpu>,
     loads: Vec<GpuLoad>,
     router: Box<dyn Router>,
-    /// Cached [`Router::holds_requests`].
+    /// Whether the router holds requests in a shared queue ([`Router::held`]).
     router_holds: bool,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Due<usize>>,
@@ -416,7 +416,7 @@ fn run_engine(
         records: vec![unset; requests.len()],
         gpus,
         loads: vec![GpuLoad::default(); config.gpus],
-        router_holds: router.holds_requests(),
+        router_holds: router.held().is_some(),
         router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
@@ -446,6 +446,9 @@ fn run_engine(
     }
 }
 
+/// The shared queue of a GPU that cannot take held requests.
+static NOTHING_HELD: VecDeque<ReqId> = VecDeque::new();
+
 /// GPU `g`'s view of the engine, borrowing only the fields it reads so that the GPU's
 /// scheduler can be borrowed mutably beside it.
 macro_rules! view {
@@ -455,6 +458,10 @@ macro_rules! view {
             progress: &$engine.progress,
             kv: $engine.kv,
             kv_used: $engine.gpus[$g].kv_used,
+            held: match $engine.router.held() {
+                Some(held) if $g < $engine.route_gpus => held,
+                _ => &NOTHING_HELD,
+            },
         }
     };
 }
@@ -508,10 +515,17 @@ impl Engine<'_> {
                     self.start_batch(g, now);
                 }
             }
+            // Idle GPUs in index order offer to take it; one whose policy cannot admit it
+            // (its memory is held by caches still moving, under disaggregation) passes.
             None => {
-                if let Some(&g) = self.idle.range(..self.route_gpus).next() {
+                let mut from = 0;
+                while let Some(&g) = self.idle.range(from..self.route_gpus).next() {
+                    if self.router.held().is_none_or(VecDeque::is_empty) {
+                        break;
+                    }
                     self.idle.remove(&g);
                     self.start_batch(g, now);
+                    from = g + 1;
                 }
             }
         }
@@ -573,14 +587,21 @@ impl Engine<'_> {
         time
     }
 
+    /// Routes request `id` to GPU `g`'s scheduler.
     fn admit(&mut self, g: usize, id: ReqId) {
+        self.assign(g, id);
+        let view = view!(self, g);
+        self.gpus[g].sched.admit(id, &view);
+    }
+
+    /// Counts request `id` as GPU `g`'s, on arrival or when the GPU takes it from the
+    /// router's shared queue.
+    fn assign(&mut self, g: usize, id: ReqId) {
         let req = &self.requests[id as usize];
         self.loads[g].outstanding += 1;
         self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
         self.records[id as usize].gpu = g as u32;
         self.gpus[g].stats.requests += 1;
-        let view = view!(self, g);
-        self.gpus[g].sched.admit(id, &view);
         self.router.update(g, &self.loads[g]);
     }
 
@@ -620,12 +641,6 @@ impl Engine<'_> {
     }
 
     fn start_batch(&mut self, g: usize, now: f64) {
-        while self.router_holds && g < self.route_gpus && self.gpus[g].sched.can_accept() {
-            match self.router.pull(g) {
-                Some(id) => self.admit(g, id),
-                None => break,
-            }
-        }
         let mut batch = self.gpus[g]
             .batch
             .take()
@@ -633,6 +648,13 @@ impl Engine<'_> {
         batch.clear();
         let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
+        if self.router_holds {
+            for &id in batch.pulled() {
+                let pulled = self.router.pull(g);
+                debug_assert_eq!(pulled, Some(id), "a GPU takes held requests oldest first");
+                self.assign(g, id);
+            }
+        }
         let swaps = !batch.swapped_out().is_empty() || !batch.swapped_in().is_empty();
         if swaps
             || !batch.preempted().is_empty()

@@ -131,13 +131,14 @@ proptest! {
         requests in workload(),
         (spec, kv) in setup(),
         gpus in 1usize..3,
+        central in any::<bool>(),
         seed in 0u64..1000,
     ) {
         let config = EngineConfig {
             scheduler: spec.clone(),
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
             gpus,
-            router: RouterSpec::RoundRobin,
+            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
         };
         let n = requests.len();
@@ -341,6 +342,7 @@ proptest! {
         gbps in prop_oneof![Just(0.001), Just(1.0), Just(100.0)],
         latency in prop_oneof![Just(0.0), Just(0.2)],
         spare in 0u64..20,
+        central in any::<bool>(),
         seed in 0u64..1000,
     ) {
         let limits = BatchLimits {
@@ -363,7 +365,7 @@ proptest! {
             scheduler: SchedulerSpec::Disagg(spec),
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
             gpus,
-            router: RouterSpec::RoundRobin,
+            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
         };
         let n = requests.len();

@@ -23,6 +23,7 @@ pub use sarathi::Sarathi;
 pub use static_batch::StaticBatch;
 pub use vllm::Vllm;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
@@ -62,6 +63,7 @@ pub struct Batch {
     fetched: Vec<ReqId>,
     swapped_out: Vec<ReqId>,
     swapped_in: Vec<ReqId>,
+    pulled: Vec<ReqId>,
 }
 
 impl Batch {
@@ -127,6 +129,12 @@ impl Batch {
         self.fetched.push(id);
     }
 
+    /// Requests this GPU took from the router's shared queue ([`View::held`]) while forming
+    /// this batch, oldest first: the engine assigns them to this GPU when the batch starts.
+    pub fn pulled(&self) -> &[ReqId] {
+        &self.pulled
+    }
+
     /// Requests whose KV transfer to this GPU starts with this batch.
     pub fn fetched(&self) -> &[ReqId] {
         &self.fetched
@@ -158,6 +166,7 @@ impl Batch {
         self.fetched.clear();
         self.swapped_out.clear();
         self.swapped_in.clear();
+        self.pulled.clear();
         self.shape = BatchShape::default();
     }
 }
@@ -198,6 +207,9 @@ pub struct View<'a> {
     pub kv: KvConfig,
     /// Blocks of this GPU's KV cache in use by its unfinished requests.
     pub kv_used: u64,
+    /// Requests held in the router's shared queue (`--router central`), oldest first, that
+    /// this GPU may take; empty under every other router and for GPUs that take no arrivals.
+    pub held: &'a VecDeque<ReqId>,
 }
 
 impl View<'_> {
@@ -245,6 +257,52 @@ impl View<'_> {
     }
 }
 
+/// A policy's waiting line: the requests routed to this GPU and not yet admitted (preempted
+/// ones go back to its front), followed by the shared queue of a central router
+/// ([`View::held`]). A policy reads it front to back and takes only what it admits, so a GPU
+/// behind `--router central` takes exactly the requests it would admit if they had been
+/// routed to it: the shared queue acts as every GPU's local queue at once.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    local: VecDeque<ReqId>,
+}
+
+impl Waiting {
+    /// Queues a request routed to this GPU.
+    pub fn push_back(&mut self, id: ReqId) {
+        self.local.push_back(id);
+    }
+
+    /// Puts a preempted request back at the head of the line.
+    pub fn push_front(&mut self, id: ReqId) {
+        self.local.push_front(id);
+    }
+
+    /// The request at the head of the line, if any.
+    pub fn front(&self, view: &View, batch: &Batch) -> Option<ReqId> {
+        match self.local.front() {
+            Some(&id) => Some(id),
+            None => view.held.get(batch.pulled.len()).copied(),
+        }
+    }
+
+    /// Takes the request at the head of the line; one from the shared queue is recorded in
+    /// `batch` as pulled ([`Batch::pulled`]).
+    pub fn pop_front(&mut self, view: &View, batch: &mut Batch) -> Option<ReqId> {
+        if let Some(id) = self.local.pop_front() {
+            return Some(id);
+        }
+        let id = *view.held.get(batch.pulled.len())?;
+        batch.pulled.push(id);
+        Some(id)
+    }
+
+    /// Requests in the line.
+    pub fn len(&self, view: &View, batch: &Batch) -> usize {
+        self.local.len() + view.held.len() - batch.pulled.len()
+    }
+}
+
 /// Removes the finished requests from `running` and returns the KV blocks their up-front
 /// reservations ([`View::full_reservation`]) held, for policies that reserve at admission.
 pub(crate) fn release_finished(running: &mut Vec<ReqId>, view: &View) -> u64 {
@@ -264,13 +322,11 @@ pub trait Scheduler: Send {
     /// Request `id` has arrived at this GPU.
     fn admit(&mut self, id: ReqId, view: &View);
     /// The GPU is free: add the next iteration's entries to the (empty) `batch`, or add
-    /// nothing to stay idle until the next admission.
+    /// nothing to stay idle until the next admission. New requests are taken through a
+    /// `Waiting` line, so that a central router's shared queue serves as the local one.
     fn schedule(&mut self, view: &View, batch: &mut Batch);
     /// `batch` has finished; `view` already includes its progress.
     fn on_batch_done(&mut self, batch: &Batch, view: &View);
-    /// Whether the policy would start more work now if given it; pull-based routers hand
-    /// queued requests to a GPU only while this holds.
-    fn can_accept(&self) -> bool;
     /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
     fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
 }
