@@ -11,7 +11,8 @@
 //! when it starts and freeing a request's blocks when it finishes or is preempted. A
 //! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
 //! engine drops the request's cache and sets its progress so that its next prefill
-//! rebuilds the prompt and the tokens it generated, without emitting them again. A
+//! rebuilds the prompt and the tokens it generated, without emitting them again, and emits
+//! the next token in that same step, as vLLM's recompute does. A
 //! scheduler that preempts by swapping ([`Batch::swap_out`], [`Batch::swap_in`]) moves a
 //! request's cache to host memory and back instead: its blocks are freed and re-occupied,
 //! its progress is kept, and each transfer's time over the policy's [`SwapLink`] is added
@@ -550,19 +551,26 @@ impl Engine<'_> {
         gpu.kv_since = now;
     }
 
-    /// Drops request `id`'s KV cache on GPU `g`: its next prefill recomputes the prompt and
-    /// every token generated so far, but emits none of them again.
+    /// Drops request `id`'s KV cache on GPU `g`. Its next prefill recomputes the prompt and
+    /// every token it has emitted, re-emitting none of them. As in vLLM, whose recompute
+    /// prefills all of a sequence's tokens and samples from the last, that prefill emits the
+    /// request's next token, standing in for the decode step it would have taken next; one
+    /// preempted before its first token simply starts its prefill again.
     fn preempt(&mut self, g: usize, id: ReqId) {
         let i = id as usize;
-        let p = self.progress[i];
-        let dropped = p.context();
+        let dropped = self.progress[i].context();
         self.gpus[g].kv_used -= self.blocks(u64::from(dropped));
         let stats = &mut self.gpus[g].stats;
         stats.preemptions += 1;
         stats.recomputed_tokens += u64::from(dropped);
         self.loads[g].work_tokens += u64::from(dropped);
-        self.progress[i].recompute = p.decoded;
-        self.progress[i].prefilled = 0;
+        let prompt = self.requests[i].prompt;
+        let p = &mut self.progress[i];
+        if p.prefilled == prompt + p.recompute {
+            p.decoded += 1;
+            p.recompute = p.decoded;
+        }
+        p.prefilled = 0;
     }
 
     /// Moves request `id`'s KV cache between GPU `g` and host memory (out, or back in when
@@ -767,33 +775,30 @@ impl Engine<'_> {
             let req = &self.requests[id];
             let p = &mut self.progress[id];
             let emitted = match e.phase {
+                // A complete prefill emits a token: the first, or after a preemption the
+                // one its recompute stands in for (see `preempt`), which `decoded` counts.
                 Phase::Prefill => {
                     p.prefilled += e.tokens;
-                    // Only a request's first complete prefill emits a token; one that
-                    // recomputes after a preemption has emitted it already.
-                    let first = p.prefilled == req.prompt + p.recompute
-                        && self.records[id].first_token.is_nan();
-                    if first {
-                        self.records[id].first_token = now;
-                        if self.disagg.is_some() && p.decoded < req.decode {
-                            handed.push(e.id);
-                        }
-                    }
-                    first
+                    p.prefilled == req.prompt + p.recompute
                 }
                 Phase::Decode => {
                     p.decoded += 1;
-                    if id >= self.window.first_measured {
-                        let gap = now - p.last_token;
-                        if gap != run.0 {
-                            self.itl.record_n(run.0, run.1);
-                            run = (gap, 0);
-                        }
-                        run.1 += 1;
-                    }
                     true
                 }
             };
+            if emitted && p.recompute == 0 && e.phase == Phase::Prefill {
+                self.records[id].first_token = now;
+                if self.disagg.is_some() && p.decoded < req.decode {
+                    handed.push(e.id);
+                }
+            } else if emitted && id >= self.window.first_measured {
+                let gap = now - p.last_token;
+                if gap != run.0 {
+                    self.itl.record_n(run.0, run.1);
+                    run = (gap, 0);
+                }
+                run.1 += 1;
+            }
             if emitted {
                 p.last_token = now;
                 self.tokens_in_window += u64::from(in_window);

@@ -91,8 +91,9 @@ impl Batch {
 
     /// Preempts request `id` by recompute before this batch runs: the engine drops its KV
     /// cache, and its next prefill rebuilds the prompt and every token it generated (see
-    /// [`Progress::recompute`]); tokens already emitted are not emitted again. The request
-    /// must not also be an entry of this batch; the scheduler re-queues it itself.
+    /// [`Progress::recompute`]) and emits the next token; tokens already emitted are not
+    /// emitted again. The request must not also be an entry of this batch; the scheduler
+    /// re-queues it itself.
     pub fn preempt(&mut self, id: ReqId) {
         self.preempted.push(id);
     }
@@ -174,16 +175,18 @@ impl Batch {
 /// How far one request has got (tokens).
 ///
 /// A request's prefill processes its prompt, plus, after a preemption by recompute, the
-/// `recompute` tokens it had generated whose KV cache was dropped; its cache then holds
-/// `prefilled + decoded - recompute` tokens.
+/// `recompute` tokens it had generated (all it had emitted) whose KV cache was dropped; its
+/// cache then holds `prefilled + decoded - recompute` tokens. The recompute emits the next
+/// token, so a preemption counts that decode step in `decoded` at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Progress {
     /// Tokens of the current prefill already processed (prompt first, then recomputed ones).
     pub prefilled: u32,
-    /// Decode iterations done (tokens generated after the first).
+    /// Decode steps done or, during a recompute, owed to it (tokens generated after the
+    /// first).
     pub decoded: u32,
-    /// Generated tokens the current prefill rebuilds: `decoded` at the latest preemption,
-    /// 0 for a request never preempted.
+    /// Generated tokens the current prefill rebuilds: every token the request had emitted
+    /// at its latest preemption past its first token, 0 for a request never so preempted.
     pub recompute: u32,
     /// Time of the request's latest emitted token (seconds).
     pub last_token: f64,
