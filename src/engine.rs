@@ -690,6 +690,11 @@ impl Engine<'_> {
             );
             self.preempt(g, id);
         }
+        // The dropped context is work again: a load-aware router must know before the next
+        // arrival, not when this batch ends.
+        if !batch.preempted().is_empty() && g < self.route_gpus {
+            self.router.update(g, &self.loads[g]);
+        }
         let mut swap_time = 0.0;
         if swaps {
             for &id in batch.swapped_out() {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
-use llmsim::engine::{EngineConfig, simulate};
+use llmsim::engine::{EngineConfig, simulate, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::metrics::{Summary, summarize};
 use llmsim::router::RouterSpec;
@@ -16,7 +16,7 @@ use llmsim::scheduler::{
 use llmsim::sim::RunConfig;
 use llmsim::stats::{half_width, mean};
 use llmsim::validation::{self, Effort};
-use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
+use llmsim::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
 
 const ROUTERS: [RouterSpec; 6] = [
     RouterSpec::Random,
@@ -324,4 +324,48 @@ fn load_aware_routing_beats_random_at_80_percent_load() {
             );
         }
     }
+}
+
+/// `least-work` hears of a preemption when it happens (its dropped context is work again),
+/// not when the batch ends. vLLM on 2 GPUs, 1 s per batch, three 4-token KV blocks each:
+/// r0 (4 + 6 tokens) and r2 (4 + 2, a tie at 10 tokens of work each) go to GPU 0, r1 (10 + 0)
+/// to GPU 1. GPU 0 prefills r0 at [0, 1] and r2 at [1, 2]; at 2 it has 8 tokens of work
+/// left, and preempting r2 (4 cached tokens) raises it to 12. r3 (4 + 6) arrives at 1.5 at
+/// the idle GPU 1. At 2.4 r4 finds GPU 1 at 10 tokens: a router told of the preemption sends
+/// it there; one told only at the end of GPU 0's batch sees 8 and sends it to GPU 0.
+#[test]
+fn least_work_hears_of_a_preemption_at_once() {
+    let req = |arrival, prompt, decode| Request {
+        arrival,
+        prompt,
+        decode,
+    };
+    let requests = [
+        req(0.0, 4, 6),
+        req(0.0, 10, 0),
+        req(0.0, 4, 2),
+        req(1.5, 4, 6),
+        req(2.4, 4, 0),
+    ];
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::Vllm(BatchLimits {
+            max_seqs: 2,
+            max_tokens: 64,
+            watermark: 0.0,
+            preemption: Preemption::Recompute,
+        }),
+        cost: Arc::new(LinearCost::new(1.0, 0.0, 0.0, CostDist::Deterministic)),
+        gpus: 2,
+        router: RouterSpec::LeastWork,
+        kv: KvConfig::with_tokens(12, 4),
+    };
+    let mut preempted_at = Vec::new();
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+        if !ev.batch.preempted().is_empty() {
+            preempted_at.push((ev.gpu, ev.start, ev.batch.preempted().to_vec()));
+        }
+    });
+    assert_eq!(preempted_at[0], (0, 2.0, vec![2]));
+    let gpus: Vec<u32> = out.records.iter().map(|r| r.gpu).collect();
+    assert_eq!(gpus, [0, 1, 0, 1, 1]);
 }
