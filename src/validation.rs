@@ -15,7 +15,7 @@ use crate::metrics::Summary;
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
 use crate::sim::RunConfig;
-use crate::stats::{MeanCi, half_width, mean};
+use crate::stats::{MeanCi, QUANTILE_RELATIVE_ERROR, half_width, mean};
 use crate::theory;
 use crate::workload::{ArrivalKind, SyntheticWorkload, Workload};
 
@@ -55,6 +55,15 @@ impl Check {
             tolerance,
             pass: (mean(xs) - theory).abs() <= tolerance,
         }
+    }
+
+    /// [`Check::new`] for a percentile, which runs read from a histogram: the tolerance also
+    /// allows the histogram's largest relative error ([`QUANTILE_RELATIVE_ERROR`]).
+    pub fn quantile(model: &str, metric: &str, xs: &[f64], theory: f64) -> Self {
+        let mut check = Check::new(model, metric, xs, theory);
+        check.tolerance += QUANTILE_RELATIVE_ERROR * theory.abs();
+        check.pass = (check.simulated.mean - theory).abs() <= check.tolerance;
+        check
     }
 }
 
@@ -138,7 +147,7 @@ pub fn mm1(effort: Effort) -> Vec<Check> {
         (0.9, "p90 E2E (s)", |s| s.e2e.p90),
         (0.99, "p99 E2E (s)", |s| s.e2e.p99),
     ] {
-        checks.push(Check::new(
+        checks.push(Check::quantile(
             model,
             name,
             &column(&runs, f),

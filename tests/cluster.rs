@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
-use llmsim::engine::{EngineConfig, simulate, simulate_observed};
+use llmsim::engine::{EngineConfig, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
 use llmsim::metrics::{Summary, summarize};
 use llmsim::router::RouterSpec;
@@ -233,7 +233,7 @@ fn every_request_is_routed_once_and_completed_once() {
             let gpus = 5;
             let cfg = config(sched.clone(), 0.8, gpus, router, 1, 4_000);
             let reqs = cfg.workload.generate(cfg.seed, 0);
-            let out = simulate(&reqs, &cfg.engine, cfg.seed, 0, cfg.warmup);
+            let out = simulate_records(&reqs, &cfg.engine, cfg.seed, 0, cfg.warmup);
             let what = format!("scheduler {}, router {router}", sched.name());
             let mut per_gpu = vec![0u64; gpus];
             for (r, rec) in reqs.iter().zip(&out.records) {
@@ -252,7 +252,7 @@ fn every_request_is_routed_once_and_completed_once() {
                 "{what}: per-GPU counts disagree with the records"
             );
             assert_eq!(
-                summarize(&reqs, &out).gpu_requests.iter().sum::<u64>(),
+                summarize(&out).gpu_requests.iter().sum::<u64>(),
                 reqs.len() as u64,
                 "{what}"
             );
@@ -360,7 +360,7 @@ fn least_work_hears_of_a_preemption_at_once() {
         kv: KvConfig::with_tokens(12, 4),
     };
     let mut preempted_at = Vec::new();
-    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+    let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {
         if !ev.batch.preempted().is_empty() {
             preempted_at.push((ev.gpu, ev.start, ev.batch.preempted().to_vec()));
         }

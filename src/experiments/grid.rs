@@ -225,8 +225,8 @@ impl<'a> Ctx<'a> {
     pub fn records(&self, setup: &Setup) -> Vec<RepRun> {
         let config = setup.config(&self.study);
         self.run_reps(std::slice::from_ref(&config), |cfg, rep| {
-            let (requests, out) = cfg.simulate(rep);
-            let summary = cfg.summarize(&requests, &out);
+            let (requests, out) = cfg.simulate_records(rep);
+            let summary = cfg.summarize(&out);
             RepRun {
                 rep,
                 requests,

@@ -28,6 +28,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::cost::BatchShape;
+use crate::engine::InFlight;
 use crate::kv::KvConfig;
 use crate::workload::Request;
 
@@ -199,13 +200,12 @@ impl Progress {
     }
 }
 
-/// Read-only view of every request's size and progress, and of the GPU's KV cache.
+/// Read-only view of the size and progress of every request in flight, and of the GPU's KV
+/// cache.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    /// The workload, indexed by [`ReqId`].
-    pub requests: &'a [Request],
-    /// Progress, indexed by [`ReqId`].
-    pub progress: &'a [Progress],
+    /// The requests in flight, by [`ReqId`].
+    pub(crate) live: &'a InFlight,
     /// This GPU's KV cache size.
     pub kv: KvConfig,
     /// Blocks of this GPU's KV cache in use by its unfinished requests.
@@ -216,11 +216,22 @@ pub struct View<'a> {
 }
 
 impl View<'_> {
+    /// Request `id`'s size and arrival; it must be in flight (arrived, and either unfinished
+    /// or finished by the batch being reported).
+    pub fn request(&self, id: ReqId) -> &Request {
+        &self.live.get(id).request
+    }
+
+    /// Request `id`'s progress; it must be in flight (see [`View::request`]).
+    pub fn progress(&self, id: ReqId) -> &Progress {
+        &self.live.get(id).progress
+    }
+
     /// KV blocks of the request's whole prompt plus decode budget: what a policy that
     /// reserves memory up front at admission (Orca's `max_tokens`, a disaggregated decode
     /// GPU) sets aside.
     pub fn full_reservation(&self, id: ReqId) -> u64 {
-        let r = &self.requests[id as usize];
+        let r = self.request(id);
         self.kv
             .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
     }
@@ -228,24 +239,26 @@ impl View<'_> {
     /// Tokens the request's prefill processes in all: `L`, plus the recomputed tokens after a
     /// preemption.
     pub fn prefill_target(&self, id: ReqId) -> u32 {
-        self.requests[id as usize].prompt + self.progress[id as usize].recompute
+        let slot = self.live.get(id);
+        slot.request.prompt + slot.progress.recompute
     }
 
     /// Tokens still to prefill.
     pub fn prefill_left(&self, id: ReqId) -> u32 {
-        self.prefill_target(id) - self.progress[id as usize].prefilled
+        let slot = self.live.get(id);
+        slot.request.prompt + slot.progress.recompute - slot.progress.prefilled
     }
 
     /// Tokens in the request's KV cache: its prompt plus the tokens it has generated, as far
     /// as they have been processed.
     pub fn context(&self, id: ReqId) -> u32 {
-        self.progress[id as usize].context()
+        self.progress(id).context()
     }
 
     /// True once the request has emitted all `B + 1` tokens.
     pub fn is_done(&self, id: ReqId) -> bool {
-        self.prefill_left(id) == 0
-            && self.progress[id as usize].decoded == self.requests[id as usize].decode
+        let slot = self.live.get(id);
+        self.prefill_left(id) == 0 && slot.progress.decoded == slot.request.decode
     }
 
     /// Free blocks of this GPU's KV cache; `u64::MAX` when unlimited.
