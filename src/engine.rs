@@ -252,9 +252,9 @@ struct Gpu {
     /// lending it moves a pointer, not the whole struct with its five lists.
     batch: Option<Box<Batch>>,
     busy: bool,
-    /// When the running batch started (seconds); its time inside the window is counted when
-    /// it ends, once the window's end is known.
-    started: f64,
+    /// When the running batch started and ends (seconds); its time inside the window is
+    /// counted when it ends, once the window's end is known.
+    running: (f64, f64),
     stats: GpuStats,
     /// KV blocks held by this GPU's unfinished requests.
     kv_used: u64,
@@ -292,42 +292,78 @@ pub(crate) struct Slot {
 
 /// The requests in flight, by id: a ring buffer from the oldest unfinished request to the
 /// newest arrival, so that memory follows the number in flight, not the length of the run.
+/// Its length is a power of two and request `id` lives at `id mod length`, so a lookup is
+/// one mask.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    /// Id of `slots[0]`.
+    /// The oldest request not yet retired.
     first: ReqId,
-    slots: VecDeque<Slot>,
+    /// The id the next arrival gets.
+    end: ReqId,
+    slots: Vec<Slot>,
 }
 
 impl InFlight {
     /// Request `id`, which must be in flight.
     pub fn get(&self, id: ReqId) -> &Slot {
-        &self.slots[(id - self.first) as usize]
+        debug_assert!(
+            self.first <= id && id < self.end,
+            "request {id} is not in flight"
+        );
+        &self.slots[id as usize & (self.slots.len() - 1)]
     }
 
     fn get_mut(&mut self, id: ReqId) -> &mut Slot {
-        &mut self.slots[(id - self.first) as usize]
+        debug_assert!(
+            self.first <= id && id < self.end,
+            "request {id} is not in flight"
+        );
+        let mask = self.slots.len() - 1;
+        &mut self.slots[id as usize & mask]
+    }
+
+    /// Requests held.
+    fn len(&self) -> usize {
+        (self.end - self.first) as usize
     }
 
     /// Adds the next arrival; returns its id.
     fn push(&mut self, request: Request) -> ReqId {
-        self.slots.push_back(Slot {
+        let slot = Slot {
             request,
             progress: Progress::default(),
             start: f64::NAN,
             first_token: f64::NAN,
             gpu: u32::MAX,
             done: false,
-        });
-        self.first + (self.slots.len() - 1) as ReqId
+        };
+        if self.len() == self.slots.len() {
+            // Full: double, moving each request to its place in the longer ring.
+            let mut slots = vec![slot; (2 * self.slots.len()).max(64)];
+            let mask = slots.len() - 1;
+            for id in self.first..self.end {
+                slots[id as usize & mask] = *self.get(id);
+            }
+            self.slots = slots;
+        }
+        let id = self.end;
+        self.end += 1;
+        *self.get_mut(id) = slot;
+        id
     }
 
     /// Forgets the finished requests at the front: no scheduler refers to them any more.
     fn retire(&mut self) {
-        while self.slots.front().is_some_and(|s| s.done) {
-            self.slots.pop_front();
+        while self.first < self.end && self.get(self.first).done {
             self.first += 1;
         }
+    }
+
+    /// The unfinished requests with their ids, oldest first.
+    fn unfinished(&self) -> impl Iterator<Item = (ReqId, &Slot)> {
+        (self.first..self.end)
+            .map(|id| (id, self.get(id)))
+            .filter(|(_, s)| !s.done)
     }
 }
 
@@ -397,11 +433,23 @@ struct Engine<'a> {
 }
 
 /// What a run keeps and when it stops.
-struct Mode<'a> {
+#[derive(Clone, Copy)]
+struct Mode {
     records: bool,
     stop_at_last_arrival: bool,
-    observer: &'a mut dyn FnMut(&BatchEvent),
 }
+
+/// A run to its end with streamed statistics only.
+const STREAM: Mode = Mode {
+    records: false,
+    stop_at_last_arrival: false,
+};
+
+/// A run to its end that keeps per-request records.
+const RECORDS: Mode = Mode {
+    records: true,
+    stop_at_last_arrival: false,
+};
 
 /// Simulates replication `rep` of `requests` (in arrival order) under `config`, measuring
 /// all but the first `warmup` requests. Keeps no per-request records: memory is fixed by
@@ -413,12 +461,7 @@ pub fn simulate<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    let mode = Mode {
-        records: false,
-        stop_at_last_arrival: false,
-        observer: &mut |_| {},
-    };
-    run_engine(requests, config, (seed, rep), warmup, mode)
+    run_engine(requests, config, (seed, rep), warmup, STREAM, &mut |_| {})
 }
 
 /// [`simulate`], also keeping every request's [`RequestRecord`] (memory grows with the run).
@@ -429,12 +472,7 @@ pub fn simulate_records<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    let mode = Mode {
-        records: true,
-        stop_at_last_arrival: false,
-        observer: &mut |_| {},
-    };
-    run_engine(requests, config, (seed, rep), warmup, mode)
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, &mut |_| {})
 }
 
 /// [`simulate_records`], calling `observer` with every batch as it starts.
@@ -446,12 +484,7 @@ pub fn simulate_observed<R: Borrow<Request>>(
     warmup: usize,
     observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
-    let mode = Mode {
-        records: true,
-        stop_at_last_arrival: false,
-        observer,
-    };
-    run_engine(requests, config, (seed, rep), warmup, mode)
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, observer)
 }
 
 /// [`simulate`], but stopping at the last arrival instead of serving every request to its
@@ -468,9 +501,8 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
     let mode = Mode {
         records: false,
         stop_at_last_arrival: true,
-        observer: &mut |_| {},
     };
-    run_engine(requests, config, (seed, rep), warmup, mode)
+    run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
 }
 
 fn run_engine<R: Borrow<Request>>(
@@ -479,6 +511,7 @@ fn run_engine<R: Borrow<Request>>(
     (seed, rep): (u64, u32),
     warmup: usize,
     mode: Mode,
+    observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
     let disagg = match config.scheduler {
         SchedulerSpec::Disagg(d) => Some(d),
@@ -491,7 +524,7 @@ fn run_engine<R: Borrow<Request>>(
             rng: stream(seed, rep, Source::Service(g as u32)),
             batch: Some(Box::default()),
             busy: false,
-            started: 0.0,
+            running: (0.0, 0.0),
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
@@ -504,7 +537,7 @@ fn run_engine<R: Borrow<Request>>(
     let mut engine = Engine {
         source: &mut source,
         next: None,
-        observer: mode.observer,
+        observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
         kv_tracked: config.kv.blocks.is_some(),
@@ -575,9 +608,9 @@ macro_rules! view {
             live: &$engine.live,
             kv: $engine.kv,
             kv_used: $engine.gpus[$g].kv_used,
-            held: match $engine.router.held() {
-                Some(held) if $g < $engine.route_gpus => held,
-                _ => &NOTHING_HELD,
+            held: match $engine.router_holds && $g < $engine.route_gpus {
+                true => $engine.router.held().expect("the router holds requests"),
+                false => &NOTHING_HELD,
             },
         }
     };
@@ -660,14 +693,14 @@ impl Engine<'_> {
             self.kv_change(g, end_time);
             let gpu = &mut self.gpus[g];
             if gpu.busy {
-                let end = self.heap.iter().find(|d| d.what == g).expect("busy").time;
-                gpu.stats.busy_in_window += self.window.overlap(gpu.started, end);
+                let (from, to) = gpu.running;
+                gpu.stats.busy_in_window += self.window.overlap(from, to);
             }
         }
         self.count_to(end_time);
         if let Some(records) = &mut self.records {
-            for (i, s) in self.live.slots.iter().enumerate() {
-                records[self.live.first as usize + i] = RequestRecord {
+            for (id, s) in self.live.unfinished() {
+                records[id as usize] = RequestRecord {
                     start: s.start,
                     first_token: s.first_token,
                     completion: f64::NAN,
@@ -679,7 +712,7 @@ impl Engine<'_> {
 
     fn arrive(&mut self, req: Request, now: f64) {
         let id = self.live.push(req);
-        self.peak_in_flight = self.peak_in_flight.max(self.live.slots.len());
+        self.peak_in_flight = self.peak_in_flight.max(self.live.len());
         self.count_to(now);
         let c = &mut self.counts;
         c.arrived += 1;
@@ -932,7 +965,7 @@ impl Engine<'_> {
         // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.
         let dur = self.cost.sample(shape, &mut gpu.rng) + swap_time;
         gpu.stats.busy += dur;
-        gpu.started = now;
+        gpu.running = (now, now + dur);
         gpu.stats.batches += 1;
         let kind = match (shape.prefill_entries, shape.decode_entries) {
             (_, 0) => BatchKind::Prefill,
@@ -965,7 +998,7 @@ impl Engine<'_> {
             .expect("the batch is home between events");
         let in_window = self.window.contains(now);
         let gpu = &mut self.gpus[g];
-        gpu.stats.busy_in_window += self.window.overlap(gpu.started, now);
+        gpu.stats.busy_in_window += self.window.overlap(gpu.running.0, now);
         self.kv_change(g, now);
         let mut handed = Vec::new();
         // Run of equal gaps not yet recorded: (gap, count).

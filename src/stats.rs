@@ -79,7 +79,9 @@ impl StreamingDist {
         // Past 2^62 ns (146 years) values share the last bucket; the clamp to the exact
         // maximum keeps quantiles there right. The histogram resizes itself, so it cannot
         // fail below that bound.
-        let ns = (x * 1e9).round().min((1u64 << 62) as f64) as u64;
+        // Adding a half and truncating rounds a non-negative value to the nearest, without
+        // a call to libm's `round` on every token.
+        let ns = (x * 1e9 + 0.5).min((1u64 << 62) as f64) as u64;
         let _ = self.hist.record_n(ns, n);
     }
 
