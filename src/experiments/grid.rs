@@ -353,8 +353,8 @@ impl Col {
     fn cell(self, m: &Measured) -> Cell {
         let s = &m.setup;
         match self {
-            Col::Mean(x) => m.stat(x).mean.into(),
-            Col::Ci(x) => m.stat(x).ci95.into(),
+            Col::Mean(x) => Cell::num_or_empty(m.stat(x).mean),
+            Col::Ci(x) => Cell::num_or_empty(m.stat(x).ci95),
             Col::Label => s.label.into(),
             Col::Rate => s.rate.into(),
             Col::K => s.k().map_or(Cell::Empty, Cell::from),
