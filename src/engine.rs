@@ -408,6 +408,9 @@ struct Engine<'a> {
     router: Box<dyn Router>,
     /// Whether the router holds requests in a shared queue ([`Router::held`]).
     router_holds: bool,
+    /// GPUs `0..held_gpus` may take held requests: those that receive arrivals, when the
+    /// router holds requests; none otherwise.
+    held_gpus: usize,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Due<usize>>,
     /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
@@ -430,6 +433,8 @@ struct Engine<'a> {
     tokens_in_window: u64,
     /// Completions of the batch being finished, handled once its entries are accounted.
     finished: Vec<ReqId>,
+    /// Requests of the batch being finished that go on to a decode GPU (disaggregation).
+    handed: Vec<ReqId>,
 }
 
 /// What a run keeps and when it stops.
@@ -547,6 +552,11 @@ fn run_engine<R: Borrow<Request>>(
         gpus,
         loads: vec![GpuLoad::default(); config.gpus],
         router_holds: router.held().is_some(),
+        held_gpus: if router.held().is_some() {
+            route_gpus
+        } else {
+            0
+        },
         router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
@@ -568,6 +578,7 @@ fn run_engine<R: Borrow<Request>>(
         kinds: [KindStats::default(); 3],
         tokens_in_window: 0,
         finished: Vec::new(),
+        handed: Vec::new(),
     };
     let end_time = engine.run(mode.stop_at_last_arrival);
     engine.close(end_time);
@@ -608,9 +619,10 @@ macro_rules! view {
             live: &$engine.live,
             kv: $engine.kv,
             kv_used: $engine.gpus[$g].kv_used,
-            held: match $engine.router_holds && $g < $engine.route_gpus {
-                true => $engine.router.held().expect("the router holds requests"),
-                false => &NOTHING_HELD,
+            held: if $g < $engine.held_gpus {
+                $engine.router.held().expect("the router holds requests")
+            } else {
+                &NOTHING_HELD
             },
         }
     };
@@ -1000,7 +1012,6 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         gpu.stats.busy_in_window += self.window.overlap(gpu.running.0, now);
         self.kv_change(g, now);
-        let mut handed = Vec::new();
         // Run of equal gaps not yet recorded: (gap, count).
         let mut run = (0.0, 0);
         let first_measured = self.window.first_measured as u64;
@@ -1029,7 +1040,7 @@ impl Engine<'_> {
                     self.ttft.record(now - req.arrival);
                 }
                 if self.disagg.is_some() && p.decoded < req.decode {
-                    handed.push(e.id);
+                    self.handed.push(e.id);
                 }
             } else if measured {
                 let gap = now - p.last_token;
@@ -1047,6 +1058,7 @@ impl Engine<'_> {
             }
         }
         self.itl.record_n(run.0, run.1);
+        let completed = !self.finished.is_empty();
         for i in 0..self.finished.len() {
             self.complete(g, self.finished[i], now);
         }
@@ -1055,10 +1067,13 @@ impl Engine<'_> {
         let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = Some(batch);
-        for id in handed {
-            self.hand_off(g, id, now);
+        for i in 0..self.handed.len() {
+            self.hand_off(g, self.handed[i], now);
         }
-        self.live.retire();
+        self.handed.clear();
+        if completed {
+            self.live.retire();
+        }
         if g < self.route_gpus {
             self.router.update(g, &self.loads[g]);
         }

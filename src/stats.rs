@@ -80,8 +80,9 @@ impl StreamingDist {
         // maximum keeps quantiles there right. The histogram resizes itself, so it cannot
         // fail below that bound.
         // Adding a half and truncating rounds a non-negative value to the nearest, without
-        // a call to libm's `round` on every token.
-        let ns = (x * 1e9 + 0.5).min((1u64 << 62) as f64) as u64;
+        // a call to libm's `round` on every token; the value fits an i64, whose conversion
+        // is one instruction where u64's is a dozen.
+        let ns = (x * 1e9 + 0.5).min((1u64 << 62) as f64) as i64 as u64;
         let _ = self.hist.record_n(ns, n);
     }
 

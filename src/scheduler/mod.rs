@@ -257,8 +257,8 @@ impl View<'_> {
 
     /// True once the request has emitted all `B + 1` tokens.
     pub fn is_done(&self, id: ReqId) -> bool {
-        let slot = self.live.get(id);
-        self.prefill_left(id) == 0 && slot.progress.decoded == slot.request.decode
+        let (r, p) = (&self.live.get(id).request, &self.live.get(id).progress);
+        p.prefilled == r.prompt + p.recompute && p.decoded == r.decode
     }
 
     /// Free blocks of this GPU's KV cache; `u64::MAX` when unlimited.
