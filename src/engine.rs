@@ -376,8 +376,10 @@ struct Counts {
     in_queue: u64,
     /// Time of the last change of either (seconds).
     since: f64,
+    /// `in_system` and `in_queue` integrated over the window so far (request-seconds).
     system_seconds: f64,
     queue_seconds: f64,
+    /// Requests arrived so far.
     arrived: u64,
     /// Arrivals and completions up to the window's start (inclusive), and completions up to
     /// its end: the window's bounds are infinite until known, and every event before a
