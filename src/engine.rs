@@ -11,7 +11,8 @@
 //! when it starts and freeing a request's blocks when it finishes or is preempted. A
 //! scheduler preempts by recompute through [`Batch::preempt`]: before the batch runs, the
 //! engine drops the request's cache and sets its progress so that its next prefill
-//! rebuilds the prompt and the tokens it generated, without emitting them again. A
+//! rebuilds the prompt and the tokens it generated, without emitting them again, and emits
+//! the next token in that same step, as vLLM's recompute does. A
 //! scheduler that preempts by swapping ([`Batch::swap_out`], [`Batch::swap_in`]) moves a
 //! request's cache to host memory and back instead: its blocks are freed and re-occupied,
 //! its progress is kept, and each transfer's time over the policy's [`SwapLink`] is added
@@ -23,10 +24,15 @@
 //! transfer is a third kind of event: each prefill GPU's link sends one cache at a time
 //! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
 //! while it moves.
+//!
+//! Memory does not grow with the length of a run: requests are read from an iterator as
+//! they arrive, only those in flight are kept (from the oldest unfinished to the newest),
+//! and latencies go to fixed-size [`StreamingDist`]s as requests finish. Per-request
+//! records are kept only when asked for ([`simulate_records`], [`simulate_observed`]).
 
-use hdrhistogram::Histogram;
+use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use crate::cost::CostModel;
@@ -36,6 +42,7 @@ use crate::router::{GpuLoad, Router, RouterSpec};
 use crate::scheduler::{
     Batch, DisaggSpec, Phase, Progress, ReqId, Scheduler, SchedulerSpec, SwapLink, View,
 };
+use crate::stats::StreamingDist;
 use crate::workload::Request;
 
 /// What to simulate: the policies and hardware, independent of the workload.
@@ -79,15 +86,6 @@ pub struct Window {
 }
 
 impl Window {
-    /// The window for `requests` with the first `warmup` unmeasured.
-    pub fn new(requests: &[Request], warmup: usize) -> Self {
-        Window {
-            first_measured: warmup,
-            start: requests.get(warmup).map_or(0.0, |r| r.arrival),
-            end: requests.last().map_or(0.0, |r| r.arrival),
-        }
-    }
-
     /// Window length (seconds).
     pub fn len(&self) -> f64 {
         self.end - self.start
@@ -160,64 +158,45 @@ pub enum BatchKind {
     Mixed = 2,
 }
 
-/// Inter-token gaps of measured requests: exact count, sum and maximum; quantiles from a
-/// histogram with 3 significant digits (0.1% relative error), so memory stays fixed however
-/// many tokens a run emits.
-#[derive(Debug, Clone)]
-pub struct ItlStats {
-    /// Gaps in nanoseconds.
-    pub hist: Histogram<u64>,
-    /// Number of gaps.
-    pub count: u64,
-    /// Sum of gaps (seconds).
-    pub sum: f64,
-    /// Largest gap (seconds).
-    pub max: f64,
-}
-
-impl ItlStats {
-    fn new() -> Self {
-        ItlStats {
-            hist: Histogram::new(3).expect("3 significant digits is a valid precision"),
-            count: 0,
-            sum: 0.0,
-            max: 0.0,
-        }
-    }
-
-    /// Records `n` gaps of `gap` seconds at once: the decodes of one batch that also shared
-    /// the previous batch have equal gaps, and one histogram update for all is much cheaper.
-    fn record_n(&mut self, gap: f64, n: u64) {
-        if n == 0 {
-            return;
-        }
-        self.count += n;
-        self.sum += gap * n as f64;
-        self.max = self.max.max(gap);
-        // Rounded to the nearest nanosecond (gaps are never negative); the auto-resizing
-        // histogram cannot fail to record.
-        let _ = self.hist.record_n(((gap * 1e9 + 0.5) as u64).max(1), n);
-    }
-
-    /// The `q`-quantile of the gaps (seconds), 0 when there are none.
-    pub fn quantile(&self, q: f64) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.hist.value_at_quantile(q) as f64 * 1e-9
-        }
-    }
+/// The number in system at both ends of the measurement window, for the stability verdict
+/// ([`metrics::growth_detected`](crate::metrics::growth_detected)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Growth {
+    /// Requests arriving inside the window (all but the warm-up).
+    pub arrivals: u64,
+    /// Requests arrived and not complete at the window's start.
+    pub at_start: u64,
+    /// Requests arrived and not complete at the window's end.
+    pub at_end: u64,
 }
 
 /// Everything one simulation produced.
 #[derive(Debug, Clone)]
 pub struct SimOutput {
-    /// Per-request timestamps, indexed like the workload.
+    /// Per-request timestamps, indexed like the workload; empty unless asked for
+    /// ([`simulate_records`], [`simulate_observed`]).
     pub records: Vec<RequestRecord>,
     /// The measurement window.
     pub window: Window,
-    /// Inter-token gaps of measured requests.
-    pub itl: ItlStats,
+    /// Time to first token of the measured requests that got one (seconds).
+    pub ttft: StreamingDist,
+    /// Mean time between tokens of the measured requests that completed with `B >= 1`
+    /// (seconds).
+    pub tbt: StreamingDist,
+    /// End-to-end latency of the measured requests that completed (seconds).
+    pub e2e: StreamingDist,
+    /// Every inter-token gap of the measured requests (seconds).
+    pub itl: StreamingDist,
+    /// Completions (warm-up included) inside the window.
+    pub completions_in_window: u64,
+    /// Requests in the system integrated over the window (request-seconds).
+    pub in_system_seconds: f64,
+    /// Requests waiting for their first batch integrated over the window (request-seconds).
+    pub in_queue_seconds: f64,
+    /// The number in system at both ends of the window.
+    pub growth: Growth,
+    /// Most requests in flight at once: the engine's per-request memory (requests).
+    pub peak_in_flight: usize,
     /// Per-GPU activity.
     pub gpus: Vec<GpuStats>,
     /// Batch totals by [`BatchKind`].
@@ -273,6 +252,9 @@ struct Gpu {
     /// lending it moves a pointer, not the whole struct with its five lists.
     batch: Option<Box<Batch>>,
     busy: bool,
+    /// When the running batch started and ends (seconds); its time inside the window is
+    /// counted when it ends, once the window's end is known.
+    running: (f64, f64),
     stats: GpuStats,
     /// KV blocks held by this GPU's unfinished requests.
     kv_used: u64,
@@ -296,21 +278,141 @@ pub struct BatchEvent<'a> {
     pub kv_used: u64,
 }
 
+/// One request in flight: its size, progress and timestamps (seconds, `NaN` until they
+/// happen).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    pub request: Request,
+    pub progress: Progress,
+    start: f64,
+    first_token: f64,
+    gpu: u32,
+    done: bool,
+}
+
+/// The requests in flight, by id: a ring buffer from the oldest unfinished request to the
+/// newest arrival, so that memory follows the number in flight, not the length of the run.
+/// Its length is a power of two and request `id` lives at `id mod length`, so a lookup is
+/// one mask.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    /// The oldest request not yet retired.
+    first: ReqId,
+    /// The id the next arrival gets.
+    end: ReqId,
+    slots: Vec<Slot>,
+}
+
+impl InFlight {
+    /// Request `id`, which must be in flight.
+    pub fn get(&self, id: ReqId) -> &Slot {
+        debug_assert!(
+            self.first <= id && id < self.end,
+            "request {id} is not in flight"
+        );
+        &self.slots[id as usize & (self.slots.len() - 1)]
+    }
+
+    fn get_mut(&mut self, id: ReqId) -> &mut Slot {
+        debug_assert!(
+            self.first <= id && id < self.end,
+            "request {id} is not in flight"
+        );
+        let mask = self.slots.len() - 1;
+        &mut self.slots[id as usize & mask]
+    }
+
+    /// Requests held.
+    fn len(&self) -> usize {
+        (self.end - self.first) as usize
+    }
+
+    /// Adds the next arrival; returns its id.
+    fn push(&mut self, request: Request) -> ReqId {
+        let slot = Slot {
+            request,
+            progress: Progress::default(),
+            start: f64::NAN,
+            first_token: f64::NAN,
+            gpu: u32::MAX,
+            done: false,
+        };
+        if self.len() == self.slots.len() {
+            // Full: double, moving each request to its place in the longer ring.
+            let mut slots = vec![slot; (2 * self.slots.len()).max(64)];
+            let mask = slots.len() - 1;
+            for id in self.first..self.end {
+                slots[id as usize & mask] = *self.get(id);
+            }
+            self.slots = slots;
+        }
+        let id = self.end;
+        self.end += 1;
+        *self.get_mut(id) = slot;
+        id
+    }
+
+    /// Forgets the finished requests at the front: no scheduler refers to them any more.
+    fn retire(&mut self) {
+        while self.first < self.end && self.get(self.first).done {
+            self.first += 1;
+        }
+    }
+
+    /// The unfinished requests with their ids, oldest first.
+    fn unfinished(&self) -> impl Iterator<Item = (ReqId, &Slot)> {
+        (self.first..self.end)
+            .map(|id| (id, self.get(id)))
+            .filter(|(_, s)| !s.done)
+    }
+}
+
+/// Running sums behind the summary's time averages and stability verdict.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Requests arrived and not complete.
+    in_system: u64,
+    /// Requests arrived and not yet in a batch.
+    in_queue: u64,
+    /// Time of the last change of either (seconds).
+    since: f64,
+    /// `in_system` and `in_queue` integrated over the window so far (request-seconds).
+    system_seconds: f64,
+    queue_seconds: f64,
+    /// Requests arrived so far.
+    arrived: u64,
+    /// Arrivals and completions up to the window's start (inclusive), and completions up to
+    /// its end: the window's bounds are infinite until known, and every event before a
+    /// bound is known lies before it.
+    arrived_by_start: u64,
+    completed_by_start: u64,
+    completed_by_end: u64,
+    completions_in_window: u64,
+}
+
 struct Engine<'a> {
-    requests: &'a [Request],
+    /// Requests not yet read, in arrival order.
+    source: &'a mut dyn Iterator<Item = Request>,
+    /// The next arrival, read ahead.
+    next: Option<Request>,
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
     /// Whether KV blocks are counted: only for a finite cache, since an unlimited one
     /// constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
-    progress: Vec<Progress>,
-    records: Vec<RequestRecord>,
+    live: InFlight,
+    peak_in_flight: usize,
+    /// Per-request records, when asked for.
+    records: Option<Vec<RequestRecord>>,
     gpus: Vec<Gpu>,
     loads: Vec<GpuLoad>,
     router: Box<dyn Router>,
-    /// Cached [`Router::holds_requests`].
+    /// Whether the router holds requests in a shared queue ([`Router::held`]).
     router_holds: bool,
+    /// GPUs `0..held_gpus` may take held requests: those that receive arrivals, when the
+    /// router holds requests; none otherwise.
+    held_gpus: usize,
     idle: BTreeSet<usize>,
     heap: BinaryHeap<Due<usize>>,
     /// GPUs `0..route_gpus` receive arrivals (the prefill pool under disaggregation).
@@ -321,72 +423,103 @@ struct Engine<'a> {
     transfers: BinaryHeap<Due<Transfer>>,
     /// When each GPU's outgoing KV link is next free (seconds).
     link_free: Vec<f64>,
+    /// The measurement window; its bounds are infinite until the requests that set them
+    /// are read.
     window: Window,
-    itl: ItlStats,
+    counts: Counts,
+    ttft: StreamingDist,
+    tbt: StreamingDist,
+    e2e: StreamingDist,
+    itl: StreamingDist,
     kinds: [KindStats; 3],
     tokens_in_window: u64,
+    /// Completions of the batch being finished, handled once its entries are accounted.
+    finished: Vec<ReqId>,
+    /// Requests of the batch being finished that go on to a decode GPU (disaggregation).
+    handed: Vec<ReqId>,
 }
 
+/// What a run keeps and when it stops.
+#[derive(Clone, Copy)]
+struct Mode {
+    records: bool,
+    stop_at_last_arrival: bool,
+}
+
+/// A run to its end with streamed statistics only.
+const STREAM: Mode = Mode {
+    records: false,
+    stop_at_last_arrival: false,
+};
+
+/// A run to its end that keeps per-request records.
+const RECORDS: Mode = Mode {
+    records: true,
+    stop_at_last_arrival: false,
+};
+
 /// Simulates replication `rep` of `requests` (in arrival order) under `config`, measuring
-/// all but the first `warmup` requests.
-pub fn simulate(
-    requests: &[Request],
+/// all but the first `warmup` requests. Keeps no per-request records: memory is fixed by
+/// the number of requests in flight, not by the length of the run.
+pub fn simulate<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
     config: &EngineConfig,
     seed: u64,
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    simulate_observed(requests, config, seed, rep, warmup, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, STREAM, &mut |_| {})
 }
 
-/// [`simulate`], calling `observer` with every batch as it starts.
-pub fn simulate_observed(
-    requests: &[Request],
+/// [`simulate`], also keeping every request's [`RequestRecord`] (memory grows with the run).
+pub fn simulate_records<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
+    config: &EngineConfig,
+    seed: u64,
+    rep: u32,
+    warmup: usize,
+) -> SimOutput {
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, &mut |_| {})
+}
+
+/// [`simulate_records`], calling `observer` with every batch as it starts.
+pub fn simulate_observed<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
     config: &EngineConfig,
     seed: u64,
     rep: u32,
     warmup: usize,
     observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
-    run_engine(
-        requests,
-        config,
-        (seed, rep),
-        warmup,
-        observer,
-        f64::INFINITY,
-    )
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, observer)
 }
 
 /// [`simulate`], but stopping at the last arrival instead of serving every request to its
 /// end: for overloaded runs, whose backlog at that point would take long to drain and tells
 /// nothing more (throughput, utilisation and the growth verdict are measured inside the
-/// window, which ends there). Requests unfinished at the stop keep `NaN` timestamps.
-pub fn simulate_to_last_arrival(
-    requests: &[Request],
+/// window, which ends there). Requests unfinished at the stop have no latencies.
+pub fn simulate_to_last_arrival<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
     config: &EngineConfig,
     seed: u64,
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    let horizon = requests.last().map_or(0.0, |r| r.arrival);
-    run_engine(requests, config, (seed, rep), warmup, &mut |_| {}, horizon)
+    let mode = Mode {
+        records: false,
+        stop_at_last_arrival: true,
+    };
+    run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
 }
 
-fn run_engine(
-    requests: &[Request],
+fn run_engine<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
     config: &EngineConfig,
     (seed, rep): (u64, u32),
     warmup: usize,
+    mode: Mode,
     observer: &mut dyn FnMut(&BatchEvent),
-    horizon: f64,
 ) -> SimOutput {
-    let unset = RequestRecord {
-        start: f64::NAN,
-        first_token: f64::NAN,
-        completion: f64::NAN,
-        gpu: u32::MAX,
-    };
     let disagg = match config.scheduler {
         SchedulerSpec::Disagg(d) => Some(d),
         _ => None,
@@ -398,6 +531,7 @@ fn run_engine(
             rng: stream(seed, rep, Source::Service(g as u32)),
             batch: Some(Box::default()),
             busy: false,
+            running: (0.0, 0.0),
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
@@ -406,17 +540,25 @@ fn run_engine(
     let router = config
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
+    let mut source = requests.into_iter().map(|r| *r.borrow());
     let mut engine = Engine {
-        requests,
+        source: &mut source,
+        next: None,
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
         kv_tracked: config.kv.blocks.is_some(),
-        progress: vec![Progress::default(); requests.len()],
-        records: vec![unset; requests.len()],
+        live: InFlight::default(),
+        peak_in_flight: 0,
+        records: mode.records.then(Vec::new),
         gpus,
         loads: vec![GpuLoad::default(); config.gpus],
-        router_holds: router.holds_requests(),
+        router_holds: router.held().is_some(),
+        held_gpus: if router.held().is_some() {
+            route_gpus
+        } else {
+            0
+        },
         router,
         idle: (0..config.gpus).collect(),
         heap: BinaryHeap::with_capacity(config.gpus),
@@ -425,19 +567,41 @@ fn run_engine(
         swap: config.scheduler.swap_link(),
         transfers: BinaryHeap::new(),
         link_free: vec![0.0; config.gpus],
-        window: Window::new(requests, warmup),
-        itl: ItlStats::new(),
+        window: Window {
+            first_measured: warmup,
+            start: f64::INFINITY,
+            end: f64::INFINITY,
+        },
+        counts: Counts::default(),
+        ttft: StreamingDist::default(),
+        tbt: StreamingDist::default(),
+        e2e: StreamingDist::default(),
+        itl: StreamingDist::default(),
         kinds: [KindStats::default(); 3],
         tokens_in_window: 0,
+        finished: Vec::new(),
+        handed: Vec::new(),
     };
-    let end_time = engine.run(horizon);
-    for g in 0..engine.gpus.len() {
-        engine.kv_change(g, end_time);
-    }
+    let end_time = engine.run(mode.stop_at_last_arrival);
+    engine.close(end_time);
+    let c = &engine.counts;
+    let growth = Growth {
+        arrivals: c.arrived.saturating_sub(warmup as u64),
+        at_start: c.arrived_by_start - c.completed_by_start,
+        at_end: c.arrived - c.completed_by_end,
+    };
     SimOutput {
-        records: engine.records,
+        records: engine.records.unwrap_or_default(),
         window: engine.window,
+        ttft: engine.ttft,
+        tbt: engine.tbt,
+        e2e: engine.e2e,
         itl: engine.itl,
+        completions_in_window: c.completions_in_window,
+        in_system_seconds: c.system_seconds,
+        in_queue_seconds: c.queue_seconds,
+        growth,
+        peak_in_flight: engine.peak_in_flight,
         gpus: engine.gpus.into_iter().map(|g| g.stats).collect(),
         kinds: engine.kinds,
         tokens_in_window: engine.tokens_in_window,
@@ -446,41 +610,52 @@ fn run_engine(
     }
 }
 
+/// The shared queue of a GPU that cannot take held requests.
+static NOTHING_HELD: VecDeque<ReqId> = VecDeque::new();
+
 /// GPU `g`'s view of the engine, borrowing only the fields it reads so that the GPU's
 /// scheduler can be borrowed mutably beside it.
 macro_rules! view {
     ($engine:ident, $g:expr) => {
         View {
-            requests: $engine.requests,
-            progress: &$engine.progress,
+            live: &$engine.live,
             kv: $engine.kv,
             kv_used: $engine.gpus[$g].kv_used,
+            held: if $g < $engine.held_gpus {
+                $engine.router.held().expect("the router holds requests")
+            } else {
+                &NOTHING_HELD
+            },
         }
     };
 }
 
 impl Engine<'_> {
-    /// Processes events until none is left, or until the next one falls after `horizon`
-    /// (seconds) once every request has arrived; returns the time of the last event.
-    fn run(&mut self, horizon: f64) -> f64 {
-        let mut next = 0;
+    /// Processes events until none is left, or, when `stop_at_last_arrival`, until the next
+    /// one falls after the last arrival; returns the time of the last event.
+    fn run(&mut self, stop_at_last_arrival: bool) -> f64 {
+        self.read_next(0.0);
         let mut now = 0.0;
         loop {
-            let arrival = self.requests.get(next).map(|r| r.arrival);
+            let arrival = self.next.map(|r| r.arrival);
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);
             let batch_or_transfer = match (completion, transfer) {
                 (Some(c), Some(t)) => Some(c.min(t)),
                 (c, t) => c.or(t),
             };
-            if arrival.is_none() && batch_or_transfer.is_some_and(|t| t > horizon) {
+            if stop_at_last_arrival
+                && arrival.is_none()
+                && batch_or_transfer.is_some_and(|t| t > self.window.end)
+            {
                 return now;
             }
             match (arrival, completion) {
                 (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;
-                    self.arrive(next as ReqId, now);
-                    next += 1;
+                    let req = self.next.take().expect("peeked");
+                    self.arrive(req, now);
+                    self.read_next(now);
                 }
                 _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
                     let t = self.transfers.pop().expect("peeked");
@@ -499,19 +674,93 @@ impl Engine<'_> {
         }
     }
 
-    fn arrive(&mut self, id: ReqId, now: f64) {
-        let req = &self.requests[id as usize];
-        match self.router.route(id, req, &self.loads[..self.route_gpus]) {
+    /// Reads the arrival after the ones arrived so far; `now` is the time of the latest. The
+    /// window starts at the arrival of the first measured request and ends at the last.
+    fn read_next(&mut self, now: f64) {
+        self.next = self.source.next();
+        match self.next {
+            Some(r) if self.counts.arrived == self.window.first_measured as u64 => {
+                self.window.start = r.arrival;
+            }
+            Some(_) => {}
+            None => {
+                self.window.end = now;
+                // Nothing was measured: an empty window.
+                self.window.start = self.window.start.min(now);
+            }
+        }
+    }
+
+    /// Integrates the number in system and in queue up to `now`, before either changes.
+    fn count_to(&mut self, now: f64) {
+        let c = &mut self.counts;
+        let inside = self.window.overlap(c.since, now);
+        c.system_seconds += c.in_system as f64 * inside;
+        c.queue_seconds += c.in_queue as f64 * inside;
+        c.since = now;
+    }
+
+    /// Accounts the end of the run at `end_time`: KV use, requests still in the system,
+    /// batches cut short, and the records of unfinished requests.
+    fn close(&mut self, end_time: f64) {
+        for g in 0..self.gpus.len() {
+            self.kv_change(g, end_time);
+            let gpu = &mut self.gpus[g];
+            if gpu.busy {
+                let (from, to) = gpu.running;
+                gpu.stats.busy_in_window += self.window.overlap(from, to);
+            }
+        }
+        self.count_to(end_time);
+        if let Some(records) = &mut self.records {
+            for (id, s) in self.live.unfinished() {
+                records[id as usize] = RequestRecord {
+                    start: s.start,
+                    first_token: s.first_token,
+                    completion: f64::NAN,
+                    gpu: s.gpu,
+                };
+            }
+        }
+    }
+
+    fn arrive(&mut self, req: Request, now: f64) {
+        let id = self.live.push(req);
+        self.peak_in_flight = self.peak_in_flight.max(self.live.len());
+        self.count_to(now);
+        let c = &mut self.counts;
+        c.arrived += 1;
+        c.in_system += 1;
+        c.in_queue += 1;
+        if now <= self.window.start {
+            c.arrived_by_start += 1;
+        }
+        if let Some(records) = &mut self.records {
+            records.push(RequestRecord {
+                start: f64::NAN,
+                first_token: f64::NAN,
+                completion: f64::NAN,
+                gpu: u32::MAX,
+            });
+        }
+        match self.router.route(id, &req, &self.loads[..self.route_gpus]) {
             Some(g) => {
                 self.admit(g, id);
                 if self.idle.remove(&g) {
                     self.start_batch(g, now);
                 }
             }
+            // Idle GPUs in index order offer to take it; one whose policy cannot admit it
+            // (its memory is held by caches still moving, under disaggregation) passes.
             None => {
-                if let Some(&g) = self.idle.range(..self.route_gpus).next() {
+                let mut from = 0;
+                while let Some(&g) = self.idle.range(from..self.route_gpus).next() {
+                    if self.router.held().is_none_or(VecDeque::is_empty) {
+                        break;
+                    }
                     self.idle.remove(&g);
                     self.start_batch(g, now);
+                    from = g + 1;
                 }
             }
         }
@@ -536,19 +785,25 @@ impl Engine<'_> {
         gpu.kv_since = now;
     }
 
-    /// Drops request `id`'s KV cache on GPU `g`: its next prefill recomputes the prompt and
-    /// every token generated so far, but emits none of them again.
+    /// Drops request `id`'s KV cache on GPU `g`. Its next prefill recomputes the prompt and
+    /// every token it has emitted, re-emitting none of them. As in vLLM, whose recompute
+    /// prefills all of a sequence's tokens and samples from the last, that prefill emits the
+    /// request's next token, standing in for the decode step it would have taken next; one
+    /// preempted before its first token simply starts its prefill again.
     fn preempt(&mut self, g: usize, id: ReqId) {
-        let i = id as usize;
-        let p = self.progress[i];
-        let dropped = p.context();
+        let dropped = self.live.get(id).progress.context();
         self.gpus[g].kv_used -= self.blocks(u64::from(dropped));
         let stats = &mut self.gpus[g].stats;
         stats.preemptions += 1;
         stats.recomputed_tokens += u64::from(dropped);
         self.loads[g].work_tokens += u64::from(dropped);
-        self.progress[i].recompute = p.decoded;
-        self.progress[i].prefilled = 0;
+        let slot = self.live.get_mut(id);
+        let p = &mut slot.progress;
+        if p.prefilled == slot.request.prompt + p.recompute {
+            p.decoded += 1;
+            p.recompute = p.decoded;
+        }
+        p.prefilled = 0;
     }
 
     /// Moves request `id`'s KV cache between GPU `g` and host memory (out, or back in when
@@ -557,7 +812,7 @@ impl Engine<'_> {
         let link = self
             .swap
             .expect("only a policy that preempts by swapping swaps");
-        let ctx = self.progress[id as usize].context();
+        let ctx = self.live.get(id).progress.context();
         let blocks = self.blocks(u64::from(ctx));
         let gpu = &mut self.gpus[g];
         if back {
@@ -573,14 +828,22 @@ impl Engine<'_> {
         time
     }
 
+    /// Routes request `id` to GPU `g`'s scheduler.
     fn admit(&mut self, g: usize, id: ReqId) {
-        let req = &self.requests[id as usize];
-        self.loads[g].outstanding += 1;
-        self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
-        self.records[id as usize].gpu = g as u32;
-        self.gpus[g].stats.requests += 1;
+        self.assign(g, id);
         let view = view!(self, g);
         self.gpus[g].sched.admit(id, &view);
+    }
+
+    /// Counts request `id` as GPU `g`'s, on arrival or when the GPU takes it from the
+    /// router's shared queue.
+    fn assign(&mut self, g: usize, id: ReqId) {
+        let slot = self.live.get_mut(id);
+        slot.gpu = g as u32;
+        let req = slot.request;
+        self.loads[g].outstanding += 1;
+        self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
+        self.gpus[g].stats.requests += 1;
         self.router.update(g, &self.loads[g]);
     }
 
@@ -588,7 +851,7 @@ impl Engine<'_> {
     /// may now have work.
     fn transfer_done(&mut self, t: Transfer, now: f64) {
         self.kv_change(t.from, now);
-        let ctx = u64::from(self.progress[t.id as usize].context());
+        let ctx = u64::from(self.live.get(t.id).progress.context());
         self.gpus[t.from].kv_used -= self.blocks(ctx);
         let view = view!(self, t.to);
         self.gpus[t.to].sched.on_transfer_done(t.id, &view);
@@ -605,8 +868,8 @@ impl Engine<'_> {
         let d = (self.route_gpus..self.gpus.len())
             .min_by_key(|&d| (self.loads[d].outstanding, d))
             .expect("a decode GPU");
-        let left =
-            u64::from(self.requests[id as usize].decode - self.progress[id as usize].decoded);
+        let slot = self.live.get(id);
+        let left = u64::from(slot.request.decode - slot.progress.decoded);
         self.loads[g].outstanding -= 1;
         self.loads[g].work_tokens -= left;
         self.loads[d].outstanding += 1;
@@ -620,12 +883,6 @@ impl Engine<'_> {
     }
 
     fn start_batch(&mut self, g: usize, now: f64) {
-        while self.router_holds && g < self.route_gpus && self.gpus[g].sched.can_accept() {
-            match self.router.pull(g) {
-                Some(id) => self.admit(g, id),
-                None => break,
-            }
-        }
         let mut batch = self.gpus[g]
             .batch
             .take()
@@ -633,6 +890,13 @@ impl Engine<'_> {
         batch.clear();
         let view = view!(self, g);
         self.gpus[g].sched.schedule(&view, &mut batch);
+        if self.router_holds {
+            for &id in batch.pulled() {
+                let pulled = self.router.pull(g);
+                debug_assert_eq!(pulled, Some(id), "a GPU takes held requests oldest first");
+                self.assign(g, id);
+            }
+        }
         let swaps = !batch.swapped_out().is_empty() || !batch.swapped_in().is_empty();
         if swaps
             || !batch.preempted().is_empty()
@@ -643,8 +907,8 @@ impl Engine<'_> {
         }
         for &id in batch.fetched() {
             let d = self.disagg.expect("only disaggregated decode GPUs fetch");
-            let from = self.records[id as usize].gpu as usize;
-            let ctx = self.progress[id as usize].context();
+            let slot = self.live.get(id);
+            let (from, ctx) = (slot.gpu as usize, slot.progress.context());
             let start = now.max(self.link_free[from]);
             self.link_free[from] = start + d.send_time(ctx);
             self.transfers.push(Due {
@@ -659,6 +923,11 @@ impl Engine<'_> {
                 "request {id} preempted and scheduled in the same batch"
             );
             self.preempt(g, id);
+        }
+        // The dropped context is work again: a load-aware router must know before the next
+        // arrival, not when this batch ends.
+        if !batch.preempted().is_empty() && g < self.route_gpus {
+            self.router.update(g, &self.loads[g]);
         }
         let mut swap_time = 0.0;
         if swaps {
@@ -675,7 +944,7 @@ impl Engine<'_> {
         }
         if self.kv_tracked {
             for e in batch.entries() {
-                let ctx = u64::from(self.progress[e.id as usize].context());
+                let ctx = u64::from(self.live.get(e.id).progress.context());
                 self.gpus[g].kv_used +=
                     self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
             }
@@ -692,19 +961,26 @@ impl Engine<'_> {
         }
         // A request first runs in a prefill, so decode entries never start one (and skipping
         // them saves a random access per decode).
+        let mut started = 0;
         for e in batch.entries().iter().filter(|e| e.phase == Phase::Prefill) {
-            let rec = &mut self.records[e.id as usize];
-            if rec.start.is_nan() {
-                rec.start = now;
+            let slot = self.live.get_mut(e.id);
+            if slot.start.is_nan() {
+                slot.start = now;
+                started += 1;
             }
         }
-        let shape = batch.priced_shape(&self.progress);
+        if started > 0 {
+            self.count_to(now);
+            self.counts.in_queue -= started;
+        }
+        let live = &self.live;
+        let shape = *batch.priced_shape(|id| live.get(id).progress.prefilled);
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.
-        let dur = self.cost.sample(shape, &mut gpu.rng) + swap_time;
+        let dur = self.cost.sample(&shape, &mut gpu.rng) + swap_time;
         gpu.stats.busy += dur;
-        gpu.stats.busy_in_window += self.window.overlap(now, now + dur);
+        gpu.running = (now, now + dur);
         gpu.stats.batches += 1;
         let kind = match (shape.prefill_entries, shape.decode_entries) {
             (_, 0) => BatchKind::Prefill,
@@ -736,64 +1012,104 @@ impl Engine<'_> {
             .take()
             .expect("the batch is home between events");
         let in_window = self.window.contains(now);
+        let gpu = &mut self.gpus[g];
+        gpu.stats.busy_in_window += self.window.overlap(gpu.running.0, now);
         self.kv_change(g, now);
-        let mut handed = Vec::new();
         // Run of equal gaps not yet recorded: (gap, count).
         let mut run = (0.0, 0);
+        let first_measured = self.window.first_measured as u64;
         for e in batch.entries() {
-            let id = e.id as usize;
-            let req = &self.requests[id];
-            let p = &mut self.progress[id];
+            let slot = self.live.get_mut(e.id);
+            let (req, p) = (slot.request, &mut slot.progress);
             let emitted = match e.phase {
+                // A complete prefill emits a token: the first, or after a preemption the
+                // one its recompute stands in for (see `preempt`), which `decoded` counts.
                 Phase::Prefill => {
                     p.prefilled += e.tokens;
-                    // Only a request's first complete prefill emits a token; one that
-                    // recomputes after a preemption has emitted it already.
-                    let first = p.prefilled == req.prompt + p.recompute
-                        && self.records[id].first_token.is_nan();
-                    if first {
-                        self.records[id].first_token = now;
-                        if self.disagg.is_some() && p.decoded < req.decode {
-                            handed.push(e.id);
-                        }
-                    }
-                    first
+                    p.prefilled == req.prompt + p.recompute
                 }
                 Phase::Decode => {
                     p.decoded += 1;
-                    if id >= self.window.first_measured {
-                        let gap = now - p.last_token;
-                        if gap != run.0 {
-                            self.itl.record_n(run.0, run.1);
-                            run = (gap, 0);
-                        }
-                        run.1 += 1;
-                    }
                     true
                 }
             };
-            if emitted {
-                p.last_token = now;
-                self.tokens_in_window += u64::from(in_window);
-                if p.prefilled == req.prompt + p.recompute && p.decoded == req.decode {
-                    self.records[id].completion = now;
-                    self.loads[g].outstanding -= 1;
-                    if self.kv_tracked {
-                        self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
-                    }
+            if !emitted {
+                continue;
+            }
+            let measured = u64::from(e.id) >= first_measured;
+            if p.recompute == 0 && e.phase == Phase::Prefill {
+                slot.first_token = now;
+                if measured {
+                    self.ttft.record(now - req.arrival);
                 }
+                if self.disagg.is_some() && p.decoded < req.decode {
+                    self.handed.push(e.id);
+                }
+            } else if measured {
+                let gap = now - p.last_token;
+                if gap != run.0 {
+                    self.itl.record_n(run.0, run.1);
+                    run = (gap, 0);
+                }
+                run.1 += 1;
+            }
+            p.last_token = now;
+            self.tokens_in_window += u64::from(in_window);
+            if p.prefilled == req.prompt + p.recompute && p.decoded == req.decode {
+                slot.done = true;
+                self.finished.push(e.id);
             }
         }
         self.itl.record_n(run.0, run.1);
+        let completed = !self.finished.is_empty();
+        for i in 0..self.finished.len() {
+            self.complete(g, self.finished[i], now);
+        }
+        self.finished.clear();
         self.loads[g].work_tokens -= batch.shape().tokens();
         let view = view!(self, g);
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = Some(batch);
-        for id in handed {
-            self.hand_off(g, id, now);
+        for i in 0..self.handed.len() {
+            self.hand_off(g, self.handed[i], now);
+        }
+        self.handed.clear();
+        if completed {
+            self.live.retire();
         }
         if g < self.route_gpus {
             self.router.update(g, &self.loads[g]);
+        }
+    }
+
+    /// Request `id` has emitted its last token on GPU `g` at `now`.
+    fn complete(&mut self, g: usize, id: ReqId, now: f64) {
+        let slot = *self.live.get(id);
+        let (req, p) = (slot.request, slot.progress);
+        self.loads[g].outstanding -= 1;
+        if self.kv_tracked {
+            self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
+        }
+        if u64::from(id) >= self.window.first_measured as u64 {
+            self.e2e.record(now - req.arrival);
+            if req.decode > 0 {
+                self.tbt
+                    .record((now - slot.first_token) / f64::from(req.decode));
+            }
+        }
+        self.count_to(now);
+        let c = &mut self.counts;
+        c.in_system -= 1;
+        c.completions_in_window += u64::from(self.window.contains(now));
+        c.completed_by_start += u64::from(now <= self.window.start);
+        c.completed_by_end += u64::from(now <= self.window.end);
+        if let Some(records) = &mut self.records {
+            records[id as usize] = RequestRecord {
+                start: slot.start,
+                first_token: slot.first_token,
+                completion: now,
+                gpu: slot.gpu,
+            };
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: a [`workload`] of requests goes through the [`engine`], whose GPUs
 //! run [`scheduler`] policies priced by a [`cost`] model behind a [`router`]; the engine's
-//! per-request records become [`metrics`] summaries. [`theory`] holds the closed forms the
+//! streamed statistics become [`metrics`] summaries. [`theory`] holds the closed forms the
 //! simulator is validated against. Workloads can replay recorded [`trace`]s, and cost models
 //! can be fitted to measured GPU profiles by [`calibrate`].
 //! [`experiments`] reproduces the seed study as tables, which [`output`] writes to disk.

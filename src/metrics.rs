@@ -1,13 +1,16 @@
-//! From per-request records to a run's summary: latency distributions, throughput over the
-//! measurement window, utilisation, queue lengths, batch sizes and a stability verdict.
+//! From a simulation's streamed statistics to a run's summary: latency distributions,
+//! throughput over the measurement window, utilisation, queue lengths, batch sizes and a
+//! stability verdict. Per-request helpers serve outputs that keep records.
 
 use serde::Serialize;
 
 use crate::engine::{BatchKind, KindStats, RequestRecord, SimOutput};
-use crate::stats::{mean, quantile_sorted};
+use crate::stats::{StreamingDist, mean};
 use crate::workload::Request;
 
-/// Mean, percentiles and maximum of a latency (seconds).
+/// Mean, percentiles and maximum of a latency (seconds). Percentiles are within 0.05% of an
+/// order statistic (see [`StreamingDist`]); every field is `NaN`, written `null` in JSON,
+/// when no request got that far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Dist {
     /// Mean (seconds).
@@ -25,16 +28,16 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Summarises `xs` (sorted in place); all zeros when empty.
-    pub fn of(xs: &mut [f64]) -> Self {
-        xs.sort_unstable_by(f64::total_cmp);
+    /// Summarises a streamed distribution.
+    pub fn of(d: &StreamingDist) -> Self {
+        let q = |q| d.quantile(q).unwrap_or(f64::NAN);
         Dist {
-            mean: mean(xs),
-            p50: quantile_sorted(xs, 0.50),
-            p90: quantile_sorted(xs, 0.90),
-            p95: quantile_sorted(xs, 0.95),
-            p99: quantile_sorted(xs, 0.99),
-            max: xs.last().copied().unwrap_or(0.0),
+            mean: d.mean().unwrap_or(f64::NAN),
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            max: d.max().unwrap_or(f64::NAN),
         }
     }
 }
@@ -96,7 +99,7 @@ pub struct Summary {
     pub ttft: Dist,
     /// Per-request mean time between tokens, TPOT (seconds); requests with `B >= 1` only.
     pub tbt: Dist,
-    /// All inter-token gaps (seconds); quantiles within 0.1%.
+    /// All inter-token gaps (seconds).
     pub itl: Dist,
     /// End-to-end latency, arrival to last token (seconds).
     pub e2e: Dist,
@@ -138,19 +141,10 @@ pub struct Summary {
 /// could: by over 2% of the window's arrivals and over 4 standard deviations of a
 /// critically loaded random walk (`4 sqrt(n)`). A stable queue's length is stationary, so
 /// its growth stays O(1) however long the run; an overloaded one grows linearly.
-pub fn growth_detected(requests: &[Request], out: &SimOutput) -> bool {
-    let w = &out.window;
-    let in_system = |t: f64| {
-        requests
-            .iter()
-            .zip(&out.records)
-            .take_while(|(r, _)| r.arrival <= t)
-            // A run stopped at its last arrival leaves some requests unfinished (NaN).
-            .filter(|(_, rec)| rec.completion.is_nan() || rec.completion > t)
-            .count() as f64
-    };
-    let arrivals = (requests.len() - w.first_measured) as f64;
-    let growth = in_system(w.end) - in_system(w.start);
+pub fn growth_detected(out: &SimOutput) -> bool {
+    let g = out.growth;
+    let arrivals = g.arrivals as f64;
+    let growth = g.at_end as f64 - g.at_start as f64;
     growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
 }
 
@@ -165,59 +159,13 @@ pub fn request_tbt(req: &Request, rec: &RequestRecord) -> Option<f64> {
     (req.decode > 0).then(|| (rec.completion - rec.first_token) / f64::from(req.decode))
 }
 
-/// Summarises one simulation of `requests`.
-pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
+/// Summarises one simulation. Latencies cover the measured requests that got that far: all
+/// of them, unless the run stopped at its last arrival (an overloaded run, whose latencies
+/// are not steady-state values).
+pub fn summarize(out: &SimOutput) -> Summary {
     let kv_blocks = out.kv.blocks.map_or(f64::INFINITY, |b| b as f64);
     let w = out.window;
-    let measured = &requests[w.first_measured..];
-    let recs = &out.records[w.first_measured..];
-    // Latencies of the requests that got that far: all of them, unless the run stopped at
-    // its last arrival (an overloaded run, whose latencies are not steady-state values).
-    let mut ttft: Vec<f64> = measured
-        .iter()
-        .zip(recs)
-        .map(|(r, rec)| request_ttft(r, rec))
-        .filter(|x| !x.is_nan())
-        .collect();
-    let mut e2e: Vec<f64> = measured
-        .iter()
-        .zip(recs)
-        .map(|(r, rec)| rec.completion - r.arrival)
-        .filter(|x| !x.is_nan())
-        .collect();
-    let mut tbt: Vec<f64> = measured
-        .iter()
-        .zip(recs)
-        .filter_map(|(r, rec)| request_tbt(r, rec))
-        .filter(|x| !x.is_nan())
-        .collect();
-    let itl = &out.itl;
-    let itl = Dist {
-        mean: if itl.count == 0 {
-            0.0
-        } else {
-            itl.sum / itl.count as f64
-        },
-        p50: itl.quantile(0.50),
-        p90: itl.quantile(0.90),
-        p95: itl.quantile(0.95),
-        p99: itl.quantile(0.99),
-        max: itl.max,
-    };
-
     let len = if w.is_empty() { f64::NAN } else { w.len() };
-    let completions = out
-        .records
-        .iter()
-        .filter(|r| r.completion >= w.start && r.completion <= w.end)
-        .count();
-    let (mut in_system, mut in_queue) = (0.0, 0.0);
-    // Unfinished requests (NaN) stay in the system, or the queue, to the end of the run.
-    let until = |t: f64| if t.is_nan() { out.end_time } else { t };
-    for (r, rec) in requests.iter().zip(&out.records) {
-        in_system += w.overlap(r.arrival, until(rec.completion));
-        in_queue += w.overlap(r.arrival, until(rec.start));
-    }
     let busy: Vec<f64> = out.gpus.iter().map(|g| g.busy_in_window).collect();
     let mean_busy = mean(&busy);
     let imbalance = if mean_busy > 0.0 {
@@ -226,17 +174,17 @@ pub fn summarize(requests: &[Request], out: &SimOutput) -> Summary {
         1.0
     };
     Summary {
-        completed: e2e.len() as u64,
-        throughput_rps: completions as f64 / len,
+        completed: out.e2e.count(),
+        throughput_rps: out.completions_in_window as f64 / len,
         tokens_per_s: out.tokens_in_window as f64 / len,
         utilization: mean_busy / len,
-        unstable: growth_detected(requests, out),
-        ttft: Dist::of(&mut ttft),
-        tbt: Dist::of(&mut tbt),
-        itl,
-        e2e: Dist::of(&mut e2e),
-        mean_in_system: in_system / len,
-        mean_in_queue: in_queue / len,
+        unstable: growth_detected(out),
+        ttft: Dist::of(&out.ttft),
+        tbt: Dist::of(&out.tbt),
+        itl: Dist::of(&out.itl),
+        e2e: Dist::of(&out.e2e),
+        mean_in_system: out.in_system_seconds / len,
+        mean_in_queue: out.in_queue_seconds / len,
         batches: BatchMix {
             prefill: out.kinds[BatchKind::Prefill as usize].into(),
             decode: out.kinds[BatchKind::Decode as usize].into(),

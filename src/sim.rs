@@ -4,7 +4,9 @@
 
 use rayon::prelude::*;
 
-use crate::engine::{EngineConfig, SimOutput, simulate, simulate_to_last_arrival};
+use crate::engine::{
+    EngineConfig, SimOutput, simulate, simulate_records, simulate_to_last_arrival,
+};
 use crate::metrics::{Summary, summarize};
 use crate::scheduler::SchedulerSpec;
 use crate::theory;
@@ -82,19 +84,18 @@ impl RunConfig {
         }
     }
 
-    /// Draws replication `rep`'s requests and simulates them, without summarising: for
-    /// callers that need per-request records or only the measured stability verdict
-    /// ([`metrics::growth_detected`](crate::metrics::growth_detected)).
-    pub fn simulate(&self, rep: u32) -> (Vec<Request>, SimOutput) {
+    /// Draws replication `rep`'s requests and simulates them keeping per-request records,
+    /// for outputs that need them (memory grows with the run; summaries need no records).
+    pub fn simulate_records(&self, rep: u32) -> (Vec<Request>, SimOutput) {
         let requests = self.workload.generate(self.seed, rep);
-        let out = simulate(&requests, &self.engine, self.seed, rep, self.warmup);
+        let out = simulate_records(&requests, &self.engine, self.seed, rep, self.warmup);
         (requests, out)
     }
 
     /// Summarises one simulation of this configuration. A run is unstable when its queue
     /// grew or it is [`overloaded`](RunConfig::overloaded).
-    pub fn summarize(&self, requests: &[Request], out: &SimOutput) -> Summary {
-        let mut s = summarize(requests, out);
+    pub fn summarize(&self, out: &SimOutput) -> Summary {
+        let mut s = summarize(out);
         s.unstable |= self.overloaded();
         s
     }
@@ -107,8 +108,14 @@ impl RunConfig {
         if self.overloaded() {
             self.verdict(rep)
         } else {
-            let (requests, out) = self.simulate(rep);
-            self.summarize(&requests, &out)
+            let requests = self.workload.iter(self.seed, rep);
+            self.summarize(&simulate(
+                requests,
+                &self.engine,
+                self.seed,
+                rep,
+                self.warmup,
+            ))
         }
     }
 
@@ -116,15 +123,15 @@ impl RunConfig {
     /// throughput and utilisation (all measured inside the window), for searches such as a
     /// bisection on the arrival rate. Latencies cover only the requests finished by then.
     pub fn verdict(&self, rep: u32) -> Summary {
-        let (requests, out) = self.simulate_to_last_arrival(rep);
-        self.summarize(&requests, &out)
+        self.summarize(&self.simulate_to_last_arrival(rep))
     }
 
-    /// [`RunConfig::simulate`], stopped at the last arrival (see [`RunConfig::verdict`]).
-    pub fn simulate_to_last_arrival(&self, rep: u32) -> (Vec<Request>, SimOutput) {
-        let requests = self.workload.generate(self.seed, rep);
-        let out = simulate_to_last_arrival(&requests, &self.engine, self.seed, rep, self.warmup);
-        (requests, out)
+    /// Replication `rep` stopped at the last arrival (see [`RunConfig::verdict`]), not
+    /// summarised: for callers that need only the measured stability verdict
+    /// ([`metrics::growth_detected`](crate::metrics::growth_detected)).
+    pub fn simulate_to_last_arrival(&self, rep: u32) -> SimOutput {
+        let requests = self.workload.iter(self.seed, rep);
+        simulate_to_last_arrival(requests, &self.engine, self.seed, rep, self.warmup)
     }
 
     /// Runs all replications in parallel; results in replication order.

@@ -17,7 +17,7 @@ use crate::metrics::{Summary, summarize};
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
 use crate::sim::RunConfig;
-use crate::stats::{MeanCi, half_width, mean};
+use crate::stats::{MeanCi, QUANTILE_RELATIVE_ERROR, half_width, mean};
 use crate::theory;
 use crate::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
 
@@ -57,6 +57,15 @@ impl Check {
             tolerance,
             pass: (mean(xs) - theory).abs() <= tolerance,
         }
+    }
+
+    /// [`Check::new`] for a percentile, which runs read from a histogram: the tolerance also
+    /// allows the histogram's largest relative error ([`QUANTILE_RELATIVE_ERROR`]).
+    pub fn quantile(model: &str, metric: &str, xs: &[f64], theory: f64) -> Self {
+        let mut check = Check::new(model, metric, xs, theory);
+        check.tolerance += QUANTILE_RELATIVE_ERROR * theory.abs();
+        check.pass = (check.simulated.mean - theory).abs() <= check.tolerance;
+        check
     }
 }
 
@@ -140,7 +149,7 @@ pub fn mm1(effort: Effort) -> Vec<Check> {
         (0.9, "p90 E2E (s)", |s| s.e2e.p90),
         (0.99, "p99 E2E (s)", |s| s.e2e.p99),
     ] {
-        checks.push(Check::new(
+        checks.push(Check::quantile(
             model,
             name,
             &column(&runs, f),
@@ -294,10 +303,7 @@ fn backlog_grew(cfg: &RunConfig, rep: u32) -> bool {
     let requests: Vec<Request> = backlog.chain(arrivals.iter().copied()).collect();
     // Measured from time 0 (no warm-up), the window holds every arrival, so what it did
     // not complete is still in the system at its end.
-    let s = summarize(
-        &requests,
-        &simulate(&requests, &cfg.engine, cfg.seed, rep, 0),
-    );
+    let s = summarize(&simulate(&requests, &cfg.engine, cfg.seed, rep, 0));
     requests.len() as f64 - s.throughput_rps * s.window_s > BACKLOG as f64
 }
 

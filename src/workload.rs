@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
-use crate::rng::{Source, stream};
+use crate::rng::{SimRng, Source, stream};
 use crate::trace::Trace;
 
 /// One user request.
@@ -85,12 +85,19 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// The requests of replication `rep`, in arrival order.
-    pub fn generate(&self, seed: u64, rep: u32) -> Vec<Request> {
+    /// The requests of replication `rep`, in arrival order, drawn one at a time as they are
+    /// read, so that a run holds only the requests in flight.
+    pub fn iter(&self, seed: u64, rep: u32) -> Requests<'_> {
         match self {
-            Workload::Synthetic(w) => w.generate(seed, rep),
-            Workload::Trace(t) => t.generate(),
+            Workload::Synthetic(w) => Requests::Synthetic(w.iter(seed, rep)),
+            Workload::Trace(t) => Requests::Trace(t.iter()),
         }
+    }
+
+    /// All the requests of replication `rep`, in arrival order, for callers that keep
+    /// per-request results.
+    pub fn generate(&self, seed: u64, rep: u32) -> Vec<Request> {
+        self.iter(seed, rep).collect()
     }
 
     /// Mean arrival rate (requests per second).
@@ -184,13 +191,15 @@ impl TraceReplay {
     /// The first `requests` of the trace with arrivals scaled. Every replication replays the
     /// same requests: only the service noise differs between replications.
     pub fn generate(&self) -> Vec<Request> {
-        self.trace.requests[..self.requests]
-            .iter()
-            .map(|r| Request {
-                arrival: r.arrival * self.time_scale,
-                ..*r
-            })
-            .collect()
+        self.iter().collect()
+    }
+
+    /// [`TraceReplay::generate`], one request at a time.
+    pub fn iter(&self) -> TraceRequests<'_> {
+        TraceRequests {
+            requests: self.trace.requests[..self.requests].iter(),
+            time_scale: self.time_scale,
+        }
     }
 
     /// Mean arrival rate of the replayed requests (requests per second).
@@ -226,10 +235,12 @@ pub struct SyntheticWorkload {
 impl SyntheticWorkload {
     /// Draws the requests of replication `rep`, in arrival order.
     pub fn generate(&self, seed: u64, rep: u32) -> Vec<Request> {
-        let mut arr = stream(seed, rep, Source::Arrivals);
-        let mut pr = stream(seed, rep, Source::Prompt);
-        let mut de = stream(seed, rep, Source::Decode);
-        let mut pairs = stream(seed, rep, Source::Lengths);
+        self.iter(seed, rep).collect()
+    }
+
+    /// [`SyntheticWorkload::generate`], drawing each request when it is read: the same
+    /// requests, since every source has its own stream.
+    pub fn iter(&self, seed: u64, rep: u32) -> SyntheticRequests<'_> {
         let mean_gap = 1.0 / self.rate;
         let gamma = match self.arrivals {
             ArrivalKind::Gamma { cv } => {
@@ -238,30 +249,103 @@ impl SyntheticWorkload {
             }
             _ => None,
         };
-        let mut t = 0.0;
-        (0..self.requests)
-            .map(|_| {
-                t += match (self.arrivals, &gamma) {
-                    (ArrivalKind::Poisson, _) => {
-                        mean_gap * Distribution::<f64>::sample(&Exp1, &mut arr)
-                    }
-                    (ArrivalKind::Deterministic, _) => mean_gap,
-                    (_, Some(g)) => g.sample(&mut arr),
-                    (_, None) => unreachable!("gamma arrivals always carry a distribution"),
-                };
-                match &self.lengths_from {
-                    Some(trace) => {
-                        let r = trace.requests[pairs.random_range(0..trace.requests.len())];
-                        Request { arrival: t, ..r }
-                    }
-                    None => Request {
-                        arrival: t,
-                        prompt: self.prompt.sample(&mut pr),
-                        decode: self.decode.sample(&mut de),
-                    },
+        SyntheticRequests {
+            workload: self,
+            arrivals: stream(seed, rep, Source::Arrivals),
+            prompts: stream(seed, rep, Source::Prompt),
+            decodes: stream(seed, rep, Source::Decode),
+            pairs: stream(seed, rep, Source::Lengths),
+            mean_gap,
+            gamma,
+            time: 0.0,
+            left: self.requests,
+        }
+    }
+}
+
+/// The requests of one replication of a workload, in arrival order, drawn as they are read.
+#[derive(Debug)]
+pub enum Requests<'a> {
+    /// Of a [`SyntheticWorkload`].
+    Synthetic(SyntheticRequests<'a>),
+    /// Of a [`TraceReplay`].
+    Trace(TraceRequests<'a>),
+}
+
+impl Iterator for Requests<'_> {
+    type Item = Request;
+    fn next(&mut self) -> Option<Request> {
+        match self {
+            Requests::Synthetic(s) => s.next(),
+            Requests::Trace(t) => t.next(),
+        }
+    }
+}
+
+/// A trace's requests with their arrival times scaled.
+#[derive(Debug)]
+pub struct TraceRequests<'a> {
+    requests: std::slice::Iter<'a, Request>,
+    time_scale: f64,
+}
+
+impl Iterator for TraceRequests<'_> {
+    type Item = Request;
+    fn next(&mut self) -> Option<Request> {
+        self.requests.next().map(|r| Request {
+            arrival: r.arrival * self.time_scale,
+            ..*r
+        })
+    }
+}
+
+/// A synthetic workload's requests, drawn one at a time from its streams.
+#[derive(Debug)]
+pub struct SyntheticRequests<'a> {
+    workload: &'a SyntheticWorkload,
+    arrivals: SimRng,
+    prompts: SimRng,
+    decodes: SimRng,
+    pairs: SimRng,
+    mean_gap: f64,
+    gamma: Option<Gamma<f64>>,
+    /// Arrival time of the latest request (seconds).
+    time: f64,
+    /// Requests still to draw.
+    left: usize,
+}
+
+impl Iterator for SyntheticRequests<'_> {
+    type Item = Request;
+    fn next(&mut self) -> Option<Request> {
+        self.left = self.left.checked_sub(1)?;
+        let w = self.workload;
+        self.time += match (w.arrivals, &self.gamma) {
+            (ArrivalKind::Poisson, _) => {
+                self.mean_gap * Distribution::<f64>::sample(&Exp1, &mut self.arrivals)
+            }
+            (ArrivalKind::Deterministic, _) => self.mean_gap,
+            (_, Some(g)) => g.sample(&mut self.arrivals),
+            (_, None) => unreachable!("gamma arrivals always carry a distribution"),
+        };
+        Some(match &w.lengths_from {
+            Some(trace) => {
+                let r = trace.requests[self.pairs.random_range(0..trace.requests.len())];
+                Request {
+                    arrival: self.time,
+                    ..r
                 }
-            })
-            .collect()
+            }
+            None => Request {
+                arrival: self.time,
+                prompt: w.prompt.sample(&mut self.prompts),
+                decode: w.decode.sample(&mut self.decodes),
+            },
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
     }
 }
 

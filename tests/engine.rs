@@ -168,15 +168,228 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
         };
         let full = simulate(&requests, &config, 5, 0, 300);
         let cut = simulate_to_last_arrival(&requests, &config, 5, 0, 300);
-        let (f, c) = (summarize(&requests, &full), summarize(&requests, &cut));
+        let (f, c) = (summarize(&full), summarize(&cut));
         assert_eq!(f.throughput_rps, c.throughput_rps);
         assert_eq!(f.utilization, c.utilization);
         assert_eq!(f.tokens_per_s, c.tokens_per_s);
-        assert!(growth_detected(&requests, &full) && growth_detected(&requests, &cut));
+        assert!(growth_detected(&full) && growth_detected(&cut));
         assert!(
             c.completed < f.completed,
             "the cut run left work unfinished"
         );
         assert!(cut.end_time <= requests.last().unwrap().arrival);
+    }
+}
+
+/// A workload of `n` requests (L uniform 16..256, B geometric mean 32) at `rate`.
+fn synthetic(rate: f64, n: usize) -> llmsim::workload::SyntheticWorkload {
+    llmsim::workload::SyntheticWorkload {
+        rate,
+        arrivals: llmsim::workload::ArrivalKind::Poisson,
+        prompt: "uniform:16:256".parse().unwrap(),
+        decode: "geometric:32:256".parse().unwrap(),
+        requests: n,
+        lengths_from: None,
+    }
+}
+
+/// The streamed summary is the one the per-request records give: the same counts, window
+/// rates and number in system at both ends of the window (the stability verdict), means to
+/// rounding, and percentiles within the histogram's documented precision of the order
+/// statistic of rank `ceil(q n)`. Keeping records changes nothing else.
+#[test]
+fn streamed_summary_matches_the_per_request_records() {
+    use llmsim::engine::{simulate, simulate_records, simulate_to_last_arrival};
+    use llmsim::metrics::{Summary, request_tbt, request_ttft, summarize};
+    use llmsim::scheduler::{BatchLimits, Preemption};
+    use llmsim::stats::{QUANTILE_RELATIVE_ERROR, mean};
+
+    let vllm = SchedulerSpec::Vllm(BatchLimits {
+        max_seqs: 16,
+        max_tokens: 512,
+        watermark: 0.01,
+        preemption: Preemption::Recompute,
+    });
+    let b = SchedulerSpec::B {
+        k: 4,
+        max_decode_batch: None,
+    };
+    // A stable vLLM run that preempts, and an overloaded Scheduler B run stopped at its last
+    // arrival (unfinished requests, a growing queue).
+    for (spec, rate, stop) in [(vllm, 2.0, false), (b, 16.0, true)] {
+        let requests = synthetic(rate, 4_000).generate(11, 0);
+        let config = EngineConfig {
+            scheduler: spec.clone(),
+            cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
+            gpus: 2,
+            router: RouterSpec::Central,
+            kv: KvConfig::with_tokens(1_024, 16),
+        };
+        let warmup = 400;
+        let out = if stop {
+            let mut out = simulate_records(&requests, &config, 11, 0, warmup);
+            // The records of a stopped run: those of a full run, cut at the stop.
+            let cut = simulate_to_last_arrival(&requests, &config, 11, 0, warmup);
+            let end = cut.end_time;
+            for r in &mut out.records {
+                for t in [&mut r.start, &mut r.first_token, &mut r.completion] {
+                    if *t > end {
+                        *t = f64::NAN;
+                    }
+                }
+            }
+            (out.records, cut)
+        } else {
+            let out = simulate_records(&requests, &config, 11, 0, warmup);
+            let plain = simulate(&requests, &config, 11, 0, warmup);
+            let json = |s: &Summary| serde_json::to_string(s).unwrap();
+            assert_eq!(json(&summarize(&out)), json(&summarize(&plain)));
+            (out.records.clone(), out)
+        };
+        let (records, out) = out;
+        let s = summarize(&out);
+        let what = spec.name();
+        let w = out.window;
+        let pairs = || requests.iter().zip(&records).skip(warmup);
+        let exact = |mut xs: Vec<f64>, d: &llmsim::metrics::Dist, name: &str| {
+            xs.retain(|x| !x.is_nan());
+            xs.sort_by(f64::total_cmp);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+            assert!(close(d.mean, mean(&xs)), "{what} {name} mean");
+            assert_eq!(d.max, *xs.last().unwrap(), "{what} {name} max");
+            for (q, got) in [(0.5, d.p50), (0.9, d.p90), (0.95, d.p95), (0.99, d.p99)] {
+                let want = xs[(q * xs.len() as f64).ceil() as usize - 1];
+                assert!(
+                    (got - want).abs() <= QUANTILE_RELATIVE_ERROR * want + 1e-9,
+                    "{what} {name} p{q}: {got} vs {want}"
+                );
+            }
+            xs.len() as u64
+        };
+        let completed = exact(
+            pairs().map(|(r, rec)| rec.completion - r.arrival).collect(),
+            &s.e2e,
+            "E2E",
+        );
+        assert_eq!(s.completed, completed, "{what}");
+        exact(
+            pairs().map(|(r, rec)| request_ttft(r, rec)).collect(),
+            &s.ttft,
+            "TTFT",
+        );
+        exact(
+            pairs().filter_map(|(r, rec)| request_tbt(r, rec)).collect(),
+            &s.tbt,
+            "TBT",
+        );
+        let in_window = records
+            .iter()
+            .filter(|r| r.completion >= w.start && r.completion <= w.end)
+            .count();
+        assert_eq!(s.throughput_rps, in_window as f64 / w.len(), "{what}");
+        let until = |t: f64| if t.is_nan() { out.end_time } else { t };
+        let area: f64 = requests
+            .iter()
+            .zip(&records)
+            .map(|(r, rec)| w.overlap(r.arrival, until(rec.completion)))
+            .sum();
+        assert!(
+            (s.mean_in_system * w.len() - area).abs() <= 1e-9 * area,
+            "{what}"
+        );
+        let in_system = |t: f64| {
+            requests
+                .iter()
+                .zip(&records)
+                .take_while(|(r, _)| r.arrival <= t)
+                .filter(|(_, rec)| rec.completion.is_nan() || rec.completion > t)
+                .count() as u64
+        };
+        let g = out.growth;
+        assert_eq!(
+            (g.arrivals, g.at_start, g.at_end),
+            (
+                (requests.len() - warmup) as u64,
+                in_system(w.start),
+                in_system(w.end)
+            ),
+            "{what}"
+        );
+        assert_eq!(s.unstable, stop, "{what}");
+    }
+}
+
+/// Memory does not grow with the length of a run: the engine holds only the requests in
+/// flight (before, every request's size, progress and record: 200,000 of them here).
+#[test]
+fn memory_holds_only_the_requests_in_flight() {
+    use llmsim::engine::simulate;
+    let config = EngineConfig {
+        scheduler: SchedulerSpec::B {
+            k: 4,
+            max_decode_batch: None,
+        },
+        cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::unlimited(),
+    };
+    // About 85% busy: a stable queue, whose length is stationary.
+    let w = synthetic(1.7, 200_000);
+    let out = simulate(w.iter(3, 0), &config, 3, 0, 20_000);
+    assert!(out.records.is_empty());
+    assert_eq!(out.e2e.count(), 180_000);
+    assert!(
+        out.peak_in_flight < 2_000,
+        "{} requests held at once",
+        out.peak_in_flight
+    );
+}
+
+/// A run in which no measured request got a token reports its latencies as `null`, not 0;
+/// and a percentile never exceeds the maximum, even when every value is the same (before,
+/// the top of the histogram bucket was reported: ITL p50 0.0057713 s above a maximum of
+/// 0.0057700 s).
+#[test]
+fn latencies_without_values_are_null_and_percentiles_stay_below_the_maximum() {
+    use llmsim::engine::{simulate, simulate_to_last_arrival};
+    use llmsim::metrics::summarize;
+    let config = |c: f64| EngineConfig {
+        scheduler: SchedulerSpec::A,
+        cost: Arc::new(LinearCost::new(c, 0.0, 0.0, CostDist::Deterministic)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::unlimited(),
+    };
+    let requests: Vec<Request> = (0..3)
+        .map(|i| Request {
+            arrival: f64::from(i),
+            prompt: 8,
+            decode: 10,
+        })
+        .collect();
+    // Each batch takes 100 s: nothing measured finishes by the last arrival, at 2 s.
+    let out = simulate_to_last_arrival(&requests, &config(100.0), 0, 0, 1);
+    let json = serde_json::to_value(summarize(&out)).unwrap();
+    for key in ["ttft", "tbt", "itl", "e2e"] {
+        for field in ["mean", "p50", "p99", "max"] {
+            assert!(
+                json[key][field].is_null(),
+                "{key}.{field}: {}",
+                json[key][field]
+            );
+        }
+    }
+    assert_eq!(json["completed"], 0);
+    // Every gap is 5.77 ms, to rounding of the clock.
+    let s = summarize(&simulate(&requests, &config(0.00577), 0, 0, 1));
+    for (d, name) in [(s.itl, "ITL"), (s.tbt, "TBT")] {
+        for p in [d.p50, d.p90, d.p99] {
+            assert!(
+                p <= d.max && (p - 0.00577).abs() < 1e-12,
+                "{name}: {p} > {}",
+                d.max
+            );
+        }
     }
 }

@@ -12,10 +12,12 @@ use proptest::prelude::*;
 use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
-use llmsim::engine::{EngineConfig, simulate, simulate_observed};
+use llmsim::engine::{EngineConfig, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, DisaggSpec, Phase, Preemption, SchedulerSpec, SwapLink};
+use llmsim::scheduler::{
+    BatchLimits, DisaggSpec, Entry, Phase, Preemption, SchedulerSpec, SwapLink,
+};
 use llmsim::workload::Request;
 
 const MAX_PROMPT: u32 = 40;
@@ -131,13 +133,14 @@ proptest! {
         requests in workload(),
         (spec, kv) in setup(),
         gpus in 1usize..3,
+        central in any::<bool>(),
         seed in 0u64..1000,
     ) {
         let config = EngineConfig {
             scheduler: spec.clone(),
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
             gpus,
-            router: RouterSpec::RoundRobin,
+            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
         };
         let n = requests.len();
@@ -159,7 +162,12 @@ proptest! {
                 }
                 recomputed += u64::from(s.context());
                 preemptions += 1;
-                s.recompute = s.decoded;
+                // Past its prefill, its recompute covers every emitted token and emits the
+                // next one, standing in for a decode step (vLLM).
+                if s.prefilled == s.target(&requests[id as usize]) {
+                    s.decoded += 1;
+                    s.recompute = s.decoded;
+                }
                 s.prefilled = 0;
             }
             let mut swap_time = 0.0;
@@ -215,8 +223,11 @@ proptest! {
                             v.push(format!("{} chunked a prefill", spec.name()));
                         }
                         s.prefilled += e.tokens;
-                        if s.prefilled == s.target(r) && s.emitted == 0 {
-                            s.emitted = 1;
+                        if s.prefilled == s.target(r) {
+                            s.emitted += 1;
+                            if s.emitted != s.decoded + 1 {
+                                v.push(format!("request {id}: {} tokens after {} decodes", s.emitted, s.decoded));
+                            }
                         }
                     }
                     Phase::Decode => {
@@ -341,6 +352,7 @@ proptest! {
         gbps in prop_oneof![Just(0.001), Just(1.0), Just(100.0)],
         latency in prop_oneof![Just(0.0), Just(0.2)],
         spare in 0u64..20,
+        central in any::<bool>(),
         seed in 0u64..1000,
     ) {
         let limits = BatchLimits {
@@ -363,7 +375,7 @@ proptest! {
             scheduler: SchedulerSpec::Disagg(spec),
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
             gpus,
-            router: RouterSpec::RoundRobin,
+            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
         };
         let n = requests.len();
@@ -444,8 +456,8 @@ fn tight_memory_preempts_and_still_completes_everything() {
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
         };
-        let out = simulate(&requests, &config, 1, 0, 0);
-        let s = llmsim::metrics::summarize(&requests, &out);
+        let out = simulate_records(&requests, &config, 1, 0, 0);
+        let s = llmsim::metrics::summarize(&out);
         assert!(s.preemptions > 0, "{}: no preemption", spec.name());
         assert!(s.recomputed_tokens >= 32 * s.preemptions, "{}", spec.name());
         assert!(s.kv_peak_utilization <= 1.0 && s.kv_utilization > 0.5);
@@ -456,9 +468,13 @@ fn tight_memory_preempts_and_still_completes_everything() {
 /// Preemption by recompute step by step (vLLM, 1 s per batch, a cache of three 4-token
 /// blocks): r1 is prefilled at [1, 2] and emits its first token at 2; the decode batch at 2
 /// cannot give both requests a new block, so r1, the newest, is preempted with its 4-token
-/// context; its prefill is redone later without emitting that first token again.
+/// context. r0 decodes alone until it finishes at 8 (r1's 5-token recompute needs 2 blocks,
+/// and r0 never leaves 2 free). At [8, 9] r1's recompute prefills its prompt and its first
+/// token (5 tokens) and, as in vLLM, emits its second token at 9 in that same step; its last
+/// decode is [9, 10]. (Before, the recompute emitted nothing and a separate decode [9, 10]
+/// emitted the second token: r1 finished at 11.)
 #[test]
-fn recompute_drops_the_cache_and_never_re_emits() {
+fn recompute_emits_the_next_token_in_its_prefill() {
     let requests = [
         Request {
             arrival: 0.0,
@@ -484,26 +500,43 @@ fn recompute_drops_the_cache_and_never_re_emits() {
         kv: KvConfig::with_tokens(12, 4),
     };
     let mut batches = Vec::new();
-    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+    let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {
         batches.push((
-            ev.start,
+            (ev.start, ev.end),
             ev.batch.entries().to_vec(),
             ev.batch.preempted().to_vec(),
         ));
     });
-    // [0,1] prefill r0; [1,2] prefill r1; at 2 r1 is preempted and r0 decodes alone.
-    assert_eq!(batches[2].0, 2.0);
+    let spans: Vec<(f64, f64)> = batches.iter().map(|b| b.0).collect();
+    let want: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i + 1))).collect();
+    assert_eq!(spans, want);
+    // At 2 r1 is preempted and r0 decodes alone.
     assert_eq!(batches[2].2, vec![1]);
     assert_eq!(batches[2].1.len(), 1);
-    assert_eq!(out.records[1].first_token, 2.0);
-    assert!(out.records.iter().all(|r| r.completion.is_finite()));
+    // The recompute: prompt plus the one token r1 had emitted.
+    assert_eq!(
+        batches[8].1,
+        [Entry {
+            id: 1,
+            tokens: 5,
+            phase: Phase::Prefill
+        }]
+    );
+    assert_eq!(batches[9].1.len(), 1);
+    assert_eq!(batches[9].1[0].phase, Phase::Decode);
+    let (r0, r1) = (out.records[0], out.records[1]);
+    assert_eq!((r0.first_token, r0.completion), (1.0, 8.0));
+    assert_eq!((r1.first_token, r1.completion), (2.0, 10.0));
+    assert_eq!(llmsim::metrics::request_tbt(&requests[1], &r1), Some(4.0));
     let g = &out.gpus[0];
-    assert!(g.preemptions >= 1);
-    // Every preemption of r1 happens with its 4 prompt tokens cached and nothing decoded
-    // (r1 never gets to decode until r0 finishes).
-    assert_eq!(g.recomputed_tokens, 4 * g.preemptions);
-    // r1's 2 decodes come after r0 finishes and frees its blocks.
-    assert!(out.records[1].completion > out.records[0].completion);
+    assert_eq!((g.preemptions, g.recomputed_tokens), (1, 4));
+    assert_eq!(g.busy, 10.0);
+    // r1's gaps are 7 s (2 to 9, across the preemption) and 1 s; r0's are 2 s (1 to 3, while
+    // r1 prefilled) and five of 1 s.
+    assert_eq!(
+        (out.itl.count(), out.itl.max(), out.itl.sum()),
+        (8, Some(7.0), 15.0)
+    );
 }
 
 /// Under the same tight cache as above, vLLM and decode-first with swapping never
@@ -535,8 +568,8 @@ fn tight_memory_swaps_and_still_completes_everything() {
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
         };
-        let out = simulate(&requests, &config, 1, 0, 0);
-        let s = llmsim::metrics::summarize(&requests, &out);
+        let out = simulate_records(&requests, &config, 1, 0, 0);
+        let s = llmsim::metrics::summarize(&out);
         assert!(s.swaps_out > 0, "{}: no swap", spec.name());
         assert_eq!(s.swaps_in, s.swaps_out, "{}", spec.name());
         assert_eq!(
@@ -592,7 +625,7 @@ fn swap_adds_its_transfer_time_to_the_batch() {
         kv: KvConfig::with_tokens(12, 4),
     };
     let mut batches = Vec::new();
-    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
+    let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {
         let ids: Vec<u32> = ev.batch.entries().iter().map(|e| e.id).collect();
         batches.push((
             ev.start,

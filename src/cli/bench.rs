@@ -49,7 +49,7 @@ pub fn main(args: BenchArgs) -> Result<()> {
         let out = simulate(&requests, &cfg.engine, cfg.seed, 0, cfg.warmup);
         let secs = t.elapsed().as_secs_f64();
         batches = out.gpus.iter().map(|g| g.batches).sum::<u64>();
-        util = summarize(&requests, &out).utilization;
+        util = summarize(&out).utilization;
         best = best.min(secs);
     }
     let n = requests.len() as f64;

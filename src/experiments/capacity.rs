@@ -67,8 +67,7 @@ fn bisect(ctx: &Ctx, closed: &[f64]) -> Vec<(f64, f64)> {
             })
             .collect();
         let grew = ctx.run_reps(&configs, |cfg, rep| {
-            let (requests, out) = cfg.simulate_to_last_arrival(rep);
-            growth_detected(&requests, &out)
+            growth_detected(&cfg.simulate_to_last_arrival(rep))
         });
         for (b, grew) in brackets.iter_mut().zip(grew) {
             let mid = 0.5 * (b.0 + b.1);

@@ -225,8 +225,8 @@ impl<'a> Ctx<'a> {
     pub fn records(&self, setup: &Setup) -> Vec<RepRun> {
         let config = setup.config(&self.study);
         self.run_reps(std::slice::from_ref(&config), |cfg, rep| {
-            let (requests, out) = cfg.simulate(rep);
-            let summary = cfg.summarize(&requests, &out);
+            let (requests, out) = cfg.simulate_records(rep);
+            let summary = cfg.summarize(&out);
             RepRun {
                 rep,
                 requests,
@@ -353,8 +353,8 @@ impl Col {
     fn cell(self, m: &Measured) -> Cell {
         let s = &m.setup;
         match self {
-            Col::Mean(x) => m.stat(x).mean.into(),
-            Col::Ci(x) => m.stat(x).ci95.into(),
+            Col::Mean(x) => Cell::num_or_empty(m.stat(x).mean),
+            Col::Ci(x) => Cell::num_or_empty(m.stat(x).ci95),
             Col::Label => s.label.into(),
             Col::Rate => s.rate.into(),
             Col::K => s.k().map_or(Cell::Empty, Cell::from),

@@ -26,6 +26,18 @@ impl From<f64> for Cell {
     }
 }
 
+impl Cell {
+    /// A number, or no value for `NaN`: a latency no measured request reached
+    /// ([`Dist`](crate::metrics::Dist)).
+    pub fn num_or_empty(x: f64) -> Self {
+        if x.is_nan() {
+            Cell::Empty
+        } else {
+            Cell::Num(x)
+        }
+    }
+}
+
 impl From<u64> for Cell {
     fn from(x: u64) -> Self {
         Cell::Int(x)

@@ -1,6 +1,9 @@
-//! One central FCFS queue: requests wait at the router, and a GPU takes the oldest whenever
-//! its scheduler can start more work. With Scheduler A this is the M/M/c (or M/G/c)
-//! discipline: a job goes to whichever GPU frees first, never queueing behind a busy one.
+//! One central FCFS queue: requests wait at the router, and whenever a GPU forms a batch
+//! its scheduler reads the queue as the tail of its own waiting line and takes, oldest
+//! first, exactly what it would admit from a local queue at that instant (a vLLM GPU forms
+//! the same prefill batch it would if those requests had been routed to it). With
+//! Scheduler A this is the M/M/c (or M/G/c) discipline: a job goes to whichever GPU frees
+//! first, never queueing behind a busy one.
 
 use std::collections::VecDeque;
 
@@ -20,8 +23,8 @@ impl Router for Central {
         None
     }
 
-    fn holds_requests(&self) -> bool {
-        true
+    fn held(&self) -> Option<&VecDeque<ReqId>> {
+        Some(&self.queue)
     }
 
     fn pull(&mut self, _gpu: usize) -> Option<ReqId> {

@@ -16,6 +16,7 @@ pub use power_of_d::PowerOfD;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
@@ -37,16 +38,18 @@ pub trait Router: Send {
     /// Picks the GPU for request `id`, or `None` to hold it in a shared queue from which
     /// GPUs [`pull`](Router::pull).
     fn route(&mut self, id: ReqId, req: &Request, loads: &[GpuLoad]) -> Option<usize>;
-    /// Whether this router ever holds requests for GPUs to [`pull`](Router::pull); the
-    /// engine skips asking routers that never do.
-    fn holds_requests(&self) -> bool {
-        false
+    /// The shared queue of held requests, oldest first, for a router that holds them
+    /// (`None` for one that never does). A GPU's scheduler reads it as the tail of its own
+    /// waiting line and takes what it admits.
+    fn held(&self) -> Option<&VecDeque<ReqId>> {
+        None
     }
-    /// GPU `gpu` can take more work: hand it a held request, if any.
+    /// GPU `gpu` takes the oldest held request.
     fn pull(&mut self, _gpu: usize) -> Option<ReqId> {
         None
     }
-    /// GPU `gpu`'s load changed to `load` (after an admission or a finished batch).
+    /// GPU `gpu`'s load changed to `load`: after an admission, a preemption (which adds the
+    /// dropped context back to its work) or a finished batch.
     fn update(&mut self, _gpu: usize, _load: &GpuLoad) {}
 }
 

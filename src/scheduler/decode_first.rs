@@ -50,10 +50,4 @@ impl Scheduler for DecodeFirst {
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.queues.retire(view);
     }
-
-    fn can_accept(&self) -> bool {
-        self.queues.waiting.is_empty()
-            && self.queues.swapped.is_empty()
-            && self.queues.running.len() < self.limits.max_seqs as usize
-    }
 }

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 
 use super::paged::KvBudget;
-use super::{Batch, BatchLimits, ReqId, Scheduler, View, release_finished};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View, Waiting, release_finished};
 
 /// A disaggregated cluster: pool sizes and the link between them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +44,7 @@ impl DisaggSpec {
 #[derive(Debug)]
 pub struct DisaggPrefill {
     limits: BatchLimits,
-    waiting: VecDeque<ReqId>,
+    waiting: Waiting,
 }
 
 impl DisaggPrefill {
@@ -52,7 +52,7 @@ impl DisaggPrefill {
     pub fn new(limits: BatchLimits) -> Self {
         DisaggPrefill {
             limits,
-            waiting: VecDeque::new(),
+            waiting: Waiting::default(),
         }
     }
 }
@@ -66,7 +66,7 @@ impl Scheduler for DisaggPrefill {
         // Prompts are whole, so nothing is half-prefilled between iterations.
         let mut kv = KvBudget::new(view, &[], self.limits.watermark);
         let mut tokens = 0;
-        while let Some(&id) = self.waiting.front() {
+        while let Some(id) = self.waiting.front(view, batch) {
             let prompt = view.prefill_left(id);
             if batch.entries().len() >= self.limits.max_seqs as usize
                 || tokens + prompt > self.limits.max_tokens
@@ -74,17 +74,13 @@ impl Scheduler for DisaggPrefill {
             {
                 break;
             }
-            self.waiting.pop_front();
+            self.waiting.pop_front(view, batch);
             batch.push_prefill(id, prompt);
             tokens += prompt;
         }
     }
 
     fn on_batch_done(&mut self, _batch: &Batch, _view: &View) {}
-
-    fn can_accept(&self) -> bool {
-        self.waiting.is_empty()
-    }
 }
 
 /// A decode GPU of a disaggregated cluster.
@@ -139,10 +135,6 @@ impl Scheduler for DisaggDecode {
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.reserved -= release_finished(&mut self.running, view);
-    }
-
-    fn can_accept(&self) -> bool {
-        false
     }
 
     fn on_transfer_done(&mut self, id: ReqId, _view: &View) {

@@ -1,14 +1,12 @@
 //! Scheduler A, the seed's baseline: first come, first served, one request at a time, run to
 //! completion (its prefill batch, then its `B` single-token decode iterations).
 
-use std::collections::VecDeque;
-
-use super::{Batch, ReqId, Scheduler, View};
+use super::{Batch, ReqId, Scheduler, View, Waiting};
 
 /// FCFS run-to-completion; every batch holds exactly one request.
 #[derive(Debug, Default)]
 pub struct Fcfs {
-    queue: VecDeque<ReqId>,
+    queue: Waiting,
     current: Option<ReqId>,
 }
 
@@ -19,7 +17,7 @@ impl Scheduler for Fcfs {
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         if self.current.is_none() {
-            self.current = self.queue.pop_front();
+            self.current = self.queue.pop_front(view, batch);
         }
         if let Some(id) = self.current {
             match view.prefill_left(id) {
@@ -33,9 +31,5 @@ impl Scheduler for Fcfs {
         if batch.entries().iter().any(|e| view.is_done(e.id)) {
             self.current = None;
         }
-    }
-
-    fn can_accept(&self) -> bool {
-        self.current.is_none() && self.queue.is_empty()
     }
 }

@@ -23,10 +23,12 @@ pub use sarathi::Sarathi;
 pub use static_batch::StaticBatch;
 pub use vllm::Vllm;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
 
 use crate::cost::BatchShape;
+use crate::engine::InFlight;
 use crate::kv::KvConfig;
 use crate::workload::Request;
 
@@ -62,6 +64,7 @@ pub struct Batch {
     fetched: Vec<ReqId>,
     swapped_out: Vec<ReqId>,
     swapped_in: Vec<ReqId>,
+    pulled: Vec<ReqId>,
 }
 
 impl Batch {
@@ -89,8 +92,9 @@ impl Batch {
 
     /// Preempts request `id` by recompute before this batch runs: the engine drops its KV
     /// cache, and its next prefill rebuilds the prompt and every token it generated (see
-    /// [`Progress::recompute`]); tokens already emitted are not emitted again. The request
-    /// must not also be an entry of this batch; the scheduler re-queues it itself.
+    /// [`Progress::recompute`]) and emits the next token; tokens already emitted are not
+    /// emitted again. The request must not also be an entry of this batch; the scheduler
+    /// re-queues it itself.
     pub fn preempt(&mut self, id: ReqId) {
         self.preempted.push(id);
     }
@@ -127,6 +131,12 @@ impl Batch {
         self.fetched.push(id);
     }
 
+    /// Requests this GPU took from the router's shared queue ([`View::held`]) while forming
+    /// this batch, oldest first: the engine assigns them to this GPU when the batch starts.
+    pub fn pulled(&self) -> &[ReqId] {
+        &self.pulled
+    }
+
     /// Requests whose KV transfer to this GPU starts with this batch.
     pub fn fetched(&self) -> &[ReqId] {
         &self.fetched
@@ -150,15 +160,15 @@ impl Batch {
     }
 
     /// The whole shape the cost model prices, with each prefill entry's attention counted
-    /// from where its request's prefill stands in `progress` (indexed by [`ReqId`]), so a
-    /// prompt's chunks cost what the prompt's attention costs whole.
-    pub fn priced_shape(&mut self, progress: &[Progress]) -> &BatchShape {
+    /// from `prefilled(id)`, the tokens of request `id` already prefilled, so a prompt's
+    /// chunks cost what the prompt's attention costs whole.
+    pub fn priced_shape(&mut self, prefilled: impl Fn(ReqId) -> u32) -> &BatchShape {
         self.shape.prefill_squares = self
             .entries
             .iter()
             .filter(|e| e.phase == Phase::Prefill)
             .map(|e| {
-                let offset = progress[e.id as usize].prefilled;
+                let offset = prefilled(e.id);
                 BatchShape::chunk_squares(u64::from(offset), u64::from(e.tokens))
             })
             .sum();
@@ -176,6 +186,7 @@ impl Batch {
         self.fetched.clear();
         self.swapped_out.clear();
         self.swapped_in.clear();
+        self.pulled.clear();
         self.shape = BatchShape::default();
     }
 }
@@ -183,16 +194,18 @@ impl Batch {
 /// How far one request has got (tokens).
 ///
 /// A request's prefill processes its prompt, plus, after a preemption by recompute, the
-/// `recompute` tokens it had generated whose KV cache was dropped; its cache then holds
-/// `prefilled + decoded - recompute` tokens.
+/// `recompute` tokens it had generated (all it had emitted) whose KV cache was dropped; its
+/// cache then holds `prefilled + decoded - recompute` tokens. The recompute emits the next
+/// token, so a preemption counts that decode step in `decoded` at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Progress {
     /// Tokens of the current prefill already processed (prompt first, then recomputed ones).
     pub prefilled: u32,
-    /// Decode iterations done (tokens generated after the first).
+    /// Decode steps done or, during a recompute, owed to it (tokens generated after the
+    /// first).
     pub decoded: u32,
-    /// Generated tokens the current prefill rebuilds: `decoded` at the latest preemption,
-    /// 0 for a request never preempted.
+    /// Generated tokens the current prefill rebuilds: every token the request had emitted
+    /// at its latest preemption past its first token, 0 for a request never so preempted.
     pub recompute: u32,
     /// Time of the request's latest emitted token (seconds).
     pub last_token: f64,
@@ -205,25 +218,38 @@ impl Progress {
     }
 }
 
-/// Read-only view of every request's size and progress, and of the GPU's KV cache.
+/// Read-only view of the size and progress of every request in flight, and of the GPU's KV
+/// cache.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    /// The workload, indexed by [`ReqId`].
-    pub requests: &'a [Request],
-    /// Progress, indexed by [`ReqId`].
-    pub progress: &'a [Progress],
+    /// The requests in flight, by [`ReqId`].
+    pub(crate) live: &'a InFlight,
     /// This GPU's KV cache size.
     pub kv: KvConfig,
     /// Blocks of this GPU's KV cache in use by its unfinished requests.
     pub kv_used: u64,
+    /// Requests held in the router's shared queue (`--router central`), oldest first, that
+    /// this GPU may take; empty under every other router and for GPUs that take no arrivals.
+    pub held: &'a VecDeque<ReqId>,
 }
 
 impl View<'_> {
+    /// Request `id`'s size and arrival; it must be in flight (arrived, and either unfinished
+    /// or finished by the batch being reported).
+    pub fn request(&self, id: ReqId) -> &Request {
+        &self.live.get(id).request
+    }
+
+    /// Request `id`'s progress; it must be in flight (see [`View::request`]).
+    pub fn progress(&self, id: ReqId) -> &Progress {
+        &self.live.get(id).progress
+    }
+
     /// KV blocks of the request's whole prompt plus decode budget: what a policy that
     /// reserves memory up front at admission (Orca's `max_tokens`, a disaggregated decode
     /// GPU) sets aside.
     pub fn full_reservation(&self, id: ReqId) -> u64 {
-        let r = &self.requests[id as usize];
+        let r = self.request(id);
         self.kv
             .blocks_for(u64::from(r.prompt) + u64::from(r.decode))
     }
@@ -231,24 +257,26 @@ impl View<'_> {
     /// Tokens the request's prefill processes in all: `L`, plus the recomputed tokens after a
     /// preemption.
     pub fn prefill_target(&self, id: ReqId) -> u32 {
-        self.requests[id as usize].prompt + self.progress[id as usize].recompute
+        let slot = self.live.get(id);
+        slot.request.prompt + slot.progress.recompute
     }
 
     /// Tokens still to prefill.
     pub fn prefill_left(&self, id: ReqId) -> u32 {
-        self.prefill_target(id) - self.progress[id as usize].prefilled
+        let slot = self.live.get(id);
+        slot.request.prompt + slot.progress.recompute - slot.progress.prefilled
     }
 
     /// Tokens in the request's KV cache: its prompt plus the tokens it has generated, as far
     /// as they have been processed.
     pub fn context(&self, id: ReqId) -> u32 {
-        self.progress[id as usize].context()
+        self.progress(id).context()
     }
 
     /// True once the request has emitted all `B + 1` tokens.
     pub fn is_done(&self, id: ReqId) -> bool {
-        self.prefill_left(id) == 0
-            && self.progress[id as usize].decoded == self.requests[id as usize].decode
+        let (r, p) = (&self.live.get(id).request, &self.live.get(id).progress);
+        p.prefilled == r.prompt + p.recompute && p.decoded == r.decode
     }
 
     /// Free blocks of this GPU's KV cache; `u64::MAX` when unlimited.
@@ -260,6 +288,52 @@ impl View<'_> {
     pub fn kv_growth(&self, id: ReqId, tokens: u32) -> u64 {
         let ctx = u64::from(self.context(id));
         self.kv.blocks_for(ctx + u64::from(tokens)) - self.kv.blocks_for(ctx)
+    }
+}
+
+/// A policy's waiting line: the requests routed to this GPU and not yet admitted (preempted
+/// ones go back to its front), followed by the shared queue of a central router
+/// ([`View::held`]). A policy reads it front to back and takes only what it admits, so a GPU
+/// behind `--router central` takes exactly the requests it would admit if they had been
+/// routed to it: the shared queue acts as every GPU's local queue at once.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    local: VecDeque<ReqId>,
+}
+
+impl Waiting {
+    /// Queues a request routed to this GPU.
+    pub fn push_back(&mut self, id: ReqId) {
+        self.local.push_back(id);
+    }
+
+    /// Puts a preempted request back at the head of the line.
+    pub fn push_front(&mut self, id: ReqId) {
+        self.local.push_front(id);
+    }
+
+    /// The request at the head of the line, if any.
+    pub fn front(&self, view: &View, batch: &Batch) -> Option<ReqId> {
+        match self.local.front() {
+            Some(&id) => Some(id),
+            None => view.held.get(batch.pulled.len()).copied(),
+        }
+    }
+
+    /// Takes the request at the head of the line; one from the shared queue is recorded in
+    /// `batch` as pulled ([`Batch::pulled`]).
+    pub fn pop_front(&mut self, view: &View, batch: &mut Batch) -> Option<ReqId> {
+        if let Some(id) = self.local.pop_front() {
+            return Some(id);
+        }
+        let id = *view.held.get(batch.pulled.len())?;
+        batch.pulled.push(id);
+        Some(id)
+    }
+
+    /// Requests in the line.
+    pub fn len(&self, view: &View, batch: &Batch) -> usize {
+        self.local.len() + view.held.len() - batch.pulled.len()
     }
 }
 
@@ -282,13 +356,11 @@ pub trait Scheduler: Send {
     /// Request `id` has arrived at this GPU.
     fn admit(&mut self, id: ReqId, view: &View);
     /// The GPU is free: add the next iteration's entries to the (empty) `batch`, or add
-    /// nothing to stay idle until the next admission.
+    /// nothing to stay idle until the next admission. New requests are taken through a
+    /// `Waiting` line, so that a central router's shared queue serves as the local one.
     fn schedule(&mut self, view: &View, batch: &mut Batch);
     /// `batch` has finished; `view` already includes its progress.
     fn on_batch_done(&mut self, batch: &Batch, view: &View);
-    /// Whether the policy would start more work now if given it; pull-based routers hand
-    /// queued requests to a GPU only while this holds.
-    fn can_accept(&self) -> bool;
     /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
     fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
 }

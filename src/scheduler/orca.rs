@@ -9,15 +9,13 @@
 //! (§4.2), an admitted request reserves KV slots for its prompt plus its whole decode
 //! budget, so it never needs preempting; it is admitted only when the reservation fits.
 
-use std::collections::VecDeque;
-
-use super::{Batch, BatchLimits, ReqId, Scheduler, View, release_finished};
+use super::{Batch, BatchLimits, ReqId, Scheduler, View, Waiting, release_finished};
 
 /// Orca's iteration-level scheduler with whole prefills and max-length KV reservation.
 #[derive(Debug)]
 pub struct Orca {
     limits: BatchLimits,
-    waiting: VecDeque<ReqId>,
+    waiting: Waiting,
     running: Vec<ReqId>,
     /// KV blocks reserved by the running requests (blocks).
     reserved: u64,
@@ -28,7 +26,7 @@ impl Orca {
     pub fn new(limits: BatchLimits) -> Self {
         Orca {
             limits,
-            waiting: VecDeque::new(),
+            waiting: Waiting::default(),
             running: Vec::new(),
             reserved: 0,
         }
@@ -45,7 +43,7 @@ impl Scheduler for Orca {
             batch.push_decode(id, view.context(id));
         }
         let mut tokens = batch.shape().decode_entries;
-        while let Some(&id) = self.waiting.front() {
+        while let Some(id) = self.waiting.front(view, batch) {
             let need = view.full_reservation(id);
             let prompt = view.prefill_left(id);
             if self.running.len() >= self.limits.max_seqs as usize
@@ -54,7 +52,7 @@ impl Scheduler for Orca {
             {
                 break;
             }
-            self.waiting.pop_front();
+            self.waiting.pop_front(view, batch);
             self.running.push(id);
             self.reserved += need;
             batch.push_prefill(id, prompt);
@@ -64,9 +62,5 @@ impl Scheduler for Orca {
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.reserved -= release_finished(&mut self.running, view);
-    }
-
-    fn can_accept(&self) -> bool {
-        self.waiting.is_empty() && self.running.len() < self.limits.max_seqs as usize
     }
 }

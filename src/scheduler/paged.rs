@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Batch, BatchLimits, Preemption, ReqId, View};
+use super::{Batch, BatchLimits, Preemption, ReqId, View, Waiting};
 
 /// KV blocks still free while one iteration is being formed.
 ///
@@ -85,7 +85,7 @@ fn reserved(view: &View, id: ReqId) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
     /// Requests not admitted (or preempted), in arrival order; preempted ones go first.
-    pub waiting: VecDeque<ReqId>,
+    pub waiting: Waiting,
     /// Admitted requests, oldest admission first; they hold KV blocks.
     pub running: Vec<ReqId>,
     /// Requests swapped out to host memory, in arrival order; they hold no KV blocks.
@@ -178,7 +178,7 @@ impl Queues {
         mut tokens: u32,
         chunked: bool,
     ) -> u32 {
-        while let Some(&id) = self.waiting.front() {
+        while let Some(id) = self.waiting.front(view, batch) {
             let left = view.prefill_left(id);
             let room = limits.max_tokens - tokens;
             let chunk = if chunked { left.min(room) } else { left };
@@ -188,7 +188,7 @@ impl Queues {
             if !kv.try_admit(view, id) {
                 break;
             }
-            self.waiting.pop_front();
+            self.waiting.pop_front(view, batch);
             self.running.push(id);
             batch.push_prefill(id, chunk);
             tokens += chunk;

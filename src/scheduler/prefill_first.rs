@@ -2,16 +2,14 @@
 //! prefill-only batch of up to `K` waiting prompts (in arrival order) if any wait, else one
 //! decode iteration over the decoding requests. Prefill and decode never share a batch.
 
-use std::collections::VecDeque;
-
-use super::{Batch, Phase, ReqId, Scheduler, View};
+use super::{Batch, Phase, ReqId, Scheduler, View, Waiting};
 
 /// Prefill-prioritizing batching with at most `k` prefills per batch.
 #[derive(Debug)]
 pub struct PrefillFirst {
     k: usize,
     max_decode: usize,
-    waiting: VecDeque<ReqId>,
+    waiting: Waiting,
     /// Requests in their decode phase, in the order their prefills finished; a capped
     /// decode batch serves the oldest first.
     decoding: Vec<ReqId>,
@@ -23,7 +21,7 @@ impl PrefillFirst {
         PrefillFirst {
             k: k as usize,
             max_decode: max_decode.map_or(usize::MAX, |m| m as usize),
-            waiting: VecDeque::new(),
+            waiting: Waiting::default(),
             decoding: Vec::new(),
         }
     }
@@ -35,9 +33,10 @@ impl Scheduler for PrefillFirst {
     }
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
-        if !self.waiting.is_empty() {
-            let n = self.k.min(self.waiting.len());
-            for id in self.waiting.drain(..n) {
+        let waiting = self.waiting.len(view, batch);
+        if waiting > 0 {
+            for _ in 0..self.k.min(waiting) {
+                let id = self.waiting.pop_front(view, batch).expect("counted");
                 batch.push_prefill(id, view.prefill_left(id));
             }
         } else {
@@ -59,9 +58,5 @@ impl Scheduler for PrefillFirst {
             Some(Phase::Decode) => self.decoding.retain(|&id| !view.is_done(id)),
             None => {}
         }
-    }
-
-    fn can_accept(&self) -> bool {
-        self.waiting.len() < self.k
     }
 }

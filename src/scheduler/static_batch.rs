@@ -10,15 +10,13 @@
 //! budget, as FasterTransformer allocates the cache for the whole sequence up front; a
 //! batch stops growing at the first request whose reservation does not fit.
 
-use std::collections::VecDeque;
-
-use super::{Batch, ReqId, Scheduler, View};
+use super::{Batch, ReqId, Scheduler, View, Waiting};
 
 /// FasterTransformer-style static batching of at most `k` requests.
 #[derive(Debug)]
 pub struct StaticBatch {
     k: usize,
-    waiting: VecDeque<ReqId>,
+    waiting: Waiting,
     /// The running batch's unfinished requests.
     running: Vec<ReqId>,
 }
@@ -28,7 +26,7 @@ impl StaticBatch {
     pub fn new(k: u32) -> Self {
         StaticBatch {
             k: k as usize,
-            waiting: VecDeque::new(),
+            waiting: Waiting::default(),
             running: Vec::new(),
         }
     }
@@ -42,16 +40,13 @@ impl Scheduler for StaticBatch {
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         if self.running.is_empty() {
             let mut reserved = 0;
-            while let Some(&id) = self.waiting.front() {
-                let r = &view.requests[id as usize];
-                let need = view
-                    .kv
-                    .blocks_for(u64::from(r.prompt) + u64::from(r.decode));
+            while let Some(id) = self.waiting.front(view, batch) {
+                let need = view.full_reservation(id);
                 if self.running.len() >= self.k || reserved + need > view.kv.capacity_blocks() {
                     break;
                 }
                 reserved += need;
-                self.waiting.pop_front();
+                self.waiting.pop_front(view, batch);
                 self.running.push(id);
                 batch.push_prefill(id, view.prefill_left(id));
             }
@@ -64,9 +59,5 @@ impl Scheduler for StaticBatch {
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.running.retain(|&id| !view.is_done(id));
-    }
-
-    fn can_accept(&self) -> bool {
-        self.running.is_empty() && self.waiting.len() < self.k
     }
 }
