@@ -609,8 +609,15 @@ fn judge(case: &Case, code: i32, stdout: &str, stderr: &str) -> Option<String> {
         return Some("a panic message on stderr".into());
     }
     if code != 0 {
+        // Notes and warnings may come first; the error itself must follow them.
+        let before_error = stderr
+            .trim()
+            .lines()
+            .take_while(|l| !l.starts_with("error:"))
+            .all(|l| l.starts_with("warning:") || l.starts_with("note:"));
         let msg = stderr.trim();
-        if !msg.starts_with("error:") || msg.len() < 15 {
+        let error_at = msg.find("error:").unwrap_or(msg.len());
+        if !before_error || msg.len() - error_at < 15 {
             return Some("exit 2 without an `error: ...` message".into());
         }
         for dump in [

@@ -254,7 +254,6 @@ impl SimArgs {
     /// Checks every value and builds the run configuration.
     pub fn to_config(&self) -> Result<RunConfig, UsageError> {
         self.check_given()?;
-        self.warn_unused();
         let workload = match &self.workload {
             WorkloadSpec::Synthetic => self.synthetic()?,
             WorkloadSpec::Azure(path) => self.replay(path)?,
@@ -316,6 +315,8 @@ impl SimArgs {
             kv,
         };
         limits::replications(&workload, &engine, self.reps)?;
+        // Only once the run is sure to go ahead, so an error is never preceded by advice.
+        self.warn_unused();
         Ok(RunConfig {
             workload,
             engine,
