@@ -132,6 +132,24 @@ fn table_output_is_readable() {
 }
 
 #[test]
+fn a_latency_never_reached_reads_n_a_in_the_table() {
+    // At 100 req/s Scheduler A (1.19 req/s capacity) stops at the last arrival, 0.2 s in,
+    // before any measured request has its first token.
+    let out = run(&["run", "--rate", "100", "--requests", "20"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ttft = text.lines().find(|l| l.trim_start().starts_with("TTFT"));
+    assert!(
+        ttft.is_some_and(|l| l.contains("n/a") && !l.contains("NaN")),
+        "{text}"
+    );
+    assert!(
+        text.contains("UNSTABLE: the number in system grew"),
+        "{text}"
+    );
+}
+
+#[test]
 fn invalid_memory_and_batch_limits_exit_2_naming_the_flag() {
     for (args, flag) in [
         (

@@ -829,7 +829,7 @@ fn print_table(doc: &Value) {
     );
     if doc["unstable"] == true {
         println!(
-            "UNSTABLE: the arrival rate exceeds capacity; steady-state figures below are not meaningful"
+            "UNSTABLE: the number in system grew over the window, or the rate is at or above a hard capacity; steady-state figures below are not meaningful"
         );
     }
     for (label, key, unit) in [
@@ -863,15 +863,20 @@ fn print_table(doc: &Value) {
     );
     for key in ["ttft", "tbt", "itl", "e2e"] {
         let d = &doc[key];
+        // `null` (no measured request got that far) reads as n/a, not NaN.
+        let cell = |k: &str| {
+            d[k].as_f64()
+                .map_or("n/a".to_string(), |x| format!("{x:.4}"))
+        };
         println!(
-            "{:>6} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>10.4} {:>10.4}{}",
+            "{:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}{}",
             key.to_uppercase(),
-            num(&d["mean"]),
-            num(&d["p50"]),
-            num(&d["p90"]),
-            num(&d["p95"]),
-            num(&d["p99"]),
-            num(&d["max"]),
+            cell("mean"),
+            cell("p50"),
+            cell("p90"),
+            cell("p95"),
+            cell("p99"),
+            cell("max"),
             ci(d, "mean").replace(" ± ", "   mean ± "),
         );
     }
