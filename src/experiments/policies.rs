@@ -168,6 +168,7 @@ impl Memory {
             self.gpu_mem_gb,
             0.9,
             &ModelShape::LLAMA_3_1_8B,
+            crate::cost::Parallel::SINGLE,
             DEFAULT_BLOCK_SIZE,
         )
         .expect("the weights fit")
