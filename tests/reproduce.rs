@@ -225,7 +225,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 4] = [
+const OUR_FILES: [(&str, &[&str]); 5] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -247,6 +247,17 @@ const OUR_FILES: [(&str, &[&str]); 4] = [
     (
         "data_policy_comparison.csv",
         &["policy", "memory", "load", "rate_rps", "unstable"],
+    ),
+    (
+        "data_hardware.csv",
+        &[
+            "model",
+            "gpu",
+            "tp",
+            "scheduler",
+            "kv_tokens",
+            "max_stable_rps",
+        ],
     ),
 ];
 
@@ -835,4 +846,35 @@ fn a_malformed_shared_trace_exits_2_and_writes_nothing() {
     );
     assert!(err.contains('4'), "the message names line 4: {err}");
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+/// The hardware study: every model is studied, its price per million tokens is the
+/// replica's hourly price over its token rate, and twice the GPUs hold more KV tokens.
+#[test]
+fn hardware_prices_follow_the_rates() {
+    let csv = Csv::read("data_hardware.csv");
+    let rows = csv.records();
+    let text = |i: usize, col: &str| csv.rows[i][csv.idx(col)].clone();
+    for model in ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"] {
+        assert!(
+            (0..rows.len()).any(|i| text(i, "model") == model),
+            "{model}"
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            r["max_stable_rps"] > 0.0 && r["tokens_per_s"] > 0.0,
+            "row {i}"
+        );
+        let want = r["usd_per_hour"] / 3600.0 / r["tokens_per_s"] * 1e6;
+        assert!((r["usd_per_m_tokens"] / want - 1.0).abs() < 1e-9, "row {i}");
+        for (j, s) in rows.iter().enumerate() {
+            let same = ["model", "gpu", "scheduler"]
+                .iter()
+                .all(|c| text(i, c) == text(j, c));
+            if same && s["tp"] == 2.0 * r["tp"] {
+                assert!(s["kv_tokens"] > r["kv_tokens"], "rows {i}, {j}");
+            }
+        }
+    }
 }
