@@ -206,3 +206,37 @@ fn cost_check_accepts_a_profile_of_any_built_in_by_alias() {
     );
     assert!(text.contains("2 rows: MAPE"), "{text}");
 }
+
+/// A profile of a model read from its config.json names it by the config's folder (a
+/// downloaded Hugging Face repository) or file stem.
+#[test]
+fn cost_check_matches_a_config_file_by_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("Qwen3-30B-A3B-local");
+    std::fs::create_dir(&repo).unwrap();
+    let config = repo.join("config.json");
+    std::fs::write(&config, QWEN3_MOE).unwrap();
+    let rows = |model: &str| {
+        file(
+            &format!(
+                "model,kind,prefill_seqs,prefill_len,prefill_tokens,decode_batch,decode_context,batch_tokens,median_ms\n\
+                 {model},decode,0,0,0,8,1024,8,20.0\n"
+            ),
+            ".csv",
+        )
+    };
+    let check = |csv: &tempfile::NamedTempFile| {
+        run(&[
+            "cost",
+            "check",
+            "--cost",
+            "roofline:h100",
+            "--model",
+            config.to_str().unwrap(),
+            csv.path().to_str().unwrap(),
+        ])
+    };
+    assert!(check(&rows("qwen3-30b-a3b-local")).status.success());
+    let out = check(&rows("qwen3-30b-a3b"));
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -85,20 +85,25 @@ pub struct CostArgs {
 pub struct NamedModel {
     /// The catalogue name, or the config file's path.
     pub name: String,
+    /// Other names a profile may give it: for a config file, its folder's name (as in a
+    /// downloaded Hugging Face repository) and its file stem.
+    pub aliases: Vec<String>,
     /// The shape.
     pub shape: ModelShape,
 }
 
 impl NamedModel {
     /// Whether a profile's `model` column names this model: the same built-in (any of its
-    /// names), or the same text.
+    /// names), or one of its names, without case.
     pub fn answers_to(&self, name: &str) -> bool {
         match (
             model::catalogue::find(&self.name),
             model::catalogue::find(name),
         ) {
             (Some(a), Some(b)) => a.name == b.name,
-            _ => self.name.eq_ignore_ascii_case(name),
+            _ => std::iter::once(&self.name)
+                .chain(&self.aliases)
+                .any(|n| n.eq_ignore_ascii_case(name)),
         }
     }
 }
@@ -109,6 +114,7 @@ impl CostArgs {
         if let Some(m) = model::catalogue::find(&self.model) {
             return Ok(NamedModel {
                 name: m.name.to_string(),
+                aliases: Vec::new(),
                 shape: m.shape,
             });
         }
@@ -127,8 +133,15 @@ impl CostArgs {
             .map_err(|e| UsageError::new("--model", format!("{}: {e}", path.display())))?;
         let shape = ModelShape::from_hf_config(&text)
             .map_err(|e| UsageError::new("--model", format!("{}: {e}", path.display())))?;
+        let folder = path.canonicalize().ok().and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+        });
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         Ok(NamedModel {
             name: self.model.clone(),
+            aliases: folder.into_iter().chain(stem).collect(),
             shape,
         })
     }
