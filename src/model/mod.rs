@@ -205,7 +205,9 @@ impl ModelShape {
     /// Llama 4), `num_experts` (Qwen MoE) or `n_routed_experts` (DeepSeek), with
     /// `num_experts_per_tok`, `n_shared_experts` or `num_shared_experts` (default 0; Llama
     /// 4: 1) and `moe_intermediate_size` (default `intermediate_size`). Weights and KV are
-    /// 2 bytes (bf16) unless `quantization_config` names an fp8 method (then weights are 1).
+    /// 2 bytes (bf16) unless `quantization_config` names an fp8 method or compressed-tensors'
+    /// `float-quantized` format (then weights are 1 byte); other quantizations (int4, int8)
+    /// are read as bf16.
     pub fn from_hf_config(json: &str) -> Result<ModelShape, ConfigError> {
         let root: Value =
             serde_json::from_str(json).map_err(|e| ConfigError::Json(e.to_string()))?;
@@ -227,6 +229,14 @@ impl ModelShape {
             .or_else(|| get("n_routed_experts"))
             .filter(|&e| e > 1);
         let intermediate = get("intermediate_size").unwrap_or(0);
+        // Llama 4 names its experts' size intermediate_size and its dense MLPs'
+        // intermediate_size_mlp.
+        let dense_intermediate = get("intermediate_size_mlp").unwrap_or(intermediate);
+        if experts.is_some() && get("interleave_moe_layer_step").is_some_and(|s| s > 1) {
+            return Err(ConfigError::Invalid(
+                "interleave_moe_layer_step > 1 mixes dense and MoE layers, which is not modelled (every layer of an MoE is MoE)".into(),
+            ));
+        }
         let llama4 = c.get("model_type").and_then(Value::as_str) == Some("llama4_text");
         let moe = match experts {
             None => None,
@@ -239,17 +249,19 @@ impl ModelShape {
                 expert_intermediate: get("moe_intermediate_size").unwrap_or(intermediate),
             }),
         };
-        let fp8 = root
-            .get("quantization_config")
-            .map(|q| q.to_string().to_ascii_lowercase().contains("fp8"))
-            .unwrap_or(false);
+        // "fp8" (quant_method fp8, fbgemm_fp8) or compressed-tensors' "float-quantized"
+        // (8-bit float weights, as in RedHat's FP8-dynamic checkpoints).
+        let fp8 = root.get("quantization_config").is_some_and(|q| {
+            let q = q.to_string().to_ascii_lowercase();
+            q.contains("fp8") || q.contains("float-quantized")
+        });
         let shape = ModelShape {
             layers,
             hidden,
             heads,
             kv_heads: get("num_key_value_heads").unwrap_or(heads),
             head_dim: get("head_dim").unwrap_or(hidden / heads),
-            intermediate,
+            intermediate: dense_intermediate,
             vocab,
             tied_embeddings: c
                 .get("tie_word_embeddings")
@@ -297,6 +309,23 @@ mod tests {
         assert_eq!(m, catalogue::find("mixtral-8x7b").unwrap().shape);
     }
 
+    /// RedHat's FP8-dynamic Llama 4 Scout: a multimodal config whose text_config holds the
+    /// shape, compressed-tensors fp8 weights, one shared expert.
+    #[test]
+    fn a_multimodal_fp8_config_reads_its_text_model() {
+        let json = r#"{"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+            "quantization_config": {"config_groups": {"group_0": {"weights": {"num_bits": 8,
+              "type": "float"}}}, "format": "float-quantized", "quant_method": "compressed-tensors"},
+            "text_config": {"model_type": "llama4_text", "head_dim": 128, "hidden_size": 5120,
+              "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+              "num_attention_heads": 40, "num_experts_per_tok": 1, "num_hidden_layers": 48,
+              "num_key_value_heads": 8, "num_local_experts": 16, "vocab_size": 202048,
+              "interleave_moe_layer_step": 1}}"#;
+        let m = ModelShape::from_hf_config(json).unwrap();
+        assert_eq!(m, catalogue::find("llama-4-scout-fp8").unwrap().shape);
+        assert_eq!(m.weight_bytes, 1.0);
+    }
+
     #[test]
     fn bad_configs_name_the_key() {
         assert!(matches!(
@@ -316,6 +345,12 @@ mod tests {
             ModelShape::from_hf_config(bad_k),
             Err(ConfigError::Invalid(_))
         ));
+        let mixed = bad_k.replace(
+            "\"num_experts_per_tok\": 5",
+            "\"num_experts_per_tok\": 1, \"interleave_moe_layer_step\": 2",
+        );
+        let err = ModelShape::from_hf_config(&mixed).unwrap_err().to_string();
+        assert!(err.contains("interleave_moe_layer_step"), "{err}");
     }
 
     /// Parameter counts by hand: Llama-3.1-8B's safetensors hold 8,030,261,248; Mixtral
