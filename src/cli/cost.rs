@@ -332,7 +332,11 @@ pub fn main(cmd: CostCmd) -> Result<()> {
         "cost {} | model {} | gpu {} | tp {} x pp {}",
         args.cost.cost,
         model.name,
-        args.cost.gpu.as_deref().unwrap_or("-"),
+        args.cost
+            .gpu
+            .as_deref()
+            .or(args.cost.cost.strip_prefix("roofline:"))
+            .unwrap_or("-"),
         args.cost.tp,
         args.cost.pp
     );
