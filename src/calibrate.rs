@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::cost::{
-    BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, ProfiledCost, RooflineCost,
+    BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, Parallel, ProfiledCost,
+    RooflineCost,
 };
 use crate::csvio::{CsvError, FieldError, read_rows};
 use crate::lsq::fit_nonneg;
@@ -271,6 +272,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
             memory: 1.0,
             overhead: 0.0,
         },
+        parallel: Parallel::SINGLE,
     };
     let times: Vec<(f64, f64, f64)> = rows
         .iter()

@@ -7,8 +7,8 @@
 //! per GPU (it owns every request's progress); schedulers read the free count from their
 //! [`View`](crate::scheduler::View) and must not schedule a batch that would overflow it.
 
-use std::fmt;
-use std::str::FromStr;
+use crate::cost::Parallel;
+pub use crate::model::ModelShape;
 
 /// Default tokens per KV block (vLLM's default `block_size`).
 pub const DEFAULT_BLOCK_SIZE: u32 = 16;
@@ -45,18 +45,23 @@ impl KvConfig {
         }
     }
 
-    /// The cache left on a GPU of `gpu_mem_gb` GB (1e9 bytes) once `model`'s weights are
-    /// loaded, using `mem_fraction` of the GPU's memory (vLLM's `gpu_memory_utilization`).
-    /// `None` when the weights do not fit.
+    /// The cache of one replica of `parallel.gpus()` GPUs of `gpu_mem_gb` GB (1e9 bytes)
+    /// each, once `model`'s weights are loaded split evenly across them, using
+    /// `mem_fraction` of each GPU's memory (vLLM's `gpu_memory_utilization`). Each GPU holds
+    /// its stage's layers and its share of the KV heads ([`ModelShape::kv_share`]) of every
+    /// token. `None` when the weights do not fit.
     pub fn from_memory(
         gpu_mem_gb: f64,
         mem_fraction: f64,
         model: &ModelShape,
+        parallel: Parallel,
         block_size: u32,
     ) -> Option<Self> {
-        let free = gpu_mem_gb * mem_fraction * 1e9 - model.weight_bytes();
-        (free > 0.0)
-            .then(|| KvConfig::with_tokens((free / model.kv_bytes_per_token()) as u64, block_size))
+        let gpus = f64::from(parallel.gpus());
+        let free = gpu_mem_gb * mem_fraction * 1e9 - model.weights_bytes() / gpus;
+        let per_token =
+            model.kv_bytes_per_token() * model.kv_share(parallel.tp) / f64::from(parallel.pp);
+        (free > 0.0).then(|| KvConfig::with_tokens((free / per_token) as u64, block_size))
     }
 
     /// Blocks that hold `tokens` tokens: `ceil(tokens / block_size)`.
@@ -81,92 +86,40 @@ impl KvConfig {
     }
 }
 
-/// A transformer's shape, as far as memory is concerned.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelShape {
-    /// Transformer layers.
-    pub layers: u32,
-    /// Key/value heads per layer (fewer than query heads under grouped-query attention).
-    pub kv_heads: u32,
-    /// Dimension of one head.
-    pub head_dim: u32,
-    /// Bytes per stored element (2 for fp16/bf16).
-    pub dtype_bytes: u32,
-    /// Parameters (for the weights' memory).
-    pub params: f64,
-}
-
-impl ModelShape {
-    /// Llama 3.1 8B: 32 layers, 8 KV heads of dimension 128, bf16, 8.03e9 parameters.
-    pub const LLAMA_3_1_8B: ModelShape = ModelShape {
-        layers: 32,
-        kv_heads: 8,
-        head_dim: 128,
-        dtype_bytes: 2,
-        params: 8.03e9,
-    };
-
-    /// Bytes of KV cache per token: layers x KV heads x head dim x 2 (K and V) x dtype bytes.
-    pub fn kv_bytes_per_token(&self) -> f64 {
-        f64::from(self.layers)
-            * f64::from(self.kv_heads)
-            * f64::from(self.head_dim)
-            * 2.0
-            * f64::from(self.dtype_bytes)
-    }
-
-    /// Bytes of weights, stored in the KV dtype.
-    pub fn weight_bytes(&self) -> f64 {
-        self.params * f64::from(self.dtype_bytes)
-    }
-}
-
-/// A model preset name, as given to `--model`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelPreset {
-    /// [`ModelShape::LLAMA_3_1_8B`].
-    Llama31_8b,
-}
-
-impl ModelPreset {
-    /// The preset's shape.
-    pub fn shape(&self) -> ModelShape {
-        match self {
-            ModelPreset::Llama31_8b => ModelShape::LLAMA_3_1_8B,
-        }
-    }
-}
-
-impl FromStr for ModelPreset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "llama-3.1-8b" => Ok(ModelPreset::Llama31_8b),
-            _ => Err(format!("unknown model '{s}' (allowed: llama-3.1-8b)")),
-        }
-    }
-}
-
-impl fmt::Display for ModelPreset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ModelPreset::Llama31_8b => "llama-3.1-8b",
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn llama_8b_needs_128_kib_per_token() {
-        assert_eq!(ModelShape::LLAMA_3_1_8B.kv_bytes_per_token(), 131_072.0);
-        // 80 GB at 90%: 72e9 - 16.06e9 bytes over 131072 bytes/token.
-        let kv = KvConfig::from_memory(80.0, 0.9, &ModelShape::LLAMA_3_1_8B, 16).unwrap();
-        let tokens = ((72e9 - 16.06e9) / 131_072.0) as u64;
+        let m = ModelShape::LLAMA_3_1_8B;
+        assert_eq!(m.kv_bytes_per_token(), 131_072.0);
+        // 80 GB at 90%: 72e9 - 2 x 8,030,261,248 bytes over 131072 bytes/token.
+        let kv = KvConfig::from_memory(80.0, 0.9, &m, Parallel::SINGLE, 16).unwrap();
+        let tokens = ((72e9 - 16_060_522_496.0) / 131_072.0) as u64;
         assert_eq!(kv.blocks, Some(tokens / 16));
-        assert!(KvConfig::from_memory(16.0, 0.9, &ModelShape::LLAMA_3_1_8B, 16).is_none());
+        assert!(KvConfig::from_memory(16.0, 0.9, &m, Parallel::SINGLE, 16).is_none());
+        // TP 2: each GPU holds half the weights and half the KV heads of every token, so
+        // the replica holds (72e9 - 8.03e9) / 65536 tokens.
+        let tp2 = Parallel { tp: 2, pp: 1 };
+        let kv = KvConfig::from_memory(80.0, 0.9, &m, tp2, 16).unwrap();
+        let tokens = ((72e9 - 8_030_261_248.0) / 65_536.0) as u64;
+        assert_eq!(kv.blocks, Some(tokens / 16));
+    }
+
+    /// Llama-3.1-70B (141 GB of bf16 weights) does not fit one H200 at 90% but fits two;
+    /// at TP 16 each GPU keeps one whole KV head of the 8 (replicated, not split).
+    #[test]
+    fn seventy_b_needs_two_h200s() {
+        let m = crate::model::catalogue::find("llama-3.1-70b")
+            .unwrap()
+            .shape;
+        assert!(KvConfig::from_memory(141.0, 0.9, &m, Parallel::SINGLE, 16).is_none());
+        let two = KvConfig::from_memory(141.0, 0.9, &m, Parallel { tp: 2, pp: 1 }, 16).unwrap();
+        let per_gpu_token = 327_680.0 / 2.0;
+        let tokens = ((141.0 * 0.9 * 1e9 - m.weights_bytes() / 2.0) / per_gpu_token) as u64;
+        assert_eq!(two.blocks, Some(tokens / 16));
+        assert_eq!(m.kv_share(16), 1.0 / 8.0);
     }
 
     #[test]

@@ -229,7 +229,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 4] = [
+const OUR_FILES: [(&str, &[&str]); 5] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -251,6 +251,17 @@ const OUR_FILES: [(&str, &[&str]); 4] = [
     (
         "data_policy_comparison.csv",
         &["policy", "memory", "load", "rate_rps", "unstable"],
+    ),
+    (
+        "data_hardware.csv",
+        &[
+            "model",
+            "gpu",
+            "tp",
+            "scheduler",
+            "kv_tokens",
+            "max_stable_rps",
+        ],
     ),
 ];
 
@@ -316,8 +327,12 @@ fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
                 }
             }
         }
-        if name != "data_roofline.csv" {
-            assert!(reps(name) >= 2, "{name}: meta lacks the replication count");
+        // The roofline comparison replicates nothing; the hardware study bisects once per
+        // layout (its cost model is deterministic), and says so.
+        match name {
+            "data_roofline.csv" => {}
+            "data_hardware.csv" => assert_eq!(reps(name), 1),
+            _ => assert!(reps(name) >= 2, "{name}: meta lacks the replication count"),
         }
     }
 }
@@ -862,8 +877,8 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
         "{err}"
     );
     assert!(err.contains("skipping roofline"), "{err}");
-    // The seed's ten and our four, each with its meta file, and the manifest.
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 29);
+    // The seed's ten and our five, each with its meta file, and the manifest.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 31);
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
 }
@@ -963,5 +978,36 @@ fn an_interrupted_reproduce_leaves_no_temporary_and_a_folder_report_refuses() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains("manifest.json: missing"), "{err}");
+    }
+}
+
+/// The hardware study: every model is studied, its price per million tokens is the
+/// replica's hourly price over its token rate, and twice the GPUs hold more KV tokens.
+#[test]
+fn hardware_prices_follow_the_rates() {
+    let csv = Csv::read("data_hardware.csv");
+    let rows = csv.records();
+    let text = |i: usize, col: &str| csv.rows[i][csv.idx(col)].clone();
+    for model in ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"] {
+        assert!(
+            (0..rows.len()).any(|i| text(i, "model") == model),
+            "{model}"
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        assert!(
+            r["max_stable_rps"] > 0.0 && r["tokens_per_s"] > 0.0,
+            "row {i}"
+        );
+        let want = r["usd_per_hour"] / 3600.0 / r["tokens_per_s"] * 1e6;
+        assert!((r["usd_per_m_tokens"] / want - 1.0).abs() < 1e-9, "row {i}");
+        for (j, s) in rows.iter().enumerate() {
+            let same = ["model", "gpu", "scheduler"]
+                .iter()
+                .all(|c| text(i, c) == text(j, c));
+            if same && s["tp"] == 2.0 * r["tp"] {
+                assert!(s["kv_tokens"] > r["kv_tokens"], "rows {i}, {j}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use super::UsageError;
 use llmsim::calibrate::{
     FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, read_profile, relative_errors,
 };
-use llmsim::cost::{CostModel, GpuSpec, ModelShape, Preset, ProfiledCost};
+use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost};
 use llmsim::output::write_atomic;
 
 /// Flags of `llmsim calibrate`.
@@ -32,13 +32,13 @@ pub struct CalibrateArgs {
     #[arg(long)]
     source: Option<String>,
     /// Also fit a roofline model (Llama-3.1-8B shape) to PROFILE, which was measured on this
-    /// GPU (h100 or h200): its efficiency factors and overhead, and its error on every row
+    /// GPU (a built-in card: h100, h200, ...): its efficiency factors and overhead, and its error on every row
     /// (and on the --check profiles, assumed measured on the same card).
     #[arg(long, value_name = "GPU")]
     roofline: Option<String>,
 }
 
-fn read(path: &Path, flag: &'static str) -> Result<Vec<ProfileRow>, UsageError> {
+pub(super) fn read(path: &Path, flag: &'static str) -> Result<Vec<ProfileRow>, UsageError> {
     read_profile(path).map_err(|e| UsageError {
         flag,
         why: e.to_string(),
@@ -50,7 +50,7 @@ fn pct(x: f64) -> String {
 }
 
 /// Prints one line per row and the summary line; returns the summary.
-fn report(title: &str, model: &dyn CostModel, rows: &[ProfileRow]) -> FitError {
+pub(super) fn report(title: &str, model: &dyn CostModel, rows: &[ProfileRow]) -> FitError {
     println!("\n{title}");
     println!(
         "{:<28} {:>12} {:>12} {:>9}",
@@ -149,10 +149,15 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
     let roofline = match &args.roofline {
         Some(name) => Some((
             name,
-            GpuSpec::named(name).ok_or_else(|| UsageError {
-                flag: "--roofline",
-                why: format!("'{name}' is not h100 or h200"),
-            })?,
+            llmsim::gpu::find(name)
+                .ok_or_else(|| UsageError {
+                    flag: "--roofline",
+                    why: format!(
+                        "'{name}' is not a built-in GPU ({})",
+                        llmsim::gpu::names().join(", ")
+                    ),
+                })?
+                .spec,
         )),
         None => None,
     };

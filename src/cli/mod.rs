@@ -3,6 +3,7 @@
 
 mod bench;
 mod calibrate;
+mod cost;
 mod report;
 mod reproduce;
 mod run;
@@ -29,6 +30,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fit a cost model to measured GPU iteration times and save it as a preset.
     Calibrate(calibrate::CalibrateArgs),
+    /// Check a cost model against measured iteration times.
+    Cost(cost::CostCmd),
     /// Run the seed study's ten experiments and ours, write their CSVs to data/, then the report.
     Reproduce(reproduce::ReproduceArgs),
     /// Write the HTML and Markdown report from the data of a reproduce run.
@@ -81,6 +84,7 @@ pub fn main() -> i32 {
         Command::Validate(args) => validate::main(args),
         Command::Bench(args) => bench::main(args),
         Command::Calibrate(args) => calibrate::main(args),
+        Command::Cost(args) => cost::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
     };

@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use super::cost::CostArgs;
 use super::{UsageError, require};
-use llmsim::cost::{
-    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, check_cv,
-    preset,
-};
 use llmsim::dist::LengthDist;
 use llmsim::engine::EngineConfig;
-use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
+use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig};
 use llmsim::limits::{self, num};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
@@ -92,44 +89,8 @@ pub struct SimArgs {
     /// replacement) instead of --prompt and --decode; arrivals stay synthetic.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "decode"])]
     pub lengths_from: Option<PathBuf>,
-    /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
-    /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
-    /// or roofline:h100 / roofline:h200 (Llama-3.1-8B from datasheet peaks, efficiencies
-    /// fitted on the H200 profile).
-    #[arg(long, default_value = "linear", value_name = "SPEC")]
-    pub cost: String,
-    /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.01,
-        value_name = "SECONDS"
-    )]
-    pub c: f64,
-    /// Mean per-token cost a (seconds per token, at most 3600; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.001,
-        value_name = "SECONDS_PER_TOKEN"
-    )]
-    pub a: f64,
-    /// Tokens per batch at no per-token cost, b0 (tokens, at most 2^32; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.0,
-        value_name = "TOKENS"
-    )]
-    pub b0: f64,
-    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV
-    /// (0 < CV <= 10: beyond it a run's batches cannot sample the law's mean).
-    #[arg(long, default_value = "exp")]
-    pub cost_dist: CostDist,
-    /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
-    /// variation, 0 < CV <= 10 (any --cost) [default: none].
-    #[arg(long, value_name = "CV")]
-    pub noise_cv: Option<f64>,
+    #[command(flatten)]
+    pub costs: CostArgs,
     /// Most prefills per batch, K (Scheduler B); requests per batch (static) [default: 4].
     #[arg(long)]
     pub k: Option<u32>,
@@ -164,15 +125,14 @@ pub struct SimArgs {
     /// KV-cache capacity per GPU (tokens) [default: unlimited, or from --gpu-mem-gb].
     #[arg(long, value_name = "TOKENS", conflicts_with = "gpu_mem_gb")]
     pub kv_capacity: Option<u64>,
-    /// GPU memory (GB); the KV cache is what --gpu-mem-util of it leaves after --model's weights.
+    /// Memory of each GPU (GB); the KV cache is what --gpu-mem-util of it leaves after
+    /// --model's weights, split across the --tp x --pp GPUs of a replica [default: unlimited,
+    /// or --gpu's memory for static, orca, vllm, sarathi, decode-first, disagg].
     #[arg(long, allow_negative_numbers = true, value_name = "GB")]
     pub gpu_mem_gb: Option<f64>,
     /// Fraction of GPU memory the server may use (vLLM's gpu_memory_utilization).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub gpu_mem_util: f64,
-    /// Model whose shape sizes the KV cache with --gpu-mem-gb.
-    #[arg(long, default_value = "llama-3.1-8b")]
-    pub model: ModelPreset,
     /// Tokens per KV block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE, value_name = "TOKENS")]
     pub block_size: u32,
@@ -189,7 +149,8 @@ pub struct SimArgs {
     /// Latency of one KV transfer (seconds, from 0 to 3600; disagg) [default: 0.0001].
     #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
     pub kv_link_latency: Option<f64>,
-    /// Number of GPUs, from 1 to 100000 (disagg: --prefill-gpus + --decode-gpus).
+    /// Number of replicas, from 1 to 100000, each of --tp x --pp GPUs (disagg:
+    /// --prefill-gpus + --decode-gpus).
     #[arg(long, default_value_t = 1)]
     pub gpus: u64,
     /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
@@ -309,7 +270,7 @@ impl SimArgs {
         self.check_limits(&scheduler, &kv, &workload)?;
         let engine = EngineConfig {
             scheduler,
-            cost: self.cost_model()?,
+            cost: self.costs.build()?,
             gpus,
             router: self.router,
             kv,
@@ -443,7 +404,7 @@ impl SimArgs {
             "recompute" => Ok(Preemption::Recompute),
             "swap" => Ok(Preemption::Swap(SwapLink {
                 gbytes_per_s: self.swap_gbps.unwrap_or(DEFAULT_SWAP_GBPS),
-                kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
+                kv_bytes_per_token: self.costs.model()?.shape.kv_bytes_per_token(),
             })),
             other => Err(UsageError::new(
                 "--preemption",
@@ -532,47 +493,6 @@ impl SimArgs {
         Ok(Workload::Trace(replay))
     }
 
-    fn cost_model(&self) -> Result<Arc<dyn CostModel>, UsageError> {
-        let base: Arc<dyn CostModel> = if self.cost == "linear" {
-            let linear = LinearCost::new(self.c, self.a, self.b0, self.cost_dist);
-            linear.check().map_err(|e| {
-                let flag = match e.field {
-                    "c" => "--c",
-                    "a" => "--a",
-                    _ => "--b0",
-                };
-                UsageError::new(flag, e.why)
-            })?;
-            Arc::new(linear)
-        } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
-            let gpu = GpuSpec::named(gpu).ok_or_else(|| UsageError {
-                flag: "--cost",
-                why: format!("roofline:{gpu}: the GPU must be h100 or h200"),
-            })?;
-            Arc::new(RooflineCost::llama_3_1_8b(gpu))
-        } else if let Some(p) = Preset::built_in(&self.cost) {
-            p.model()
-        } else {
-            let preset = Preset::read(Path::new(&self.cost)).map_err(|e| UsageError {
-                flag: "--cost",
-                why: format!(
-                    "{e} (--cost takes linear, a built-in preset ({}), a preset TOML file or roofline:GPU)",
-                    preset::built_in_names().join(", ")
-                ),
-            })?;
-            preset.model()
-        };
-        match self.noise_cv {
-            None => Ok(base),
-            Some(cv) => {
-                check_cv("noise-cv", cv).map_err(|e| {
-                    UsageError::new("--noise-cv", format!("{}; omit it for no noise", e.why))
-                })?;
-                Ok(Arc::new(LogNormalNoise::new(base, cv)))
-            }
-        }
-    }
-
     /// The pools and link of disaggregated serving.
     fn disagg(&self, limits: BatchLimits) -> Result<DisaggSpec, UsageError> {
         let spec = DisaggSpec {
@@ -581,7 +501,7 @@ impl SimArgs {
             decode_gpus: self.decode_gpus.unwrap_or(1),
             link_gbps: self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),
             link_latency: self.kv_link_latency.unwrap_or(DEFAULT_KV_LINK_LATENCY),
-            kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
+            kv_bytes_per_token: self.costs.model()?.shape.kv_bytes_per_token(),
         };
         limits::disagg(&spec)?;
         let total = u64::from(spec.prefill_gpus) + u64::from(spec.decode_gpus);
@@ -623,7 +543,7 @@ impl SimArgs {
             )?;
             return Ok(KvConfig::with_tokens(tokens, self.block_size));
         }
-        let Some(gb) = self.gpu_mem_gb else {
+        let Some((gb, mem_flag)) = self.gpu_memory()? else {
             return Ok(KvConfig {
                 block_size: self.block_size,
                 blocks: None,
@@ -631,7 +551,7 @@ impl SimArgs {
         };
         require(
             gb > 0.0 && gb.is_finite(),
-            "--gpu-mem-gb",
+            mem_flag,
             format!("must be a finite number of GB > 0 (got {})", num(gb)),
         )?;
         require(
@@ -639,27 +559,41 @@ impl SimArgs {
             "--gpu-mem-util",
             format!("must lie in (0, 1] (got {})", num(self.gpu_mem_util)),
         )?;
-        let shape = self.model.shape();
-        let weights_gb = shape.weight_bytes() / 1e9;
-        KvConfig::from_memory(gb, self.gpu_mem_util, &shape, self.block_size)
+        let model = self.costs.model()?;
+        let parallel = self.costs.parallel(&model.shape)?;
+        let weights_gb = model.shape.weights_bytes() / 1e9 / f64::from(parallel.gpus());
+        KvConfig::from_memory(gb, self.gpu_mem_util, &model.shape, parallel, self.block_size)
             .filter(|kv| kv.blocks.is_some_and(|b| b > 0))
             .ok_or_else(|| {
                 // Blame the utilisation when the whole GPU would hold the weights.
                 let flag = if gb > weights_gb {
                     "--gpu-mem-util"
                 } else {
-                    "--gpu-mem-gb"
+                    mem_flag
                 };
                 UsageError::new(
                     flag,
                     format!(
-                        "{} GB x {} leaves no room for a KV cache beside {}'s {weights_gb:.1} GB of weights",
+                        "{} GB x {} leaves no room for a KV cache beside {}'s {weights_gb:.1} GB of weights per GPU (split over --tp x --pp = {} GPUs)",
                         num(gb),
                         num(self.gpu_mem_util),
-                        self.model,
+                        model.name,
+                        parallel.gpus(),
                     ),
                 )
             })
+    }
+
+    /// Each GPU's memory (GB) and the flag that gave it: --gpu-mem-gb, else --gpu's card
+    /// for a memory-aware scheduler without --kv-capacity; `None` for an unlimited cache.
+    fn gpu_memory(&self) -> Result<Option<(f64, &'static str)>, UsageError> {
+        if let Some(gb) = self.gpu_mem_gb {
+            return Ok(Some((gb, "--gpu-mem-gb")));
+        }
+        if self.kv_capacity.is_some() || !self.scheduler.memory_aware() {
+            return Ok(None);
+        }
+        Ok(self.costs.gpu()?.map(|g| (g.memory_gb, "--gpu")))
     }
 
     /// Checks that the policy's limits let every request of the workload run to the end.
@@ -670,10 +604,9 @@ impl SimArgs {
         workload: &Workload,
     ) -> Result<(), UsageError> {
         let longest = workload.longest(|l, b| l + b);
-        let kv_flag = if self.gpu_mem_gb.is_some() {
-            "--gpu-mem-gb"
-        } else {
-            "--kv-capacity"
+        let kv_flag = match self.gpu_memory()? {
+            Some((_, flag)) => flag,
+            None => "--kv-capacity",
         };
         let Some(limits) = scheduler.limits() else {
             return require(
@@ -726,7 +659,7 @@ impl SimArgs {
         };
         // The linear model's parameters only mean something when it is the model in use.
         let linear = |v: Value| {
-            if self.cost == "linear" {
+            if self.costs.cost == "linear" {
                 v
             } else {
                 Value::Null
@@ -742,12 +675,17 @@ impl SimArgs {
             "rate": cfg.workload.rate(),
             "requests": cfg.workload.requests(),
             "warmup": cfg.warmup,
-            "cost": self.cost,
-            "c": linear(json!(self.c)),
-            "a": linear(json!(self.a)),
-            "b0": linear(json!(self.b0)),
-            "cost_dist": linear(json!(self.cost_dist.to_string())),
-            "noise_cv": self.noise_cv,
+            "cost": self.costs.cost,
+            "c": linear(json!(self.costs.c)),
+            "a": linear(json!(self.costs.a)),
+            "b0": linear(json!(self.costs.b0)),
+            "cost_dist": linear(json!(self.costs.cost_dist.to_string())),
+            "noise_cv": self.costs.noise_cv,
+            "model": self.costs.model,
+            "gpu": self.costs.gpu,
+            "gpu_mem_gb": self.gpu_memory().ok().flatten().map(|(gb, _)| gb),
+            "tp": self.costs.tp,
+            "pp": self.costs.pp,
             "k": self.k.unwrap_or(DEFAULT_K),
             "max_decode_batch": self.max_decode_batch,
             "max_seqs": limits.map_or(self.max_seqs.unwrap_or(defaults.max_seqs), |l| l.max_seqs),
@@ -761,6 +699,7 @@ impl SimArgs {
             "kv_capacity_tokens": cfg.engine.kv.capacity_tokens(),
             "block_size": self.block_size,
             "gpus": cfg.engine.gpus,
+            "gpus_total": cfg.engine.gpus as u64 * u64::from(self.costs.tp * self.costs.pp),
             "prefill_gpus": self.prefill_gpus.unwrap_or(1),
             "decode_gpus": self.decode_gpus.unwrap_or(1),
             "kv_link_gbps": self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),

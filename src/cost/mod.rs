@@ -17,7 +17,9 @@ pub use linear::{CostDist, LinearCost};
 pub use noise::LogNormalNoise;
 pub use preset::Preset;
 pub use profiled::ProfiledCost;
-pub use roofline::{Efficiency, GpuSpec, ModelShape, RooflineCost};
+pub use roofline::{
+    Efficiency, GpuSpec, ModelShape, NODE_GPUS, Parallel, RooflineCost, ring_all_reduce,
+};
 
 use crate::limits::RangeError;
 use crate::rng::SimRng;

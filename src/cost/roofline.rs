@@ -17,57 +17,16 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BatchShape, CostModel};
+pub use crate::gpu::GpuSpec;
+pub use crate::model::ModelShape;
 use crate::rng::SimRng;
 
-/// A decoder-only transformer's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ModelShape {
-    /// All parameters, embeddings and output head included.
-    pub params: f64,
-    /// Transformer layers.
-    pub layers: u32,
-    /// Hidden size.
-    pub hidden: u32,
-    /// Query heads.
-    pub heads: u32,
-    /// Key/value heads (grouped-query attention).
-    pub kv_heads: u32,
-    /// Dimension of each head.
-    pub head_dim: u32,
-    /// Vocabulary size (rows of the embedding and of the output head).
-    pub vocab: u32,
-    /// Bytes per weight and per KV-cache element (2 for bf16).
-    pub bytes_per_value: f64,
-}
-
 impl ModelShape {
-    /// Llama-3.1-8B in bf16 (untied embeddings), as measured in the H200 profile.
-    pub const LLAMA_3_1_8B: ModelShape = ModelShape {
-        params: 8.03e9,
-        layers: 32,
-        hidden: 4096,
-        heads: 32,
-        kv_heads: 8,
-        head_dim: 128,
-        vocab: 128_256,
-        bytes_per_value: 2.0,
-    };
-
-    fn table(&self) -> f64 {
-        f64::from(self.vocab) * f64::from(self.hidden)
-    }
-
-    /// KV-cache bytes of one token, all layers.
-    fn kv_bytes_per_token(&self) -> f64 {
-        2.0 * f64::from(self.layers)
-            * f64::from(self.kv_heads)
-            * f64::from(self.head_dim)
-            * self.bytes_per_value
-    }
-
-    /// Floating-point operations of one iteration over `shape`.
+    /// Floating-point operations of one iteration over `shape`: 2 per active parameter per
+    /// token (an MoE token runs only its experts), the logits of one token per sequence,
+    /// and attention.
     pub fn flops(&self, shape: &BatchShape) -> f64 {
-        let dense = 2.0 * (self.params - 2.0 * self.table()) * shape.tokens() as f64;
+        let dense = 2.0 * self.active_body_params() * shape.tokens() as f64;
         let seqs = f64::from(shape.prefill_entries) + f64::from(shape.decode_entries);
         let logits = 2.0 * self.table() * seqs;
         let per_pair =
@@ -79,43 +38,25 @@ impl ModelShape {
         dense + logits + prefill_attention + decode_attention
     }
 
-    /// Bytes moved to and from GPU memory by one iteration over `shape`.
-    pub fn bytes(&self, shape: &BatchShape) -> f64 {
-        // The input embedding is gathered row by row; every other weight is read once.
-        let weights = (self.params - self.table()) * self.bytes_per_value;
-        let kv = (shape.kv_tokens + shape.tokens()) as f64 * self.kv_bytes_per_token();
-        weights + kv
+    /// Weight bytes one iteration of `tokens` tokens reads: every weight but the input
+    /// embedding (gathered row by row), and of the routed experts only the expected
+    /// number the tokens touch ([`ModelShape::experts_touched`]).
+    pub fn weight_bytes_read(&self, tokens: f64) -> f64 {
+        let untouched = self
+            .moe
+            .map_or(0.0, |m| f64::from(m.experts) - self.experts_touched(tokens));
+        let tables = if self.tied_embeddings { 0.0 } else { 1.0 };
+        (self.params()
+            - tables * self.table()
+            - f64::from(self.layers) * untouched * self.expert_params())
+            * self.weight_bytes
     }
-}
 
-/// A GPU's peak dense bf16 arithmetic and memory bandwidth (datasheet figures).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct GpuSpec {
-    /// Peak dense bf16 tensor throughput (FLOP/s).
-    pub peak_flops: f64,
-    /// Peak memory bandwidth (bytes/s).
-    pub bandwidth: f64,
-}
-
-impl GpuSpec {
-    /// NVIDIA H100 SXM5 80 GB: 989 TFLOP/s dense bf16, 3.35 TB/s HBM3.
-    pub const H100: GpuSpec = GpuSpec {
-        peak_flops: 989e12,
-        bandwidth: 3.35e12,
-    };
-    /// NVIDIA H200 141 GB: 989 TFLOP/s dense bf16, 4.8 TB/s HBM3e.
-    pub const H200: GpuSpec = GpuSpec {
-        peak_flops: 989e12,
-        bandwidth: 4.8e12,
-    };
-
-    /// The GPU called `name` (`h100` or `h200`).
-    pub fn named(name: &str) -> Option<GpuSpec> {
-        match name {
-            "h100" => Some(GpuSpec::H100),
-            "h200" => Some(GpuSpec::H200),
-            _ => None,
-        }
+    /// Bytes moved to and from GPU memory by one iteration over `shape`: the weights read
+    /// and the KV cache the decodes read and every token writes.
+    pub fn bytes(&self, shape: &BatchShape) -> f64 {
+        let kv = (shape.kv_tokens + shape.tokens()) as f64 * self.kv_bytes_per_token();
+        self.weight_bytes_read(shape.tokens() as f64) + kv
     }
 }
 
@@ -136,11 +77,64 @@ impl Efficiency {
     pub const H200_LLAMA_3_1_8B: Efficiency = Efficiency {
         compute: 0.55,
         memory: 0.996,
-        overhead: 0.003_029_210_183_896_501_4,
+        overhead: 0.003_029_074_994_926_653,
     };
 }
 
-/// Roofline iteration time (deterministic).
+/// How one replica's GPUs share the model: `tp`-way tensor parallel within each of `pp`
+/// pipeline stages (`tp x pp` GPUs in all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parallel {
+    /// Tensor-parallel degree: each layer's weights, FLOPs and KV heads split `tp` ways.
+    pub tp: u32,
+    /// Pipeline stages: the layers split into `pp` consecutive groups.
+    pub pp: u32,
+}
+
+impl Parallel {
+    /// One GPU per replica.
+    pub const SINGLE: Parallel = Parallel { tp: 1, pp: 1 };
+
+    /// GPUs in one replica.
+    pub fn gpus(&self) -> u32 {
+        self.tp * self.pp
+    }
+}
+
+/// Fixed latency of one step of a ring all-reduce or of one point-to-point send over
+/// NVLink-class links (seconds): of the order of NCCL's small-message latency within a node.
+pub const NVLINK_STEP_LATENCY: f64 = 1e-6;
+/// The same over PCIe (seconds).
+pub const PCIE_STEP_LATENCY: f64 = 5e-6;
+/// Bytes per activation element exchanged between GPUs (bf16).
+const ACTIVATION_BYTES: f64 = 2.0;
+/// GPUs per node, over which NVLink reaches; larger groups go through PCIe.
+pub const NODE_GPUS: u32 = 8;
+
+/// Seconds of a ring all-reduce of `bytes` over `n` GPUs of link bandwidth `bandwidth`
+/// (bytes/s per direction) and per-step latency `alpha`: `2 (n-1)` steps, each moving
+/// `bytes / n`, so `2 (n-1)/n x bytes / bandwidth + 2 (n-1) alpha`; 0 for one GPU.
+pub fn ring_all_reduce(bytes: f64, n: u32, bandwidth: f64, alpha: f64) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let steps = 2.0 * f64::from(n - 1);
+    steps / f64::from(n) * bytes / bandwidth + steps * alpha
+}
+
+/// Roofline iteration time of one replica (deterministic).
+///
+/// Tensor parallelism divides every layer's FLOPs, weights and KV heads (a KV head is
+/// replicated when `tp` exceeds the KV heads) across `tp` GPUs and adds, per layer, two
+/// ring all-reduces of the batch's activations (after attention and after the MLP).
+/// Pipeline parallelism splits the batch into `m` micro-batches of equal shares, `m` from 1
+/// to `min(pp, sequences)`, chosen to minimise the time: the iteration takes
+/// `m + pp - 1` stage steps (the bubble is `pp - 1` of them), each one micro-batch through
+/// one stage, which reads the stage's weights (`1 / pp` of them) and its share of FLOPs
+/// and KV, then sends its activations to the next stage. The replica runs one batch at a
+/// time, so pipeline parallelism buys memory, and latency only through micro-batching;
+/// the several batches in flight a real pipeline keeps are not modelled. Links run at
+/// their peaks; the efficiencies apply to arithmetic and memory only.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RooflineCost {
     /// The model served.
@@ -149,26 +143,86 @@ pub struct RooflineCost {
     pub gpu: GpuSpec,
     /// Efficiency factors and overhead.
     pub eff: Efficiency,
+    /// The replica's parallel layout.
+    pub parallel: Parallel,
 }
 
 impl RooflineCost {
-    /// Llama-3.1-8B on `gpu` with the efficiencies fitted on the H200 profile: the same
+    /// `model` on one `gpu` with the efficiencies fitted on the H200 profile: the same
     /// software stack is assumed to reach the same fractions of another card's peaks.
-    pub fn llama_3_1_8b(gpu: GpuSpec) -> Self {
+    pub fn new(model: ModelShape, gpu: GpuSpec) -> Self {
         RooflineCost {
-            model: ModelShape::LLAMA_3_1_8B,
+            model,
             gpu,
             eff: Efficiency::H200_LLAMA_3_1_8B,
+            parallel: Parallel::SINGLE,
         }
     }
 
-    /// Time of the arithmetic and of the memory traffic at the peaks, before efficiency
-    /// (seconds each).
+    /// Llama-3.1-8B on one `gpu` ([`RooflineCost::new`]).
+    pub fn llama_3_1_8b(gpu: GpuSpec) -> Self {
+        RooflineCost::new(ModelShape::LLAMA_3_1_8B, gpu)
+    }
+
+    /// Time of the arithmetic and of the memory traffic of one GPU at the peaks, before
+    /// efficiency (seconds each).
     pub fn ideal_times(&self, shape: &BatchShape) -> (f64, f64) {
         (
-            self.model.flops(shape) / self.gpu.peak_flops,
+            self.model.flops(shape) / self.gpu.flops_for(self.model.weight_bytes),
             self.model.bytes(shape) / self.gpu.bandwidth,
         )
+    }
+
+    /// Bandwidth (bytes/s) and step latency (s) of the links among `n` GPUs: NVLink when
+    /// the card has it and they share a node, else PCIe.
+    fn link(&self, n: u32) -> (f64, f64) {
+        match self.gpu.nvlink {
+            Some(bw) if n <= NODE_GPUS => (bw, NVLINK_STEP_LATENCY),
+            _ => (self.gpu.pcie, PCIE_STEP_LATENCY),
+        }
+    }
+
+    /// Seconds of arithmetic, of memory traffic (both after efficiency) and of
+    /// communication of one stage step over a micro-batch of `1 / m` of `shape`.
+    pub fn step_times(&self, shape: &BatchShape, m: u32) -> (f64, f64, f64) {
+        let Parallel { tp, pp } = self.parallel;
+        let (m, tpf, ppf) = (f64::from(m), f64::from(tp), f64::from(pp));
+        let tokens = shape.tokens() as f64 / m;
+        let flops = self.model.flops(shape) / (tpf * ppf * m);
+        let kv_share = self.model.kv_share(tp);
+        let kv_bytes = (shape.kv_tokens + shape.tokens()) as f64 * self.model.kv_bytes_per_token();
+        let bytes =
+            self.model.weight_bytes_read(tokens) / (tpf * ppf) + kv_bytes * kv_share / (ppf * m);
+        let compute = flops / self.gpu.flops_for(self.model.weight_bytes) / self.eff.compute;
+        let memory = bytes / self.gpu.bandwidth / self.eff.memory;
+        let activations = tokens * f64::from(self.model.hidden) * ACTIVATION_BYTES;
+        let (bw, alpha) = self.link(tp);
+        let layers = f64::from(self.model.layers) / ppf;
+        let mut comm = 2.0 * layers * ring_all_reduce(activations, tp, bw, alpha);
+        if pp > 1 {
+            let (bw, alpha) = self.link(tp * pp);
+            comm += activations / bw + alpha;
+        }
+        (compute, memory, comm)
+    }
+
+    /// The iteration's time without the fixed overhead, at the best micro-batch count;
+    /// with `comm` false, its arithmetic and memory time alone (seconds).
+    fn pipelined(&self, shape: &BatchShape, comm: bool) -> f64 {
+        let seqs = (shape.prefill_entries + shape.decode_entries).max(1);
+        (1..=self.parallel.pp.min(seqs))
+            .map(|m| {
+                let (c, mem, link) = self.step_times(shape, m);
+                let link = if comm { link } else { 0.0 };
+                f64::from(m + self.parallel.pp - 1) * (c.max(mem) + link)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Seconds of arithmetic and memory traffic of one iteration, communication and
+    /// overhead left out: what more GPUs per replica divide.
+    pub fn compute_memory_time(&self, shape: &BatchShape) -> f64 {
+        self.pipelined(shape, false)
     }
 }
 
@@ -178,8 +232,7 @@ impl CostModel for RooflineCost {
     }
 
     fn mean(&self, shape: &BatchShape) -> f64 {
-        let (compute, memory) = self.ideal_times(shape);
-        self.eff.overhead + (compute / self.eff.compute).max(memory / self.eff.memory)
+        self.eff.overhead + self.pipelined(shape, true)
     }
 
     fn variance(&self, _shape: &BatchShape) -> f64 {
@@ -194,24 +247,156 @@ impl CostModel for RooflineCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::catalogue;
+    use proptest::prelude::*;
 
     #[test]
     fn llama_8b_counts_by_hand() {
         let m = ModelShape::LLAMA_3_1_8B;
+        let params = 8_030_261_248.0;
         // One decode at context 0: the weights less the input embedding, plus one token's KV.
         let one = BatchShape::decode(1, 0);
         let table = 128_256.0 * 4096.0;
-        assert!((m.bytes(&one) - ((8.03e9 - table) * 2.0 + 131_072.0)).abs() < 1.0);
+        assert_eq!(m.bytes(&one), (params - table) * 2.0 + 131_072.0);
         // 1024 KV tokens add 1024 * 2 * 32 * 8 * 128 * 2 bytes = 128 MiB.
         let ctx = BatchShape {
             kv_tokens: 1024,
             ..one
         };
-        assert!((m.bytes(&ctx) - m.bytes(&one) - 134_217_728.0).abs() < 1e-3);
+        assert_eq!(m.bytes(&ctx) - m.bytes(&one), 134_217_728.0);
         // A 1000-token prompt: dense + logits + causal attention.
         let p = BatchShape::prefill(1000);
         let want =
-            2.0 * (8.03e9 - 2.0 * table) * 1000.0 + 2.0 * table + 2.0 * 32.0 * 32.0 * 128.0 * 1e6;
+            2.0 * (params - 2.0 * table) * 1000.0 + 2.0 * table + 2.0 * 32.0 * 32.0 * 128.0 * 1e6;
         assert!((m.flops(&p) / want - 1.0).abs() < 1e-12);
+    }
+
+    /// Mixtral 8x7B: FLOPs of the 2 experts each token uses, bytes of the experts a batch
+    /// touches (per layer 8 (1 - (3/4)^n) of 8 for n tokens).
+    #[test]
+    fn mixtral_counts_by_hand() {
+        let m = catalogue::find("mixtral-8x7b").unwrap().shape;
+        let expert = 3.0 * 4096.0 * 14336.0; // 176,160,768
+        let always = 41_943_040.0 + 32_768.0 + 8_192.0; // attention, router, norms
+        let table = 32_000.0 * 4096.0;
+        // One decode at context 0: 2 experts per layer computed and read.
+        let one = BatchShape::decode(1, 0);
+        let body = 32.0 * (always + 2.0 * expert) + 4096.0;
+        assert_eq!(m.flops(&one), 2.0 * body + 2.0 * table);
+        let kv = 2.0 * 32.0 * 8.0 * 128.0 * 2.0;
+        assert_eq!(m.bytes(&one), (body + table) * 2.0 + kv);
+        // Four decodes: 8 (1 - 0.75^4) = 5.46875 experts per layer read.
+        let four = BatchShape::decode(4, 0);
+        let read = 32.0 * (always + 5.468_75 * expert) + 4096.0 + table;
+        assert!((m.bytes(&four) - (read * 2.0 + 4.0 * kv)).abs() < 1e-3);
+        assert_eq!(m.flops(&four), 4.0 * m.flops(&one));
+        // A large batch reads every expert: all weights but the input embedding.
+        let big = BatchShape::prefill(4096);
+        let all = (m.params() - table) * 2.0;
+        assert!((m.bytes(&big) - 4096.0 * kv - all).abs() < 1e-3);
+    }
+
+    #[test]
+    fn ring_all_reduce_by_hand() {
+        assert_eq!(ring_all_reduce(1e6, 1, 1e9, 1e-6), 0.0);
+        // 4 GPUs: 6 steps of 1/4 of the bytes.
+        let t = ring_all_reduce(8e6, 4, 100e9, 2e-6);
+        assert!((t - (1.5 * 8e6 / 100e9 + 6.0 * 2e-6)).abs() < 1e-15);
+        // Llama-3.1-8B, TP 2 on H100s, one decode: per layer two all-reduces of one
+        // token's 4096 bf16 activations over NVLink (450 GB/s, 1 us a step).
+        let roof = RooflineCost {
+            parallel: Parallel { tp: 2, pp: 1 },
+            ..RooflineCost::llama_3_1_8b(GpuSpec::H100)
+        };
+        let (_, _, comm) = roof.step_times(&BatchShape::decode(1, 100), 1);
+        let per = 8192.0 / 450e9 + 2.0 * 1e-6;
+        assert!((comm - 64.0 * per).abs() < 1e-15, "{comm}");
+        // A card without NVLink goes through PCIe at 5 us a step.
+        let l40s = RooflineCost {
+            gpu: crate::gpu::find("l40s").unwrap().spec,
+            ..roof
+        };
+        let (_, _, comm) = l40s.step_times(&BatchShape::decode(1, 100), 1);
+        assert!((comm - 64.0 * (8192.0 / 32e9 + 2.0 * 5e-6)).abs() < 1e-15);
+    }
+
+    /// A pipeline of 4 stages run on the whole batch (m = 1) takes 4 steps of a quarter of
+    /// the work, what one GPU takes; the best micro-batch count is never slower.
+    #[test]
+    fn pipeline_never_costs_more_arithmetic_than_one_gpu() {
+        let m = catalogue::find("llama-3.1-70b").unwrap().shape;
+        let one = RooflineCost::new(m, GpuSpec::H200);
+        let pp4 = RooflineCost {
+            parallel: Parallel { tp: 1, pp: 4 },
+            ..one
+        };
+        for shape in [BatchShape::decode(8, 8000), BatchShape::prefill(4096)] {
+            let whole = one.compute_memory_time(&shape);
+            let (c, mem, _) = pp4.step_times(&shape, 1);
+            assert!((4.0 * c.max(mem) / whole - 1.0).abs() < 1e-12);
+            assert!(pp4.compute_memory_time(&shape) <= whole * (1.0 + 1e-12));
+        }
+        // One prompt cannot be split into micro-batches: it takes m = 1.
+        let p = BatchShape::prefill(4096);
+        assert!((pp4.compute_memory_time(&p) / one.compute_memory_time(&p) - 1.0).abs() < 1e-12);
+    }
+
+    fn shapes() -> impl Strategy<Value = BatchShape> {
+        (0u32..64, 1u64..4096, 0u32..512, 0u64..4096).prop_map(|(pe, pl, d, ctx)| {
+            let mut s = BatchShape::decode(d, u64::from(d) * ctx);
+            if pe > 0 || d == 0 {
+                let pe = pe.max(1);
+                s.prefill_entries = pe;
+                s.prefill_tokens = u64::from(pe) * pl;
+                s.prefill_squares = u128::from(pe) * u128::from(pl).pow(2);
+            }
+            s
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// TP 1 and PP 1 is the single-GPU roofline exactly.
+        #[test]
+        fn one_gpu_is_the_plain_roofline(shape in shapes(), which in 0usize..3) {
+            let name = ["llama-3.1-8b", "mixtral-8x7b", "qwen3-30b-a3b"][which];
+            let roof = RooflineCost::new(catalogue::find(name).unwrap().shape, GpuSpec::H200);
+            let (c, m) = roof.ideal_times(&shape);
+            let plain = roof.eff.overhead + (c / roof.eff.compute).max(m / roof.eff.memory);
+            prop_assert_eq!(roof.mean(&shape), plain);
+        }
+
+        /// More GPUs per replica never lengthen an iteration's arithmetic and memory time;
+        /// more memory or link bandwidth never slows it.
+        #[test]
+        fn more_gpus_or_bandwidth_never_slower(
+            shape in shapes(),
+            which in 0usize..3,
+            tp in 0u32..4,
+            pp in 1u32..6,
+            faster in 1.0f64..4.0,
+        ) {
+            let name = ["llama-3.1-8b", "mixtral-8x7b", "qwen3-30b-a3b"][which];
+            let model = catalogue::find(name).unwrap().shape;
+            let tp = 1 << tp;
+            let base = RooflineCost {
+                parallel: Parallel { tp, pp },
+                ..RooflineCost::new(model, GpuSpec::H100)
+            };
+            let t = base.compute_memory_time(&shape);
+            for more in [Parallel { tp: tp * 2, pp }, Parallel { tp, pp: pp + 1 }] {
+                let r = RooflineCost { parallel: more, ..base };
+                prop_assert!(r.compute_memory_time(&shape) <= t * (1.0 + 1e-12), "{more:?}");
+            }
+            let gpu = GpuSpec {
+                bandwidth: base.gpu.bandwidth * faster,
+                nvlink: base.gpu.nvlink.map(|b| b * faster),
+                pcie: base.gpu.pcie * faster,
+                ..base.gpu
+            };
+            let fast = RooflineCost { gpu, ..base };
+            prop_assert!(fast.mean(&shape) <= base.mean(&shape));
+        }
     }
 }

@@ -11,6 +11,7 @@ mod batching;
 mod capacity;
 mod comparison;
 mod grid;
+pub mod hardware;
 mod latency_cdf;
 mod multigpu;
 mod per_request;
@@ -104,11 +105,14 @@ pub enum Experiment {
     TraceCapacity,
     /// The roofline model against the measured H200 profile (ours; needs the shared profile).
     Roofline,
+    /// Three models on the catalogue's GPUs and TP degrees: largest stable rate and price
+    /// per million output tokens (ours).
+    Hardware,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 16] = [
+    pub const ALL: [Experiment; 17] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -125,6 +129,7 @@ impl Experiment {
         Experiment::PolicyComparison,
         Experiment::TraceCapacity,
         Experiment::Roofline,
+        Experiment::Hardware,
     ];
 
     /// The name used by `--only` and in file names.
@@ -146,6 +151,7 @@ impl Experiment {
             Experiment::PolicyComparison => "policy_comparison",
             Experiment::TraceCapacity => "trace_capacity",
             Experiment::Roofline => "roofline",
+            Experiment::Hardware => "hardware",
         }
     }
 
@@ -175,7 +181,8 @@ impl Experiment {
             Experiment::Validation
             | Experiment::PolicyCapacity
             | Experiment::PolicyComparison
-            | Experiment::Roofline => validation::planned_runs(scale),
+            | Experiment::Roofline
+            | Experiment::Hardware => validation::planned_runs(scale),
             Experiment::TraceCapacity => traces::planned_runs(scale),
         }
     }
@@ -200,6 +207,7 @@ impl Experiment {
             Experiment::Validation => validation::run(ctx),
             Experiment::PolicyCapacity => policies::capacity_table(ctx),
             Experiment::PolicyComparison => policies::comparison_table(ctx),
+            Experiment::Hardware => hardware::run(ctx),
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,

@@ -168,6 +168,7 @@ impl Memory {
             self.gpu_mem_gb,
             0.9,
             &ModelShape::LLAMA_3_1_8B,
+            crate::cost::Parallel::SINGLE,
             DEFAULT_BLOCK_SIZE,
         )
         .expect("the weights fit")
@@ -228,26 +229,22 @@ pub struct CapacityRow {
 }
 
 /// One replication's bisection.
-struct Bisection {
+pub(super) struct Bisection {
     /// Largest rate judged stable (requests/s).
-    rate: f64,
+    pub rate: f64,
     /// The run at that rate (`None` when even the bottom of the range is unstable).
-    at_max: Option<Summary>,
+    pub at_max: Option<Summary>,
     /// The run at the top of the range.
-    at_top: Summary,
+    pub at_top: Summary,
 }
 
-/// Bisects replication `rep`'s arrival rate in `[lo, hi]` for the largest stable one.
-fn bisect(
-    setting: &Setting,
-    policy: &SchedulerSpec,
-    kv: KvConfig,
-    rep: u32,
+/// Bisects the arrival rate in `[lo, hi]` for the largest at which `run(rate)` (one
+/// replication's verdict) is stable, in `steps` halvings.
+pub(super) fn bisect(
+    run: impl Fn(f64) -> Summary,
     (mut lo, mut hi): (f64, f64),
-    effort: Effort,
+    steps: u32,
 ) -> Bisection {
-    // Only the verdict, throughput and counts are used: no need to drain the backlog.
-    let run = |rate: f64| setting.run_config(policy, kv, rate, effort).verdict(rep);
     let at_top = run(hi);
     if !at_top.unstable {
         return Bisection {
@@ -257,7 +254,7 @@ fn bisect(
         };
     }
     let mut at_max = None;
-    for _ in 0..effort.steps {
+    for _ in 0..steps {
         let mid = 0.5 * (lo + hi);
         let s = run(mid);
         if s.unstable {
@@ -284,7 +281,12 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
         for policy in setting.policies() {
             let results: Vec<Bisection> = (0..effort.reps)
                 .into_par_iter()
-                .map(|rep| bisect(setting, &policy, kv, rep, (lo, hi), effort))
+                .map(|rep| {
+                    // Only the verdict, throughput and counts are used: no need to drain
+                    // the backlog.
+                    let run = |rate| setting.run_config(&policy, kv, rate, effort).verdict(rep);
+                    bisect(run, (lo, hi), effort.steps)
+                })
                 .collect();
             let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
             let fractions: Vec<f64> = rates.iter().map(|r| r / bound).collect();
@@ -438,7 +440,12 @@ pub fn effort(scale: &Scale) -> Effort {
 
 /// Serialisable rows as a [`Table`]: the header from the field names, each cell written as
 /// the CSV writer formats it.
-fn table<T: Serialize>(name: &'static str, rows: &[T], meta: Value, headline: String) -> Table {
+pub(super) fn table<T: Serialize>(
+    name: &'static str,
+    rows: &[T],
+    meta: Value,
+    headline: String,
+) -> Table {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r).expect("rows of plain fields serialise");

@@ -122,6 +122,7 @@ fn kv_for(policy: &SchedulerSpec) -> KvConfig {
             GPU_MEM_GB,
             0.9,
             &kv::ModelShape::LLAMA_3_1_8B,
+            crate::cost::Parallel::SINGLE,
             DEFAULT_BLOCK_SIZE,
         )
         .expect("Llama-3.1-8B fits an H200"),

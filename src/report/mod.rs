@@ -6,6 +6,7 @@
 pub mod data;
 mod diagram;
 pub mod figures;
+pub mod hardware;
 pub mod html;
 pub mod plot;
 mod policies;
@@ -101,10 +102,14 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
     let mut markdown = template::fill(TEMPLATE, &values)?;
     let mut charts = built.figures;
     // Optional sections go before the limitations, in a fixed order.
-    let extra: Vec<Section> = [policies::section(data)?, traces::section(data)?]
-        .into_iter()
-        .flatten()
-        .collect();
+    let extra: Vec<Section> = [
+        policies::section(data)?,
+        traces::section(data)?,
+        hardware::section(data)?,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let at = markdown.find("\n## Limitations").unwrap_or(markdown.len());
     let mut inserted = String::new();
     for section in extra {

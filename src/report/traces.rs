@@ -48,6 +48,18 @@ A roofline model needs no profile beyond three fitted numbers:
 The simulations below use the profiled preset, whose extra terms (the prefill path's fixed
 cost, decode attention on an under-filled GPU) the roofline lacks.
 
+These efficiencies, fitted once on this profile, are what the roofline uses for every
+other card and model (`--cost roofline --gpu G --model M --tp N`; `llmsim cost check`
+prints any cost model's error on a profile without fitting). The shared calibration folder
+holds this one profile, so the {{rf_mape}}% MAPE is the roofline's whole measured record:
+no other card, model or parallel layout has been checked against measurements. What it
+cannot see: a card or software stack reaching other fractions of its peaks (other kernels,
+fp8, ROCm); attention kernels that a few sequences leave under-filled; uneven expert
+routing (it assumes each token picks its experts uniformly, and no expert parallelism);
+all-reduces overlapped with compute or slowed by contention (links run at their peaks plus
+a fixed latency per step); more than one batch in flight in a pipeline; and the memory
+that activations, CUDA graphs and fragmentation take from the KV cache.
+
 ### GPUs needed for the Azure traces
 
 The Azure LLM inference traces of 16 November 2023 (Patel et al., "Splitwise", ISCA 2024;
