@@ -6,7 +6,7 @@
 //! maximum, utilisations within [0, 1]), and on exit 2 print nothing on standard output and
 //! a message that starts with `error:` and holds no Rust debug dump.
 //!
-//! `cargo test --release --test fuzz` tries 32 cases per suite from a fixed seed (seconds).
+//! `cargo test --release --test fuzz` tries 32 cases per suite (4 for `validate`) from a fixed seed (seconds).
 //! A campaign: `LLMSIM_FUZZ_CASES=5000 LLMSIM_FUZZ_SEED=$RANDOM LLMSIM_FUZZ_LOG=FILE cargo
 //! test --release --test fuzz` logs every failure and goes on; without `LLMSIM_FUZZ_LOG`
 //! the first failure stops the suite and proptest shrinks it (its input files are shown
@@ -37,9 +37,11 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn config() -> Config {
+/// The suites' settings, with `1 / share` of the cases (at least one): `validate` runs
+/// dozens of checks of tens of thousands of requests whatever its flags, so it gets fewer.
+fn config(share: u32) -> Config {
     Config {
-        cases: env_number("LLMSIM_FUZZ_CASES", 32) as u32,
+        cases: (env_number("LLMSIM_FUZZ_CASES", 32) as u32 / share).max(1),
         // A fixed default seed: `cargo test` is repeatable; campaigns pass their own.
         rng_seed: RngSeed::Fixed(env_number("LLMSIM_FUZZ_SEED", 10)),
         // Each shrinking step may wait for a timeout; a rough minimum is enough to report.
@@ -861,7 +863,7 @@ const QUICK_EXPERIMENTS: [&str; 8] = [
 ];
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(1))]
 
     #[test]
     fn run_survives_any_flags_and_files(c in case(command(
@@ -885,17 +887,6 @@ proptest! {
         8,
         &[("--requests", "60"), ("--repeat", "1")],
         &[],
-    ))) {
-        run_case(&c)?;
-    }
-
-    #[test]
-    fn validate_survives_any_flags(c in case(command(
-        words_owned(&["validate"]),
-        vec![flag("--reps", int(2, 4)), flag("--requests", int(100, 1_000))],
-        2,
-        &[("--reps", "2"), ("--requests", "300")],
-        &["--json"],
     ))) {
         run_case(&c)?;
     }
@@ -948,6 +939,21 @@ proptest! {
             &[],
         ),
     ].boxed())) {
+        run_case(&c)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(8))]
+
+    #[test]
+    fn validate_survives_any_flags(c in case(command(
+        words_owned(&["validate"]),
+        vec![flag("--reps", int(2, 4)), flag("--requests", int(100, 1_000))],
+        2,
+        &[("--reps", "2"), ("--requests", "300")],
+        &["--json"],
+    ))) {
         run_case(&c)?;
     }
 }
