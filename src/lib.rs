@@ -18,6 +18,7 @@ pub mod limits;
 pub mod lsq;
 pub mod metrics;
 pub mod output;
+pub mod prefix;
 pub mod report;
 pub mod rng;
 pub mod router;

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
+use crate::prefix::Prefix;
 use crate::rng::{SimRng, Source, stream};
 use crate::trace::Trace;
 
 /// One user request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Arrival time (seconds from the start of the run).
     pub arrival: f64,
@@ -25,6 +26,9 @@ pub struct Request {
     /// Decode budget `B`: decode iterations after the prefill (tokens). The request emits
     /// `B + 1` tokens in all.
     pub decode: u32,
+    /// The prompt's prefix identity, for prefix caching; `None` for a prompt that shares
+    /// nothing. Shared, so that a request stays small and cheap to copy around.
+    pub prefix: Option<Arc<Prefix>>,
 }
 
 /// How arrival gaps are drawn.
@@ -294,7 +298,7 @@ impl Iterator for TraceRequests<'_> {
     fn next(&mut self) -> Option<Request> {
         self.requests.next().map(|r| Request {
             arrival: r.arrival * self.time_scale,
-            ..*r
+            ..r.clone()
         })
     }
 }
@@ -330,16 +334,19 @@ impl Iterator for SyntheticRequests<'_> {
         };
         Some(match &w.lengths_from {
             Some(trace) => {
-                let r = trace.requests[self.pairs.random_range(0..trace.requests.len())];
+                let r = &trace.requests[self.pairs.random_range(0..trace.requests.len())];
                 Request {
                     arrival: self.time,
-                    ..r
+                    prompt: r.prompt,
+                    decode: r.decode,
+                    prefix: None,
                 }
             }
             None => Request {
                 arrival: self.time,
                 prompt: w.prompt.sample(&mut self.prompts),
                 decode: w.decode.sample(&mut self.decodes),
+                prefix: None,
             },
         })
     }
@@ -406,6 +413,7 @@ mod tests {
                     arrival: 0.0,
                     prompt,
                     decode,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -442,6 +450,7 @@ mod tests {
                     arrival: f64::from(i),
                     prompt: 10 + i as u32,
                     decode: i as u32,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -520,6 +529,7 @@ mod tests {
                     arrival: 0.0,
                     prompt,
                     decode,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,

@@ -33,6 +33,8 @@ pub enum WorkloadSpec {
     Synthetic,
     /// Replayed from a trace in the Azure LLM inference format.
     Azure(PathBuf),
+    /// Replayed from a Mooncake trace (JSON lines with prefix hash ids).
+    Mooncake(PathBuf),
 }
 
 impl FromStr for WorkloadSpec {
@@ -41,7 +43,10 @@ impl FromStr for WorkloadSpec {
         match s.split_once(':') {
             _ if s == "synthetic" => Ok(WorkloadSpec::Synthetic),
             Some(("azure", path)) if !path.is_empty() => Ok(WorkloadSpec::Azure(path.into())),
-            _ => Err(format!("'{s}' is not synthetic or azure:PATH")),
+            Some(("mooncake", path)) if !path.is_empty() => Ok(WorkloadSpec::Mooncake(path.into())),
+            _ => Err(format!(
+                "'{s}' is not synthetic, azure:PATH or mooncake:PATH"
+            )),
         }
     }
 }
@@ -64,15 +69,17 @@ pub struct SimArgs {
     pub scheduler: SchedulerKind,
     /// Requests: synthetic (drawn from the flags below) or azure:PATH (replay an Azure LLM
     /// inference trace: TIMESTAMP,ContextTokens,GeneratedTokens; L = ContextTokens,
-    /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
+    /// B = GeneratedTokens - 1; a 0 in either column is served as 1), or mooncake:PATH
+    /// (replay a Mooncake trace, JSON lines: timestamp ms, input_length, output_length,
+    /// hash_ids per 512-token chunk, the prompts' prefix identities for --prefix-cache).
     #[arg(long, default_value = "synthetic", value_name = "SPEC")]
     pub workload: WorkloadSpec,
     /// Arrival rate lambda (requests per second, from 1e-9 to 1e9; --requests / --rate
-    /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With azure:PATH,
-    /// replays the trace with its times scaled to this mean rate.
+    /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With a trace,
+    /// replays it with its times scaled to this mean rate.
     #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Requests per replication, from 2 to 4294967295 [default: 100000; with azure:PATH, the
+    /// Requests per replication, from 2 to 4294967295 [default: 100000; with a trace, the
     /// whole trace].
     #[arg(long)]
     pub requests: Option<usize>,
@@ -195,6 +202,12 @@ pub struct SimArgs {
     /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
+    /// Prefix caching, on or off (vllm, sarathi, decode-first, with a finite KV cache): each
+    /// GPU keeps finished prompts' full KV blocks, keyed by their whole prefix, for later
+    /// requests with the same prefix (vLLM's automatic prefix caching; evicted LRU).
+    #[arg(long, value_name = "on|off", default_value = "off", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub prefix_cache: bool,
     /// Base random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -213,6 +226,21 @@ fn read_trace(path: &Path, flag: &'static str) -> Result<Arc<Trace>, UsageError>
     if trace.adjusted > 0 {
         eprintln!(
             "note: {}: {} rows with ContextTokens 0 or GeneratedTokens 0 served as L >= 1, B = 0",
+            path.display(),
+            trace.adjusted
+        );
+    }
+    Ok(Arc::new(trace))
+}
+
+/// Reads the Mooncake trace of `--workload mooncake:PATH`; a bad file is a usage error
+/// naming file, line and field.
+fn read_mooncake(path: &Path) -> Result<Arc<Trace>, UsageError> {
+    let trace =
+        Trace::read_mooncake(path).map_err(|e| UsageError::new("--workload", e.to_string()))?;
+    if trace.adjusted > 0 {
+        eprintln!(
+            "note: {}: {} rows with input_length 0 or output_length 0 served as L >= 1, B = 0",
             path.display(),
             trace.adjusted
         );
@@ -256,7 +284,8 @@ impl SimArgs {
         self.check_given()?;
         let workload = match &self.workload {
             WorkloadSpec::Synthetic => self.synthetic()?,
-            WorkloadSpec::Azure(path) => self.replay(path)?,
+            WorkloadSpec::Azure(path) => self.replay(path, read_trace(path, "--workload")?)?,
+            WorkloadSpec::Mooncake(path) => self.replay(path, read_mooncake(path)?)?,
         };
         workload.validate()?;
         let requests = workload.requests();
@@ -313,7 +342,9 @@ impl SimArgs {
             gpus,
             router: self.router,
             kv,
+            prefix_cache: self.prefix_cache,
         };
+        limits::prefix_cache(&engine)?;
         limits::replications(&workload, &engine, self.reps)?;
         // Only once the run is sure to go ahead, so an error is never preceded by advice.
         self.warn_unused();
@@ -467,7 +498,7 @@ impl SimArgs {
         }))
     }
 
-    fn replay(&self, path: &Path) -> Result<Workload, UsageError> {
+    fn replay(&self, path: &Path, trace: Arc<Trace>) -> Result<Workload, UsageError> {
         for (flag, given) in [
             ("--arrivals", self.arrivals.is_some()),
             ("--prompt", self.prompt.is_some()),
@@ -477,10 +508,9 @@ impl SimArgs {
             require(
                 !given,
                 flag,
-                "not used with --workload azure:PATH, whose trace gives arrivals and lengths",
+                "not used with a trace (--workload azure:PATH or mooncake:PATH), which gives arrivals and lengths",
             )?;
         }
-        let trace = read_trace(path, "--workload")?;
         let total = trace.requests.len();
         require(
             total >= 2,
@@ -852,6 +882,19 @@ fn print_table(doc: &Value) {
         ("swap time", "swap_seconds", "s"),
     ] {
         println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
+    }
+    let pc = &doc["prefix_cache"];
+    if pc.is_object() {
+        for (label, key, unit) in [
+            ("token hit rate", "token_hit_rate", ""),
+            ("block hit rate", "block_hit_rate", ""),
+            ("prompt tokens", "prompt_tokens", "tok"),
+            ("prefilled of them", "computed_tokens", "tok"),
+            ("evictions", "evictions", "blocks"),
+            ("cache share of KV", "kv_share", ""),
+        ] {
+            println!("{label:>18}: {:.4}{} {unit}", num(&pc[key]), ci(pc, key));
+        }
     }
     print_per_gpu(doc);
     if let Some(cap) = doc["capacity_rps"].as_f64() {

@@ -275,6 +275,7 @@ pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
                         gpus,
                         router: ROUTER,
                         kv: kv_for(&policy),
+                        prefix_cache: false,
                     },
                     seed: ctx.study.seed,
                     reps,
