@@ -212,8 +212,11 @@ impl Trace {
             });
         }
         if requests.is_empty() {
-            return Err(CsvError::Empty {
+            return Err(CsvError::Row {
                 path: path.to_path_buf(),
+                line: 1,
+                field: "row".into(),
+                why: "no requests: the file holds no JSON lines".into(),
             });
         }
         Ok(Trace {
@@ -295,5 +298,84 @@ mod tests {
         let f = write("TIMESTAMP,Context,GeneratedTokens\n");
         let e = Trace::read(f.path()).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("ContextTokens"), "{e}");
+    }
+
+    #[test]
+    fn mooncake_rows_become_requests_with_prefixes() {
+        let f = write(
+            "{\"timestamp\": 0, \"input_length\": 600, \"output_length\": 5, \"hash_ids\": [7, 8]}\n\
+             \n\
+             {\"timestamp\": 1500, \"input_length\": 0, \"output_length\": 0, \"hash_ids\": []}\n",
+        );
+        let t = Trace::read_mooncake(f.path()).unwrap();
+        let got: Vec<(f64, u32, u32)> = t
+            .requests
+            .iter()
+            .map(|r| (r.arrival, r.prompt, r.decode))
+            .collect();
+        assert_eq!(got, vec![(0.0, 600, 4), (1.5, 1, 0)]);
+        let p = t.requests[0].prefix.as_ref().unwrap();
+        assert_eq!((p.block_tokens, &p.ids[..]), (512, &[7, 8][..]));
+        assert_eq!(t.adjusted, 1);
+    }
+
+    #[test]
+    fn bad_mooncake_rows_name_line_and_field() {
+        let ok = r#"{"timestamp": 5, "input_length": 10, "output_length": 2, "hash_ids": [1]}"#;
+        for (bad, field) in [
+            (
+                r#"{"input_length": 10, "output_length": 2, "hash_ids": [1]}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"timestamp": 6, "output_length": 2, "hash_ids": [1]}"#,
+                "input_length",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": -3, "output_length": 2, "hash_ids": [1]}"#,
+                "input_length",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 3, "output_length": -2, "hash_ids": [1]}"#,
+                "output_length",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 3, "output_length": 2.5, "hash_ids": [1]}"#,
+                "output_length",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 1025, "output_length": 2, "hash_ids": [1, 2]}"#,
+                "hash_ids",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 3, "output_length": 2, "hash_ids": [-1]}"#,
+                "hash_ids",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 3, "output_length": 2}"#,
+                "hash_ids",
+            ),
+            (
+                r#"{"timestamp": 4, "input_length": 3, "output_length": 2, "hash_ids": [1]}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"timestamp": 6, "input_length": 99999999, "output_length": 2, "hash_ids": [1]}"#,
+                "input_length",
+            ),
+            ("[1, 2]", "row"),
+        ] {
+            let f = write(&format!("{ok}\n{bad}\n"));
+            match Trace::read_mooncake(f.path()).unwrap_err() {
+                CsvError::Row {
+                    line, field: fl, ..
+                } => assert_eq!((line, fl.as_str()), (2, field), "{bad}"),
+                e => panic!("{bad}: {e}"),
+            }
+        }
+        let e = Trace::read_mooncake(write("").path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1, field row: no requests"), "{e}");
     }
 }
