@@ -17,6 +17,7 @@ pub mod kv;
 pub mod limits;
 pub mod lsq;
 pub mod metrics;
+pub mod multiturn;
 pub mod output;
 pub mod prefix;
 pub mod report;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
+use crate::multiturn::{MultiTurn, Turns};
 use crate::prefix::Prefix;
 use crate::rng::{SimRng, Source, stream};
 use crate::trace::Trace;
@@ -86,6 +87,8 @@ pub enum Workload {
     Synthetic(SyntheticWorkload),
     /// Replayed from a recorded trace.
     Trace(TraceReplay),
+    /// Multi-turn conversations whose prompts share prefixes.
+    MultiTurn(MultiTurn),
 }
 
 impl Workload {
@@ -95,6 +98,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => Requests::Synthetic(w.iter(seed, rep)),
             Workload::Trace(t) => Requests::Trace(t.iter()),
+            Workload::MultiTurn(m) => Requests::MultiTurn(m.iter(seed, rep)),
         }
     }
 
@@ -109,6 +113,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => w.rate,
             Workload::Trace(t) => t.rate(),
+            Workload::MultiTurn(m) => m.rate(),
         }
     }
 
@@ -117,6 +122,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => w.requests,
             Workload::Trace(t) => t.requests,
+            Workload::MultiTurn(m) => m.requests,
         }
     }
 
@@ -137,6 +143,10 @@ impl Workload {
                 None => f(u64::from(w.prompt.max()), u64::from(w.decode.max())),
             },
             Workload::Trace(t) => of_trace(&t.trace),
+            Workload::MultiTurn(m) => {
+                let (prompt, decode) = m.longest();
+                f(prompt, decode)
+            }
         }
     }
 
@@ -176,6 +186,7 @@ impl Workload {
                     t.trace.requests[t.requests - 1].arrival * t.time_scale,
                 )
             }
+            Workload::MultiTurn(m) => m.validate(),
         }
     }
 }
@@ -274,6 +285,8 @@ pub enum Requests<'a> {
     Synthetic(SyntheticRequests<'a>),
     /// Of a [`TraceReplay`].
     Trace(TraceRequests<'a>),
+    /// Of a [`MultiTurn`] workload.
+    MultiTurn(Turns<'a>),
 }
 
 impl Iterator for Requests<'_> {
@@ -282,6 +295,7 @@ impl Iterator for Requests<'_> {
         match self {
             Requests::Synthetic(s) => s.next(),
             Requests::Trace(t) => t.next(),
+            Requests::MultiTurn(m) => m.next(),
         }
     }
 }

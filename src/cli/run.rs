@@ -17,6 +17,7 @@ use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
 use llmsim::limits::{self, num};
 use llmsim::metrics::Summary;
+use llmsim::multiturn::MultiTurn;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{
     BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
@@ -35,6 +36,8 @@ pub enum WorkloadSpec {
     Azure(PathBuf),
     /// Replayed from a Mooncake trace (JSON lines with prefix hash ids).
     Mooncake(PathBuf),
+    /// Synthetic multi-turn conversations.
+    MultiTurn,
 }
 
 impl FromStr for WorkloadSpec {
@@ -42,10 +45,11 @@ impl FromStr for WorkloadSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             _ if s == "synthetic" => Ok(WorkloadSpec::Synthetic),
+            _ if s == "multiturn" => Ok(WorkloadSpec::MultiTurn),
             Some(("azure", path)) if !path.is_empty() => Ok(WorkloadSpec::Azure(path.into())),
             Some(("mooncake", path)) if !path.is_empty() => Ok(WorkloadSpec::Mooncake(path.into())),
             _ => Err(format!(
-                "'{s}' is not synthetic, azure:PATH or mooncake:PATH"
+                "'{s}' is not synthetic, multiturn, azure:PATH or mooncake:PATH"
             )),
         }
     }
@@ -208,6 +212,22 @@ pub struct SimArgs {
     #[arg(long, value_name = "on|off", default_value = "off", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub prefix_cache: bool,
+    /// Turns per conversation (--workload multiturn; --rate is then sessions per second,
+    /// --prompt each new user message, --decode each reply's B) [default: 4].
+    #[arg(long)]
+    pub turns: Option<u32>,
+    /// Mean time from one turn's arrival to the next (seconds, exponential; --workload
+    /// multiturn; it spans the reply's serving and the user's pause) [default: 30].
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub think: Option<f64>,
+    /// Tokens of the system prompt that opens each conversation (--workload multiturn)
+    /// [default: 0].
+    #[arg(long, value_name = "TOKENS")]
+    pub system_prompt: Option<u32>,
+    /// Distinct system prompts, shared by the conversations that draw each (--workload
+    /// multiturn) [default: 1].
+    #[arg(long)]
+    pub system_prompts: Option<u32>,
     /// Base random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -286,7 +306,9 @@ impl SimArgs {
             WorkloadSpec::Synthetic => self.synthetic()?,
             WorkloadSpec::Azure(path) => self.replay(path, read_trace(path, "--workload")?)?,
             WorkloadSpec::Mooncake(path) => self.replay(path, read_mooncake(path)?)?,
+            WorkloadSpec::MultiTurn => self.multiturn(),
         };
+        self.check_multiturn_flags()?;
         workload.validate()?;
         let requests = workload.requests();
         let warmup = self.warmup.unwrap_or(requests / 10);
@@ -496,6 +518,37 @@ impl SimArgs {
             requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
             lengths_from,
         }))
+    }
+
+    /// The conversations of --workload multiturn.
+    fn multiturn(&self) -> Workload {
+        Workload::MultiTurn(MultiTurn {
+            session_rate: self.rate.unwrap_or(DEFAULT_RATE),
+            turns: self.turns.unwrap_or(4),
+            think_s: self.think.unwrap_or(30.0),
+            user: self.prompt.clone().unwrap_or(LengthDist::Fixed(128)),
+            decode: self.decode.clone().unwrap_or(LengthDist::Fixed(64)),
+            system_tokens: self.system_prompt.unwrap_or(0),
+            system_prompts: self.system_prompts.unwrap_or(1),
+            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
+        })
+    }
+
+    /// The conversation flags apply to --workload multiturn only.
+    fn check_multiturn_flags(&self) -> Result<(), UsageError> {
+        for (flag, given) in [
+            ("--turns", self.turns.is_some()),
+            ("--think", self.think.is_some()),
+            ("--system-prompt", self.system_prompt.is_some()),
+            ("--system-prompts", self.system_prompts.is_some()),
+        ] {
+            require(
+                !given || self.workload == WorkloadSpec::MultiTurn,
+                flag,
+                "only used with --workload multiturn",
+            )?;
+        }
+        Ok(())
     }
 
     fn replay(&self, path: &Path, trace: Arc<Trace>) -> Result<Workload, UsageError> {
@@ -749,9 +802,19 @@ impl SimArgs {
                 "lengths_from": w.lengths_from.as_ref().map(|t| t.source.display().to_string()),
             }),
             Workload::Trace(t) => json!({
-                "kind": "azure",
+                "kind": if matches!(self.workload, WorkloadSpec::Mooncake(_)) { "mooncake" } else { "azure" },
                 "trace": t.trace.source.display().to_string(),
                 "time_scale": t.time_scale,
+            }),
+            Workload::MultiTurn(m) => json!({
+                "kind": "multiturn",
+                "session_rate": m.session_rate,
+                "turns": m.turns,
+                "think_s": m.think_s,
+                "user": m.user.to_string(),
+                "decode": m.decode.to_string(),
+                "system_tokens": m.system_tokens,
+                "system_prompts": m.system_prompts,
             }),
         };
         // The linear model's parameters only mean something when it is the model in use.
