@@ -136,6 +136,23 @@ impl PrefixCache {
         self.index.len() as u64 - self.evictable
     }
 
+    /// Blocks cached, referenced or not (blocks).
+    pub fn len(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// How many leading `keys` are cached, referenced or not; changes nothing.
+    pub fn matched(&self, keys: &[u64]) -> usize {
+        keys.iter()
+            .take_while(|k| self.index.contains_key(k))
+            .count()
+    }
+
     /// Blocks cached and unreferenced: evictable, so free for allocation (blocks).
     pub fn evictable(&self) -> u64 {
         self.evictable

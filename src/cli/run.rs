@@ -203,7 +203,9 @@ pub struct SimArgs {
     /// Number of GPUs, from 1 to 100000 (disagg: --prefill-gpus + --decode-gpus).
     #[arg(long, default_value_t = 1)]
     pub gpus: u64,
-    /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
+    /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central,
+    /// prefix-aware (the GPU whose routed prefixes match the prompt longest, unless load is
+    /// imbalanced: SGLang's cache-aware policy).
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
     /// Prefix caching, on or off (vllm, sarathi, decode-first, with a finite KV cache): each
