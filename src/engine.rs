@@ -447,8 +447,8 @@ struct Engine<'a> {
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
-    /// Whether KV blocks are counted: only for a finite cache, since an unlimited one
-    /// constrains nothing and counting costs time on every batch entry.
+    /// Whether KV blocks are counted: only for a finite cache or a prefix cache, since an
+    /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
     live: InFlight,
     peak_in_flight: usize,
@@ -597,7 +597,8 @@ fn run_engine<R: Borrow<Request>>(
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
-        kv_tracked: config.kv.blocks.is_some(),
+        // The prefix cache's accounting needs the counts even in an unlimited cache.
+        kv_tracked: config.kv.blocks.is_some() || config.prefix_cache,
         live: InFlight::default(),
         peak_in_flight: 0,
         records: mode.records.then(Vec::new),

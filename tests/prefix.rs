@@ -180,6 +180,12 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
     let requests = [turn(0.0, 100), turn(100.0, 100 + 51 + 30)];
     let out = simulate(&requests, &config(vllm(), 1 << 20, true), 1, 0, 0);
     assert_eq!(hits(&out), (96, 281));
+    // An unlimited KV cache keeps everything.
+    let unlimited = EngineConfig {
+        kv: KvConfig::unlimited(),
+        ..config(vllm(), 0, true)
+    };
+    assert_eq!(hits(&simulate(&requests, &unlimited, 1, 0, 0)), (96, 281));
 }
 
 /// Hits never fall as the cache grows, on the Mooncake conversation trace's first 1,500
