@@ -175,6 +175,7 @@ impl Turns<'_> {
         Prefix {
             block_tokens: CHUNK_TOKENS,
             ids,
+            session: Some(s.id),
         }
     }
 }

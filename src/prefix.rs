@@ -30,11 +30,14 @@ pub struct Prefix {
     pub block_tokens: u32,
     /// One id per chunk of `block_tokens` tokens, covering the whole prompt.
     pub ids: Box<[u64]>,
+    /// The conversation the prompt belongs to, where the workload knows it (for session
+    /// affinity).
+    pub session: Option<u64>,
 }
 
 /// splitmix64's finaliser: a bijective mix with full avalanche, so chained keys of
 /// different prefixes collide only by 64-bit chance.
-fn mix(x: u64) -> u64 {
+pub(crate) fn mix(x: u64) -> u64 {
     let x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
@@ -286,6 +289,7 @@ mod tests {
         Prefix {
             block_tokens,
             ids: ids.into(),
+            session: None,
         }
     }
 

@@ -126,6 +126,7 @@ fn parse_mooncake(line: &str) -> Result<(f64, u32, u32, Prefix, bool), FieldErro
     let prefix = Prefix {
         block_tokens: MOONCAKE_BLOCK_TOKENS,
         ids,
+        session: None,
     };
     let need = prefix.ids_for(input);
     if prefix.ids.len() < need {

@@ -95,6 +95,7 @@ fn shared_prefixes(lens: &[(u32, u32, usize, u32)], chunk: u32, gap: f64) -> Vec
                 prefix: Some(Arc::new(Prefix {
                     block_tokens: chunk,
                     ids: ids.into(),
+                    session: None,
                 })),
             }
         })
@@ -175,6 +176,7 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
         prefix: Some(Arc::new(Prefix {
             block_tokens: 16,
             ids: (0..u64::from(prompt.div_ceil(16))).collect(),
+            session: None,
         })),
     };
     let requests = [turn(0.0, 100), turn(100.0, 100 + 51 + 30)];
@@ -328,4 +330,40 @@ fn off_is_the_default_and_on_reports_the_cache() {
     // Synthetic prompts share nothing: nothing is looked up, so no rate is defined.
     assert_eq!(on["prefix_cache"]["prompt_tokens"], 0.0);
     assert!(on["prefix_cache"]["token_hit_rate"].is_null());
+}
+
+/// On conversations spread over 4 GPUs, keeping a session on one GPU (session affinity,
+/// or the prefix-aware router) hits far more than round-robin, which scatters its turns.
+#[test]
+fn routing_by_session_or_prefix_keeps_conversations_cached() {
+    use llmsim::dist::LengthDist;
+    use llmsim::multiturn::MultiTurn;
+    let conversations = MultiTurn {
+        session_rate: 2.0,
+        turns: 6,
+        think_s: 30.0,
+        user: LengthDist::Fixed(200),
+        decode: LengthDist::Fixed(100),
+        system_tokens: 256,
+        system_prompts: 4,
+        requests: 6000,
+    };
+    let requests: Vec<Request> = conversations.iter(5, 0).collect();
+    let rate = |router| {
+        let cfg = EngineConfig {
+            gpus: 4,
+            router,
+            ..config(vllm(), 40_000, true)
+        };
+        let (hit, asked) = hits(&simulate(&requests, &cfg, 5, 0, 0));
+        hit as f64 / asked as f64
+    };
+    let scattered = rate(RouterSpec::RoundRobin);
+    for router in [RouterSpec::Session, RouterSpec::PrefixAware] {
+        let kept = rate(router);
+        assert!(
+            kept > scattered + 0.1,
+            "{router}: {kept} vs round-robin {scattered}"
+        );
+    }
 }

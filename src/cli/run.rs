@@ -205,7 +205,7 @@ pub struct SimArgs {
     pub gpus: u64,
     /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central,
     /// prefix-aware (the GPU whose routed prefixes match the prompt longest, unless load is
-    /// imbalanced: SGLang's cache-aware policy).
+    /// imbalanced: SGLang's cache-aware policy), session (a conversation's turns on one GPU).
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
     /// Prefix caching, on or off (vllm, sarathi, decode-first, with a finite KV cache): each

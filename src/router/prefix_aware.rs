@@ -103,6 +103,7 @@ mod tests {
             prefix: Some(Arc::new(Prefix {
                 block_tokens: 16,
                 ids: ids.into(),
+                session: None,
             })),
         }
     }
