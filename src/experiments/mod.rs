@@ -15,6 +15,7 @@ mod latency_cdf;
 mod multigpu;
 mod per_request;
 pub mod policies;
+pub mod prefix_caching;
 mod sensitivity;
 mod table;
 mod throughput;
@@ -104,11 +105,14 @@ pub enum Experiment {
     TraceCapacity,
     /// The roofline model against the measured H200 profile (ours; needs the shared profile).
     Roofline,
+    /// The Mooncake conversation trace with the prefix cache off and on, by router and
+    /// cluster size (ours; needs the shared trace).
+    PrefixCaching,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 16] = [
+    pub const ALL: [Experiment; 17] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -125,6 +129,7 @@ impl Experiment {
         Experiment::PolicyComparison,
         Experiment::TraceCapacity,
         Experiment::Roofline,
+        Experiment::PrefixCaching,
     ];
 
     /// The name used by `--only` and in file names.
@@ -146,6 +151,7 @@ impl Experiment {
             Experiment::PolicyComparison => "policy_comparison",
             Experiment::TraceCapacity => "trace_capacity",
             Experiment::Roofline => "roofline",
+            Experiment::PrefixCaching => "prefix_caching",
         }
     }
 
@@ -177,6 +183,7 @@ impl Experiment {
             | Experiment::PolicyComparison
             | Experiment::Roofline => validation::planned_runs(scale),
             Experiment::TraceCapacity => traces::planned_runs(scale),
+            Experiment::PrefixCaching => prefix_caching::planned_runs(scale),
         }
     }
 
@@ -203,12 +210,14 @@ impl Experiment {
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,
+            Experiment::PrefixCaching => prefix_caching::run(ctx)?,
         };
         Ok(table)
     }
 
     /// Input files the experiment reads from the shared folder `shared` that are missing;
-    /// empty when it can run (always, for all but `trace_capacity` and `roofline`).
+    /// empty when it can run (always, for all but `trace_capacity`, `roofline` and
+    /// `prefix_caching`).
     pub fn missing_inputs(self, shared: &std::path::Path) -> Vec<std::path::PathBuf> {
         traces::missing_inputs(self, shared)
     }
