@@ -45,6 +45,7 @@ use crate::scheduler::{
 };
 use crate::stats::StreamingDist;
 use crate::workload::Request;
+use foldhash::fast::FixedState;
 
 /// What to simulate: the policies and hardware, independent of the workload.
 #[derive(Debug, Clone)]
@@ -284,7 +285,7 @@ struct GpuPrefix {
     cache: PrefixCache,
     /// Requests on this GPU with a prefix identity: the keys of their prompt's full
     /// blocks, and the cache's nodes of the leading ones they reference.
-    held: HashMap<ReqId, Held>,
+    held: HashMap<ReqId, Held, FixedState>,
 }
 
 struct Held {
