@@ -32,11 +32,12 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::cost::CostModel;
 use crate::kv::KvConfig;
+use crate::prefix::{CacheStats, PrefixCache};
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
 use crate::scheduler::{
@@ -44,6 +45,7 @@ use crate::scheduler::{
 };
 use crate::stats::StreamingDist;
 use crate::workload::Request;
+use foldhash::fast::FixedState;
 
 /// What to simulate: the policies and hardware, independent of the workload.
 #[derive(Debug, Clone)]
@@ -58,6 +60,9 @@ pub struct EngineConfig {
     pub router: RouterSpec,
     /// Each GPU's KV cache.
     pub kv: KvConfig,
+    /// Whether each GPU keeps the full KV blocks of finished prefills for later requests
+    /// with the same prefix ([`crate::prefix`]); checked by [`crate::limits::prefix_cache`].
+    pub prefix_cache: bool,
 }
 
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
@@ -134,6 +139,12 @@ pub struct GpuStats {
     pub swap_bytes: f64,
     /// Time batches spent waiting on swaps, included in `busy` (seconds).
     pub swap_seconds: f64,
+    /// Prefix-cache counters (all 0 with the cache off).
+    pub prefix: CacheStats,
+    /// Blocks held by the prefix cache, referenced or not, integrated over the measurement
+    /// window (block-seconds); their share of `kv_block_seconds`' capacity is the cache's
+    /// share of KV memory.
+    pub cache_block_seconds: f64,
 }
 
 /// Totals over the batches of one kind.
@@ -207,6 +218,8 @@ pub struct SimOutput {
     pub end_time: f64,
     /// Each GPU's KV cache.
     pub kv: KvConfig,
+    /// Whether the GPUs kept a prefix cache ([`EngineConfig::prefix_cache`]).
+    pub prefix_cache: bool,
 }
 
 /// An event due at `time` (seconds): a GPU's batch completion (`Due<usize>`, the GPU) or a
@@ -256,10 +269,44 @@ struct Gpu {
     /// counted when it ends, once the window's end is known.
     running: (f64, f64),
     stats: GpuStats,
-    /// KV blocks held by this GPU's unfinished requests.
+    /// KV blocks held by this GPU's unfinished requests: their own, and the cached blocks
+    /// they reference, each counted once. Cached blocks no request references are free
+    /// for allocation and counted by the prefix cache.
     kv_used: u64,
     /// Time of the last change of `kv_used` (seconds).
     kv_since: f64,
+    /// The prefix cache, when on.
+    prefix: Option<GpuPrefix>,
+}
+
+/// One GPU's prefix cache and what its requests hold of it.
+#[derive(Default)]
+struct GpuPrefix {
+    cache: PrefixCache,
+    /// Requests on this GPU with a prefix identity: the keys of their prompt's full
+    /// blocks, and the cache's nodes of the leading ones they reference.
+    held: HashMap<ReqId, Held, FixedState>,
+}
+
+struct Held {
+    keys: Box<[u64]>,
+    nodes: Vec<u32>,
+}
+
+impl Gpu {
+    /// Caches the full blocks of request `id`'s prompt, whose prefill has just ended here,
+    /// referenced by it; a block another request cached meanwhile is shared, and the
+    /// request's own copy freed.
+    fn cache_prompt(&mut self, id: ReqId) {
+        let Some(px) = self.prefix.as_mut() else {
+            return;
+        };
+        let Some(h) = px.held.get_mut(&id) else {
+            return;
+        };
+        let dropped = px.cache.insert(&h.keys[h.nodes.len()..], &mut h.nodes);
+        self.kv_used -= dropped;
+    }
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -276,11 +323,14 @@ pub struct BatchEvent<'a> {
     /// KV blocks in use on the GPU while the batch runs, its growth included (blocks; 0
     /// for an unlimited cache, which is not counted).
     pub kv_used: u64,
+    /// Cached blocks no request references, which also occupy the KV cache until evicted
+    /// (blocks; 0 without a prefix cache).
+    pub kv_evictable: u64,
 }
 
 /// One request in flight: its size, progress and timestamps (seconds, `NaN` until they
 /// happen).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Slot {
     pub request: Request,
     pub progress: Progress,
@@ -339,10 +389,10 @@ impl InFlight {
         };
         if self.len() == self.slots.len() {
             // Full: double, moving each request to its place in the longer ring.
-            let mut slots = vec![slot; (2 * self.slots.len()).max(64)];
+            let mut slots = vec![slot.clone(); (2 * self.slots.len()).max(64)];
             let mask = slots.len() - 1;
             for id in self.first..self.end {
-                slots[id as usize & mask] = *self.get(id);
+                slots[id as usize & mask] = self.get(id).clone();
             }
             self.slots = slots;
         }
@@ -398,8 +448,8 @@ struct Engine<'a> {
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
-    /// Whether KV blocks are counted: only for a finite cache, since an unlimited one
-    /// constrains nothing and counting costs time on every batch entry.
+    /// Whether KV blocks are counted: only for a finite cache or a prefix cache, since an
+    /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
     live: InFlight,
     peak_in_flight: usize,
@@ -535,19 +585,21 @@ fn run_engine<R: Borrow<Request>>(
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
+            prefix: config.prefix_cache.then(GpuPrefix::default),
         })
         .collect();
     let router = config
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
-    let mut source = requests.into_iter().map(|r| *r.borrow());
+    let mut source = requests.into_iter().map(|r| r.borrow().clone());
     let mut engine = Engine {
         source: &mut source,
         next: None,
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
-        kv_tracked: config.kv.blocks.is_some(),
+        // The prefix cache's accounting needs the counts even in an unlimited cache.
+        kv_tracked: config.kv.blocks.is_some() || config.prefix_cache,
         live: InFlight::default(),
         peak_in_flight: 0,
         records: mode.records.then(Vec::new),
@@ -602,11 +654,21 @@ fn run_engine<R: Borrow<Request>>(
         in_queue_seconds: c.queue_seconds,
         growth,
         peak_in_flight: engine.peak_in_flight,
-        gpus: engine.gpus.into_iter().map(|g| g.stats).collect(),
+        gpus: engine
+            .gpus
+            .into_iter()
+            .map(|g| GpuStats {
+                prefix: g
+                    .prefix
+                    .map_or_else(CacheStats::default, |px| px.cache.stats),
+                ..g.stats
+            })
+            .collect(),
         kinds: engine.kinds,
         tokens_in_window: engine.tokens_in_window,
         end_time,
         kv: config.kv,
+        prefix_cache: config.prefix_cache,
     }
 }
 
@@ -637,7 +699,7 @@ impl Engine<'_> {
         self.read_next(0.0);
         let mut now = 0.0;
         loop {
-            let arrival = self.next.map(|r| r.arrival);
+            let arrival = self.next.as_ref().map(|r| r.arrival);
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);
             let batch_or_transfer = match (completion, transfer) {
@@ -678,7 +740,7 @@ impl Engine<'_> {
     /// window starts at the arrival of the first measured request and ends at the last.
     fn read_next(&mut self, now: f64) {
         self.next = self.source.next();
-        match self.next {
+        match &self.next {
             Some(r) if self.counts.arrived == self.window.first_measured as u64 => {
                 self.window.start = r.arrival;
             }
@@ -743,9 +805,10 @@ impl Engine<'_> {
                 gpu: u32::MAX,
             });
         }
-        match self.router.route(id, &req, &self.loads[..self.route_gpus]) {
+        let req = &self.live.get(id).request;
+        match self.router.route(id, req, &self.loads[..self.route_gpus]) {
             Some(g) => {
-                self.admit(g, id);
+                self.admit(g, id, now);
                 if self.idle.remove(&g) {
                     self.start_batch(g, now);
                 }
@@ -781,7 +844,12 @@ impl Engine<'_> {
             return;
         }
         let gpu = &mut self.gpus[g];
-        gpu.stats.kv_block_seconds += gpu.kv_used as f64 * self.window.overlap(gpu.kv_since, now);
+        let inside = self.window.overlap(gpu.kv_since, now);
+        gpu.stats.kv_block_seconds += gpu.kv_used as f64 * inside;
+        if let Some(px) = &gpu.prefix {
+            let cached = px.cache.referenced() + px.cache.evictable();
+            gpu.stats.cache_block_seconds += cached as f64 * inside;
+        }
         gpu.kv_since = now;
     }
 
@@ -792,7 +860,7 @@ impl Engine<'_> {
     /// preempted before its first token simply starts its prefill again.
     fn preempt(&mut self, g: usize, id: ReqId) {
         let dropped = self.live.get(id).progress.context();
-        self.gpus[g].kv_used -= self.blocks(u64::from(dropped));
+        self.free_blocks(g, id);
         let stats = &mut self.gpus[g].stats;
         stats.preemptions += 1;
         stats.recomputed_tokens += u64::from(dropped);
@@ -813,24 +881,76 @@ impl Engine<'_> {
             .swap
             .expect("only a policy that preempts by swapping swaps");
         let ctx = self.live.get(id).progress.context();
-        let blocks = self.blocks(u64::from(ctx));
-        let gpu = &mut self.gpus[g];
         if back {
-            gpu.kv_used += blocks;
-            gpu.stats.swaps_in += 1;
+            // It comes back into blocks of its own.
+            self.gpus[g].kv_used += self.blocks(u64::from(ctx));
+            self.gpus[g].stats.swaps_in += 1;
         } else {
-            gpu.kv_used -= blocks;
-            gpu.stats.swaps_out += 1;
+            self.free_blocks(g, id);
+            self.gpus[g].stats.swaps_out += 1;
         }
+        let gpu = &mut self.gpus[g];
         let time = link.time(ctx);
         gpu.stats.swap_bytes += link.bytes(ctx);
         gpu.stats.swap_seconds += time;
         time
     }
 
-    /// Routes request `id` to GPU `g`'s scheduler.
-    fn admit(&mut self, g: usize, id: ReqId) {
+    /// Frees request `id`'s KV blocks on GPU `g`: its own, and its references to cached
+    /// blocks, which stay cached (evictable once no request references them).
+    fn free_blocks(&mut self, g: usize, id: ReqId) {
+        let own = self.blocks(u64::from(self.live.get(id).progress.context()));
+        let gpu = &mut self.gpus[g];
+        let (cached, unreferenced) = match gpu.prefix.as_mut() {
+            Some(GpuPrefix { cache, held }) => match held.get_mut(&id) {
+                Some(h) => (h.nodes.len() as u64, cache.release(&mut h.nodes)),
+                None => (0, 0),
+            },
+            None => (0, 0),
+        };
+        gpu.kv_used -= own - cached + unreferenced;
+    }
+
+    /// Looks request `id`, just routed to GPU `g`, up in the GPU's prefix cache: it
+    /// references the longest cached prefix of its prompt's full blocks, short of its last
+    /// token (the prefill must compute at least one token to emit the first, as in vLLM),
+    /// and its prefill starts after it. Its attention still reads the cached tokens: the
+    /// prefill is priced as a chunk starting there ([`Batch::priced_shape`]).
+    ///
+    /// vLLM looks the cache up when it schedules a request; here the hit is taken on
+    /// arrival and its blocks stay referenced while the request waits, so a policy's view
+    /// of free memory never changes between choosing a batch and starting it.
+    fn look_up(&mut self, g: usize, id: ReqId, now: f64) {
+        let slot = self.live.get(id);
+        let (Some(prefix), true) = (&slot.request.prefix, self.gpus[g].prefix.is_some()) else {
+            return;
+        };
+        let (prompt, bs) = (slot.request.prompt, self.kv.block_size);
+        let keys = prefix.block_keys(bs, (prompt / bs) as usize);
+        self.kv_change(g, now);
+        let gpu = &mut self.gpus[g];
+        let px = gpu.prefix.as_mut().expect("checked above");
+        let mut nodes = Vec::new();
+        let revived = px
+            .cache
+            .acquire(&keys, ((prompt - 1) / bs) as usize, &mut nodes);
+        let hit = nodes.len();
+        let s = &mut px.cache.stats;
+        let hit_tokens = hit as u32 * bs;
+        s.requested_tokens += u64::from(prompt);
+        s.hit_tokens += u64::from(hit_tokens);
+        s.requested_blocks += keys.len() as u64;
+        s.hit_blocks += hit as u64;
+        px.held.insert(id, Held { keys, nodes });
+        gpu.kv_used += revived;
+        self.loads[g].work_tokens -= u64::from(hit_tokens);
+        self.live.get_mut(id).progress.prefilled = hit_tokens;
+    }
+
+    /// Routes request `id` to GPU `g`'s scheduler, at `now`.
+    fn admit(&mut self, g: usize, id: ReqId, now: f64) {
         self.assign(g, id);
+        self.look_up(g, id, now);
         let view = view!(self, g);
         self.gpus[g].sched.admit(id, &view);
     }
@@ -840,9 +960,9 @@ impl Engine<'_> {
     fn assign(&mut self, g: usize, id: ReqId) {
         let slot = self.live.get_mut(id);
         slot.gpu = g as u32;
-        let req = slot.request;
+        let work = u64::from(slot.request.prompt) + u64::from(slot.request.decode);
         self.loads[g].outstanding += 1;
-        self.loads[g].work_tokens += u64::from(req.prompt) + u64::from(req.decode);
+        self.loads[g].work_tokens += work;
         self.gpus[g].stats.requests += 1;
         self.router.update(g, &self.loads[g]);
     }
@@ -949,6 +1069,13 @@ impl Engine<'_> {
                     self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
             }
         }
+        // The batch's new blocks take the least recently used unreferenced cached ones.
+        let gpu = &mut self.gpus[g];
+        if let Some(px) = gpu.prefix.as_mut() {
+            let occupied = gpu.kv_used + px.cache.evictable();
+            px.cache
+                .evict(occupied.saturating_sub(self.kv.capacity_blocks()));
+        }
         debug_assert!(
             !batch.is_empty() || !swaps,
             "a batch that swaps must run something"
@@ -998,6 +1125,7 @@ impl Engine<'_> {
             end: now + dur,
             batch: &batch,
             kv_used: gpu.kv_used,
+            kv_evictable: gpu.prefix.as_ref().map_or(0, |px| px.cache.evictable()),
         });
         gpu.batch = Some(batch);
         self.heap.push(Due {
@@ -1020,13 +1148,17 @@ impl Engine<'_> {
         let first_measured = self.window.first_measured as u64;
         for e in batch.entries() {
             let slot = self.live.get_mut(e.id);
-            let (req, p) = (slot.request, &mut slot.progress);
+            let (req, p) = (&slot.request, &mut slot.progress);
             let emitted = match e.phase {
                 // A complete prefill emits a token: the first, or after a preemption the
                 // one its recompute stands in for (see `preempt`), which `decoded` counts.
                 Phase::Prefill => {
                     p.prefilled += e.tokens;
-                    p.prefilled == req.prompt + p.recompute
+                    let done = p.prefilled == req.prompt + p.recompute;
+                    if done {
+                        self.gpus[g].cache_prompt(e.id);
+                    }
+                    done
                 }
                 Phase::Decode => {
                     p.decoded += 1;
@@ -1084,17 +1216,18 @@ impl Engine<'_> {
 
     /// Request `id` has emitted its last token on GPU `g` at `now`.
     fn complete(&mut self, g: usize, id: ReqId, now: f64) {
-        let slot = *self.live.get(id);
-        let (req, p) = (slot.request, slot.progress);
+        let slot = self.live.get(id);
+        let (arrival, decode) = (slot.request.arrival, slot.request.decode);
+        let (start, first_token, gpu) = (slot.start, slot.first_token, slot.gpu);
         self.loads[g].outstanding -= 1;
-        if self.kv_tracked {
-            self.gpus[g].kv_used -= self.kv.blocks_for(u64::from(p.context()));
+        self.free_blocks(g, id);
+        if let Some(px) = self.gpus[g].prefix.as_mut() {
+            px.held.remove(&id);
         }
         if u64::from(id) >= self.window.first_measured as u64 {
-            self.e2e.record(now - req.arrival);
-            if req.decode > 0 {
-                self.tbt
-                    .record((now - slot.first_token) / f64::from(req.decode));
+            self.e2e.record(now - arrival);
+            if decode > 0 {
+                self.tbt.record((now - first_token) / f64::from(decode));
             }
         }
         self.count_to(now);
@@ -1105,10 +1238,10 @@ impl Engine<'_> {
         c.completed_by_end += u64::from(now <= self.window.end);
         if let Some(records) = &mut self.records {
             records[id as usize] = RequestRecord {
-                start: slot.start,
-                first_token: slot.first_token,
+                start,
+                first_token,
                 completion: now,
-                gpu: slot.gpu,
+                gpu,
             };
         }
     }

@@ -224,6 +224,39 @@ pub fn disagg(d: &DisaggSpec) -> Result<(), RangeError> {
     link_latency(d.link_latency)
 }
 
+/// Prefix caching ([`EngineConfig::prefix_cache`]) needs a policy that allocates the KV
+/// cache block by block as it goes (vllm, sarathi, decode-first: Orca, static batching and
+/// disaggregated decode reserve whole requests up front), a finite KV cache (its size is
+/// what the cache competes for), and a router that places each request on arrival (the
+/// lookup happens then; `central` places it only when a GPU takes it).
+pub fn prefix_cache(engine: &EngineConfig) -> Result<(), RangeError> {
+    if !engine.prefix_cache {
+        return Ok(());
+    }
+    require(
+        matches!(
+            engine.scheduler,
+            SchedulerSpec::Vllm(_) | SchedulerSpec::Sarathi(_) | SchedulerSpec::DecodeFirst(_)
+        ),
+        "prefix-cache",
+        format!(
+            "'on' needs --scheduler vllm, sarathi or decode-first (paged KV allocated as \
+             requests grow), not {}",
+            engine.scheduler.name()
+        ),
+    )?;
+    require(
+        engine.kv.blocks.is_some(),
+        "prefix-cache",
+        "'on' needs a finite KV cache for the cache to share: give --kv-capacity or --gpu-mem-gb",
+    )?;
+    require(
+        engine.router != RouterSpec::Central,
+        "prefix-cache",
+        "'on' needs a router that places requests on arrival, not central",
+    )
+}
+
 /// Whether replications of a run of `engine` can differ at all: a trace replays the same
 /// requests every time, so they differ only when the cost model draws noise or the router
 /// draws GPUs.

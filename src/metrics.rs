@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::engine::{BatchKind, KindStats, RequestRecord, SimOutput};
+use crate::prefix::CacheStats;
 use crate::stats::{StreamingDist, mean};
 use crate::workload::Request;
 
@@ -135,6 +136,30 @@ pub struct Summary {
     pub swap_bytes: f64,
     /// Batch time spent on swap transfers, all GPUs (seconds).
     pub swap_seconds: f64,
+    /// The prefix cache's results, when it is on (absent from the JSON otherwise, so a run
+    /// without it prints what it always did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_cache: Option<PrefixSummary>,
+}
+
+/// What the prefix caches did, over the whole run and all GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrefixSummary {
+    /// Fraction of looked-up prompt tokens found cached (`NaN`, JSON null, when no request
+    /// had a prefix identity).
+    pub token_hit_rate: f64,
+    /// Fraction of looked-up full prompt blocks found cached (`NaN` when none).
+    pub block_hit_rate: f64,
+    /// Prompt tokens of the requests looked up: the prefill work asked for (tokens).
+    pub prompt_tokens: u64,
+    /// Of those, tokens prefilled, the rest being cache hits (tokens; recomputes after
+    /// preemption are counted by `recomputed_tokens`).
+    pub computed_tokens: u64,
+    /// Cached blocks evicted to make room (blocks).
+    pub evictions: u64,
+    /// Time-average fraction of the KV cache holding cached blocks, referenced or not, over
+    /// the window, averaged over GPUs.
+    pub kv_share: f64,
 }
 
 /// Whether the number in system grew over the window by more than a stable queue plausibly
@@ -208,5 +233,23 @@ pub fn summarize(out: &SimOutput) -> Summary {
         swaps_in: out.gpus.iter().map(|g| g.swaps_in).sum(),
         swap_bytes: out.gpus.iter().map(|g| g.swap_bytes).sum(),
         swap_seconds: out.gpus.iter().map(|g| g.swap_seconds).sum(),
+        prefix_cache: out.prefix_cache.then(|| {
+            let s = |f: fn(&CacheStats) -> u64| out.gpus.iter().map(|g| f(&g.prefix)).sum();
+            let prompt: u64 = s(|c| c.requested_tokens);
+            let hit: u64 = s(|c| c.hit_tokens);
+            let cached: Vec<f64> = out
+                .gpus
+                .iter()
+                .map(|g| g.cache_block_seconds / len)
+                .collect();
+            PrefixSummary {
+                token_hit_rate: hit as f64 / prompt as f64,
+                block_hit_rate: s(|c| c.hit_blocks) as f64 / s(|c| c.requested_blocks) as f64,
+                prompt_tokens: prompt,
+                computed_tokens: prompt - hit,
+                evictions: s(|c| c.evictions),
+                kv_share: mean(&cached) / kv_blocks,
+            }
+        }),
     }
 }

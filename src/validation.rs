@@ -109,6 +109,7 @@ fn config(
             gpus: 1,
             router: RouterSpec::RoundRobin,
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         },
         seed: SEED,
         reps: effort.reps,
@@ -296,11 +297,11 @@ const BACKLOG_ARRIVALS: usize = 40_000;
 /// start.
 fn backlog_grew(cfg: &RunConfig, rep: u32) -> bool {
     let arrivals = cfg.workload.generate(cfg.seed, rep);
-    let backlog = arrivals
-        .iter()
-        .take(BACKLOG)
-        .map(|r| Request { arrival: 0.0, ..*r });
-    let requests: Vec<Request> = backlog.chain(arrivals.iter().copied()).collect();
+    let backlog = arrivals.iter().take(BACKLOG).map(|r| Request {
+        arrival: 0.0,
+        ..r.clone()
+    });
+    let requests: Vec<Request> = backlog.chain(arrivals.iter().cloned()).collect();
     // Measured from time 0 (no warm-up), the window holds every arrival, so what it did
     // not complete is still in the system at its end.
     let s = summarize(&simulate(&requests, &cfg.engine, cfg.seed, rep, 0));

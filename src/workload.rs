@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use crate::dist::LengthDist;
 use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
+use crate::multiturn::{MultiTurn, Turns};
+use crate::prefix::Prefix;
 use crate::rng::{SimRng, Source, stream};
 use crate::trace::Trace;
 
 /// One user request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     /// Arrival time (seconds from the start of the run).
     pub arrival: f64,
@@ -25,6 +27,9 @@ pub struct Request {
     /// Decode budget `B`: decode iterations after the prefill (tokens). The request emits
     /// `B + 1` tokens in all.
     pub decode: u32,
+    /// The prompt's prefix identity, for prefix caching; `None` for a prompt that shares
+    /// nothing. Shared, so that a request stays small and cheap to copy around.
+    pub prefix: Option<Arc<Prefix>>,
 }
 
 /// How arrival gaps are drawn.
@@ -82,6 +87,8 @@ pub enum Workload {
     Synthetic(SyntheticWorkload),
     /// Replayed from a recorded trace.
     Trace(TraceReplay),
+    /// Multi-turn conversations whose prompts share prefixes.
+    MultiTurn(MultiTurn),
 }
 
 impl Workload {
@@ -91,6 +98,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => Requests::Synthetic(w.iter(seed, rep)),
             Workload::Trace(t) => Requests::Trace(t.iter()),
+            Workload::MultiTurn(m) => Requests::MultiTurn(m.iter(seed, rep)),
         }
     }
 
@@ -105,6 +113,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => w.rate,
             Workload::Trace(t) => t.rate(),
+            Workload::MultiTurn(m) => m.rate(),
         }
     }
 
@@ -113,6 +122,7 @@ impl Workload {
         match self {
             Workload::Synthetic(w) => w.requests,
             Workload::Trace(t) => t.requests,
+            Workload::MultiTurn(m) => m.requests,
         }
     }
 
@@ -133,6 +143,10 @@ impl Workload {
                 None => f(u64::from(w.prompt.max()), u64::from(w.decode.max())),
             },
             Workload::Trace(t) => of_trace(&t.trace),
+            Workload::MultiTurn(m) => {
+                let (prompt, decode) = m.longest();
+                f(prompt, decode)
+            }
         }
     }
 
@@ -172,6 +186,7 @@ impl Workload {
                     t.trace.requests[t.requests - 1].arrival * t.time_scale,
                 )
             }
+            Workload::MultiTurn(m) => m.validate(),
         }
     }
 }
@@ -270,6 +285,8 @@ pub enum Requests<'a> {
     Synthetic(SyntheticRequests<'a>),
     /// Of a [`TraceReplay`].
     Trace(TraceRequests<'a>),
+    /// Of a [`MultiTurn`] workload.
+    MultiTurn(Turns<'a>),
 }
 
 impl Iterator for Requests<'_> {
@@ -278,6 +295,7 @@ impl Iterator for Requests<'_> {
         match self {
             Requests::Synthetic(s) => s.next(),
             Requests::Trace(t) => t.next(),
+            Requests::MultiTurn(m) => m.next(),
         }
     }
 }
@@ -294,7 +312,7 @@ impl Iterator for TraceRequests<'_> {
     fn next(&mut self) -> Option<Request> {
         self.requests.next().map(|r| Request {
             arrival: r.arrival * self.time_scale,
-            ..*r
+            ..r.clone()
         })
     }
 }
@@ -330,16 +348,19 @@ impl Iterator for SyntheticRequests<'_> {
         };
         Some(match &w.lengths_from {
             Some(trace) => {
-                let r = trace.requests[self.pairs.random_range(0..trace.requests.len())];
+                let r = &trace.requests[self.pairs.random_range(0..trace.requests.len())];
                 Request {
                     arrival: self.time,
-                    ..r
+                    prompt: r.prompt,
+                    decode: r.decode,
+                    prefix: None,
                 }
             }
             None => Request {
                 arrival: self.time,
                 prompt: w.prompt.sample(&mut self.prompts),
                 decode: w.decode.sample(&mut self.decodes),
+                prefix: None,
             },
         })
     }
@@ -406,6 +427,7 @@ mod tests {
                     arrival: 0.0,
                     prompt,
                     decode,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -442,6 +464,7 @@ mod tests {
                     arrival: f64::from(i),
                     prompt: 10 + i as u32,
                     decode: i as u32,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -520,6 +543,7 @@ mod tests {
                     arrival: 0.0,
                     prompt,
                     decode,
+                    prefix: None,
                 })
                 .collect(),
             adjusted: 0,

@@ -296,6 +296,7 @@ fn prefill_makespan(prompts: &[u32], budget: u32, cost: Arc<dyn CostModel>) -> (
             arrival: 0.0,
             prompt,
             decode: 0,
+            prefix: None,
         })
         .collect();
     let config = EngineConfig {
@@ -308,6 +309,7 @@ fn prefill_makespan(prompts: &[u32], budget: u32, cost: Arc<dyn CostModel>) -> (
         gpus: 1,
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
+        prefix_cache: false,
     };
     let (mut end, mut batches) = (0.0f64, 0);
     simulate_observed(&requests, &config, 1, 0, 0, &mut |ev| {
@@ -387,6 +389,7 @@ fn batch_attention_counts_each_chunk_from_its_offset() {
                         arrival: t,
                         prompt,
                         decode,
+                        prefix: None,
                     }
                 })
                 .collect();
@@ -403,6 +406,7 @@ fn batch_attention_counts_each_chunk_from_its_offset() {
                 router: RouterSpec::RoundRobin,
                 // Room for the longest request and little more: preemptions are common.
                 kv: KvConfig::with_tokens(320, 16),
+                prefix_cache: false,
             };
             let mut offset = vec![0u64; requests.len()];
             let mut wrong = Vec::new();

@@ -64,6 +64,7 @@ fn config(
             gpus,
             router,
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         },
         seed: 99,
         reps,
@@ -339,6 +340,7 @@ fn least_work_hears_of_a_preemption_at_once() {
         arrival,
         prompt,
         decode,
+        prefix: None,
     };
     let requests = [
         req(0.0, 4, 6),
@@ -358,6 +360,7 @@ fn least_work_hears_of_a_preemption_at_once() {
         gpus: 2,
         router: RouterSpec::LeastWork,
         kv: KvConfig::with_tokens(12, 4),
+        prefix_cache: false,
     };
     let mut preempted_at = Vec::new();
     let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {

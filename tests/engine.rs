@@ -23,6 +23,7 @@ fn workload() -> impl Strategy<Value = Vec<Request>> {
                     arrival: t,
                     prompt,
                     decode,
+                    prefix: None,
                 }
             })
             .collect()
@@ -72,6 +73,7 @@ proptest! {
                 r => r,
             },
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         };
         let n = requests.len();
         let mut tokens = vec![0u32; n];
@@ -165,6 +167,7 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
             gpus: 1,
             router: RouterSpec::RoundRobin,
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         };
         let full = simulate(&requests, &config, 5, 0, 300);
         let cut = simulate_to_last_arrival(&requests, &config, 5, 0, 300);
@@ -224,6 +227,7 @@ fn streamed_summary_matches_the_per_request_records() {
             gpus: 2,
             router: RouterSpec::Central,
             kv: KvConfig::with_tokens(1_024, 16),
+            prefix_cache: false,
         };
         let warmup = 400;
         let out = if stop {
@@ -333,6 +337,7 @@ fn memory_holds_only_the_requests_in_flight() {
         gpus: 1,
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
+        prefix_cache: false,
     };
     // About 85% busy: a stable queue, whose length is stationary.
     let w = synthetic(1.7, 200_000);
@@ -360,12 +365,14 @@ fn latencies_without_values_are_null_and_percentiles_stay_below_the_maximum() {
         gpus: 1,
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
+        prefix_cache: false,
     };
     let requests: Vec<Request> = (0..3)
         .map(|i| Request {
             arrival: f64::from(i),
             prompt: 8,
             decode: 10,
+            prefix: None,
         })
         .collect();
     // Each batch takes 100 s: nothing measured finishes by the last arrival, at 2 s.

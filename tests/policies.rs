@@ -41,6 +41,7 @@ fn workload() -> impl Strategy<Value = Vec<Request>> {
                         arrival: t,
                         prompt,
                         decode,
+                        prefix: None,
                     }
                 })
                 .collect()
@@ -142,6 +143,7 @@ proptest! {
             gpus,
             router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
+            prefix_cache: false,
         };
         let n = requests.len();
         let mut sh = vec![Shadow::default(); n];
@@ -377,6 +379,7 @@ proptest! {
             gpus,
             router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
+            prefix_cache: false,
         };
         let n = requests.len();
         let mut emitted = vec![0u32; n];
@@ -440,6 +443,7 @@ fn tight_memory_preempts_and_still_completes_everything() {
             arrival: f64::from(i) * 0.01,
             prompt: 32,
             decode: 64,
+            prefix: None,
         })
         .collect();
     let limits = BatchLimits {
@@ -455,6 +459,7 @@ fn tight_memory_preempts_and_still_completes_everything() {
             gpus: 1,
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
+            prefix_cache: false,
         };
         let out = simulate_records(&requests, &config, 1, 0, 0);
         let s = llmsim::metrics::summarize(&out);
@@ -480,11 +485,13 @@ fn recompute_emits_the_next_token_in_its_prefill() {
             arrival: 0.0,
             prompt: 4,
             decode: 6,
+            prefix: None,
         },
         Request {
             arrival: 0.0,
             prompt: 4,
             decode: 2,
+            prefix: None,
         },
     ];
     let config = EngineConfig {
@@ -498,9 +505,10 @@ fn recompute_emits_the_next_token_in_its_prefill() {
         gpus: 1,
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(12, 4),
+        prefix_cache: false,
     };
     let mut batches = Vec::new();
-    let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
         batches.push((
             (ev.start, ev.end),
             ev.batch.entries().to_vec(),
@@ -549,6 +557,7 @@ fn tight_memory_swaps_and_still_completes_everything() {
             arrival: f64::from(i) * 0.01,
             prompt: 32,
             decode: 64,
+            prefix: None,
         })
         .collect();
     let limits = BatchLimits {
@@ -567,6 +576,7 @@ fn tight_memory_swaps_and_still_completes_everything() {
             gpus: 1,
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
+            prefix_cache: false,
         };
         let out = simulate_records(&requests, &config, 1, 0, 0);
         let s = llmsim::metrics::summarize(&out);
@@ -601,11 +611,13 @@ fn swap_adds_its_transfer_time_to_the_batch() {
             arrival: 0.0,
             prompt: 4,
             decode: 6,
+            prefix: None,
         },
         Request {
             arrival: 0.0,
             prompt: 4,
             decode: 2,
+            prefix: None,
         },
     ];
     let link = SwapLink {
@@ -623,9 +635,10 @@ fn swap_adds_its_transfer_time_to_the_batch() {
         gpus: 1,
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(12, 4),
+        prefix_cache: false,
     };
     let mut batches = Vec::new();
-    let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {
+    let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
         let ids: Vec<u32> = ev.batch.entries().iter().map(|e| e.id).collect();
         batches.push((
             ev.start,

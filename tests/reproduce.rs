@@ -266,7 +266,22 @@ const OUR_FILES: [(&str, &[&str]); 5] = [
 ];
 
 /// Files of ours written only where the shared inputs are found, with their first columns.
-const SHARED_FILES: [(&str, &[&str]); 2] = [
+const SHARED_FILES: [(&str, &[&str]); 3] = [
+    (
+        "data_prefix_caching.csv",
+        &[
+            "policy",
+            "prefix_cache",
+            "router",
+            "gpus",
+            "token_hit_rate",
+            "p50_ttft",
+            "p99_ttft",
+            "p99_tbt",
+            "unstable",
+            "meets_slo",
+        ],
+    ),
     (
         "data_trace_capacity.csv",
         &[
@@ -328,9 +343,10 @@ fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
             }
         }
         // The roofline comparison replicates nothing; the hardware study bisects once per
-        // layout (its cost model is deterministic), and says so.
+        // layout (its cost model is deterministic), and says so; the prefix-caching replays
+        // are deterministic.
         match name {
-            "data_roofline.csv" => {}
+            "data_roofline.csv" | "data_prefix_caching.csv" => {}
             "data_hardware.csv" => assert_eq!(reps(name), 1),
             _ => assert!(reps(name) >= 2, "{name}: meta lacks the replication count"),
         }
@@ -684,6 +700,47 @@ fn every_column_is_documented() {
                 "docs/data.md lacks `{col}` of {name}"
             );
         }
+    }
+}
+
+/// The Mooncake replays: nothing hits with the cache off; with it on, every router gives
+/// one GPU the same hits (routing is moot), and on 8 GPUs the prefix-aware router hits
+/// more than round-robin, which scatters each prefix over the GPUs.
+#[test]
+fn prefix_caching_hits_only_with_the_cache_and_most_with_prefix_routing() {
+    if !have_shared() {
+        return;
+    }
+    let csv = Csv::read("data_prefix_caching.csv");
+    let (p, c, r, g, h) = (
+        csv.idx("policy"),
+        csv.idx("prefix_cache"),
+        csv.idx("router"),
+        csv.idx("gpus"),
+        csv.idx("token_hit_rate"),
+    );
+    let hit = |policy: &str, router: &str, gpus: &str| -> f64 {
+        let row = csv
+            .rows
+            .iter()
+            .find(|x| x[p] == policy && x[c] == "true" && x[r] == router && x[g] == gpus)
+            .unwrap_or_else(|| panic!("no row {policy} {router} {gpus}"));
+        row[h].parse().unwrap()
+    };
+    for row in csv.rows.iter().filter(|x| x[c] == "false") {
+        assert_eq!(row[h], "0", "{row:?}");
+    }
+    for policy in ["vllm", "sarathi"] {
+        let one = hit(policy, "round-robin", "1");
+        assert!(one > 0.0);
+        for router in ["jsq", "session", "prefix-aware"] {
+            assert_eq!(hit(policy, router, "1"), one, "{policy} {router}");
+        }
+        let (scattered, kept) = (
+            hit(policy, "round-robin", "8"),
+            hit(policy, "prefix-aware", "8"),
+        );
+        assert!(kept > scattered, "{policy}: {kept} vs {scattered}");
     }
 }
 

@@ -91,6 +91,7 @@ fn scheduler_b(b0: f64, max_decode_batch: Option<u32>, rate: f64) -> RunConfig {
             gpus: 1,
             router: RouterSpec::RoundRobin,
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         },
         seed: 7,
         reps: 1,

@@ -14,6 +14,7 @@ use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig};
 use llmsim::limits::{self, num};
 use llmsim::metrics::Summary;
+use llmsim::multiturn::MultiTurn;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{
     BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
@@ -30,6 +31,10 @@ pub enum WorkloadSpec {
     Synthetic,
     /// Replayed from a trace in the Azure LLM inference format.
     Azure(PathBuf),
+    /// Replayed from a Mooncake trace (JSON lines with prefix hash ids).
+    Mooncake(PathBuf),
+    /// Synthetic multi-turn conversations.
+    MultiTurn,
 }
 
 impl FromStr for WorkloadSpec {
@@ -37,8 +42,12 @@ impl FromStr for WorkloadSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             _ if s == "synthetic" => Ok(WorkloadSpec::Synthetic),
+            _ if s == "multiturn" => Ok(WorkloadSpec::MultiTurn),
             Some(("azure", path)) if !path.is_empty() => Ok(WorkloadSpec::Azure(path.into())),
-            _ => Err(format!("'{s}' is not synthetic or azure:PATH")),
+            Some(("mooncake", path)) if !path.is_empty() => Ok(WorkloadSpec::Mooncake(path.into())),
+            _ => Err(format!(
+                "'{s}' is not synthetic, multiturn, azure:PATH or mooncake:PATH"
+            )),
         }
     }
 }
@@ -61,15 +70,17 @@ pub struct SimArgs {
     pub scheduler: SchedulerKind,
     /// Requests: synthetic (drawn from the flags below) or azure:PATH (replay an Azure LLM
     /// inference trace: TIMESTAMP,ContextTokens,GeneratedTokens; L = ContextTokens,
-    /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
+    /// B = GeneratedTokens - 1; a 0 in either column is served as 1), or mooncake:PATH
+    /// (replay a Mooncake trace, JSON lines: timestamp ms, input_length, output_length,
+    /// hash_ids per 512-token chunk, the prompts' prefix identities for --prefix-cache).
     #[arg(long, default_value = "synthetic", value_name = "SPEC")]
     pub workload: WorkloadSpec,
     /// Arrival rate lambda (requests per second, from 1e-9 to 1e9; --requests / --rate
-    /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With azure:PATH,
-    /// replays the trace with its times scaled to this mean rate.
+    /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With a trace,
+    /// replays it with its times scaled to this mean rate.
     #[arg(long, allow_negative_numbers = true)]
     pub rate: Option<f64>,
-    /// Requests per replication, from 2 to 4294967295 [default: 100000; with azure:PATH, the
+    /// Requests per replication, from 2 to 4294967295 [default: 100000; with a trace, the
     /// whole trace].
     #[arg(long)]
     pub requests: Option<usize>,
@@ -153,9 +164,33 @@ pub struct SimArgs {
     /// --prefill-gpus + --decode-gpus).
     #[arg(long, default_value_t = 1)]
     pub gpus: u64,
-    /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
+    /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central,
+    /// prefix-aware (the GPU whose routed prefixes match the prompt longest, unless load is
+    /// imbalanced: SGLang's cache-aware policy), session (a conversation's turns on one GPU).
     #[arg(long, default_value = "round-robin")]
     pub router: RouterSpec,
+    /// Prefix caching, on or off (vllm, sarathi, decode-first, with a finite KV cache): each
+    /// GPU keeps finished prompts' full KV blocks, keyed by their whole prefix, for later
+    /// requests with the same prefix (vLLM's automatic prefix caching; evicted LRU).
+    #[arg(long, value_name = "on|off", default_value = "off", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub prefix_cache: bool,
+    /// Turns per conversation (--workload multiturn; --rate is then sessions per second,
+    /// --prompt each new user message, --decode each reply's B) [default: 4].
+    #[arg(long)]
+    pub turns: Option<u32>,
+    /// Mean time from one turn's arrival to the next (seconds, exponential; --workload
+    /// multiturn; it spans the reply's serving and the user's pause) [default: 30].
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub think: Option<f64>,
+    /// Tokens of the system prompt that opens each conversation (--workload multiturn)
+    /// [default: 0].
+    #[arg(long, value_name = "TOKENS")]
+    pub system_prompt: Option<u32>,
+    /// Distinct system prompts, shared by the conversations that draw each (--workload
+    /// multiturn) [default: 1].
+    #[arg(long)]
+    pub system_prompts: Option<u32>,
     /// Base random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -174,6 +209,21 @@ fn read_trace(path: &Path, flag: &'static str) -> Result<Arc<Trace>, UsageError>
     if trace.adjusted > 0 {
         eprintln!(
             "note: {}: {} rows with ContextTokens 0 or GeneratedTokens 0 served as L >= 1, B = 0",
+            path.display(),
+            trace.adjusted
+        );
+    }
+    Ok(Arc::new(trace))
+}
+
+/// Reads the Mooncake trace of `--workload mooncake:PATH`; a bad file is a usage error
+/// naming file, line and field.
+fn read_mooncake(path: &Path) -> Result<Arc<Trace>, UsageError> {
+    let trace =
+        Trace::read_mooncake(path).map_err(|e| UsageError::new("--workload", e.to_string()))?;
+    if trace.adjusted > 0 {
+        eprintln!(
+            "note: {}: {} rows with input_length 0 or output_length 0 served as L >= 1, B = 0",
             path.display(),
             trace.adjusted
         );
@@ -217,8 +267,11 @@ impl SimArgs {
         self.check_given()?;
         let workload = match &self.workload {
             WorkloadSpec::Synthetic => self.synthetic()?,
-            WorkloadSpec::Azure(path) => self.replay(path)?,
+            WorkloadSpec::Azure(path) => self.replay(path, read_trace(path, "--workload")?)?,
+            WorkloadSpec::Mooncake(path) => self.replay(path, read_mooncake(path)?)?,
+            WorkloadSpec::MultiTurn => self.multiturn(),
         };
+        self.check_multiturn_flags()?;
         workload.validate()?;
         let requests = workload.requests();
         let warmup = self.warmup.unwrap_or(requests / 10);
@@ -274,7 +327,9 @@ impl SimArgs {
             gpus,
             router: self.router,
             kv,
+            prefix_cache: self.prefix_cache,
         };
+        limits::prefix_cache(&engine)?;
         limits::replications(&workload, &engine, self.reps)?;
         // Only once the run is sure to go ahead, so an error is never preceded by advice.
         self.warn_unused();
@@ -428,7 +483,38 @@ impl SimArgs {
         }))
     }
 
-    fn replay(&self, path: &Path) -> Result<Workload, UsageError> {
+    /// The conversations of --workload multiturn.
+    fn multiturn(&self) -> Workload {
+        Workload::MultiTurn(MultiTurn {
+            session_rate: self.rate.unwrap_or(DEFAULT_RATE),
+            turns: self.turns.unwrap_or(4),
+            think_s: self.think.unwrap_or(30.0),
+            user: self.prompt.clone().unwrap_or(LengthDist::Fixed(128)),
+            decode: self.decode.clone().unwrap_or(LengthDist::Fixed(64)),
+            system_tokens: self.system_prompt.unwrap_or(0),
+            system_prompts: self.system_prompts.unwrap_or(1),
+            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
+        })
+    }
+
+    /// The conversation flags apply to --workload multiturn only.
+    fn check_multiturn_flags(&self) -> Result<(), UsageError> {
+        for (flag, given) in [
+            ("--turns", self.turns.is_some()),
+            ("--think", self.think.is_some()),
+            ("--system-prompt", self.system_prompt.is_some()),
+            ("--system-prompts", self.system_prompts.is_some()),
+        ] {
+            require(
+                !given || self.workload == WorkloadSpec::MultiTurn,
+                flag,
+                "only used with --workload multiturn",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn replay(&self, path: &Path, trace: Arc<Trace>) -> Result<Workload, UsageError> {
         for (flag, given) in [
             ("--arrivals", self.arrivals.is_some()),
             ("--prompt", self.prompt.is_some()),
@@ -438,10 +524,9 @@ impl SimArgs {
             require(
                 !given,
                 flag,
-                "not used with --workload azure:PATH, whose trace gives arrivals and lengths",
+                "not used with a trace (--workload azure:PATH or mooncake:PATH), which gives arrivals and lengths",
             )?;
         }
-        let trace = read_trace(path, "--workload")?;
         let total = trace.requests.len();
         require(
             total >= 2,
@@ -652,9 +737,19 @@ impl SimArgs {
                 "lengths_from": w.lengths_from.as_ref().map(|t| t.source.display().to_string()),
             }),
             Workload::Trace(t) => json!({
-                "kind": "azure",
+                "kind": if matches!(self.workload, WorkloadSpec::Mooncake(_)) { "mooncake" } else { "azure" },
                 "trace": t.trace.source.display().to_string(),
                 "time_scale": t.time_scale,
+            }),
+            Workload::MultiTurn(m) => json!({
+                "kind": "multiturn",
+                "session_rate": m.session_rate,
+                "turns": m.turns,
+                "think_s": m.think_s,
+                "user": m.user.to_string(),
+                "decode": m.decode.to_string(),
+                "system_tokens": m.system_tokens,
+                "system_prompts": m.system_prompts,
             }),
         };
         // The linear model's parameters only mean something when it is the model in use.
@@ -791,6 +886,19 @@ fn print_table(doc: &Value) {
         ("swap time", "swap_seconds", "s"),
     ] {
         println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
+    }
+    let pc = &doc["prefix_cache"];
+    if pc.is_object() {
+        for (label, key, unit) in [
+            ("token hit rate", "token_hit_rate", ""),
+            ("block hit rate", "block_hit_rate", ""),
+            ("prompt tokens", "prompt_tokens", "tok"),
+            ("prefilled of them", "computed_tokens", "tok"),
+            ("evictions", "evictions", "blocks"),
+            ("cache share of KV", "kv_share", ""),
+        ] {
+            println!("{label:>18}: {:.4}{} {unit}", num(&pc[key]), ci(pc, key));
+        }
     }
     print_per_gpu(doc);
     if let Some(cap) = doc["capacity_rps"].as_f64() {

@@ -94,6 +94,7 @@ impl Setup {
             gpus: self.gpus,
             router: self.router,
             kv: KvConfig::unlimited(),
+            prefix_cache: false,
         }
     }
 

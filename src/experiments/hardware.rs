@@ -176,6 +176,7 @@ pub fn run(ctx: &Ctx) -> Table {
                     gpus: 1,
                     router: RouterSpec::RoundRobin,
                     kv: *kv,
+                    prefix_cache: false,
                 },
                 seed: setting.seed,
                 reps: 1,

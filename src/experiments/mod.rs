@@ -16,6 +16,7 @@ mod latency_cdf;
 mod multigpu;
 mod per_request;
 pub mod policies;
+pub mod prefix_caching;
 mod sensitivity;
 mod table;
 mod throughput;
@@ -108,11 +109,14 @@ pub enum Experiment {
     /// Three models on the catalogue's GPUs and TP degrees: largest stable rate and price
     /// per million output tokens (ours).
     Hardware,
+    /// The Mooncake conversation trace with the prefix cache off and on, by router and
+    /// cluster size (ours; needs the shared trace).
+    PrefixCaching,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 17] = [
+    pub const ALL: [Experiment; 18] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -130,6 +134,7 @@ impl Experiment {
         Experiment::TraceCapacity,
         Experiment::Roofline,
         Experiment::Hardware,
+        Experiment::PrefixCaching,
     ];
 
     /// The name used by `--only` and in file names.
@@ -152,6 +157,7 @@ impl Experiment {
             Experiment::TraceCapacity => "trace_capacity",
             Experiment::Roofline => "roofline",
             Experiment::Hardware => "hardware",
+            Experiment::PrefixCaching => "prefix_caching",
         }
     }
 
@@ -184,6 +190,7 @@ impl Experiment {
             | Experiment::Roofline
             | Experiment::Hardware => validation::planned_runs(scale),
             Experiment::TraceCapacity => traces::planned_runs(scale),
+            Experiment::PrefixCaching => prefix_caching::planned_runs(scale),
         }
     }
 
@@ -211,12 +218,14 @@ impl Experiment {
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,
+            Experiment::PrefixCaching => prefix_caching::run(ctx)?,
         };
         Ok(table)
     }
 
     /// Input files the experiment reads from the shared folder `shared` that are missing;
-    /// empty when it can run (always, for all but `trace_capacity` and `roofline`).
+    /// empty when it can run (always, for all but `trace_capacity`, `roofline` and
+    /// `prefix_caching`).
     pub fn missing_inputs(self, shared: &std::path::Path) -> Vec<std::path::PathBuf> {
         traces::missing_inputs(self, shared)
     }

@@ -268,6 +268,7 @@ mod tests {
             arrival,
             prompt: 1,
             decode: 1,
+            prefix: None,
         }
     }
 

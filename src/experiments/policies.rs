@@ -144,6 +144,7 @@ impl Setting {
                 gpus: 1,
                 router: RouterSpec::RoundRobin,
                 kv,
+                prefix_cache: false,
             },
             seed: self.seed,
             reps: effort.reps,

@@ -80,6 +80,7 @@ pub fn missing_inputs(e: Experiment, shared: &Path) -> Vec<PathBuf> {
     let rel: Vec<&str> = match e {
         Experiment::TraceCapacity => TRACES.iter().map(|t| t.1).collect(),
         Experiment::Roofline => vec![PROFILE],
+        Experiment::PrefixCaching => vec![super::prefix_caching::TRACE],
         _ => vec![],
     };
     rel.into_iter()
@@ -276,6 +277,7 @@ pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
                         gpus,
                         router: ROUTER,
                         kv: kv_for(&policy),
+                        prefix_cache: false,
                     },
                     seed: ctx.study.seed,
                     reps,

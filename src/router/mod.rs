@@ -5,16 +5,20 @@ mod central;
 mod jsq;
 mod least_work;
 mod power_of_d;
+mod prefix_aware;
 mod random;
 mod ranked;
 mod round_robin;
+mod session;
 
 pub use central::Central;
 pub use jsq::Jsq;
 pub use least_work::LeastWork;
 pub use power_of_d::PowerOfD;
+pub use prefix_aware::PrefixAware;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use session::SessionAffinity;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -54,8 +58,7 @@ pub trait Router: Send {
 }
 
 /// The forms `--router` accepts, for error messages.
-pub const ALLOWED: &str =
-    "random, round-robin, jsq, least-work, power-of-d:D (1 <= D <= --gpus), central";
+pub const ALLOWED: &str = "random, round-robin, jsq, least-work, power-of-d:D (1 <= D <= --gpus), central, prefix-aware, session";
 
 /// A routing policy with its parameters, as given to `--router`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,10 @@ pub enum RouterSpec {
     PowerOfD(u32),
     /// One shared FCFS queue the GPUs pull from.
     Central,
+    /// The GPU most likely to hold the prompt's prefix, with a load guard ([`PrefixAware`]).
+    PrefixAware,
+    /// Every turn of a conversation on one GPU ([`SessionAffinity`]).
+    Session,
 }
 
 impl RouterSpec {
@@ -100,6 +107,8 @@ impl RouterSpec {
             RouterSpec::LeastWork => Box::new(LeastWork::new(gpus)),
             RouterSpec::PowerOfD(d) => Box::new(PowerOfD::new(d as usize, rng)),
             RouterSpec::Central => Box::new(Central::default()),
+            RouterSpec::PrefixAware => Box::new(PrefixAware::new(gpus)),
+            RouterSpec::Session => Box::new(SessionAffinity),
         }
     }
 }
@@ -113,6 +122,8 @@ impl FromStr for RouterSpec {
             "jsq" => Ok(RouterSpec::Jsq),
             "least-work" => Ok(RouterSpec::LeastWork),
             "central" => Ok(RouterSpec::Central),
+            "prefix-aware" => Ok(RouterSpec::PrefixAware),
+            "session" => Ok(RouterSpec::Session),
             _ => match s.strip_prefix("power-of-d:").map(str::parse::<u32>) {
                 Some(Ok(d)) if d >= 1 => Ok(RouterSpec::PowerOfD(d)),
                 Some(_) => Err(format!(
@@ -133,6 +144,8 @@ impl fmt::Display for RouterSpec {
             RouterSpec::LeastWork => f.write_str("least-work"),
             RouterSpec::PowerOfD(d) => write!(f, "power-of-d:{d}"),
             RouterSpec::Central => f.write_str("central"),
+            RouterSpec::PrefixAware => f.write_str("prefix-aware"),
+            RouterSpec::Session => f.write_str("session"),
         }
     }
 }
@@ -150,6 +163,8 @@ mod tests {
             "least-work",
             "power-of-d:2",
             "central",
+            "prefix-aware",
+            "session",
         ] {
             assert_eq!(s.parse::<RouterSpec>().unwrap().to_string(), s);
         }

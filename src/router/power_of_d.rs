@@ -63,6 +63,7 @@ mod tests {
             arrival: 0.0,
             prompt: 1,
             decode: 0,
+            prefix: None,
         }
     }
 

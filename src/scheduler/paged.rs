@@ -46,10 +46,11 @@ impl KvBudget {
         ok
     }
 
-    /// Sets aside the blocks of waiting request `id`'s whole prefill if that leaves the
-    /// watermark free (vLLM's `can_allocate`); false otherwise.
+    /// Sets aside the blocks of waiting request `id`'s whole prefill, less the cached
+    /// prefix it already references, if that leaves the watermark free (vLLM's
+    /// `can_allocate`); false otherwise.
     pub fn try_admit(&mut self, view: &View, id: ReqId) -> bool {
-        let need = reserved(view, id);
+        let need = reserved(view, id) - view.kv.blocks_for(u64::from(view.context(id)));
         let ok = need + self.watermark <= self.free;
         if ok {
             self.free -= need;

@@ -1,0 +1,369 @@
+//! Prefix caching: the simulated hit count against an offline count of reuse computed here
+//! independently, monotonicity in capacity, a conversation's second turn, the cache off
+//! changing nothing, and invariants over random workloads with shared prefixes (KV use
+//! with the cache counted never above capacity; every request served in full; hit and
+//! computed tokens adding up to the prompts).
+
+mod common;
+
+use proptest::prelude::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use llmsim::cost::{CostDist, LinearCost};
+use llmsim::engine::{EngineConfig, SimOutput, simulate, simulate_observed};
+use llmsim::kv::KvConfig;
+use llmsim::prefix::Prefix;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::trace::Trace;
+use llmsim::workload::Request;
+
+const BLOCK: u32 = 16;
+
+fn config(scheduler: SchedulerSpec, kv_tokens: u64, cache: bool) -> EngineConfig {
+    EngineConfig {
+        scheduler,
+        cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Deterministic)),
+        gpus: 1,
+        router: RouterSpec::RoundRobin,
+        kv: KvConfig::with_tokens(kv_tokens, BLOCK),
+        prefix_cache: cache,
+    }
+}
+
+fn vllm() -> SchedulerSpec {
+    SchedulerSpec::Vllm(BatchLimits {
+        max_tokens: 1 << 20,
+        ..BatchLimits::default()
+    })
+}
+
+/// Cache hits over the run (tokens) and prompt tokens looked up.
+fn hits(out: &SimOutput) -> (u64, u64) {
+    out.gpus.iter().fold((0, 0), |(h, r), g| {
+        (h + g.prefix.hit_tokens, r + g.prefix.requested_tokens)
+    })
+}
+
+/// The offline reuse count: for each request in order, the longest prefix of its prompt's
+/// full KV blocks (short of its last token) that some earlier request's prompt also had
+/// in full, where a KV block is identified by the ids of every 512-token chunk up to the
+/// one holding its last token and that token's offset, as the trace format defines.
+fn offline_hits(requests: &[Request]) -> u64 {
+    let mut seen: HashSet<(Vec<u64>, u32)> = HashSet::new();
+    let mut total = 0;
+    for r in requests {
+        let p = r.prefix.as_ref().unwrap();
+        let key = |j: u32| {
+            let last = j * BLOCK + BLOCK - 1;
+            let chunk = (last / p.block_tokens) as usize;
+            (p.ids[..=chunk].to_vec(), last % p.block_tokens)
+        };
+        let hit = (0..(r.prompt - 1) / BLOCK)
+            .take_while(|&j| seen.contains(&key(j)))
+            .count() as u64;
+        total += hit * u64::from(BLOCK);
+        seen.extend((0..r.prompt / BLOCK).map(key));
+    }
+    total
+}
+
+/// Requests sharing prefixes: each picks a random earlier request (or none) and keeps a
+/// random number of its leading chunks, then adds fresh ones.
+fn shared_prefixes(lens: &[(u32, u32, usize, u32)], chunk: u32, gap: f64) -> Vec<Request> {
+    let mut next_id = 0u64;
+    let mut made: Vec<Vec<u64>> = Vec::new();
+    lens.iter()
+        .enumerate()
+        .map(|(i, &(prompt, decode, parent, keep))| {
+            let need = prompt.div_ceil(chunk) as usize;
+            let mut ids: Vec<u64> = match made.get(parent.min(i.saturating_sub(1))) {
+                Some(p) if i > 0 => p.iter().take(keep as usize).copied().collect(),
+                _ => Vec::new(),
+            };
+            ids.truncate(need);
+            while ids.len() < need {
+                ids.push(next_id);
+                next_id += 1;
+            }
+            made.push(ids.clone());
+            Request {
+                arrival: i as f64 * gap,
+                prompt,
+                decode,
+                prefix: Some(Arc::new(Prefix {
+                    block_tokens: chunk,
+                    ids: ids.into(),
+                    session: None,
+                })),
+            }
+        })
+        .collect()
+}
+
+fn lens() -> impl Strategy<Value = Vec<(u32, u32, usize, u32)>> {
+    prop::collection::vec((1u32..400, 0u32..20, 0usize..40, 0u32..12), 2..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arrivals far apart (each request done before the next arrives) and a cache that
+    /// never evicts: the simulated hits are exactly the offline reuse count.
+    #[test]
+    fn spaced_hits_equal_the_offline_reuse_count(lens in lens(), chunk in 1u32..70) {
+        let requests = shared_prefixes(&lens, chunk, 1000.0);
+        let out = simulate(&requests, &config(vllm(), 1 << 30, true), 1, 0, 0);
+        let (hit, asked) = hits(&out);
+        prop_assert_eq!(hit, offline_hits(&requests));
+        prop_assert_eq!(asked, requests.iter().map(|r| u64::from(r.prompt)).sum::<u64>());
+        prop_assert_eq!(out.gpus[0].prefix.evictions, 0);
+    }
+
+    /// Concurrent requests in a small cache, under each paged policy: the blocks in use plus
+    /// the unreferenced cached ones never exceed capacity, every request emits its `B + 1`
+    /// tokens, and tokens computed plus hit make up the prompts.
+    #[test]
+    fn kv_within_capacity_and_tokens_conserved(
+        lens in lens(),
+        chunk in 1u32..70,
+        kv_tokens in 800u64..4000,
+        policy in 0usize..3,
+    ) {
+        let limits = BatchLimits { max_tokens: 512, max_seqs: 8, ..BatchLimits::default() };
+        let spec = [
+            SchedulerSpec::Vllm(BatchLimits { max_tokens: 1 << 20, ..limits }),
+            SchedulerSpec::Sarathi(limits),
+            SchedulerSpec::DecodeFirst(BatchLimits { max_tokens: 1 << 20, ..limits }),
+        ][policy].clone();
+        let requests = shared_prefixes(&lens, chunk, 0.01);
+        let cfg = config(spec, kv_tokens, true);
+        let cap = cfg.kv.blocks.unwrap();
+        let (mut prefill, mut decodes) = (0u64, 0u64);
+        let out = simulate_observed(&requests, &cfg, 3, 0, 0, &mut |ev| {
+            assert!(ev.kv_used + ev.kv_evictable <= cap, "{} + {} > {cap}", ev.kv_used, ev.kv_evictable);
+            for e in ev.batch.entries() {
+                match e.phase {
+                    llmsim::scheduler::Phase::Prefill => prefill += u64::from(e.tokens),
+                    llmsim::scheduler::Phase::Decode => decodes += 1,
+                }
+            }
+        });
+        prop_assert!(out.records.iter().all(|r| r.completion.is_finite()));
+        let g = &out.gpus[0];
+        let prompts: u64 = requests.iter().map(|r| u64::from(r.prompt)).sum();
+        // A recompute after the first token also rebuilds the latest emitted token, which
+        // was never in the dropped cache: one token more per such preemption.
+        let base = prompts - g.prefix.hit_tokens + g.recomputed_tokens;
+        prop_assert!(prefill >= base && prefill <= base + g.preemptions, "{prefill} vs {base}");
+        // Each request emits B + 1 tokens: one by its prefill, the rest by decodes, less
+        // one per preemption past the first token (its recompute emits that one).
+        let budget: u64 = requests.iter().map(|r| u64::from(r.decode)).sum();
+        prop_assert!(decodes <= budget && decodes + g.preemptions >= budget);
+    }
+}
+
+/// A conversation's second turn (its first turn's prompt and reply, then a new message)
+/// finds at least the first turn's full prompt blocks when nothing was evicted.
+#[test]
+fn a_second_turn_hits_the_first_turns_full_blocks() {
+    let turn = |arrival: f64, prompt: u32| Request {
+        arrival,
+        prompt,
+        decode: 50,
+        // One id per 16 tokens of the conversation, the same in both turns.
+        prefix: Some(Arc::new(Prefix {
+            block_tokens: 16,
+            ids: (0..u64::from(prompt.div_ceil(16))).collect(),
+            session: None,
+        })),
+    };
+    let requests = [turn(0.0, 100), turn(100.0, 100 + 51 + 30)];
+    let out = simulate(&requests, &config(vllm(), 1 << 20, true), 1, 0, 0);
+    assert_eq!(hits(&out), (96, 281));
+    // An unlimited KV cache keeps everything.
+    let unlimited = EngineConfig {
+        kv: KvConfig::unlimited(),
+        ..config(vllm(), 0, true)
+    };
+    assert_eq!(hits(&simulate(&requests, &unlimited, 1, 0, 0)), (96, 281));
+}
+
+/// Hits never fall as the cache grows, on the Mooncake conversation trace's first 1,500
+/// requests replayed one at a time (LRU is a stack algorithm: a larger cache holds a
+/// superset of a smaller one's blocks for the same sequence of requests).
+#[test]
+fn hits_grow_with_capacity_on_the_mooncake_trace() {
+    let Some(path) = common::shared("traces/mooncake_conversation_trace.jsonl") else {
+        return;
+    };
+    let trace = Trace::read_mooncake(&path).unwrap();
+    let requests: Vec<Request> = trace.requests[..1500]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Request {
+            arrival: i as f64 * 1000.0,
+            ..r.clone()
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for kv_tokens in [200_000u64, 400_000, 800_000, 1_600_000, 1 << 40] {
+        let out = simulate(&requests, &config(vllm(), kv_tokens, true), 1, 0, 0);
+        let (hit, _) = hits(&out);
+        assert!(
+            seen.last().is_none_or(|&l| hit >= l),
+            "{kv_tokens} tokens: {hit} < {seen:?}"
+        );
+        seen.push(hit);
+    }
+    let last = *seen.last().unwrap();
+    // The smallest cache evicts what a later request would have hit.
+    assert!(seen[0] < last, "{seen:?}");
+    // Never evicting, the hits are the offline reuse count.
+    assert_eq!(last, offline_hits(&requests));
+    assert!(last > 0);
+}
+
+/// With no request carrying a prefix, the cache changes no latency.
+#[test]
+fn without_prefixes_the_cache_changes_nothing() {
+    let requests: Vec<Request> = (0..300)
+        .map(|i| Request {
+            arrival: f64::from(i) * 0.05,
+            prompt: 50 + (i * 37) % 300,
+            decode: (i * 13) % 40,
+            prefix: None,
+        })
+        .collect();
+    let off = simulate(&requests, &config(vllm(), 3000, false), 1, 0, 0);
+    let on = simulate(&requests, &config(vllm(), 3000, true), 1, 0, 0);
+    assert_eq!(format!("{:?}", off.ttft), format!("{:?}", on.ttft));
+    assert_eq!(format!("{:?}", off.e2e), format!("{:?}", on.e2e));
+    assert_eq!(off.end_time, on.end_time);
+}
+
+/// Bad input exits 2 naming the flag, or the file, line and field.
+#[test]
+fn bad_input_exits_2_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    std::fs::write(
+        &trace,
+        "{\"timestamp\": 0, \"input_length\": 700, \"output_length\": 3, \"hash_ids\": [1, 2]}\n\
+         {\"timestamp\": 10, \"input_length\": 700, \"output_length\": 3, \"hash_ids\": [1]}\n",
+    )
+    .unwrap();
+    let workload = format!("mooncake:{}", trace.display());
+    let run = |args: &[&str]| {
+        let out = common::llmsim().arg("run").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--workload", &workload, "--scheduler", "vllm"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("line 2, field hash_ids") && err.contains("t.jsonl"),
+        "{err}"
+    );
+    for (args, says) in [
+        (
+            &["--scheduler", "orca", "--kv-capacity", "10000"][..],
+            "vllm, sarathi or decode-first",
+        ),
+        (&["--scheduler", "vllm"][..], "finite KV cache"),
+        (
+            &[
+                "--scheduler",
+                "vllm",
+                "--kv-capacity",
+                "10000",
+                "--gpus",
+                "2",
+                "--router",
+                "central",
+            ][..],
+            "not central",
+        ),
+    ] {
+        let mut all = vec!["--prefix-cache", "on", "--requests", "10"];
+        all.extend_from_slice(args);
+        let (code, err) = run(&all);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--prefix-cache") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, err) = run(&["--prefix-cache", "maybe"]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// `--prefix-cache off` prints exactly what a run without the flag prints; `on` adds the
+/// cache's figures to the JSON.
+#[test]
+fn off_is_the_default_and_on_reports_the_cache() {
+    let run = |extra: &[&str]| {
+        let out = common::llmsim()
+            .args([
+                "run",
+                "--scheduler",
+                "sarathi",
+                "--kv-capacity",
+                "4000",
+                "--rate",
+                "4",
+            ])
+            .args(["--requests", "2000", "--prompt", "uniform:10:300", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let plain = run(&[]);
+    assert_eq!(plain, run(&["--prefix-cache", "off"]));
+    assert!(!plain.contains("prefix_cache"));
+    let on: serde_json::Value = serde_json::from_str(&run(&["--prefix-cache", "on"])).unwrap();
+    // Synthetic prompts share nothing: nothing is looked up, so no rate is defined.
+    assert_eq!(on["prefix_cache"]["prompt_tokens"], 0.0);
+    assert!(on["prefix_cache"]["token_hit_rate"].is_null());
+}
+
+/// On conversations spread over 4 GPUs, keeping a session on one GPU (session affinity,
+/// or the prefix-aware router) hits far more than round-robin, which scatters its turns.
+#[test]
+fn routing_by_session_or_prefix_keeps_conversations_cached() {
+    use llmsim::dist::LengthDist;
+    use llmsim::multiturn::MultiTurn;
+    let conversations = MultiTurn {
+        session_rate: 2.0,
+        turns: 6,
+        think_s: 30.0,
+        user: LengthDist::Fixed(200),
+        decode: LengthDist::Fixed(100),
+        system_tokens: 256,
+        system_prompts: 4,
+        requests: 6000,
+    };
+    let requests: Vec<Request> = conversations.iter(5, 0).collect();
+    let rate = |router| {
+        let cfg = EngineConfig {
+            gpus: 4,
+            router,
+            ..config(vllm(), 40_000, true)
+        };
+        let (hit, asked) = hits(&simulate(&requests, &cfg, 5, 0, 0));
+        hit as f64 / asked as f64
+    };
+    let scattered = rate(RouterSpec::RoundRobin);
+    for router in [RouterSpec::Session, RouterSpec::PrefixAware] {
+        let kept = rate(router);
+        assert!(
+            kept > scattered + 0.1,
+            "{router}: {kept} vs round-robin {scattered}"
+        );
+    }
+}
