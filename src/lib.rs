@@ -8,6 +8,7 @@
 //! [`experiments`] reproduces the seed study as tables, which [`output`] writes to disk.
 
 pub mod calibrate;
+pub mod config;
 pub mod cost;
 pub mod csvio;
 pub mod dist;

@@ -282,7 +282,7 @@ fn memory_aware_policies_run_and_report_kv_use() {
         );
         let peak = doc["kv_peak_utilization"].as_f64().unwrap();
         assert!(peak > 0.0 && peak <= 1.0, "{s}: peak {peak}");
-        assert_eq!(doc["config"]["kv_capacity_tokens"], 4096, "{s}");
+        assert_eq!(doc["kv_capacity_tokens"], 4096, "{s}");
         if s == "vllm" {
             assert!(
                 doc["preemptions"].as_f64().unwrap() > 0.0,
@@ -664,4 +664,114 @@ fn bench_rejects_zero_repetitions() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_json_config_reproduces_the_run_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for flags in [
+        &[
+            "--scheduler",
+            "disagg",
+            "--rate",
+            "3",
+            "--noise-cv",
+            "0.3",
+            "--reps",
+            "3",
+        ][..],
+        &[
+            "--scheduler",
+            "vllm",
+            "--cost",
+            "h200-llama3.1-8b",
+            "--gpu-mem-gb",
+            "141",
+            "--rate",
+            "8",
+            "--prompt",
+            "uniform:16:3000",
+        ],
+        &[
+            "--scheduler",
+            "b",
+            "--gpus",
+            "3",
+            "--router",
+            "power-of-d:2",
+            "--cost-dist",
+            "gamma:0.5",
+            "--k",
+            "2",
+        ],
+    ] {
+        let first = run(&[&["run", "--json", "--requests", "2000"][..], flags].concat());
+        assert_eq!(first.status.code(), Some(0), "{flags:?}");
+        let doc: Value = serde_json::from_slice(&first.stdout).unwrap();
+        let json = dir.path().join("run.json");
+        std::fs::write(&json, doc["config"].to_string()).unwrap();
+        let config: llmsim::config::Config = serde_json::from_value(doc["config"].clone()).unwrap();
+        let toml_file = dir.path().join("run.toml");
+        std::fs::write(&toml_file, toml::to_string(&config).unwrap()).unwrap();
+        for file in [&json, &toml_file] {
+            let again = run(&["run", "--json", "--config", file.to_str().unwrap()]);
+            assert_eq!(again.status.code(), Some(0), "{flags:?}");
+            assert!(
+                again.stdout == first.stdout,
+                "{flags:?} from {}",
+                file.display()
+            );
+            // The resolved config gives every setting the run uses: nothing to note.
+            assert!(
+                again.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&again.stderr)
+            );
+        }
+        // A flag overrides the file.
+        let other = run(&[
+            "run",
+            "--json",
+            "--config",
+            json.to_str().unwrap(),
+            "--seed",
+            "9",
+        ]);
+        let other: Value = serde_json::from_slice(&other.stdout).unwrap();
+        assert_eq!(other["config"]["seed"], 9);
+        assert_ne!(other["ttft"], doc["ttft"]);
+    }
+}
+
+#[test]
+fn bad_config_files_exit_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in [
+        ("sheduler = \"vllm\"\n", "sheduler"),
+        ("rate = \"fast\"\n", "rate"),
+        (
+            "scheduler = \"vllm\"\nmax_batched_tokens = 64\n",
+            "--max-batched-tokens",
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = run(&[
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--requests",
+            "500",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert!(
+            // A file that does not parse is blamed on --config; a value out of range on its flag.
+            err.contains(expected) && err.contains("--config") != expected.starts_with("--"),
+            "{text}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = run(&["run", "--config", "/nonexistent/run.toml"]);
+    assert_eq!(out.status.code(), Some(2));
 }

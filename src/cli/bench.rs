@@ -6,8 +6,9 @@ use clap::Args;
 use std::time::Instant;
 
 use super::require;
-use super::run::SimArgs;
-use super::run::WorkloadSpec;
+use super::run::{SimArgs, build};
+use llmsim::config::{Config, WorkloadSpec};
+use llmsim::scheduler::SchedulerKind;
 
 /// Speed target: Scheduler B at this rate (requests/s) ...
 const BENCH_RATE: f64 = 2.0;
@@ -19,7 +20,6 @@ use llmsim::metrics::summarize;
 /// Flags of `llmsim bench`. A synthetic workload defaults to the speed target: Scheduler B
 /// at lambda = 2 (about 85% busy), 1,000,000 requests.
 #[derive(Args, Debug)]
-#[command(mut_arg("scheduler", |a| a.default_value("b")))]
 pub struct BenchArgs {
     #[command(flatten)]
     sim: SimArgs,
@@ -28,18 +28,27 @@ pub struct BenchArgs {
     repeat: u32,
 }
 
-pub fn main(args: BenchArgs) -> Result<()> {
-    let mut sim = args.sim.clone();
-    if sim.workload == WorkloadSpec::Synthetic {
-        sim.rate.get_or_insert(BENCH_RATE);
-        sim.requests.get_or_insert(BENCH_REQUESTS);
+/// The settings `llmsim bench` starts from, before a config file and flags.
+pub fn base() -> Config {
+    Config {
+        scheduler: SchedulerKind::B,
+        ..Config::default()
     }
+}
+
+pub fn main(args: BenchArgs) -> Result<()> {
     require(
         args.repeat >= 1,
         "--repeat",
         "must be at least 1 timed repetition (got 0)",
     )?;
-    let cfg = sim.to_config()?;
+    let (mut config, notes) = args.sim.config(base())?;
+    if config.workload == WorkloadSpec::Synthetic {
+        config.rate.get_or_insert(BENCH_RATE);
+        config.requests.get_or_insert(BENCH_REQUESTS);
+    }
+    let built = build(&config, notes)?;
+    let cfg = &built.run;
     let requests = cfg.workload.generate(cfg.seed, 0);
     let mut best = f64::INFINITY;
     let mut batches = 0;
@@ -55,11 +64,11 @@ pub fn main(args: BenchArgs) -> Result<()> {
     let n = requests.len() as f64;
     println!(
         "scheduler {} | rate {:.4} req/s | {} requests | {} GPU(s), router {} | utilisation {:.3}",
-        args.sim.scheduler,
+        built.resolved.scheduler,
         cfg.workload.rate(),
         requests.len(),
-        args.sim.gpus,
-        args.sim.router,
+        built.resolved.gpus,
+        built.resolved.router,
         util
     );
     println!(

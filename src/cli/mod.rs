@@ -8,7 +8,7 @@ mod reproduce;
 mod run;
 mod validate;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use llmsim::limits::RangeError;
 
 /// A discrete-event simulator of LLM inference serving.
@@ -75,7 +75,12 @@ pub fn require(ok: bool, flag: &'static str, why: impl Into<String>) -> Result<(
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cmd = Cli::command()
+        .mut_subcommand("run", |c| {
+            run::show_defaults(c, &llmsim::config::Config::default())
+        })
+        .mut_subcommand("bench", |c| run::show_defaults(c, &bench::base()));
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Validate(args) => validate::main(args),

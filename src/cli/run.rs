@@ -1,72 +1,43 @@
-//! `llmsim run`: one configuration, one or more replications.
+//! `llmsim run`: one configuration, one or more replications. The flags override a
+//! `--config` file (TOML, or JSON for a `.json` file) over the library's defaults; the
+//! library's [`Config::build`] checks and builds the run.
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, Command};
+use serde::Serialize;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use super::{UsageError, require};
-use llmsim::cost::{
-    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, Preset, RooflineCost, check_cv,
-    preset,
-};
+use super::UsageError;
+use llmsim::config::{Built, Config, CostSpec, WorkloadSpec};
+use llmsim::cost::CostDist;
 use llmsim::dist::LengthDist;
-use llmsim::engine::EngineConfig;
-use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
-use llmsim::limits::{self, num};
+use llmsim::kv::ModelPreset;
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{
-    BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
-};
-use llmsim::sim::RunConfig;
+use llmsim::scheduler::SchedulerKind;
 use llmsim::stats::aggregate_json;
-use llmsim::trace::Trace;
-use llmsim::workload::{ArrivalKind, SyntheticWorkload, TraceReplay, Workload};
+use llmsim::workload::ArrivalKind;
 
-/// Where requests come from, as given to `--workload`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WorkloadSpec {
-    /// Drawn from --rate, --arrivals, --prompt and --decode.
-    Synthetic,
-    /// Replayed from a trace in the Azure LLM inference format.
-    Azure(PathBuf),
-}
-
-impl FromStr for WorkloadSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
-            _ if s == "synthetic" => Ok(WorkloadSpec::Synthetic),
-            Some(("azure", path)) if !path.is_empty() => Ok(WorkloadSpec::Azure(path.into())),
-            _ => Err(format!("'{s}' is not synthetic or azure:PATH")),
-        }
-    }
-}
-
-/// Defaults of the synthetic workload's flags (documented in their help).
-const DEFAULT_RATE: f64 = 0.5;
-const DEFAULT_REQUESTS: usize = 100_000;
-/// Defaults of the policy flags that are optional so that a given one can be told apart.
-const DEFAULT_K: u32 = 4;
-const DEFAULT_SWAP_GBPS: f64 = 25.0;
-const DEFAULT_KV_LINK_GBPS: f64 = 100.0;
-const DEFAULT_KV_LINK_LATENCY: f64 = 1e-4;
-
-/// The model and workload flags shared by every command that simulates.
-#[derive(Args, Debug, Clone)]
+/// The model and workload flags shared by every command that simulates. Each is a field
+/// of [`Config`] (the cost flags, of its [`CostSpec`]); a flag not given keeps the
+/// `--config` file's value, else the default, shown in the help from [`Config::default`].
+#[derive(Args, Debug, Clone, Default, Serialize)]
 pub struct SimArgs {
+    /// Read the run's settings from this TOML file (JSON if it ends in .json; e.g. the
+    /// `config` of a `--json` output); flags override it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// Scheduler: a (FCFS run-to-completion), b (prefill-prioritizing batching), static
     /// (FasterTransformer), orca, vllm, sarathi, decode-first, disagg (prefill and decode pools).
-    #[arg(long, default_value = "a")]
-    pub scheduler: SchedulerKind,
+    #[arg(long)]
+    pub scheduler: Option<SchedulerKind>,
     /// Requests: synthetic (drawn from the flags below) or azure:PATH (replay an Azure LLM
     /// inference trace: TIMESTAMP,ContextTokens,GeneratedTokens; L = ContextTokens,
     /// B = GeneratedTokens - 1; a 0 in either column is served as 1).
-    #[arg(long, default_value = "synthetic", value_name = "SPEC")]
-    pub workload: WorkloadSpec,
+    #[arg(long, value_name = "SPEC")]
+    pub workload: Option<WorkloadSpec>,
     /// Arrival rate lambda (requests per second, from 1e-9 to 1e9; --requests / --rate
     /// at most 1e9 s, where times stay exact to 0.2 us) [default: 0.5]. With azure:PATH,
     /// replays the trace with its times scaled to this mean rate.
@@ -96,36 +67,21 @@ pub struct SimArgs {
     /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
     /// or roofline:h100 / roofline:h200 (Llama-3.1-8B from datasheet peaks, efficiencies
     /// fitted on the H200 profile).
-    #[arg(long, default_value = "linear", value_name = "SPEC")]
-    pub cost: String,
+    #[arg(long, value_name = "SPEC")]
+    pub cost: Option<String>,
     /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.01,
-        value_name = "SECONDS"
-    )]
-    pub c: f64,
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub c: Option<f64>,
     /// Mean per-token cost a (seconds per token, at most 3600; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.001,
-        value_name = "SECONDS_PER_TOKEN"
-    )]
-    pub a: f64,
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS_PER_TOKEN")]
+    pub a: Option<f64>,
     /// Tokens per batch at no per-token cost, b0 (tokens, at most 2^32; --cost linear).
-    #[arg(
-        long,
-        allow_negative_numbers = true,
-        default_value_t = 0.0,
-        value_name = "TOKENS"
-    )]
-    pub b0: f64,
+    #[arg(long, allow_negative_numbers = true, value_name = "TOKENS")]
+    pub b0: Option<f64>,
     /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV
     /// (0 < CV <= 10: beyond it a run's batches cannot sample the law's mean).
-    #[arg(long, default_value = "exp")]
-    pub cost_dist: CostDist,
+    #[arg(long)]
+    pub cost_dist: Option<CostDist>,
     /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
     /// variation, 0 < CV <= 10 (any --cost) [default: none].
     #[arg(long, value_name = "CV")]
@@ -154,8 +110,8 @@ pub struct SimArgs {
     /// How a running request is preempted when the batch cannot grow (vllm, decode-first):
     /// recompute (drop its KV cache, redo it later) or swap (move it to host memory and
     /// back over a link of --swap-gbps).
-    #[arg(long, default_value = "recompute", value_name = "MODE")]
-    pub preemption: String,
+    #[arg(long, value_name = "MODE")]
+    pub preemption: Option<String>,
     /// Host link bandwidth for --preemption swap (GB/s, 1e9 bytes per second, each way;
     /// PCIe 4.0 x16 moves about 25; from 0.001 to 1e6). A swap of C tokens takes C x the
     /// model's KV bytes per token / this [default: 25].
@@ -168,14 +124,14 @@ pub struct SimArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "GB")]
     pub gpu_mem_gb: Option<f64>,
     /// Fraction of GPU memory the server may use (vLLM's gpu_memory_utilization).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
-    pub gpu_mem_util: f64,
+    #[arg(long, allow_negative_numbers = true)]
+    pub gpu_mem_util: Option<f64>,
     /// Model whose shape sizes the KV cache with --gpu-mem-gb.
-    #[arg(long, default_value = "llama-3.1-8b")]
-    pub model: ModelPreset,
+    #[arg(long)]
+    pub model: Option<ModelPreset>,
     /// Tokens per KV block.
-    #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE, value_name = "TOKENS")]
-    pub block_size: u32,
+    #[arg(long, value_name = "TOKENS")]
+    pub block_size: Option<u32>,
     /// Prefill GPUs (disagg; prefill and decode GPUs at most 100000 in all) [default: 1].
     #[arg(long)]
     pub prefill_gpus: Option<u32>,
@@ -190,586 +146,218 @@ pub struct SimArgs {
     #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
     pub kv_link_latency: Option<f64>,
     /// Number of GPUs, from 1 to 100000 (disagg: --prefill-gpus + --decode-gpus).
-    #[arg(long, default_value_t = 1)]
-    pub gpus: u64,
+    #[arg(long)]
+    pub gpus: Option<u64>,
     /// Router in front of the GPUs: random, round-robin, jsq, least-work, power-of-d:D, central.
-    #[arg(long, default_value = "round-robin")]
-    pub router: RouterSpec,
+    #[arg(long)]
+    pub router: Option<RouterSpec>,
     /// Base random seed.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Independent replications, from 1 to 10000 (a trace replay with a deterministic cost
     /// model and router: 1, as every replication would be the same).
-    #[arg(long, default_value_t = 1)]
-    pub reps: u32,
+    #[arg(long)]
+    pub reps: Option<u32>,
 }
 
-/// Reads a trace named by `flag`; a bad file is a usage error naming file, line and field.
-fn read_trace(path: &Path, flag: &'static str) -> Result<Arc<Trace>, UsageError> {
-    let trace = Trace::read(path).map_err(|e| UsageError {
-        flag,
-        why: e.to_string(),
-    })?;
-    if trace.adjusted > 0 {
-        eprintln!(
-            "note: {}: {} rows with ContextTokens 0 or GeneratedTokens 0 served as L >= 1, B = 0",
-            path.display(),
-            trace.adjusted
-        );
-    }
-    Ok(Arc::new(trace))
-}
-
-/// Tokens of the longest prefill `policy` must run in one iteration for `workload`: a whole
-/// prompt (orca, disagg) or, after a preemption by recompute, the prompt and all but the
-/// last generated token (vllm, decode-first); `None` for policies that chunk or batch
-/// without a token budget.
-fn whole_prefill(policy: SchedulerKind, workload: &Workload) -> Option<u64> {
-    match policy {
-        SchedulerKind::Orca | SchedulerKind::Disagg => Some(workload.longest(|l, _| l)),
-        SchedulerKind::Vllm | SchedulerKind::DecodeFirst => {
-            Some(workload.longest(|l, b| l + b.saturating_sub(1)))
-        }
-        _ => None,
+/// Overwrites `field` with the flag's value where the flag is given.
+fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+    if let Some(v) = flag {
+        *field = v.clone();
     }
 }
 
-/// A replay's measurement window, from the first measured arrival to the last, must have a
-/// length for rates over it to exist.
-fn check_window(t: &TraceReplay, warmup: usize) -> Result<(), UsageError> {
-    let arrivals = &t.trace.requests;
-    require(
-        arrivals[t.requests - 1].arrival > arrivals[warmup].arrival,
-        "--workload",
-        format!(
-            "requests {} to {} of {} all arrive at the same instant, so the measurement window (first measured arrival to last) has no length: lower --warmup or replay more requests",
-            warmup + 1,
-            t.requests,
-            t.trace.source.display()
-        ),
-    )
+/// Overwrites an optional `field` with the flag's value where the flag is given.
+fn set_some<T: Clone>(field: &mut Option<T>, flag: &Option<T>) {
+    if flag.is_some() {
+        field.clone_from(flag);
+    }
 }
 
 impl SimArgs {
-    /// Checks every value and builds the run configuration.
-    pub fn to_config(&self) -> Result<RunConfig, UsageError> {
-        self.check_given()?;
-        let workload = match &self.workload {
-            WorkloadSpec::Synthetic => self.synthetic()?,
-            WorkloadSpec::Azure(path) => self.replay(path)?,
+    /// The flags that give every setting of `cfg` (the inverse of [`SimArgs::apply`]).
+    pub fn from_config(cfg: &Config) -> SimArgs {
+        let (base, noise_cv) = cfg.cost.split();
+        let linear = match base {
+            CostSpec::Linear { c, a, b0, dist } => Some((*c, *a, *b0, *dist)),
+            _ => None,
         };
-        workload.validate()?;
-        let requests = workload.requests();
-        let warmup = self.warmup.unwrap_or(requests / 10);
-        limits::warmup(warmup, requests)?;
-        if let Workload::Trace(t) = &workload {
-            check_window(t, warmup)?;
+        SimArgs {
+            config: None,
+            scheduler: Some(cfg.scheduler),
+            workload: Some(cfg.workload.clone()),
+            rate: cfg.rate,
+            requests: cfg.requests,
+            warmup: cfg.warmup,
+            arrivals: cfg.arrivals,
+            prompt: cfg.prompt.clone(),
+            decode: cfg.decode.clone(),
+            lengths_from: cfg.lengths_from.clone(),
+            cost: Some(base.to_string()),
+            c: linear.map(|l| l.0),
+            a: linear.map(|l| l.1),
+            b0: linear.map(|l| l.2),
+            cost_dist: linear.map(|l| l.3),
+            noise_cv,
+            k: cfg.k,
+            max_decode_batch: cfg.max_decode_batch,
+            max_seqs: cfg.max_seqs,
+            max_batched_tokens: cfg.max_batched_tokens,
+            watermark: cfg.watermark,
+            preemption: Some(cfg.preemption.clone()),
+            swap_gbps: cfg.swap_gbps,
+            kv_capacity: cfg.kv_capacity,
+            gpu_mem_gb: cfg.gpu_mem_gb,
+            gpu_mem_util: Some(cfg.gpu_mem_util),
+            model: Some(cfg.model),
+            block_size: Some(cfg.block_size),
+            prefill_gpus: cfg.prefill_gpus,
+            decode_gpus: cfg.decode_gpus,
+            kv_link_gbps: cfg.kv_link_gbps,
+            kv_link_latency: cfg.kv_link_latency,
+            gpus: Some(cfg.gpus),
+            router: Some(cfg.router),
+            seed: Some(cfg.seed),
+            reps: Some(cfg.reps),
         }
-        let gpus = usize::try_from(self.gpus).expect("at most MAX_GPUS");
-        let routing = self.router.check(gpus);
-        require(
-            routing.is_ok(),
-            "--router",
-            routing.err().unwrap_or_default(),
-        )?;
-        let kv = self.kv_config()?;
-        let defaults = BatchLimits::default();
-        let limits = BatchLimits {
-            max_seqs: self.max_seqs.unwrap_or(defaults.max_seqs),
-            max_tokens: self.max_batched_tokens(&workload),
-            watermark: self.watermark.unwrap_or(defaults.watermark),
-            preemption: self.preemption()?,
-        };
-        let k = self.k.unwrap_or(DEFAULT_K);
-        let scheduler = match self.scheduler {
-            SchedulerKind::A => SchedulerSpec::A,
-            SchedulerKind::B => SchedulerSpec::B {
-                k,
-                max_decode_batch: self.max_decode_batch,
-            },
-            SchedulerKind::Static => SchedulerSpec::Static { k },
-            SchedulerKind::Orca => SchedulerSpec::Orca(limits),
-            SchedulerKind::Vllm => SchedulerSpec::Vllm(limits),
-            SchedulerKind::Sarathi => SchedulerSpec::Sarathi(limits),
-            SchedulerKind::DecodeFirst => SchedulerSpec::DecodeFirst(limits),
-            SchedulerKind::Disagg => SchedulerSpec::Disagg(self.disagg(limits)?),
-        };
-        require(
-            limits.preemption == Preemption::Recompute || scheduler.supports_swap(),
-            "--preemption",
-            format!(
-                "'{}' preempts by recompute only; swap needs --scheduler vllm or decode-first",
-                self.scheduler
-            ),
-        )?;
-        let gpus = match scheduler {
-            SchedulerSpec::Disagg(d) => (d.prefill_gpus + d.decode_gpus) as usize,
-            _ => gpus,
-        };
-        self.check_limits(&scheduler, &kv, &workload)?;
-        let engine = EngineConfig {
-            scheduler,
-            cost: self.cost_model()?,
-            gpus,
-            router: self.router,
-            kv,
-        };
-        limits::replications(&workload, &engine, self.reps)?;
-        // Only once the run is sure to go ahead, so an error is never preceded by advice.
-        self.warn_unused();
-        Ok(RunConfig {
-            workload,
-            engine,
-            seed: self.seed,
-            reps: self.reps,
-            warmup,
-        })
     }
 
-    /// Checks the range of every flag given, whether or not the scheduler uses it, so that
-    /// no nonsense value is accepted and echoed.
-    fn check_given(&self) -> Result<(), UsageError> {
-        limits::gpus("gpus", self.gpus)?;
-        limits::reps(self.reps)?;
-        require(self.k != Some(0), "--k", "must be at least 1 (got 0)")?;
-        require(
-            self.max_decode_batch != Some(0),
-            "--max-decode-batch",
-            "must be at least 1 (omit it for no cap)",
-        )?;
-        require(
-            self.max_seqs != Some(0),
-            "--max-seqs",
-            "must be at least 1 (got 0)",
-        )?;
-        require(
-            self.max_batched_tokens != Some(0),
-            "--max-batched-tokens",
-            "must be at least 1 (got 0)",
-        )?;
-        if let Some(w) = self.watermark {
-            limits::watermark(w)?;
-        }
-        if let Some(x) = self.swap_gbps {
-            limits::bandwidth("swap-gbps", x, "GB/s")?;
-        }
-        for (field, n) in [
-            ("prefill-gpus", self.prefill_gpus),
-            ("decode-gpus", self.decode_gpus),
-        ] {
-            if let Some(n) = n {
-                limits::gpus(field, u64::from(n))?;
+    /// Overrides `cfg` with the flags given; warnings for cost flags the model ignores.
+    pub fn apply(&self, cfg: &mut Config) -> Vec<String> {
+        let mut notes = Vec::new();
+        set(&mut cfg.scheduler, &self.scheduler);
+        set(&mut cfg.workload, &self.workload);
+        set_some(&mut cfg.rate, &self.rate);
+        set_some(&mut cfg.requests, &self.requests);
+        set_some(&mut cfg.warmup, &self.warmup);
+        set_some(&mut cfg.arrivals, &self.arrivals);
+        set_some(&mut cfg.prompt, &self.prompt);
+        set_some(&mut cfg.decode, &self.decode);
+        set_some(&mut cfg.lengths_from, &self.lengths_from);
+        let (base, noise_cv) = cfg.cost.split();
+        let mut base = match &self.cost {
+            // A linear model given by flag starts from the file's parameters, if any.
+            Some(spec) if spec == "linear" && matches!(base, CostSpec::Linear { .. }) => {
+                base.clone()
+            }
+            Some(spec) => CostSpec::parse(spec),
+            None => base.clone(),
+        };
+        match &mut base {
+            CostSpec::Linear { c, a, b0, dist } => {
+                set(c, &self.c);
+                set(a, &self.a);
+                set(b0, &self.b0);
+                set(dist, &self.cost_dist);
+            }
+            other => {
+                for (flag, given) in [
+                    ("--c", self.c.is_some()),
+                    ("--a", self.a.is_some()),
+                    ("--b0", self.b0.is_some()),
+                    ("--cost-dist", self.cost_dist.is_some()),
+                ] {
+                    if given {
+                        notes.push(format!(
+                            "warning: {flag} has no effect with --cost {other} (it applies to --cost linear)"
+                        ));
+                    }
+                }
             }
         }
-        if let Some(x) = self.kv_link_gbps {
-            limits::bandwidth("kv-link-gbps", x, "Gbit/s")?;
+        cfg.cost = CostSpec::with_noise(base, self.noise_cv.or(noise_cv));
+        set_some(&mut cfg.k, &self.k);
+        set_some(&mut cfg.max_decode_batch, &self.max_decode_batch);
+        set_some(&mut cfg.max_seqs, &self.max_seqs);
+        set_some(&mut cfg.max_batched_tokens, &self.max_batched_tokens);
+        set_some(&mut cfg.watermark, &self.watermark);
+        set(&mut cfg.preemption, &self.preemption);
+        set_some(&mut cfg.swap_gbps, &self.swap_gbps);
+        // The two ways of sizing the KV cache exclude each other: a flag replaces the file's.
+        if self.kv_capacity.is_some() || self.gpu_mem_gb.is_some() {
+            cfg.kv_capacity = self.kv_capacity;
+            cfg.gpu_mem_gb = self.gpu_mem_gb;
         }
-        if let Some(x) = self.kv_link_latency {
-            limits::link_latency(x)?;
-        }
-        Ok(())
+        set(&mut cfg.gpu_mem_util, &self.gpu_mem_util);
+        set(&mut cfg.model, &self.model);
+        set(&mut cfg.block_size, &self.block_size);
+        set_some(&mut cfg.prefill_gpus, &self.prefill_gpus);
+        set_some(&mut cfg.decode_gpus, &self.decode_gpus);
+        set_some(&mut cfg.kv_link_gbps, &self.kv_link_gbps);
+        set_some(&mut cfg.kv_link_latency, &self.kv_link_latency);
+        set(&mut cfg.gpus, &self.gpus);
+        set(&mut cfg.router, &self.router);
+        set(&mut cfg.seed, &self.seed);
+        set(&mut cfg.reps, &self.reps);
+        notes
     }
 
-    /// Warns on stderr about each flag given that the chosen configuration does not use.
-    fn warn_unused(&self) {
-        use SchedulerKind::*;
-        let s = self.scheduler;
-        let continuous = [Orca, Vllm, Sarathi, DecodeFirst, Disagg];
-        for (flag, given, users) in [
-            ("--k", self.k.is_some(), &[B, Static][..]),
-            ("--max-decode-batch", self.max_decode_batch.is_some(), &[B]),
-            ("--max-seqs", self.max_seqs.is_some(), &continuous),
-            (
-                "--max-batched-tokens",
-                self.max_batched_tokens.is_some(),
-                &continuous,
-            ),
-            (
-                "--watermark",
-                self.watermark.is_some(),
-                &[Vllm, Sarathi, DecodeFirst, Disagg],
-            ),
-            ("--prefill-gpus", self.prefill_gpus.is_some(), &[Disagg]),
-            ("--decode-gpus", self.decode_gpus.is_some(), &[Disagg]),
-            ("--kv-link-gbps", self.kv_link_gbps.is_some(), &[Disagg]),
-            (
-                "--kv-link-latency",
-                self.kv_link_latency.is_some(),
-                &[Disagg],
-            ),
-        ] {
-            if given && !users.contains(&s) {
-                let names: Vec<&str> = users.iter().map(|k| k.name()).collect();
-                eprintln!(
-                    "warning: {flag} has no effect with --scheduler {s} (it applies to {})",
-                    names.join(", ")
-                );
-            }
-        }
-        if self.swap_gbps.is_some() && self.preemption != "swap" {
-            eprintln!("warning: --swap-gbps has no effect without --preemption swap");
-        }
+    /// The config: `--config`'s file (or `base` without one) overridden by the flags, with
+    /// the warnings about flags the cost model ignores.
+    pub fn config(&self, base: Config) -> Result<(Config, Vec<String>), UsageError> {
+        let mut cfg = match &self.config {
+            Some(path) => read_config(path)?,
+            None => base,
+        };
+        let notes = self.apply(&mut cfg);
+        Ok((cfg, notes))
     }
 
-    /// --max-batched-tokens, or its default. vLLM without chunked prefill sets
-    /// `max_num_batched_tokens = max(max_model_len, 2048)`, so any sequence the model takes
-    /// can be prefilled in one iteration; policies that run prefills whole get the same
-    /// rule with `max_model_len` the longest prefill the workload can need. The value used
-    /// is in the JSON config, and a note says when it is not 2048.
-    fn max_batched_tokens(&self, workload: &Workload) -> u32 {
-        let default = BatchLimits::default().max_tokens;
-        if let Some(t) = self.max_batched_tokens {
-            return t;
-        }
-        let Some(need) = whole_prefill(self.scheduler, workload) else {
-            return default;
-        };
-        // Prompts and decode budgets are at most MAX_TOKENS each, so this fits a u32.
-        let tokens = u32::try_from(need)
-            .expect("bounded by 2 x MAX_TOKENS")
-            .max(default);
-        if tokens > default {
-            eprintln!(
-                "note: --max-batched-tokens defaults to {tokens}, the longest prefill '{}' runs whole (vLLM's max(max_model_len, {default}))",
-                self.scheduler
-            );
-        }
-        tokens
+    /// The config of [`SimArgs::config`], checked and built (see [`build`]).
+    pub fn build(&self, base: Config) -> Result<Built, UsageError> {
+        let (cfg, notes) = self.config(base)?;
+        build(&cfg, notes)
     }
+}
 
-    /// The preemption mode of --preemption, with the link of --swap-gbps for swap.
-    fn preemption(&self) -> Result<Preemption, UsageError> {
-        match self.preemption.as_str() {
-            "recompute" => Ok(Preemption::Recompute),
-            "swap" => Ok(Preemption::Swap(SwapLink {
-                gbytes_per_s: self.swap_gbps.unwrap_or(DEFAULT_SWAP_GBPS),
-                kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
-            })),
-            other => Err(UsageError::new(
-                "--preemption",
-                format!("unknown mode '{other}' (allowed: recompute, swap)"),
-            )),
-        }
+/// Checks `cfg` and builds the run; prints `notes` and the config's own on stderr only once
+/// the run is sure to go ahead, so an error is never preceded by advice.
+pub fn build(cfg: &Config, mut notes: Vec<String>) -> Result<Built, UsageError> {
+    let built = cfg.build()?;
+    notes.extend(built.notes.iter().cloned());
+    for note in notes {
+        eprintln!("{note}");
     }
+    Ok(built)
+}
 
-    fn synthetic(&self) -> Result<Workload, UsageError> {
-        let lengths_from = match &self.lengths_from {
-            Some(path) => Some(read_trace(path, "--lengths-from")?),
-            None => None,
-        };
-        Ok(Workload::Synthetic(SyntheticWorkload {
-            rate: self.rate.unwrap_or(DEFAULT_RATE),
-            arrivals: self.arrivals.unwrap_or(ArrivalKind::Poisson),
-            prompt: self.prompt.clone().unwrap_or(LengthDist::Fixed(128)),
-            decode: self.decode.clone().unwrap_or(LengthDist::Fixed(64)),
-            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
-            lengths_from,
-        }))
+/// Reads a config file: JSON if its name ends in `.json`, else TOML.
+fn read_config(path: &std::path::Path) -> Result<Config, UsageError> {
+    let bad = |why: String| UsageError::new("--config", format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+    } else {
+        toml::from_str(&text).map_err(|e| bad(e.to_string()))
     }
+}
 
-    fn replay(&self, path: &Path) -> Result<Workload, UsageError> {
-        for (flag, given) in [
-            ("--arrivals", self.arrivals.is_some()),
-            ("--prompt", self.prompt.is_some()),
-            ("--decode", self.decode.is_some()),
-            ("--lengths-from", self.lengths_from.is_some()),
-        ] {
-            require(
-                !given,
-                flag,
-                "not used with --workload azure:PATH, whose trace gives arrivals and lengths",
-            )?;
-        }
-        let trace = read_trace(path, "--workload")?;
-        let total = trace.requests.len();
-        require(
-            total >= 2,
-            "--workload",
-            format!(
-                "{} holds {total} request; a replay needs at least 2",
-                path.display()
-            ),
-        )?;
-        let requests = self.requests.unwrap_or(total);
-        require(
-            (2..=total).contains(&requests),
-            "--requests",
-            format!(
-                "must be from 2 to the {total} requests of {} (got {requests})",
-                path.display()
-            ),
-        )?;
-        let mut replay = TraceReplay {
-            trace,
-            time_scale: 1.0,
-            requests,
+/// Appends `[default: V]` to the help of each flag of `cmd` whose default is `base`'s value
+/// and whose help does not state a default already, so the help shows the library's.
+pub fn show_defaults(cmd: Command, base: &Config) -> Command {
+    let defaults = serde_json::to_value(SimArgs::from_config(base)).expect("flags serialise");
+    let mut cmd = cmd;
+    for (id, value) in defaults.as_object().expect("a struct").iter() {
+        let shown = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
         };
-        let native = replay.rate();
-        require(
-            native.is_finite(),
-            "--workload",
-            format!(
-                "the first {requests} requests of {} all arrive at once: no rate to replay or rescale",
-                path.display()
-            ),
-        )?;
-        match self.rate {
-            Some(rate) => {
-                limits::rate(rate)?;
-                replay.time_scale = native / rate;
-            }
-            None => require(
-                native <= limits::RATE.1,
-                "--workload",
-                format!(
-                    "{} arrives at {} requests/s, above the {} the simulator's times resolve: slow it with --rate",
-                    path.display(),
-                    num(native),
-                    num(limits::RATE.1)
-                ),
-            )?,
-        }
-        Ok(Workload::Trace(replay))
-    }
-
-    fn cost_model(&self) -> Result<Arc<dyn CostModel>, UsageError> {
-        let base: Arc<dyn CostModel> = if self.cost == "linear" {
-            let linear = LinearCost::new(self.c, self.a, self.b0, self.cost_dist);
-            linear.check().map_err(|e| {
-                let flag = match e.field {
-                    "c" => "--c",
-                    "a" => "--a",
-                    _ => "--b0",
-                };
-                UsageError::new(flag, e.why)
-            })?;
-            Arc::new(linear)
-        } else if let Some(gpu) = self.cost.strip_prefix("roofline:") {
-            let gpu = GpuSpec::named(gpu).ok_or_else(|| UsageError {
-                flag: "--cost",
-                why: format!("roofline:{gpu}: the GPU must be h100 or h200"),
-            })?;
-            Arc::new(RooflineCost::llama_3_1_8b(gpu))
-        } else if let Some(p) = Preset::built_in(&self.cost) {
-            p.model()
-        } else {
-            let preset = Preset::read(Path::new(&self.cost)).map_err(|e| UsageError {
-                flag: "--cost",
-                why: format!(
-                    "{e} (--cost takes linear, a built-in preset ({}), a preset TOML file or roofline:GPU)",
-                    preset::built_in_names().join(", ")
-                ),
-            })?;
-            preset.model()
-        };
-        match self.noise_cv {
-            None => Ok(base),
-            Some(cv) => {
-                check_cv("noise-cv", cv).map_err(|e| {
-                    UsageError::new("--noise-cv", format!("{}; omit it for no noise", e.why))
-                })?;
-                Ok(Arc::new(LogNormalNoise::new(base, cv)))
-            }
-        }
-    }
-
-    /// The pools and link of disaggregated serving.
-    fn disagg(&self, limits: BatchLimits) -> Result<DisaggSpec, UsageError> {
-        let spec = DisaggSpec {
-            limits,
-            prefill_gpus: self.prefill_gpus.unwrap_or(1),
-            decode_gpus: self.decode_gpus.unwrap_or(1),
-            link_gbps: self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),
-            link_latency: self.kv_link_latency.unwrap_or(DEFAULT_KV_LINK_LATENCY),
-            kv_bytes_per_token: self.model.shape().kv_bytes_per_token(),
-        };
-        limits::disagg(&spec)?;
-        let total = u64::from(spec.prefill_gpus) + u64::from(spec.decode_gpus);
-        require(
-            self.gpus == 1 || self.gpus == total,
-            "--gpus",
-            format!(
-                "disagg uses --prefill-gpus + --decode-gpus = {total} GPUs; omit --gpus (got {})",
-                self.gpus
-            ),
-        )?;
-        Ok(spec)
-    }
-
-    /// The KV cache from --kv-capacity or --gpu-mem-gb, unlimited if neither is given.
-    fn kv_config(&self) -> Result<KvConfig, UsageError> {
-        require(
-            self.block_size >= 1,
-            "--block-size",
-            "must be at least 1 token",
-        )?;
-        let memory_flag = self.kv_capacity.is_some() || self.gpu_mem_gb.is_some();
-        require(
-            !memory_flag || self.scheduler.memory_aware(),
-            "--scheduler",
-            format!(
-                "'{}' assumes an unlimited KV cache; drop --kv-capacity/--gpu-mem-gb or pick static, orca, vllm, sarathi or decode-first",
-                self.scheduler
-            ),
-        )?;
-        if let Some(tokens) = self.kv_capacity {
-            require(
-                tokens >= u64::from(self.block_size),
-                "--kv-capacity",
-                format!(
-                    "must hold at least one block of {} tokens (got {tokens})",
-                    self.block_size
-                ),
-            )?;
-            return Ok(KvConfig::with_tokens(tokens, self.block_size));
-        }
-        let Some(gb) = self.gpu_mem_gb else {
-            return Ok(KvConfig {
-                block_size: self.block_size,
-                blocks: None,
-            });
-        };
-        require(
-            gb > 0.0 && gb.is_finite(),
-            "--gpu-mem-gb",
-            format!("must be a finite number of GB > 0 (got {})", num(gb)),
-        )?;
-        require(
-            self.gpu_mem_util > 0.0 && self.gpu_mem_util <= 1.0,
-            "--gpu-mem-util",
-            format!("must lie in (0, 1] (got {})", num(self.gpu_mem_util)),
-        )?;
-        let shape = self.model.shape();
-        let weights_gb = shape.weight_bytes() / 1e9;
-        KvConfig::from_memory(gb, self.gpu_mem_util, &shape, self.block_size)
-            .filter(|kv| kv.blocks.is_some_and(|b| b > 0))
-            .ok_or_else(|| {
-                // Blame the utilisation when the whole GPU would hold the weights.
-                let flag = if gb > weights_gb {
-                    "--gpu-mem-util"
-                } else {
-                    "--gpu-mem-gb"
-                };
-                UsageError::new(
-                    flag,
-                    format!(
-                        "{} GB x {} leaves no room for a KV cache beside {}'s {weights_gb:.1} GB of weights",
-                        num(gb),
-                        num(self.gpu_mem_util),
-                        self.model,
-                    ),
-                )
-            })
-    }
-
-    /// Checks that the policy's limits let every request of the workload run to the end.
-    fn check_limits(
-        &self,
-        scheduler: &SchedulerSpec,
-        kv: &KvConfig,
-        workload: &Workload,
-    ) -> Result<(), UsageError> {
-        let longest = workload.longest(|l, b| l + b);
-        let kv_flag = if self.gpu_mem_gb.is_some() {
-            "--gpu-mem-gb"
-        } else {
-            "--kv-capacity"
-        };
-        let Some(limits) = scheduler.limits() else {
-            return require(
-                kv.fits_alone(longest),
-                kv_flag,
-                format!("the longest request ({longest} tokens) does not fit the KV cache"),
-            );
-        };
-        limits::batch_limits(&limits)?;
-        if let Some(need) = whole_prefill(scheduler.kind(), workload) {
-            require(
-                u64::from(limits.max_tokens) >= need,
-                "--max-batched-tokens",
-                format!(
-                    "must be at least {need}, the longest prefill '{}' runs whole (got {})",
-                    scheduler.name(),
-                    limits.max_tokens
-                ),
-            )?;
-        }
-        let watermark = match scheduler {
-            SchedulerSpec::Orca(_) => 0,
-            _ => kv
-                .blocks
-                .map_or(0, |b| (limits.watermark * b as f64).ceil() as u64),
-        };
-        require(
-            kv.blocks_for(longest) + watermark <= kv.capacity_blocks(),
-            kv_flag,
-            format!(
-                "the longest request ({longest} tokens) and the watermark do not fit the KV cache"
-            ),
-        )
-    }
-
-    fn describe(&self, cfg: &RunConfig) -> Value {
-        let workload = match &cfg.workload {
-            Workload::Synthetic(w) => json!({
-                "kind": "synthetic",
-                "arrivals": w.arrivals.to_string(),
-                "prompt": w.prompt.to_string(),
-                "decode": w.decode.to_string(),
-                "lengths_from": w.lengths_from.as_ref().map(|t| t.source.display().to_string()),
-            }),
-            Workload::Trace(t) => json!({
-                "kind": "azure",
-                "trace": t.trace.source.display().to_string(),
-                "time_scale": t.time_scale,
-            }),
-        };
-        // The linear model's parameters only mean something when it is the model in use.
-        let linear = |v: Value| {
-            if self.cost == "linear" {
-                v
+        cmd = cmd.mut_arg(id, |arg| {
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.contains("[default") {
+                arg
             } else {
-                Value::Null
+                let long = arg
+                    .get_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or(help.clone());
+                arg.help(format!("{help} [default: {shown}]"))
+                    .long_help(format!("{long} [default: {shown}]"))
             }
-        };
-        // The values in effect: the policy's limits where it has them, else the flags or
-        // their defaults.
-        let defaults = BatchLimits::default();
-        let limits = cfg.engine.scheduler.limits();
-        json!({
-            "scheduler": self.scheduler.to_string(),
-            "workload": workload,
-            "rate": cfg.workload.rate(),
-            "requests": cfg.workload.requests(),
-            "warmup": cfg.warmup,
-            "cost": self.cost,
-            "c": linear(json!(self.c)),
-            "a": linear(json!(self.a)),
-            "b0": linear(json!(self.b0)),
-            "cost_dist": linear(json!(self.cost_dist.to_string())),
-            "noise_cv": self.noise_cv,
-            "k": self.k.unwrap_or(DEFAULT_K),
-            "max_decode_batch": self.max_decode_batch,
-            "max_seqs": limits.map_or(self.max_seqs.unwrap_or(defaults.max_seqs), |l| l.max_seqs),
-            "max_batched_tokens": limits.map_or(
-                self.max_batched_tokens.unwrap_or(defaults.max_tokens),
-                |l| l.max_tokens
-            ),
-            "watermark": self.watermark.unwrap_or(defaults.watermark),
-            "preemption": self.preemption,
-            "swap_gbps": self.swap_gbps.unwrap_or(DEFAULT_SWAP_GBPS),
-            "kv_capacity_tokens": cfg.engine.kv.capacity_tokens(),
-            "block_size": self.block_size,
-            "gpus": cfg.engine.gpus,
-            "prefill_gpus": self.prefill_gpus.unwrap_or(1),
-            "decode_gpus": self.decode_gpus.unwrap_or(1),
-            "kv_link_gbps": self.kv_link_gbps.unwrap_or(DEFAULT_KV_LINK_GBPS),
-            "kv_link_latency": self.kv_link_latency.unwrap_or(DEFAULT_KV_LINK_LATENCY),
-            "router": self.router.to_string(),
-            "seed": self.seed,
-            "reps": self.reps,
-        })
+        });
     }
+    cmd
 }
 
 /// Flags of `llmsim run`.
@@ -795,18 +383,24 @@ pub fn result_json(summaries: &[Summary], config: Value, capacity: Option<f64>) 
 }
 
 pub fn main(args: RunArgs) -> Result<()> {
-    let cfg = args.sim.to_config()?;
+    let built = args.sim.build(Config::default())?;
+    let cfg = &built.run;
     let summaries = cfg.run();
-    let doc = result_json(&summaries, args.sim.describe(&cfg), cfg.capacity());
+    let mut doc = result_json(
+        &summaries,
+        serde_json::to_value(&built.resolved)?,
+        cfg.capacity(),
+    );
+    doc["kv_capacity_tokens"] = json!(cfg.engine.kv.capacity_tokens());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print_table(&doc);
+        print_table(&doc, &built.resolved);
     }
     Ok(())
 }
 
-fn print_table(doc: &Value) {
+fn print_table(doc: &Value, config: &Config) {
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let ci = |obj: &Value, key: &str| {
         obj.get("ci95")
@@ -818,7 +412,7 @@ fn print_table(doc: &Value) {
     println!(
         "scheduler {} | cost {} | rate {:.4} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
         c["scheduler"].as_str().unwrap_or("?"),
-        c["cost"].as_str().unwrap_or("?"),
+        config.cost,
         num(&c["rate"]),
         c["gpus"],
         c["router"].as_str().unwrap_or("?"),
@@ -919,5 +513,143 @@ fn print_per_gpu(doc: &Value) {
             "{:>18}: utilisation min {u0:.4} / mean {u1:.4} / max {u2:.4}; requests min {r0:.0} / mean {r1:.1} / max {r2:.0}",
             format!("{} GPUs", util.len())
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// Two configs that between them set every setting away from its default (two, since
+    /// --lengths-from excludes --prompt and --decode, and --kv-capacity --gpu-mem-gb).
+    fn everything() -> [Config; 2] {
+        let first = Config {
+            scheduler: SchedulerKind::Vllm,
+            workload: WorkloadSpec::Synthetic,
+            rate: Some(3.0),
+            requests: Some(500),
+            warmup: Some(7),
+            arrivals: Some(ArrivalKind::Gamma { cv: 2.0 }),
+            prompt: Some("uniform:16:256".parse().unwrap()),
+            decode: Some("geometric:20.5:300".parse().unwrap()),
+            lengths_from: None,
+            cost: CostSpec::with_noise(
+                CostSpec::Linear {
+                    c: 0.02,
+                    a: 2e-4,
+                    b0: 8.0,
+                    dist: CostDist::Gamma { cv: 0.5 },
+                },
+                Some(0.3),
+            ),
+            k: Some(3),
+            max_decode_batch: Some(9),
+            max_seqs: Some(64),
+            max_batched_tokens: Some(4096),
+            watermark: Some(0.02),
+            preemption: "swap".into(),
+            swap_gbps: Some(16.0),
+            kv_capacity: Some(8192),
+            gpu_mem_gb: None,
+            gpu_mem_util: 0.8,
+            model: ModelPreset::Llama31_8b,
+            block_size: 32,
+            prefill_gpus: Some(2),
+            decode_gpus: Some(3),
+            kv_link_gbps: Some(50.0),
+            kv_link_latency: Some(0.001),
+            gpus: 5,
+            router: RouterSpec::PowerOfD(2),
+            seed: 7,
+            reps: 4,
+        };
+        let second = Config {
+            workload: WorkloadSpec::Azure("trace.csv".into()),
+            prompt: None,
+            decode: None,
+            lengths_from: Some("lengths.csv".into()),
+            cost: CostSpec::Roofline { gpu: "h100".into() },
+            kv_capacity: None,
+            gpu_mem_gb: Some(80.0),
+            ..first.clone()
+        };
+        [first, second]
+    }
+
+    /// The command line that gives every setting of `cfg`.
+    fn argv(cfg: &Config) -> Vec<String> {
+        let flags = serde_json::to_value(SimArgs::from_config(cfg)).unwrap();
+        let mut argv = vec!["llmsim".to_string(), "run".into()];
+        for (id, value) in flags.as_object().unwrap() {
+            let text = match value {
+                Value::Null => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            argv.push(format!("--{}", id.replace('_', "-")));
+            argv.push(text);
+        }
+        argv
+    }
+
+    #[test]
+    fn every_flag_maps_to_a_config_setting_and_back() {
+        let mut given = std::collections::BTreeSet::new();
+        for cfg in everything() {
+            let argv = argv(&cfg);
+            let cli = super::super::Cli::try_parse_from(&argv).unwrap();
+            let super::super::Command::Run(args) = cli.command else {
+                panic!("run");
+            };
+            let mut back = Config::default();
+            assert!(args.sim.apply(&mut back).is_empty());
+            assert_eq!(back, cfg, "{argv:?}");
+            given.extend(
+                argv.iter()
+                    .filter_map(|a| a.strip_prefix("--").map(String::from)),
+            );
+        }
+        // Every flag of `llmsim run` but --config and --json was given above.
+        let cmd = super::super::Cli::command();
+        let run = cmd.find_subcommand("run").unwrap();
+        let flags: std::collections::BTreeSet<String> = run
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(String::from))
+            .filter(|f| !["config", "json"].contains(&f.as_str()))
+            .collect();
+        assert_eq!(given, flags);
+    }
+
+    #[test]
+    fn flags_override_the_file_and_cost_flags_keep_its_model() {
+        let [file, _] = everything();
+        let args = SimArgs {
+            seed: Some(1),
+            c: Some(0.05),
+            noise_cv: Some(0.1),
+            ..SimArgs::default()
+        };
+        let mut cfg = file.clone();
+        assert!(args.apply(&mut cfg).is_empty());
+        assert_eq!(cfg.seed, 1);
+        let expected = CostSpec::with_noise(
+            CostSpec::Linear {
+                c: 0.05,
+                a: 2e-4,
+                b0: 8.0,
+                dist: CostDist::Gamma { cv: 0.5 },
+            },
+            Some(0.1),
+        );
+        assert_eq!(cfg.cost, expected);
+        // A linear parameter with another model has no effect, and says so.
+        let mut cfg = Config {
+            cost: CostSpec::Roofline { gpu: "h200".into() },
+            ..file
+        };
+        let notes = args.apply(&mut cfg);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("--c has no effect with --cost roofline:h200"));
     }
 }
