@@ -10,7 +10,7 @@ use llmsim::calibrate::{
     FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, read_profile, relative_errors,
 };
 use llmsim::cost::{CostModel, GpuSpec, ModelShape, Preset, ProfiledCost};
-use llmsim::output::write_atomic;
+use llmsim_study::output::write_atomic;
 
 /// Flags of `llmsim calibrate`.
 #[derive(Args, Debug)]

@@ -220,7 +220,7 @@ fn roofline_cost_ranks_h100_below_h200() {
 #[test]
 fn mixed_batches_are_predicted_from_pure_rows() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tools/profiles/h200_llama-3.1-8b_mixed.csv");
+        .join("../../tools/profiles/h200_llama-3.1-8b_mixed.csv");
     let rows = read_profile(&path).unwrap();
     let (mixed, pure): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.kind == "mixed");
     assert_eq!((pure.len(), mixed.len()), (29, 24));
@@ -237,7 +237,7 @@ fn mixed_batches_are_predicted_from_pure_rows() {
 
 fn tools_profile(name: &str) -> Vec<llmsim::calibrate::ProfileRow> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tools/profiles")
+        .join("../../tools/profiles")
         .join(name);
     read_profile(&path).unwrap()
 }

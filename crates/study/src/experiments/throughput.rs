@@ -3,7 +3,7 @@
 use super::grid::{Col, Ctx, Measured, Metric, Setup, linspace, point_table, runs_for};
 use super::table::Table;
 use super::{Experiment, Scale};
-use crate::scheduler::SchedulerSpec;
+use llmsim::scheduler::SchedulerSpec;
 
 /// The sweep's name, scheduler and rates (requests/s).
 fn design(which: Experiment) -> (&'static str, SchedulerSpec, Vec<f64>) {

@@ -1,11 +1,11 @@
-//! The simulator against queueing theory ([`crate::validation`]), as a table for the report.
+//! The simulator against queueing theory ([`llmsim::validation`]), as a table for the report.
 
 use serde_json::json;
 
 use super::Scale;
 use super::grid::Ctx;
 use super::table::{Cell, Table};
-use crate::validation::{self, Effort, PASS_LEVEL};
+use llmsim::validation::{self, Effort, PASS_LEVEL};
 
 /// The validation runs' size at a study scale: the full checks in a real study, a tenth of
 /// the requests in a smoke run.

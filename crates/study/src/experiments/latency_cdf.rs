@@ -7,9 +7,9 @@ use serde_json::json;
 use super::Scale;
 use super::grid::{Ctx, RepRun, Setup};
 use super::table::{Cell, Table};
-use crate::metrics::{request_tbt, request_ttft};
-use crate::scheduler::SchedulerSpec;
-use crate::stats::quantile_sorted;
+use llmsim::metrics::{request_tbt, request_ttft};
+use llmsim::scheduler::SchedulerSpec;
+use llmsim::stats::quantile_sorted;
 
 /// The common load (requests/s): 84% of Scheduler A's capacity, 19% of B's.
 pub const CDF_RATE: f64 = 1.0;

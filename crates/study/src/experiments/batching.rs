@@ -3,7 +3,7 @@
 use super::Scale;
 use super::grid::{Col, Ctx, Metric, Setup, THROUGHPUT_AND_TTFT, point_table, runs_for};
 use super::table::Table;
-use crate::scheduler::SchedulerSpec;
+use llmsim::scheduler::SchedulerSpec;
 
 /// The arrival rate (requests/s).
 const RATE: f64 = 1.5;

@@ -3,7 +3,7 @@
 use serde_json::Value;
 use std::fmt;
 
-use crate::stats::MeanCi;
+use llmsim::stats::MeanCi;
 
 /// One CSV cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,7 @@ impl From<f64> for Cell {
 
 impl Cell {
     /// A number, or no value for `NaN`: a latency no measured request reached
-    /// ([`Dist`](crate::metrics::Dist)).
+    /// ([`Dist`](llmsim::metrics::Dist)).
     pub fn num_or_empty(x: f64) -> Self {
         if x.is_nan() {
             Cell::Empty

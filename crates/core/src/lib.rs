@@ -5,7 +5,7 @@
 //! streamed statistics become [`metrics`] summaries. [`theory`] holds the closed forms the
 //! simulator is validated against. Workloads can replay recorded [`trace`]s, and cost models
 //! can be fitted to measured GPU profiles by [`calibrate`].
-//! [`experiments`] reproduces the seed study as tables, which [`output`] writes to disk.
+//! The study built on it (experiments, CSV output, report) is the `llmsim-study` crate.
 
 pub mod calibrate;
 pub mod config;
@@ -13,13 +13,10 @@ pub mod cost;
 pub mod csvio;
 pub mod dist;
 pub mod engine;
-pub mod experiments;
 pub mod kv;
 pub mod limits;
 pub mod lsq;
 pub mod metrics;
-pub mod output;
-pub mod report;
 pub mod rng;
 pub mod router;
 pub mod scheduler;

@@ -3,8 +3,8 @@
 use super::Scale;
 use super::grid::{Col, Ctx, Metric, Setup, THROUGHPUT_AND_TTFT, point_table, runs_for};
 use super::table::Table;
-use crate::router::RouterSpec;
-use crate::scheduler::SchedulerSpec;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::SchedulerSpec;
 
 /// The router of the multi-GPU study: one shared FCFS queue that a GPU pulls from when it
 /// can take work, which for Scheduler A is the seed's least-load dispatcher (a job goes to

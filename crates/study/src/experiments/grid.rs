@@ -7,16 +7,16 @@ use std::sync::Arc;
 
 use super::table::{Cell, Table};
 use super::{Scale, Study};
-use crate::cost::{CostDist, LinearCost};
-use crate::dist::LengthDist;
-use crate::engine::{EngineConfig, SimOutput};
-use crate::kv::KvConfig;
-use crate::metrics::Summary;
-use crate::router::RouterSpec;
-use crate::scheduler::SchedulerSpec;
-use crate::sim::{self, RunConfig};
-use crate::stats::MeanCi;
-use crate::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
+use llmsim::cost::{CostDist, LinearCost};
+use llmsim::dist::LengthDist;
+use llmsim::engine::{EngineConfig, SimOutput};
+use llmsim::kv::KvConfig;
+use llmsim::metrics::Summary;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::SchedulerSpec;
+use llmsim::sim::{self, RunConfig};
+use llmsim::stats::MeanCi;
+use llmsim::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
 
 /// One configuration of the seed's model: Poisson arrivals, fixed lengths, the linear cost
 /// model with exponential `C` and `A` per batch, `b0 = 0`.

@@ -21,7 +21,7 @@
 //! of the requests served alone over the replay's span); its search starts at
 //! `max(1, floor(rho))`, capped at [`MAX_GPUS`].
 
-use crate::csvio::CsvError;
+use llmsim::csvio::CsvError;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -30,17 +30,17 @@ use std::sync::Arc;
 use super::grid::Ctx;
 use super::table::{Cell, Table};
 use super::{Experiment, Scale};
-use crate::calibrate::{ProfileRow, fit_error, fit_roofline, read_profile, relative_errors};
-use crate::cost::{BatchShape, CostModel, GpuSpec, LogNormalNoise, ModelShape, Preset};
-use crate::engine::EngineConfig;
-use crate::kv::{self, DEFAULT_BLOCK_SIZE, KvConfig};
-use crate::metrics::Summary;
-use crate::router::RouterSpec;
-use crate::scheduler::{BatchLimits, SchedulerSpec};
-use crate::sim::RunConfig;
-use crate::stats::MeanCi;
-use crate::trace::Trace;
-use crate::workload::{Request, TraceReplay, Workload};
+use llmsim::calibrate::{ProfileRow, fit_error, fit_roofline, read_profile, relative_errors};
+use llmsim::cost::{BatchShape, CostModel, GpuSpec, LogNormalNoise, ModelShape, Preset};
+use llmsim::engine::EngineConfig;
+use llmsim::kv::{self, DEFAULT_BLOCK_SIZE, KvConfig};
+use llmsim::metrics::Summary;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::sim::RunConfig;
+use llmsim::stats::MeanCi;
+use llmsim::trace::Trace;
+use llmsim::workload::{Request, TraceReplay, Workload};
 
 /// The traces replayed: `(label, path under the shared folder)`.
 pub const TRACES: [(&str, &str); 2] = [

@@ -6,8 +6,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use llmsim::experiments::{self, Experiment, Scale, Study};
-use llmsim::output;
+use llmsim_study::experiments::{self, Experiment, Scale, Study};
+use llmsim_study::output;
 
 use super::UsageError;
 

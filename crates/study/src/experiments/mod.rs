@@ -28,7 +28,7 @@ pub use table::{Cell, Table};
 
 use rayon::prelude::*;
 
-use crate::csvio::CsvError;
+use llmsim::csvio::CsvError;
 use std::fmt;
 use std::str::FromStr;
 

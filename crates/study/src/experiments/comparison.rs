@@ -7,10 +7,10 @@ use serde_json::json;
 use super::Scale;
 use super::grid::{Ctx, Measured, Metric, Setup, linspace, runs_for};
 use super::table::{Cell, Table, mean_ci};
-use crate::dist::LengthDist;
-use crate::scheduler::SchedulerSpec;
-use crate::stats::MeanCi;
-use crate::theory;
+use llmsim::dist::LengthDist;
+use llmsim::scheduler::SchedulerSpec;
+use llmsim::stats::MeanCi;
+use llmsim::theory;
 
 fn rates() -> Vec<f64> {
     linspace(0.5, 2.0, 10)

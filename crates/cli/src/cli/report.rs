@@ -4,8 +4,8 @@ use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
-use llmsim::output;
-use llmsim::report::ReportError;
+use llmsim_study::output;
+use llmsim_study::report::ReportError;
 
 use super::UsageError;
 
@@ -23,7 +23,7 @@ pub struct ReportArgs {
 
 /// Writes the report and says where it is.
 pub fn write(data: &std::path::Path, out: &std::path::Path) -> Result<(), ReportError> {
-    let written = llmsim::report::write(data, out)?;
+    let written = llmsim_study::report::write(data, out)?;
     println!(
         "wrote the report: {} ({} figures; Markdown edition {})",
         written.html.display(),

@@ -5,12 +5,12 @@ use serde_json::json;
 
 use super::grid::{Ctx, RepRun, Setup};
 use super::table::{Cell, Table};
-use crate::engine::RequestRecord;
-use crate::metrics::{request_tbt, request_ttft};
-use crate::scheduler::SchedulerSpec;
-use crate::stats::mean;
-use crate::theory;
-use crate::workload::Request;
+use llmsim::engine::RequestRecord;
+use llmsim::metrics::{request_tbt, request_ttft};
+use llmsim::scheduler::SchedulerSpec;
+use llmsim::stats::mean;
+use llmsim::theory;
+use llmsim::workload::Request;
 
 /// Scheduler A's baseline rate (requests/s): the seed's, above A's capacity of ~1.19/s.
 const BASELINE_RATE: f64 = 2.0;
@@ -213,7 +213,7 @@ pub fn light_traffic(ctx: &Ctx) -> Table {
     let seed = [Field::Arrival, Field::Completion, Field::Ttft, Field::Tbt];
     let (header, rows) = request_table(&runs, &seed, true);
     let cost = setup.cost();
-    let prompt = crate::dist::LengthDist::Fixed(setup.prompt);
+    let prompt = llmsim::dist::LengthDist::Fixed(setup.prompt);
     let (s_l, s_1) = (
         theory::mean_prefill(&prompt, &cost),
         theory::mean_decode_step(&cost),

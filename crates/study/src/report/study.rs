@@ -7,9 +7,9 @@ use super::data::{DataError, Table};
 use super::figures::{categorical, cdf, chart, hline, points, stable};
 use super::plot::{Chart, Point, Series, Style};
 use super::template::Values;
-use crate::cost::{CostDist, LinearCost};
-use crate::dist::LengthDist;
-use crate::theory;
+use llmsim::cost::{CostDist, LinearCost};
+use llmsim::dist::LengthDist;
+use llmsim::theory;
 
 /// Highest load at which the report compares Scheduler A's TTFT with Pollaczek-Khinchine.
 const PK_LOAD: f64 = 0.9;
@@ -191,7 +191,7 @@ pub fn build(dir: &Path) -> Result<Study, DataError> {
     put(
         &mut v,
         "baseline_mean_ttft",
-        sig(crate::stats::mean(&all_ttft)),
+        sig(llmsim::stats::mean(&all_ttft)),
     );
     put(&mut v, "baseline_rows", base.len().to_string());
 
@@ -202,17 +202,17 @@ pub fn build(dir: &Path) -> Result<Study, DataError> {
     let iso_tbt = iso.numbers("tbt")?;
     put(&mut v, "lt_isolated", iso.len().to_string());
     put(&mut v, "lt_rows", lt.len().to_string());
-    put(&mut v, "lt_iso_ttft_ms", ms(crate::stats::mean(&iso_ttft)));
-    put(&mut v, "lt_iso_tbt_ms", ms(crate::stats::mean(&iso_tbt)));
+    put(&mut v, "lt_iso_ttft_ms", ms(llmsim::stats::mean(&iso_ttft)));
+    put(&mut v, "lt_iso_tbt_ms", ms(llmsim::stats::mean(&iso_tbt)));
     put(
         &mut v,
         "lt_all_ttft_ms",
-        ms(crate::stats::mean(&lt.numbers("ttft")?)),
+        ms(llmsim::stats::mean(&lt.numbers("ttft")?)),
     );
     put(
         &mut v,
         "lt_all_tbt_ms",
-        ms(crate::stats::mean(&lt.numbers("tbt")?)),
+        ms(llmsim::stats::mean(&lt.numbers("tbt")?)),
     );
     let mut sorted = iso_ttft.clone();
     sorted.sort_unstable_by(f64::total_cmp);

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 /// message) on a user's clone that lacks it. CI sets `LLMSIM_REQUIRE_SHARED=1`, which
 /// turns the skip into a failure.
 pub fn shared(rel: &str) -> Option<PathBuf> {
+    // The project root is two folders up from this crate's.
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+        .join("../../..")
         .join("shared")
         .join(rel);
     if path.exists() {

@@ -13,7 +13,7 @@
 //! A policy's maximum stable rate is found by bisection on the arrival rate, separately in
 //! each replication (common random numbers: the same seed gives the same arrival pattern,
 //! scaled by the rate), using the run's growth verdict
-//! ([`growth_detected`](crate::metrics::growth_detected)); replications give the interval.
+//! ([`growth_detected`](llmsim::metrics::growth_detected)); replications give the interval.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -23,16 +23,16 @@ use std::sync::Arc;
 use super::Scale;
 use super::grid::Ctx;
 use super::table::{Cell, Table};
-use crate::cost::{BatchShape, CostDist, CostModel, LinearCost};
-use crate::dist::LengthDist;
-use crate::engine::EngineConfig;
-use crate::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
-use crate::metrics::Summary;
-use crate::router::RouterSpec;
-use crate::scheduler::{BatchLimits, SchedulerSpec};
-use crate::sim::RunConfig;
-use crate::stats::MeanCi;
-use crate::workload::{ArrivalKind, SyntheticWorkload, Workload};
+use llmsim::cost::{BatchShape, CostDist, CostModel, LinearCost};
+use llmsim::dist::LengthDist;
+use llmsim::engine::EngineConfig;
+use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
+use llmsim::metrics::Summary;
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::sim::RunConfig;
+use llmsim::stats::MeanCi;
+use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
 
 /// Sizes of the policy experiments.
 #[derive(Debug, Clone, Copy)]

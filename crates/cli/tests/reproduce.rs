@@ -128,7 +128,7 @@ fn quick_dir() -> &'static Path {
 
 /// The shared folder beside the project (`../shared`), which may be absent.
 fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
 }
 
 /// Whether the shared inputs of `trace_capacity` and `roofline` are there (skipping with a
@@ -530,7 +530,7 @@ fn multigpu_throughput_is_lambda_once_stable() {
     for (row, r) in csv.rows.iter().zip(csv.records()) {
         assert_eq!(
             row[router],
-            llmsim::experiments::MULTI_GPU_ROUTER.to_string()
+            llmsim_study::experiments::MULTI_GPU_ROUTER.to_string()
         );
         stable.insert(
             (row[sched].clone(), r["num_gpus"] as u32),
@@ -659,8 +659,9 @@ fn an_unusable_output_folder_exits_2_before_simulating() {
 
 #[test]
 fn every_column_is_documented() {
-    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data.md"))
-        .unwrap();
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/data.md"))
+            .unwrap();
     for (name, _) in expected_files() {
         assert!(docs.contains(name), "docs/data.md does not describe {name}");
         for col in Csv::read(name).header {

@@ -12,12 +12,12 @@ use serde_json::json;
 use super::Scale;
 use super::grid::{Ctx, Metric, Setup};
 use super::table::{Cell, Table, mean_ci};
-use crate::dist::LengthDist;
-use crate::metrics::growth_detected;
-use crate::scheduler::SchedulerSpec;
-use crate::sim::RunConfig;
-use crate::stats::std_dev;
-use crate::theory;
+use llmsim::dist::LengthDist;
+use llmsim::metrics::growth_detected;
+use llmsim::scheduler::SchedulerSpec;
+use llmsim::sim::RunConfig;
+use llmsim::stats::std_dev;
+use llmsim::theory;
 
 /// The batch sizes studied.
 const KS: [u32; 5] = [1, 2, 4, 8, 16];
