@@ -11,6 +11,7 @@
 //! run. Reading the trace and preset files a config names is the only I/O here.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Value, json};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -24,11 +25,13 @@ use crate::dist::LengthDist;
 use crate::engine::EngineConfig;
 use crate::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelPreset};
 use crate::limits::{self, RangeError, num, require};
+use crate::metrics::Summary;
 use crate::router::RouterSpec;
 use crate::scheduler::{
     BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
 };
 use crate::sim::RunConfig;
+use crate::stats::aggregate_json;
 use crate::trace::Trace;
 use crate::workload::{ArrivalKind, SyntheticWorkload, TraceReplay, Workload};
 
@@ -190,6 +193,57 @@ impl CostSpec {
                 base: Box::new(base),
             },
         }
+    }
+
+    /// This model overridden as `llmsim run`'s cost flags do: `spec` (`--cost`, see
+    /// [`CostSpec::parse`]; `linear` keeps this model's parameters if it is linear), the
+    /// linear parameters `c`, `a`, `b0` and `dist` (`--c`, `--a`, `--b0`, `--cost-dist`)
+    /// and the noise `noise_cv` (`--noise-cv`), each where given. Also returns a warning
+    /// for each linear parameter given to another model, which ignores it.
+    pub fn with_flags(
+        &self,
+        spec: Option<&str>,
+        c: Option<f64>,
+        a: Option<f64>,
+        b0: Option<f64>,
+        dist: Option<CostDist>,
+        noise_cv: Option<f64>,
+    ) -> (CostSpec, Vec<String>) {
+        let (base, noise) = self.split();
+        let mut base = match spec {
+            Some("linear") if matches!(base, CostSpec::Linear { .. }) => base.clone(),
+            Some(spec) => CostSpec::parse(spec),
+            None => base.clone(),
+        };
+        let mut notes = Vec::new();
+        match &mut base {
+            CostSpec::Linear {
+                c: c0,
+                a: a0,
+                b0: b00,
+                dist: dist0,
+            } => {
+                *c0 = c.unwrap_or(*c0);
+                *a0 = a.unwrap_or(*a0);
+                *b00 = b0.unwrap_or(*b00);
+                *dist0 = dist.unwrap_or(*dist0);
+            }
+            other => {
+                for (flag, given) in [
+                    ("--c", c.is_some()),
+                    ("--a", a.is_some()),
+                    ("--b0", b0.is_some()),
+                    ("--cost-dist", dist.is_some()),
+                ] {
+                    if given {
+                        notes.push(format!(
+                            "warning: {flag} has no effect with --cost {other} (it applies to --cost linear)"
+                        ));
+                    }
+                }
+            }
+        }
+        (CostSpec::with_noise(base, noise_cv.or(noise)), notes)
     }
 
     /// Checks the parameters and builds the model; a preset file is read here.
@@ -363,6 +417,23 @@ pub struct Built {
     /// Advice for the user, each line starting `note: ` or `warning: ` (a setting without
     /// effect, a default that depends on the workload, adjusted trace rows).
     pub notes: Vec<String>,
+}
+
+impl Built {
+    /// The document `llmsim run --json` prints for `summaries` of this run's replications:
+    /// their means (and 95% half-widths, with more than one), the closed-form capacity,
+    /// the KV capacity per GPU and the resolved config.
+    pub fn report(&self, summaries: &[Summary]) -> Value {
+        let reps: Vec<Value> = summaries
+            .iter()
+            .map(|s| serde_json::to_value(s).expect("summaries serialise"))
+            .collect();
+        let mut out = aggregate_json(&reps);
+        out["capacity_rps"] = json!(self.run.capacity());
+        out["kv_capacity_tokens"] = json!(self.run.engine.kv.capacity_tokens());
+        out["config"] = serde_json::to_value(&self.resolved).expect("configs serialise");
+        out
+    }
 }
 
 /// Tokens of the longest prefill `policy` must run in one iteration for `workload`: a whole

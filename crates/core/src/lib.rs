@@ -17,6 +17,7 @@ pub mod kv;
 pub mod limits;
 pub mod lsq;
 pub mod metrics;
+pub mod request;
 pub mod rng;
 pub mod router;
 pub mod scheduler;

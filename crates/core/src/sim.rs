@@ -2,8 +2,6 @@
 //! of independent replications, run in parallel with results in replication order (so the
 //! output does not depend on the thread count).
 
-use rayon::prelude::*;
-
 use crate::engine::{
     EngineConfig, SimOutput, simulate, simulate_records, simulate_to_last_arrival,
 };
@@ -134,11 +132,24 @@ impl RunConfig {
         simulate_to_last_arrival(requests, &self.engine, self.seed, rep, self.warmup)
     }
 
-    /// Runs all replications in parallel; results in replication order.
+    /// Runs all replications (in parallel with the `parallel` feature); results in
+    /// replication order.
     pub fn run(&self) -> Vec<Summary> {
-        (0..self.reps)
-            .into_par_iter()
-            .map(|rep| self.run_one(rep))
-            .collect()
+        map_reps(self.reps, |rep| self.run_one(rep))
+    }
+}
+
+/// `f` of each replication `0..reps`, in replication order: on rayon's threads with the
+/// `parallel` feature, else one after another. Replications draw from their own streams,
+/// so the results do not depend on which.
+pub fn map_reps<T: Send>(reps: u32, f: impl Fn(u32) -> T + Sync + Send) -> Vec<T> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        (0..reps).into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        (0..reps).map(f).collect()
     }
 }

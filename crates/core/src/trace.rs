@@ -21,7 +21,7 @@ use time::macros::format_description;
 
 use crate::csvio::{CsvError, FieldError, read_rows};
 use crate::limits;
-use crate::workload::Request;
+use crate::request::Request;
 
 /// The trace's columns.
 pub const TRACE_COLUMNS: &[&str] = &["TIMESTAMP", "ContextTokens", "GeneratedTokens"];

@@ -7,8 +7,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::cost::{CostDist, LinearCost};
 use crate::dist::LengthDist;
 use crate::engine::{EngineConfig, simulate};
@@ -16,7 +14,7 @@ use crate::kv::KvConfig;
 use crate::metrics::{Summary, summarize};
 use crate::router::RouterSpec;
 use crate::scheduler::SchedulerSpec;
-use crate::sim::RunConfig;
+use crate::sim::{RunConfig, map_reps};
 use crate::stats::{MeanCi, QUANTILE_RELATIVE_ERROR, half_width, mean};
 use crate::theory;
 use crate::workload::{ArrivalKind, Request, SyntheticWorkload, Workload};
@@ -376,10 +374,8 @@ pub fn free_tokens(effort: Effort) -> Vec<Check> {
         let cap = cap.map_or("no decode cap".into(), |d| format!("decode cap {d}"));
         for (load, grows) in [(0.97, false), (1.03, true)] {
             let cfg = b_with_free_tokens(policy, CostDist::Deterministic, load * capacity, size);
-            let grew: Vec<f64> = (0..cfg.reps)
-                .into_par_iter()
-                .map(|rep| f64::from(u8::from(backlog_grew(&cfg, rep))))
-                .collect();
+            let grew: Vec<f64> =
+                map_reps(cfg.reps, |rep| f64::from(u8::from(backlog_grew(&cfg, rep))));
             checks.push(Check::new(
                 &format!(
                     "Scheduler B, K = {k}, {cap}, L = 128, B = 64, det costs, b0 = {b0}: {load} x capacity {capacity:.3}/s after a backlog of {BACKLOG}"

@@ -15,17 +15,8 @@ use crate::limits::{self, ARRIVAL_CV, RangeError, num, require};
 use crate::rng::{SimRng, Source, stream};
 use crate::trace::Trace;
 
-/// One user request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Request {
-    /// Arrival time (seconds from the start of the run).
-    pub arrival: f64,
-    /// Prompt length `L` (tokens), processed by the prefill.
-    pub prompt: u32,
-    /// Decode budget `B`: decode iterations after the prefill (tokens). The request emits
-    /// `B + 1` tokens in all.
-    pub decode: u32,
-}
+// Requests are their own module, which traces read into without depending on workloads.
+pub use crate::request::Request;
 
 /// How arrival gaps are drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -61,7 +61,7 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
     let shared = args
         .shared
         .clone()
-        .unwrap_or_else(experiments::traces::default_shared);
+        .unwrap_or_else(experiments::default_shared);
     let require = std::env::var_os("LLMSIM_REQUIRE_SHARED").is_some_and(|v| v == "1");
     let mut which: Vec<Experiment> = Vec::new();
     for e in args.only.map_or(Experiment::ALL.to_vec(), |e| vec![e]) {

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::{Args, Command};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 
 use super::UsageError;
@@ -13,10 +13,8 @@ use llmsim::config::{Built, Config, CostSpec, WorkloadSpec};
 use llmsim::cost::CostDist;
 use llmsim::dist::LengthDist;
 use llmsim::kv::ModelPreset;
-use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::SchedulerKind;
-use llmsim::stats::aggregate_json;
 use llmsim::workload::ArrivalKind;
 
 /// The model and workload flags shared by every command that simulates. Each is a field
@@ -224,7 +222,6 @@ impl SimArgs {
 
     /// Overrides `cfg` with the flags given; warnings for cost flags the model ignores.
     pub fn apply(&self, cfg: &mut Config) -> Vec<String> {
-        let mut notes = Vec::new();
         set(&mut cfg.scheduler, &self.scheduler);
         set(&mut cfg.workload, &self.workload);
         set_some(&mut cfg.rate, &self.rate);
@@ -234,38 +231,15 @@ impl SimArgs {
         set_some(&mut cfg.prompt, &self.prompt);
         set_some(&mut cfg.decode, &self.decode);
         set_some(&mut cfg.lengths_from, &self.lengths_from);
-        let (base, noise_cv) = cfg.cost.split();
-        let mut base = match &self.cost {
-            // A linear model given by flag starts from the file's parameters, if any.
-            Some(spec) if spec == "linear" && matches!(base, CostSpec::Linear { .. }) => {
-                base.clone()
-            }
-            Some(spec) => CostSpec::parse(spec),
-            None => base.clone(),
-        };
-        match &mut base {
-            CostSpec::Linear { c, a, b0, dist } => {
-                set(c, &self.c);
-                set(a, &self.a);
-                set(b0, &self.b0);
-                set(dist, &self.cost_dist);
-            }
-            other => {
-                for (flag, given) in [
-                    ("--c", self.c.is_some()),
-                    ("--a", self.a.is_some()),
-                    ("--b0", self.b0.is_some()),
-                    ("--cost-dist", self.cost_dist.is_some()),
-                ] {
-                    if given {
-                        notes.push(format!(
-                            "warning: {flag} has no effect with --cost {other} (it applies to --cost linear)"
-                        ));
-                    }
-                }
-            }
-        }
-        cfg.cost = CostSpec::with_noise(base, self.noise_cv.or(noise_cv));
+        let (cost, notes) = cfg.cost.with_flags(
+            self.cost.as_deref(),
+            self.c,
+            self.a,
+            self.b0,
+            self.cost_dist,
+            self.noise_cv,
+        );
+        cfg.cost = cost;
         set_some(&mut cfg.k, &self.k);
         set_some(&mut cfg.max_decode_batch, &self.max_decode_batch);
         set_some(&mut cfg.max_seqs, &self.max_seqs);
@@ -370,28 +344,9 @@ pub struct RunArgs {
     json: bool,
 }
 
-/// The JSON document `llmsim run --json` prints.
-pub fn result_json(summaries: &[Summary], config: Value, capacity: Option<f64>) -> Value {
-    let reps: Vec<Value> = summaries
-        .iter()
-        .map(|s| serde_json::to_value(s).expect("summaries serialise"))
-        .collect();
-    let mut out = aggregate_json(&reps);
-    out["capacity_rps"] = json!(capacity);
-    out["config"] = config;
-    out
-}
-
 pub fn main(args: RunArgs) -> Result<()> {
     let built = args.sim.build(Config::default())?;
-    let cfg = &built.run;
-    let summaries = cfg.run();
-    let mut doc = result_json(
-        &summaries,
-        serde_json::to_value(&built.resolved)?,
-        cfg.capacity(),
-    );
-    doc["kv_capacity_tokens"] = json!(cfg.engine.kv.capacity_tokens());
+    let doc = built.report(&built.run.run());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {

@@ -163,7 +163,7 @@ impl<'a> Ctx<'a> {
     pub fn new(study: Study, progress: &'a (dyn Fn(u64) + Sync)) -> Self {
         Ctx {
             study,
-            shared: super::traces::default_shared(),
+            shared: super::default_shared(),
             progress,
         }
     }

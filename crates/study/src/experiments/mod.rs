@@ -240,12 +240,20 @@ impl fmt::Display for Experiment {
 
 /// Runs `which` in order, calling `progress(n)` as every `n` replications finish (from any
 /// thread). The tables do not depend on the number of threads.
+/// The shared folder: `$LLMSIM_SHARED`, else `../shared`.
+pub fn default_shared() -> std::path::PathBuf {
+    std::env::var_os("LLMSIM_SHARED").map_or_else(
+        || std::path::PathBuf::from("../shared"),
+        std::path::PathBuf::from,
+    )
+}
+
 pub fn run(
     which: &[Experiment],
     study: Study,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Table>, CsvError> {
-    run_with_shared(which, study, traces::default_shared(), progress)
+    run_with_shared(which, study, default_shared(), progress)
 }
 
 /// [`run`] reading the shared inputs (traces, GPU profile) from `shared`.
@@ -292,7 +300,7 @@ mod tests {
                 requests: 200,
             },
         };
-        let shared = traces::default_shared();
+        let shared = default_shared();
         for e in Experiment::ALL {
             if !e.missing_inputs(&shared).is_empty() {
                 eprintln!("skipping {e}: its shared inputs are missing");

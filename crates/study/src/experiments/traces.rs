@@ -70,11 +70,6 @@ const FULL_REPS: u32 = 3;
 /// Requests of each trace replayed by a smaller-than-full run (`--quick`): a prefix.
 const QUICK_PREFIX: usize = 2_000;
 
-/// The shared folder: `$LLMSIM_SHARED`, else `../shared`.
-pub fn default_shared() -> PathBuf {
-    std::env::var_os("LLMSIM_SHARED").map_or_else(|| PathBuf::from("../shared"), PathBuf::from)
-}
-
 /// Input files of `e` under `shared` that do not exist (empty when it can run).
 pub fn missing_inputs(e: Experiment, shared: &Path) -> Vec<PathBuf> {
     let rel: Vec<&str> = match e {
