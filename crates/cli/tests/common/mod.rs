@@ -25,9 +25,12 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     None
 }
 
-/// Path of the built `llmsim` binary.
+/// The built `llmsim` binary, run from the project root (two folders above this crate), as
+/// a user runs it: its defaults (`../shared`, `data/`) are relative to there.
 pub fn llmsim() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_llmsim"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_llmsim"));
+    cmd.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    cmd
 }
 
 /// Runs `cmd` with its output captured, killing it once `limit` has passed: its output, or

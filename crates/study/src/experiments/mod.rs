@@ -300,14 +300,19 @@ mod tests {
                 requests: 200,
             },
         };
-        let shared = default_shared();
+        // The shared folder beside the project, which is three folders above this crate
+        // (tests run in the crate's folder, where `default_shared`'s `../shared` is not it).
+        let shared = std::env::var_os("LLMSIM_SHARED").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+            std::path::PathBuf::from,
+        );
         for e in Experiment::ALL {
             if !e.missing_inputs(&shared).is_empty() {
                 eprintln!("skipping {e}: its shared inputs are missing");
                 continue;
             }
             let done = AtomicU64::new(0);
-            let table = run(&[e], study, &|n| {
+            let table = run_with_shared(&[e], study, shared.clone(), &|n| {
                 done.fetch_add(n, Ordering::Relaxed);
             })
             .expect("the shared inputs parse");
