@@ -30,6 +30,9 @@ if dirty:
              "clear them before committing (jupyter nbconvert --clear-output --inplace main_report.ipynb)")
 PY
 
+# The notebook's live sweep needs the Python package, installed as the README says.
+python3 -m pip install --quiet --disable-pip-version-check ./python
+
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # Executed from the repository root (the notebook's directory), which is what the notebook

@@ -1,0 +1,155 @@
+//! One configured study point: a workload, an engine configuration, a seed and a number
+//! of independent replications, run in parallel with results in replication order (so the
+//! output does not depend on the thread count).
+
+use crate::engine::{
+    EngineConfig, SimOutput, simulate, simulate_records, simulate_to_last_arrival,
+};
+use crate::metrics::{Summary, summarize};
+use crate::scheduler::SchedulerSpec;
+use crate::theory;
+use crate::workload::{Request, SyntheticWorkload, Workload};
+
+/// The closed-form capacity of `engine`'s whole cluster serving `workload`'s lengths
+/// (requests/s), where the model has one: not when lengths come from a trace (they are not
+/// draws from known laws), nor for cost models whose decode cost depends on context (the
+/// closed forms assume it does not), nor where [`theory::scheduler_b_capacity`] has none.
+fn closed_form(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<theory::Capacity> {
+    let (prompt, decode) = (&workload.prompt, &workload.decode);
+    let cost = engine.cost.as_ref();
+    if workload.lengths_from.is_some() || cost.depends_on_context() {
+        return None;
+    }
+    let per_gpu = match engine.scheduler {
+        SchedulerSpec::A => theory::Capacity {
+            rps: theory::scheduler_a_capacity(prompt, decode, cost),
+            hard_limit: true,
+        },
+        SchedulerSpec::B {
+            k,
+            max_decode_batch,
+        } => theory::scheduler_b_capacity(k, max_decode_batch, prompt, decode, cost)?,
+        // No closed form: their capacity is measured (experiments::policies).
+        _ => return None,
+    };
+    Some(theory::Capacity {
+        rps: per_gpu.rps * engine.gpus as f64,
+        ..per_gpu
+    })
+}
+
+/// The closed-form capacity (requests/s) of `engine`'s whole cluster serving `workload`'s
+/// lengths, where the model has one (see [`theory::Capacity`] for what it promises).
+pub fn capacity(workload: &SyntheticWorkload, engine: &EngineConfig) -> Option<f64> {
+    closed_form(workload, engine).map(|c| c.rps)
+}
+
+/// Everything `llmsim run` simulates.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Requests to serve.
+    pub workload: Workload,
+    /// Schedulers, cost model, GPUs and router.
+    pub engine: EngineConfig,
+    /// Base seed; replication `r` uses streams derived from `(seed, r)`.
+    pub seed: u64,
+    /// Independent replications (at least 1).
+    pub reps: u32,
+    /// Requests at the start of each replication that are simulated but not measured.
+    pub warmup: usize,
+}
+
+impl RunConfig {
+    /// The closed-form capacity of the whole cluster (requests/s), where the model has one
+    /// (synthetic workloads only; see [`capacity`]).
+    pub fn capacity(&self) -> Option<f64> {
+        match &self.workload {
+            Workload::Synthetic(w) => capacity(w, &self.engine),
+            _ => None,
+        }
+    }
+
+    /// True when the arrival rate is at or above a closed-form capacity that no run can
+    /// beat ([`theory::Capacity::hard_limit`]). Where smaller batches can do better than
+    /// the capacity assumes, a run above it may still keep up, and only its measured growth
+    /// says whether it did.
+    pub fn overloaded(&self) -> bool {
+        match &self.workload {
+            Workload::Synthetic(w) => {
+                closed_form(w, &self.engine).is_some_and(|c| c.hard_limit && w.rate >= c.rps)
+            }
+            _ => false,
+        }
+    }
+
+    /// Draws replication `rep`'s requests and simulates them keeping per-request records,
+    /// for outputs that need them (memory grows with the run; summaries need no records).
+    pub fn simulate_records(&self, rep: u32) -> (Vec<Request>, SimOutput) {
+        let requests = self.workload.generate(self.seed, rep);
+        let out = simulate_records(&requests, &self.engine, self.seed, rep, self.warmup);
+        (requests, out)
+    }
+
+    /// Summarises one simulation of this configuration. A run is unstable when its queue
+    /// grew or it is [`overloaded`](RunConfig::overloaded).
+    pub fn summarize(&self, out: &SimOutput) -> Summary {
+        let mut s = summarize(out);
+        s.unstable |= self.overloaded();
+        s
+    }
+
+    /// Runs replication `rep` and summarises it (see [`RunConfig::summarize`]). A run known
+    /// to be [`overloaded`](RunConfig::overloaded) stops at its last arrival:
+    /// its latencies are not steady-state values anyway, and draining its backlog would
+    /// dominate the cost of a sweep.
+    pub fn run_one(&self, rep: u32) -> Summary {
+        if self.overloaded() {
+            self.verdict(rep)
+        } else {
+            let requests = self.workload.iter(self.seed, rep);
+            self.summarize(&simulate(
+                requests,
+                &self.engine,
+                self.seed,
+                rep,
+                self.warmup,
+            ))
+        }
+    }
+
+    /// Replication `rep`, stopped at its last arrival: enough for the stability verdict,
+    /// throughput and utilisation (all measured inside the window), for searches such as a
+    /// bisection on the arrival rate. Latencies cover only the requests finished by then.
+    pub fn verdict(&self, rep: u32) -> Summary {
+        self.summarize(&self.simulate_to_last_arrival(rep))
+    }
+
+    /// Replication `rep` stopped at the last arrival (see [`RunConfig::verdict`]), not
+    /// summarised: for callers that need only the measured stability verdict
+    /// ([`metrics::growth_detected`](crate::metrics::growth_detected)).
+    pub fn simulate_to_last_arrival(&self, rep: u32) -> SimOutput {
+        let requests = self.workload.iter(self.seed, rep);
+        simulate_to_last_arrival(requests, &self.engine, self.seed, rep, self.warmup)
+    }
+
+    /// Runs all replications (in parallel with the `parallel` feature); results in
+    /// replication order.
+    pub fn run(&self) -> Vec<Summary> {
+        map_reps(self.reps, |rep| self.run_one(rep))
+    }
+}
+
+/// `f` of each replication `0..reps`, in replication order: on rayon's threads with the
+/// `parallel` feature, else one after another. Replications draw from their own streams,
+/// so the results do not depend on which.
+pub fn map_reps<T: Send>(reps: u32, f: impl Fn(u32) -> T + Sync + Send) -> Vec<T> {
+    #[cfg(feature = "parallel")]
+    {
+        use rayon::prelude::*;
+        (0..reps).into_par_iter().map(f).collect()
+    }
+    #[cfg(not(feature = "parallel"))]
+    {
+        (0..reps).map(f).collect()
+    }
+}

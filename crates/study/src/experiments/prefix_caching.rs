@@ -1,0 +1,184 @@
+//! **`prefix_caching`.** The Mooncake conversation trace (12,031 requests in an hour; read
+//! from the shared folder) replayed at its recorded times on 1, 2, 4 and 8 H200s under the
+//! built-in `h200-llama3.1-8b` preset (no noise: every replay is the same, so one
+//! replication), the KV cache an H200's 141 GB leave beside Llama-3.1-8B, for vllm (whole
+//! prefills) and sarathi (2,048-token chunks), with the prefix cache off and on, behind
+//! round-robin, jsq, session affinity (the trace records no sessions, so it routes as
+//! jsq) and prefix-aware routing. Each row gives the token hit rate, TTFT p50/p99 and TBT
+//! p99, and whether p99 TTFT is under [`SLO_TTFT_S`]. A `--quick` run replays the first
+//! [`QUICK_PREFIX`] requests.
+
+use rayon::prelude::*;
+use serde_json::json;
+use std::sync::Arc;
+
+use super::grid::Ctx;
+use super::table::{Cell, Table};
+use super::{Experiment, Scale};
+use llmsim::cost::{CostModel, Parallel, Preset};
+use llmsim::csvio::CsvError;
+use llmsim::engine::EngineConfig;
+use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
+use llmsim::router::RouterSpec;
+use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::sim::RunConfig;
+use llmsim::trace::Trace;
+use llmsim::workload::{TraceReplay, Workload};
+
+/// The trace, under the shared folder.
+pub const TRACE: &str = "traces/mooncake_conversation_trace.jsonl";
+/// The cost preset every GPU runs.
+pub const PRESET: &str = "h200-llama3.1-8b";
+/// GPU memory for the KV cache (GB): an H200.
+pub const GPU_MEM_GB: f64 = 141.0;
+/// p99 TTFT objective (seconds).
+pub const SLO_TTFT_S: f64 = 2.0;
+/// Cluster sizes.
+pub const GPUS: [usize; 4] = [1, 2, 4, 8];
+/// Routers compared.
+pub const ROUTERS: [RouterSpec; 4] = [
+    RouterSpec::RoundRobin,
+    RouterSpec::Jsq,
+    RouterSpec::Session,
+    RouterSpec::PrefixAware,
+];
+/// Requests replayed by a smaller-than-full run (`--quick`): a prefix of the trace.
+const QUICK_PREFIX: usize = 2_000;
+
+/// The policies compared: vLLM's whole prefills get a budget holding the trace's longest
+/// prompt (its 126,525 tokens), Sarathi-Serve chunks under 2,048 tokens.
+fn policies() -> [SchedulerSpec; 2] {
+    let whole = BatchLimits {
+        max_tokens: 131_072,
+        ..BatchLimits::default()
+    };
+    [
+        SchedulerSpec::Vllm(whole),
+        SchedulerSpec::Sarathi(BatchLimits {
+            max_tokens: 2_048,
+            ..whole
+        }),
+    ]
+}
+
+/// Runs the study; the trace is the only input.
+pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
+    let trace = Arc::new(Trace::read_mooncake(&ctx.shared.join(TRACE))?);
+    let requests = if ctx.study.scale == Scale::FULL {
+        trace.requests.len()
+    } else {
+        QUICK_PREFIX.min(trace.requests.len())
+    };
+    let replay = TraceReplay {
+        trace: trace.clone(),
+        time_scale: 1.0,
+        requests,
+    };
+    let preset = Preset::built_in(PRESET).expect("built-in preset");
+    let cost: Arc<dyn CostModel> = preset.model();
+    let kv = KvConfig::from_memory(
+        GPU_MEM_GB,
+        0.9,
+        &ModelShape::LLAMA_3_1_8B,
+        Parallel::SINGLE,
+        DEFAULT_BLOCK_SIZE,
+    )
+    .expect("an H200 holds Llama-3.1-8B");
+    let mut jobs = Vec::new();
+    for policy in policies() {
+        for cache in [false, true] {
+            for router in ROUTERS {
+                for gpus in GPUS {
+                    jobs.push((policy.clone(), cache, router, gpus));
+                }
+            }
+        }
+    }
+    let rows: Vec<Vec<Cell>> = jobs
+        .into_par_iter()
+        .map(|(scheduler, cache, router, gpus)| {
+            let config = RunConfig {
+                workload: Workload::Trace(replay.clone()),
+                engine: EngineConfig {
+                    scheduler: scheduler.clone(),
+                    cost: cost.clone(),
+                    gpus,
+                    router,
+                    kv,
+                    prefix_cache: cache,
+                },
+                seed: ctx.study.seed,
+                reps: 1,
+                warmup: 0,
+            };
+            let s = config.run_one(0);
+            ctx.tick(1);
+            // With the cache off nothing is reused: a hit rate of exactly 0.
+            let hit = s.prefix_cache.as_ref().map_or(0.0, |p| p.token_hit_rate);
+            let p99 = s.ttft.p99;
+            vec![
+                Cell::Text(scheduler.name().into()),
+                Cell::Bool(cache),
+                Cell::Text(router.to_string()),
+                Cell::Int(gpus as u64),
+                Cell::num_or_empty(hit),
+                Cell::num_or_empty(s.ttft.p50),
+                Cell::num_or_empty(p99),
+                Cell::num_or_empty(s.tbt.p99),
+                Cell::Bool(s.unstable),
+                Cell::Bool(!s.unstable && p99 < SLO_TTFT_S),
+            ]
+        })
+        .collect();
+    // Fewest GPUs meeting the SLO for vllm, cache off behind jsq and on behind prefix-aware.
+    let fewest = |cache: bool, router: &str| {
+        rows.iter()
+            .filter(|r| {
+                matches!(&r[0], Cell::Text(p) if p == "vllm")
+                    && r[1] == Cell::Bool(cache)
+                    && matches!(&r[2], Cell::Text(x) if x == router)
+                    && r[9] == Cell::Bool(true)
+            })
+            .find_map(|r| match r[3] {
+                Cell::Int(g) => Some(g.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!(">{}", GPUS[GPUS.len() - 1]))
+    };
+    let headline = format!(
+        "Mooncake conversation trace, vllm: H200s for p99 TTFT < {SLO_TTFT_S} s: cache off (jsq) {}, cache on (prefix-aware) {}",
+        fewest(false, "jsq"),
+        fewest(true, "prefix-aware")
+    );
+    Ok(Table {
+        name: Experiment::PrefixCaching.name(),
+        header: vec![
+            "policy",
+            "prefix_cache",
+            "router",
+            "gpus",
+            "token_hit_rate",
+            "p50_ttft",
+            "p99_ttft",
+            "p99_tbt",
+            "unstable",
+            "meets_slo",
+        ],
+        rows,
+        meta: json!({
+            "study": { "seed": ctx.study.seed, "reps": 1, "requests_per_rep": requests, "warmup_requests": 0 },
+            "trace": { "file": ctx.shared.join(TRACE).display().to_string(), "requests": trace.requests.len(), "span_s": trace.span() },
+            "cost_preset": PRESET,
+            "gpu_mem_gb": GPU_MEM_GB,
+            "kv_capacity_tokens": kv.capacity_tokens(),
+            "block_size": DEFAULT_BLOCK_SIZE,
+            "slo": { "p99_ttft_s": SLO_TTFT_S },
+        }),
+        headline,
+    })
+}
+
+/// Replications the study runs at `scale` (one per configuration).
+pub fn planned_runs(_scale: &Scale) -> u64 {
+    (policies().len() * 2 * ROUTERS.len() * GPUS.len()) as u64
+}

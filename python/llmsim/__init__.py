@@ -1,0 +1,197 @@
+"""llmsim: a discrete-event simulator of LLM inference serving, from Python.
+
+    >>> import llmsim
+    >>> r = llmsim.run(scheduler="vllm", rate=4.0, cost="h200-llama3.1-8b", gpu_mem_gb=141,
+    ...                requests=2000, reps=3)
+    >>> r.summary["ttft"]["p99"]           # seconds, as `llmsim run --json` prints it
+    >>> r.to_pandas()                      # one row per replication
+    >>> r.requests()                       # one row per request (replication 0)
+    >>> llmsim.sweep([llmsim.Config(scheduler=s, rate=2.0) for s in ("orca", "vllm")])
+
+Settings are `llmsim run`'s flags with ``_`` for ``-`` (see ``llmsim.Config``). Times are
+seconds, rates requests per second, lengths tokens. A setting out of range raises
+``ValueError`` naming it. Simulation runs in Rust with the GIL released; Ctrl-C stops a
+run between replications.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from . import _llmsim
+
+__all__ = [
+    "Config",
+    "Result",
+    "run",
+    "sweep",
+    "validate",
+    "calibrate",
+    "cost_presets",
+    "cost_preset",
+]
+
+#: The library's default config (the seed study's run).
+_DEFAULT = json.loads(_llmsim.default_config())
+
+#: The cost flags of ``llmsim run``, folded into the config's ``cost`` object.
+_COST_FLAGS = ("c", "a", "b0", "cost_dist", "noise_cv")
+
+
+class Config(dict):
+    """One run's settings: a dict of ``llmsim run``'s flags with ``_`` for ``-``.
+
+    ``Config()`` holds the defaults (the seed study's); keyword arguments override them.
+    ``cost`` takes ``--cost``'s forms ("linear", a preset name such as
+    "h200-llama3.1-8b", a preset TOML file, "roofline:h100") or the config's cost object
+    (``{"kind": "linear", "c": 0.01, "a": 0.001, "b0": 0, "dist": "exp"}``), and ``c``,
+    ``a``, ``b0``, ``cost_dist`` and ``noise_cv`` set its parameters as the flags do.
+    A value ``None`` means the default, which may depend on other settings (the warm-up
+    is 10% of the requests). ``Config.from_json(r.summary["config"])`` and
+    ``json.dumps(config)`` round-trip with ``llmsim run --config FILE.json``.
+    """
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, **settings: Any):
+        super().__init__(json.loads(json.dumps(_DEFAULT)))
+        merged = dict(config or {})
+        merged.update(settings)
+        cost_flags = {k: merged.pop(k) for k in _COST_FLAGS if k in merged}
+        unknown = sorted(set(merged) - set(self))
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: not a setting (allowed: {', '.join(sorted(self))}, "
+                f"{', '.join(_COST_FLAGS)})"
+            )
+        self.update(merged)
+        cost = self["cost"]
+        if isinstance(cost, str) or cost_flags:
+            spec = cost if isinstance(cost, str) else None
+            # A model named by string starts from the default parameters, as ``--cost``.
+            current = json.dumps(_DEFAULT["cost"] if spec is not None else cost)
+            text, notes = _llmsim.cost_spec(current, spec, **cost_flags)
+            for note in notes:
+                warnings.warn(note, stacklevel=2)
+            self["cost"] = json.loads(text)
+
+    @classmethod
+    def from_json(cls, text_or_dict: Union[str, Mapping[str, Any]]) -> "Config":
+        """A config from its JSON text or dict (the ``config`` of a ``--json`` output)."""
+        data = json.loads(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
+        return cls(data)
+
+    def to_json(self) -> str:
+        """The config as JSON, readable by ``llmsim run --config FILE.json``."""
+        return json.dumps(self)
+
+    def validate(self) -> "Config":
+        """Checks every setting (ValueError naming the first bad one); returns the resolved
+        config: every setting the run uses filled in, the others ``None``."""
+        resolved, notes = _llmsim.validate(self.to_json())
+        _warn(notes)
+        return Config(json.loads(resolved))
+
+
+def _warn(notes: Iterable[str]) -> None:
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+
+
+def _config(config: Union[Config, Mapping[str, Any], None], settings: Mapping[str, Any]) -> Config:
+    if isinstance(config, Config) and not settings:
+        return config
+    return Config(config, **settings)
+
+
+class Result:
+    """The result of :func:`run`.
+
+    ``summary`` is the dict ``llmsim run --json`` prints (means over replications, with
+    ``ci95`` half-widths when ``reps > 1``; seconds, requests/s, tokens/s, fractions), its
+    ``config`` the resolved config. ``to_pandas()`` gives one row per replication,
+    ``requests(rep)`` one row per request.
+    """
+
+    def __init__(self, config: Config, summary: dict, replications: list):
+        self.config = config
+        self.summary = summary
+        self._replications = replications
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (
+            f"<llmsim.Result {s['config']['scheduler']} rate={s['config']['rate']} "
+            f"reps={s['config']['reps']}: throughput {s['throughput_rps']:.4g} req/s, "
+            f"TTFT p99 {s['ttft']['p99']} s, unstable={s['unstable']}>"
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per replication: every summary field, nested ones joined by ``.``
+        (``ttft.p99``), per-GPU lists as lists."""
+        df = pd.json_normalize(self._replications)
+        df.insert(0, "rep", range(len(df)))
+        return df
+
+    def requests(self, rep: int = 0) -> pd.DataFrame:
+        """Replication ``rep``'s requests, simulated again with per-request records:
+        ``id``, ``arrival``, ``start``, ``first_token``, ``completion`` (seconds from the
+        start of the run), ``gpu``, ``prompt`` (L) and ``decode`` (B) in tokens, and
+        ``measured`` (False for warm-up requests), as numpy columns."""
+        columns = _llmsim.requests(self.config.to_json(), rep)
+        kinds = {"measured": np.uint8, "id": np.uint32, "prompt": np.uint32,
+                 "decode": np.uint32, "gpu": np.uint32}
+        data = {
+            name: np.frombuffer(buf, dtype=np.dtype(kinds.get(name, np.float64)).newbyteorder("<"))
+            for name, buf in columns.items()
+        }
+        data["measured"] = data["measured"].astype(bool)
+        order = ["id", "arrival", "start", "first_token", "completion", "gpu", "prompt",
+                 "decode", "measured"]
+        return pd.DataFrame({k: data[k] for k in order})
+
+
+def run(config: Union[Config, Mapping[str, Any], None] = None, **settings: Any) -> Result:
+    """Simulates one configuration: a :class:`Config`, a dict, or settings as keyword
+    arguments (``run(scheduler="vllm", rate=4.0, reps=10)``). Raises ``ValueError`` naming
+    a bad setting; warns about settings without effect."""
+    cfg = _config(config, settings)
+    doc, reps, notes = _llmsim.run(cfg.to_json())
+    _warn(notes)
+    return Result(cfg, json.loads(doc), [json.loads(r) for r in reps])
+
+
+def sweep(configs: Iterable[Union[Config, Mapping[str, Any]]]) -> pd.DataFrame:
+    """Runs many configurations in parallel (in Rust) and returns one DataFrame with a row
+    per configuration, in the given order: its resolved settings, prefixed ``config.``,
+    and its summary's fields as in :meth:`Result.to_pandas`."""
+    cfgs = [c if isinstance(c, Config) else Config(c) for c in configs]
+    docs = [json.loads(d) for d in _llmsim.sweep([c.to_json() for c in cfgs])]
+    return pd.json_normalize(docs)
+
+
+def validate(config: Union[Config, Mapping[str, Any], None] = None, **settings: Any) -> Config:
+    """Checks a configuration without running it; returns the resolved :class:`Config`.
+    Raises ``ValueError`` naming the first bad setting and its allowed range."""
+    return _config(config, settings).validate()
+
+
+def calibrate(profile: str) -> dict:
+    """Fits the profiled cost model to a GPU profile CSV (as ``llmsim calibrate``).
+    Returns ``{"toml": preset text, "mape": mean relative error, "max_error": largest}``;
+    save the text to a file and pass its path as ``cost``."""
+    toml, mape, max_error = _llmsim.calibrate(str(profile))
+    return {"toml": toml, "mape": mape, "max_error": max_error}
+
+
+def cost_presets() -> list:
+    """Names of the built-in cost presets, usable as ``cost=NAME``."""
+    return list(_llmsim.cost_presets())
+
+
+def cost_preset(name: str) -> str:
+    """The built-in preset ``name`` as TOML text (its source and fitted parameters)."""
+    return _llmsim.cost_preset(name)

@@ -1,0 +1,64 @@
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import pandas as pd
+
+class Config(dict):
+    """One run's settings: ``llmsim run``'s flags with ``_`` for ``-`` (defaults: the seed study's)."""
+    def __init__(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        *,
+        scheduler: str = ...,
+        workload: str = ...,
+        rate: Optional[float] = ...,
+        requests: Optional[int] = ...,
+        warmup: Optional[int] = ...,
+        arrivals: Optional[str] = ...,
+        prompt: Optional[str] = ...,
+        decode: Optional[str] = ...,
+        lengths_from: Optional[str] = ...,
+        cost: Union[str, Mapping[str, Any]] = ...,
+        c: float = ...,
+        a: float = ...,
+        b0: float = ...,
+        cost_dist: str = ...,
+        noise_cv: Optional[float] = ...,
+        k: Optional[int] = ...,
+        max_decode_batch: Optional[int] = ...,
+        max_seqs: Optional[int] = ...,
+        max_batched_tokens: Optional[int] = ...,
+        watermark: Optional[float] = ...,
+        preemption: str = ...,
+        swap_gbps: Optional[float] = ...,
+        kv_capacity: Optional[int] = ...,
+        gpu_mem_gb: Optional[float] = ...,
+        gpu_mem_util: float = ...,
+        model: str = ...,
+        block_size: int = ...,
+        prefill_gpus: Optional[int] = ...,
+        decode_gpus: Optional[int] = ...,
+        kv_link_gbps: Optional[float] = ...,
+        kv_link_latency: Optional[float] = ...,
+        gpus: int = ...,
+        router: str = ...,
+        seed: int = ...,
+        reps: int = ...,
+    ) -> None: ...
+    @classmethod
+    def from_json(cls, text_or_dict: Union[str, Mapping[str, Any]]) -> Config: ...
+    def to_json(self) -> str: ...
+    def validate(self) -> Config: ...
+
+class Result:
+    """The result of :func:`run`: ``summary`` (the ``--json`` dict), ``config``."""
+    config: Config
+    summary: dict
+    def to_pandas(self) -> pd.DataFrame: ...
+    def requests(self, rep: int = 0) -> pd.DataFrame: ...
+
+def run(config: Union[Config, Mapping[str, Any], None] = None, **settings: Any) -> Result: ...
+def sweep(configs: Iterable[Union[Config, Mapping[str, Any]]]) -> pd.DataFrame: ...
+def validate(config: Union[Config, Mapping[str, Any], None] = None, **settings: Any) -> Config: ...
+def calibrate(profile: str) -> dict: ...
+def cost_presets() -> list[str]: ...
+def cost_preset(name: str) -> str: ...

@@ -1,0 +1,238 @@
+//! The `llmsim._llmsim` extension module: the Rust side of the `llmsim` Python package.
+//! Configs cross the boundary as JSON text of [`llmsim::config::Config`] (the package's
+//! `Config` is that JSON as a dict); results as JSON text in the `--json` format and
+//! per-request columns as little-endian byte buffers that numpy reads without a copy
+//! per request. Simulation runs with the GIL released, in chunks of replications, with
+//! Ctrl-C checked between chunks (one replication is not interrupted).
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use rayon::prelude::*;
+
+use llmsim::calibrate::{fit_error, fit_profiled, read_profile};
+use llmsim::config::{Built, Config, CostSpec};
+use llmsim::cost::{Preset, preset};
+use llmsim::limits::RangeError;
+use llmsim::metrics::Summary;
+
+/// A setting out of range as the message of a ValueError, naming the field as Python
+/// spells it.
+fn message(e: RangeError) -> String {
+    format!("{}: {}", e.field.replace('-', "_"), e.why)
+}
+
+/// A config from JSON; a value that does not parse raises ValueError naming its field
+/// (found by parsing each field alone, as serde's messages name only the position).
+fn parse(config: &str) -> Result<Config, String> {
+    serde_json::from_str(config).map_err(|e| {
+        let field = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(config)
+            .ok()
+            .and_then(|fields| {
+                fields.into_iter().find_map(|(k, v)| {
+                    let alone = serde_json::Value::Object([(k.clone(), v)].into_iter().collect());
+                    serde_json::from_value::<Config>(alone)
+                        .is_err()
+                        .then_some(k)
+                })
+            });
+        format!("{}: {e}", field.as_deref().unwrap_or("config"))
+    })
+}
+
+/// The checked run of a config (JSON), or why not.
+fn try_build(config: &str) -> Result<Built, String> {
+    parse(config)?.build().map_err(message)
+}
+
+fn build(config: &str) -> PyResult<Built> {
+    try_build(config).map_err(PyValueError::new_err)
+}
+
+fn to_json<T: serde::Serialize>(x: &T) -> String {
+    serde_json::to_string(x).expect("configs and summaries serialise")
+}
+
+/// Runs `jobs` (config index, replication) in parallel, a chunk at a time with the GIL
+/// released, checking for Ctrl-C between chunks; summaries in job order.
+fn run_jobs(py: Python<'_>, built: &[Built], jobs: &[(usize, u32)]) -> PyResult<Vec<Summary>> {
+    let chunk = rayon::current_num_threads().max(1);
+    let mut out = Vec::with_capacity(jobs.len());
+    for part in jobs.chunks(chunk) {
+        let done: Vec<Summary> = py.detach(|| {
+            part.par_iter()
+                .map(|&(i, rep)| built[i].run.run_one(rep))
+                .collect()
+        });
+        out.extend(done);
+        py.check_signals()?;
+    }
+    Ok(out)
+}
+
+/// The default config as JSON.
+#[pyfunction]
+fn default_config() -> String {
+    to_json(&Config::default())
+}
+
+/// The cost model (JSON) `current` overridden as `llmsim run`'s cost flags do: `spec` in
+/// `--cost`'s forms, the linear parameters and noise of `--c`, `--a`, `--b0`, `--cost-dist`
+/// and `--noise-cv` (see `CostSpec::with_flags`), as JSON; and warnings for parameters the
+/// model ignores.
+#[pyfunction]
+#[pyo3(signature = (current, spec=None, c=None, a=None, b0=None, cost_dist=None, noise_cv=None))]
+fn cost_spec(
+    current: &str,
+    spec: Option<&str>,
+    c: Option<f64>,
+    a: Option<f64>,
+    b0: Option<f64>,
+    cost_dist: Option<&str>,
+    noise_cv: Option<f64>,
+) -> PyResult<(String, Vec<String>)> {
+    let dist = cost_dist
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| PyValueError::new_err(format!("cost_dist: {e}")))?;
+    let current: CostSpec =
+        serde_json::from_str(current).map_err(|e| PyValueError::new_err(format!("cost: {e}")))?;
+    let (cost, notes) = current.with_flags(spec, c, a, b0, dist, noise_cv);
+    Ok((to_json(&cost), notes))
+}
+
+/// Checks a config (JSON); returns the resolved config (JSON) and the notes.
+#[pyfunction]
+fn validate(config: &str) -> PyResult<(String, Vec<String>)> {
+    let built = build(config)?;
+    Ok((to_json(&built.resolved), built.notes))
+}
+
+/// Runs a config (JSON); returns the `--json` document and the per-replication summaries.
+#[pyfunction]
+fn run(py: Python<'_>, config: &str) -> PyResult<(String, Vec<String>, Vec<String>)> {
+    let built = build(config)?;
+    let jobs: Vec<(usize, u32)> = (0..built.run.reps).map(|r| (0, r)).collect();
+    let summaries = run_jobs(py, std::slice::from_ref(&built), &jobs)?;
+    let doc = built.report(&summaries);
+    let reps = summaries.iter().map(to_json).collect();
+    Ok((doc.to_string(), reps, built.notes))
+}
+
+/// Runs many configs (JSON) in parallel; their `--json` documents in the given order.
+/// Every config is checked before any runs; a bad one raises ValueError naming its index.
+#[pyfunction]
+fn sweep(py: Python<'_>, configs: Vec<String>) -> PyResult<Vec<String>> {
+    let built = configs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| try_build(c).map_err(|e| PyValueError::new_err(format!("configs[{i}]: {e}"))))
+        .collect::<PyResult<Vec<Built>>>()?;
+    let jobs: Vec<(usize, u32)> = built
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| (0..b.run.reps).map(move |r| (i, r)))
+        .collect();
+    let summaries = run_jobs(py, &built, &jobs)?;
+    let mut rest = summaries.as_slice();
+    Ok(built
+        .iter()
+        .map(|b| {
+            let (mine, tail) = rest.split_at(b.run.reps as usize);
+            rest = tail;
+            b.report(mine).to_string()
+        })
+        .collect())
+}
+
+/// Replication `rep` of a config (JSON) with per-request records: a dict of column name to
+/// little-endian bytes (`f64` times in seconds; `u32` ids, lengths and GPUs; `u8` flags).
+#[pyfunction]
+fn requests<'py>(py: Python<'py>, config: &str, rep: u32) -> PyResult<Bound<'py, PyDict>> {
+    let built = build(config)?;
+    if rep >= built.run.reps {
+        return Err(PyValueError::new_err(format!(
+            "rep: must be below reps = {} (got {rep})",
+            built.run.reps
+        )));
+    }
+    let (reqs, out) = py.detach(|| built.run.simulate_records(rep));
+    let warmup = built.run.warmup;
+    let f64s = |f: &dyn Fn(usize) -> f64| -> Vec<u8> {
+        (0..reqs.len()).flat_map(|i| f(i).to_le_bytes()).collect()
+    };
+    let u32s = |f: &dyn Fn(usize) -> u32| -> Vec<u8> {
+        (0..reqs.len()).flat_map(|i| f(i).to_le_bytes()).collect()
+    };
+    let columns: [(&str, Vec<u8>); 9] = [
+        ("id", u32s(&|i| i as u32)),
+        ("arrival", f64s(&|i| reqs[i].arrival)),
+        ("prompt", u32s(&|i| reqs[i].prompt)),
+        ("decode", u32s(&|i| reqs[i].decode)),
+        ("start", f64s(&|i| out.records[i].start)),
+        ("first_token", f64s(&|i| out.records[i].first_token)),
+        ("completion", f64s(&|i| out.records[i].completion)),
+        ("gpu", u32s(&|i| out.records[i].gpu)),
+        (
+            "measured",
+            (0..reqs.len()).map(|i| u8::from(i >= warmup)).collect(),
+        ),
+    ];
+    let dict = PyDict::new(py);
+    for (name, bytes) in columns {
+        dict.set_item(name, PyBytes::new(py, &bytes))?;
+    }
+    Ok(dict)
+}
+
+/// Fits the profiled cost model to a GPU profile (CSV, as `llmsim calibrate`); returns the
+/// preset as TOML text, its mean and largest relative error on the profile's rows.
+#[pyfunction]
+fn calibrate(py: Python<'_>, profile: &str) -> PyResult<(String, f64, f64)> {
+    let path = std::path::Path::new(profile);
+    let rows = read_profile(path).map_err(|e| PyValueError::new_err(format!("profile: {e}")))?;
+    let fit = py
+        .detach(|| fit_profiled(&rows))
+        .map_err(|e| PyValueError::new_err(format!("profile: {e}")))?;
+    let err = fit_error(&fit, &rows);
+    let name = path
+        .file_stem()
+        .map_or("fitted".into(), |s| s.to_string_lossy().into_owned());
+    let preset = Preset {
+        name,
+        source: format!("llmsim.calibrate({profile:?})"),
+        profiled: fit,
+    };
+    Ok((preset.to_toml(), err.mape, err.max))
+}
+
+/// Names of the built-in cost presets.
+#[pyfunction]
+fn cost_presets() -> Vec<&'static str> {
+    preset::built_in_names()
+}
+
+/// The built-in preset `name` as TOML text.
+#[pyfunction]
+fn cost_preset(name: &str) -> PyResult<String> {
+    Preset::built_in(name).map(|p| p.to_toml()).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "cost: no built-in preset is called '{name}' (allowed: {})",
+            preset::built_in_names().join(", ")
+        ))
+    })
+}
+
+#[pymodule]
+fn _llmsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(default_config, m)?)?;
+    m.add_function(wrap_pyfunction!(cost_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(validate, m)?)?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(requests, m)?)?;
+    m.add_function(wrap_pyfunction!(calibrate, m)?)?;
+    m.add_function(wrap_pyfunction!(cost_presets, m)?)?;
+    m.add_function(wrap_pyfunction!(cost_preset, m)?)?;
+    Ok(())
+}

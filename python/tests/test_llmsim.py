@@ -1,0 +1,156 @@
+"""The llmsim Python package against the library's checks and the CLI's output."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import llmsim
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CLI = pathlib.Path(os.environ.get("LLMSIM_BIN", ROOT / "target" / "release" / "llmsim"))
+
+pytestmark = pytest.mark.filterwarnings("ignore:note. --max-batched-tokens")
+
+SMALL = dict(scheduler="vllm", rate=4.0, cost="h200-llama3.1-8b", gpu_mem_gb=141,
+             requests=2000, reps=3, prompt="uniform:16:2048", decode="geometric:128:1024")
+
+
+def test_config_round_trips_through_json_and_the_resolved_config():
+    cfg = llmsim.Config(**SMALL)
+    assert llmsim.Config.from_json(cfg.to_json()) == cfg
+    assert cfg["cost"] == {"kind": "preset", "name": "h200-llama3.1-8b"}
+    # vLLM's budget defaults to the longest prefill a recompute rebuilds: 2048 + 1024 - 1.
+    with pytest.warns(UserWarning, match="max-batched-tokens defaults to 3071"):
+        resolved = cfg.validate()
+    assert resolved["max_batched_tokens"] == 3071 and resolved["k"] is None
+    assert resolved["warmup"] == 200
+    # The resolved config is a fixed point, and runs the same.
+    assert resolved.validate() == resolved
+    assert llmsim.run(resolved).summary == llmsim.run(cfg).summary
+    # Cost flags fold into the cost object, as on the command line.
+    cfg = llmsim.Config(c=0.02, noise_cv=0.5)
+    assert cfg["cost"] == {"kind": "noise", "cv": 0.5,
+                           "base": {"kind": "linear", "c": 0.02, "a": 0.001, "b0": 0.0, "dist": "exp"}}
+    assert llmsim.Config().validate()["rate"] == 0.5
+
+
+@pytest.mark.parametrize("settings, field", [
+    (dict(rate=-1.0), "rate"),
+    (dict(scheduler="vllm", max_batched_tokens=64, max_seqs=16), "max_batched_tokens"),
+    (dict(scheduler="vllm", kv_capacity=32), "kv_capacity"),
+    (dict(reps=0), "reps"),
+    (dict(prompt="uniform:9:3"), "prompt"),
+    (dict(scheduler="fifo"), "scheduler"),
+    (dict(sheduler="vllm"), "sheduler"),
+    (dict(cost="roofline:tpu"), "cost"),
+    (dict(noise_cv=11.0), "noise_cv"),
+    (dict(cost_dist="weird"), "cost_dist"),
+])
+def test_bad_settings_raise_value_error_naming_the_field(settings, field):
+    with pytest.raises(ValueError, match=rf"^{field}\b"):
+        llmsim.run(requests=500, **settings)
+
+
+def test_results_equal_the_cli_json_for_the_same_config(tmp_path):
+    r = llmsim.run(**SMALL)
+    path = tmp_path / "run.json"
+    path.write_text(llmsim.Config(SMALL).to_json())
+    out = subprocess.run([str(CLI), "run", "--json", "--config", str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    assert json.loads(out) == r.summary
+    df = r.to_pandas()
+    assert list(df["rep"]) == [0, 1, 2]
+    assert np.isclose(df["ttft.mean"].mean(), r.summary["ttft"]["mean"], rtol=1e-12)
+    assert np.isclose(df["throughput_rps"].mean(), r.summary["throughput_rps"], rtol=1e-12)
+
+
+def test_per_request_records_agree_with_the_summary():
+    cfg = dict(SMALL, reps=1)
+    r = llmsim.run(**cfg)
+    req = r.requests()
+    assert len(req) == 2000 and list(req["id"]) == list(range(2000))
+    measured = req[req["measured"]]
+    assert len(measured) == r.summary["completed"] == 1800
+    assert (req["arrival"].diff().dropna() >= 0).all()
+    assert (req["arrival"] <= req["start"]).all()
+    assert (req["start"] < req["first_token"]).all() and (req["first_token"] <= req["completion"]).all()
+    # Means are exact sums in the summary; quantiles come from a histogram kept to 3
+    # significant digits, hence the tolerance.
+    assert np.isclose((measured["first_token"] - measured["arrival"]).mean(),
+                      r.summary["ttft"]["mean"], rtol=1e-9)
+    assert np.isclose((measured["completion"] - measured["arrival"]).mean(),
+                      r.summary["e2e"]["mean"], rtol=1e-9)
+    assert np.isclose((measured["completion"] - measured["arrival"]).quantile(0.99),
+                      r.summary["e2e"]["p99"], rtol=2e-3)
+    with pytest.raises(ValueError, match="^rep"):
+        r.requests(1)
+
+
+def test_sweep_keeps_the_order_and_equals_single_runs():
+    rates = [3.0, 1.0, 2.0]
+    configs = [llmsim.Config(SMALL, rate=x, reps=2) for x in rates]
+    df = llmsim.sweep(configs)
+    assert list(df["config.rate"]) == rates
+    for row, cfg in zip(df.to_dict("records"), configs):
+        single = llmsim.run(cfg).summary
+        assert row["throughput_rps"] == single["throughput_rps"]
+        assert row["ttft.p99"] == single["ttft"]["p99"]
+    with pytest.raises(ValueError, match=r"^configs\[1\]: rate"):
+        llmsim.sweep([configs[0], dict(rate=-1.0)])
+
+
+def test_the_gil_is_released_while_simulating():
+    ticks = 0
+    done = threading.Event()
+
+    def tick():
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    start = time.perf_counter()
+    llmsim.run(scheduler="b", rate=2.0, requests=300_000, reps=2)
+    elapsed = time.perf_counter() - start
+    done.set()
+    t.join()
+    # A thread that sleeps 1 ms per tick gets a tick per few ms of a run that does not
+    # hold the GIL (one per 50 ms leaves room for a loaded machine); with the GIL held
+    # it would get none until the run ends.
+    assert elapsed > 0.1 and ticks >= elapsed / 0.05, (elapsed, ticks)
+
+
+def test_ctrl_c_interrupts_a_long_run():
+    code = ("import llmsim, time; print('started', flush=True); "
+            "llmsim.run(scheduler='b', rate=2.0, requests=200_000, reps=10_000)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.0)
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    # Replications run a chunk at a time, one per core; each takes well under 5 s.
+    assert time.perf_counter() - sent < 10
+    assert "KeyboardInterrupt" in err, err
+
+
+def test_presets_and_calibration_are_reachable():
+    assert "h200-llama3.1-8b" in llmsim.cost_presets()
+    assert "[profiled]" in llmsim.cost_preset("h200-llama3.1-8b")
+    with pytest.raises(ValueError, match="^cost"):
+        llmsim.cost_preset("tpu")
+    fit = llmsim.calibrate(str(ROOT / "tools" / "profiles" / "h100_llama-3.1-8b.csv"))
+    assert "[profiled]" in fit["toml"] and 0 < fit["mape"] < 0.05 and fit["max_error"] >= fit["mape"]
+    with pytest.raises(ValueError, match="^profile"):
+        llmsim.calibrate("/nonexistent.csv")
