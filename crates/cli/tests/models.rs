@@ -45,8 +45,8 @@ fn a_config_file_sizes_the_cache_like_the_built_in() {
     let common = ["--scheduler", "vllm", "--gpu-mem-gb", "80"];
     let from_file = json_run(&[&common[..], &["--model", path]].concat());
     let built_in = json_run(&[&common[..], &["--model", "Qwen/Qwen3-30B-A3B"]].concat());
-    let tokens = &from_file["config"]["kv_capacity_tokens"];
-    assert_eq!(tokens, &built_in["config"]["kv_capacity_tokens"]);
+    let tokens = &from_file["kv_capacity_tokens"];
+    assert_eq!(tokens, &built_in["kv_capacity_tokens"]);
     // By hand: 72e9 bytes less 2 x 30,532,110,336 of weights (the checkpoint's
     // 30,532,122,624 less its 12,288 q/k-norm weights), over 98,304 bytes a token.
     let shape = ModelShape::from_hf_config(QWEN3_MOE).unwrap();
@@ -74,13 +74,13 @@ fn replicas_and_gpus_are_reported_apart() {
     ]);
     let c = &doc["config"];
     assert_eq!(c["gpus"], 2);
-    assert_eq!(c["gpus_total"], 8);
+    assert_eq!(doc["gpus_total"], 8);
     assert_eq!(c["gpu_mem_gb"], 80.0);
     let model = llmsim::model::catalogue::find("llama-3.1-70b")
         .unwrap()
         .shape;
     let kv = KvConfig::from_memory(80.0, 0.9, &model, Parallel { tp: 4, pp: 1 }, 16).unwrap();
-    assert_eq!(c["kv_capacity_tokens"].as_u64(), kv.capacity_tokens());
+    assert_eq!(doc["kv_capacity_tokens"].as_u64(), kv.capacity_tokens());
 }
 
 #[test]
