@@ -53,6 +53,11 @@ def test_config_round_trips_through_json_and_the_resolved_config():
     (dict(cost="roofline:tpu"), "cost"),
     (dict(noise_cv=11.0), "noise_cv"),
     (dict(cost_dist="weird"), "cost_dist"),
+    (dict(model="gpt-9"), "model"),
+    (dict(tp=2), "tp"),
+    (dict(cost="roofline"), "gpu"),
+    (dict(turns=3), "turns"),
+    (dict(prefix_cache=True), "prefix_cache"),
 ])
 def test_bad_settings_raise_value_error_naming_the_field(settings, field):
     with pytest.raises(ValueError, match=rf"^{field}\b"):
@@ -70,6 +75,19 @@ def test_results_equal_the_cli_json_for_the_same_config(tmp_path):
     assert list(df["rep"]) == [0, 1, 2]
     assert np.isclose(df["ttft.mean"].mean(), r.summary["ttft"]["mean"], rtol=1e-12)
     assert np.isclose(df["throughput_rps"].mean(), r.summary["throughput_rps"], rtol=1e-12)
+
+
+def test_models_gpus_layouts_and_prefix_caching_are_settings():
+    # --gpu's memory sizes the cache of each of a replica's 4 GPUs; 2 replicas are 8 GPUs.
+    r = llmsim.run(scheduler="vllm", cost="roofline", gpu="h100", model="llama-3.1-70b",
+                   tp=4, gpus=2, requests=200, rate=1.0)
+    assert r.summary["gpus_total"] == 8
+    assert r.summary["config"]["gpu_mem_gb"] == 80.0
+    # A conversation's turns on one GPU find their earlier turns cached.
+    r = llmsim.run(scheduler="vllm", workload="multiturn", turns=4, kv_capacity=200_000,
+                   prefix_cache=True, router="session", gpus=2, requests=400, rate=1.0)
+    assert r.summary["config"]["turns"] == 4
+    assert r.summary["prefix_cache"]["token_hit_rate"] > 0.3
 
 
 def test_per_request_records_agree_with_the_summary():

@@ -447,9 +447,7 @@ pub struct Config {
     pub gpus: u64,
     /// Router in front of the GPUs.
     pub router: RouterSpec,
-    /// Prefix caching (vllm, sarathi, decode-first, with a finite KV cache). Left out of a
-    /// file when off, so that the output of a run without it is as before it existed.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// Prefix caching (vllm, sarathi, decode-first, with a finite KV cache).
     pub prefix_cache: bool,
     /// Turns per conversation (multiturn) [4].
     pub turns: Option<u32>,
