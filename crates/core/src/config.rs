@@ -1494,6 +1494,115 @@ mod tests {
     }
 
     #[test]
+    fn the_model_gpu_and_layout_size_the_cache_and_price_the_swaps() {
+        let cfg = Config {
+            cost: CostSpec::Roofline { gpu: None },
+            gpu: Some("h100".into()),
+            model: "llama-3.1-70b".into(),
+            tp: 4,
+            preemption: "swap".into(),
+            ..small(SchedulerKind::Vllm)
+        };
+        let built = cfg.build().unwrap();
+        let shape = model::catalogue::find("llama-3.1-70b").unwrap().shape;
+        let parallel = Parallel { tp: 4, pp: 1 };
+        // The H100's 80 GB is the default memory of a memory-aware scheduler.
+        let kv = KvConfig::from_memory(80.0, 0.9, &shape, parallel, DEFAULT_BLOCK_SIZE).unwrap();
+        assert_eq!(built.run.engine.kv.capacity_tokens(), kv.capacity_tokens());
+        assert_eq!(built.resolved.gpu_mem_gb, Some(80.0));
+        let Some(Preemption::Swap(link)) =
+            built.run.engine.scheduler.limits().map(|l| l.preemption)
+        else {
+            panic!("swap");
+        };
+        assert_eq!(link.kv_bytes_per_token, shape.kv_bytes_per_token());
+        assert_eq!(built.report(&[])["gpus_total"], 4);
+        let again = built.resolved.build().unwrap();
+        assert_eq!(again.resolved, built.resolved);
+        assert_eq!(
+            again.run.engine.kv.capacity_tokens(),
+            built.run.engine.kv.capacity_tokens()
+        );
+        for (cfg, field) in [
+            (
+                Config {
+                    gpu: None,
+                    ..cfg.clone()
+                },
+                "gpu",
+            ),
+            (
+                Config {
+                    cost: CostSpec::parse("roofline:h200"),
+                    ..cfg.clone()
+                },
+                "gpu",
+            ),
+            (
+                Config {
+                    tp: 3,
+                    ..cfg.clone()
+                },
+                "tp",
+            ),
+            (
+                Config {
+                    cost: CostSpec::default(),
+                    ..cfg.clone()
+                },
+                "tp",
+            ),
+            (
+                Config {
+                    model: "gpt-9".into(),
+                    ..cfg.clone()
+                },
+                "model",
+            ),
+        ] {
+            assert_eq!(cfg.validate().unwrap_err().field, field, "{cfg:?}");
+        }
+    }
+
+    #[test]
+    fn conversations_resolve_their_settings_and_others_refuse_them() {
+        let cfg = Config {
+            workload: WorkloadSpec::MultiTurn,
+            turns: Some(3),
+            system_prompt: Some(64),
+            kv_capacity: Some(100_000),
+            prefix_cache: true,
+            router: RouterSpec::Session,
+            gpus: 2,
+            ..small(SchedulerKind::Vllm)
+        };
+        let built = cfg.build().unwrap();
+        let r = &built.resolved;
+        assert_eq!(
+            (r.turns, r.think, r.system_prompts),
+            (Some(3), Some(30.0), Some(1))
+        );
+        assert_eq!(r.prompt, Some(LengthDist::Fixed(DEFAULT_PROMPT)));
+        let again = r.build().unwrap();
+        assert_eq!(&again.resolved, r);
+        assert_eq!(again.run.workload, built.run.workload);
+        let e = Config {
+            workload: WorkloadSpec::Synthetic,
+            ..cfg.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "turns");
+        let e = Config {
+            scheduler: SchedulerKind::Orca,
+            ..cfg
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, "prefix-cache");
+    }
+
+    #[test]
     fn the_resolved_config_builds_the_same_run_without_notes() {
         for scheduler in SchedulerKind::ALL {
             let cfg = Config {
