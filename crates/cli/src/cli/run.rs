@@ -174,7 +174,8 @@ pub struct SimArgs {
     pub router: Option<RouterSpec>,
     /// Prefix caching, on or off (vllm, sarathi, decode-first, with a finite KV cache): each
     /// GPU keeps finished prompts' full KV blocks, keyed by their whole prefix, for later
-    /// requests with the same prefix (vLLM's automatic prefix caching; evicted LRU).
+    /// requests with the same prefix (vLLM's automatic prefix caching; evicted LRU)
+    /// [default: off].
     #[arg(long, value_name = "on|off", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub prefix_cache: Option<bool>,
