@@ -15,7 +15,7 @@ use crate::cost::{
     BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, Parallel, ProfiledCost,
     RooflineCost,
 };
-use crate::csvio::{CsvError, FieldError, read_rows};
+use crate::csvio::{CsvError, FieldError, parse_rows, read_bytes};
 use crate::lsq::fit_nonneg;
 
 /// The columns a profile must have.
@@ -145,7 +145,12 @@ impl ProfileRow {
 
 /// Reads and checks a profile CSV.
 pub fn read_profile(path: &Path) -> Result<Vec<ProfileRow>, CsvError> {
-    read_rows(path, PROFILE_COLUMNS, ProfileRow::check)
+    parse_profile(&read_bytes(path)?, path)
+}
+
+/// Parses and checks the bytes of a profile CSV; `source` names it in errors.
+pub fn parse_profile(bytes: &[u8], source: &Path) -> Result<Vec<ProfileRow>, CsvError> {
+    parse_rows(bytes, source, PROFILE_COLUMNS, ProfileRow::check)
 }
 
 /// How far a model's predictions are from a profile's measurements.

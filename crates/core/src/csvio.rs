@@ -50,9 +50,19 @@ fn not_utf8(err: &csv::Utf8Error) -> String {
     )
 }
 
-/// Reads every data row of `path` as `R` (columns matched by header name; `columns` must
-/// all be present), converting each with `convert`. Stops at the first bad row.
-pub fn read_rows<R: DeserializeOwned, T>(
+/// The bytes of the file at `path`, for [`parse_rows`] and the JSON-lines trace reader.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
+    std::fs::read(path).map_err(|source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses every data row of the CSV `bytes` as `R` (columns matched by header name;
+/// `columns` must all be present), converting each with `convert`. Stops at the first bad
+/// row. `path` only names the source in errors: nothing is read from it.
+pub fn parse_rows<R: DeserializeOwned, T>(
+    bytes: &[u8],
     path: &Path,
     columns: &[&str],
     mut convert: impl FnMut(R) -> Result<T, FieldError>,
@@ -75,8 +85,7 @@ pub fn read_rows<R: DeserializeOwned, T>(
     };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(io_err)?;
+        .from_reader(bytes);
     let headers = reader.headers().map_err(io_err)?.clone();
     for col in columns {
         if !headers.iter().any(|h| h == *col) {

@@ -27,7 +27,7 @@ use time::PrimitiveDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use crate::csvio::{CsvError, FieldError, read_rows};
+use crate::csvio::{CsvError, FieldError, parse_rows, read_bytes};
 use crate::limits;
 use crate::prefix::Prefix;
 use crate::request::Request;
@@ -150,7 +150,13 @@ fn parse_mooncake(line: &str) -> Result<(f64, u32, u32, Prefix, bool), FieldErro
 impl Trace {
     /// Reads a trace file; a malformed row is an error naming its line and field.
     pub fn read(path: &Path) -> Result<Trace, CsvError> {
-        let mut rows = read_rows(path, TRACE_COLUMNS, parse_row)?;
+        Trace::from_csv(&read_bytes(path)?, path)
+    }
+
+    /// Parses the bytes of a trace CSV; `path` names the source in the trace and in errors
+    /// (nothing is read from it).
+    pub fn from_csv(bytes: &[u8], path: &Path) -> Result<Trace, CsvError> {
+        let mut rows = parse_rows(bytes, path, TRACE_COLUMNS, parse_row)?;
         rows.sort_by_key(|r| r.0);
         let first = rows[0].0;
         let requests = rows
@@ -179,6 +185,12 @@ impl Trace {
             path: path.to_path_buf(),
             source,
         })?;
+        Trace::from_mooncake(&text, path)
+    }
+
+    /// Parses the text of a Mooncake trace as [`Trace::read_mooncake`] does; `path` names
+    /// the source in the trace and in errors (nothing is read from it).
+    pub fn from_mooncake(text: &str, path: &Path) -> Result<Trace, CsvError> {
         let mut requests = Vec::new();
         let mut adjusted = 0;
         let mut last_ms = f64::NEG_INFINITY;
@@ -271,6 +283,32 @@ mod tests {
         assert_eq!(got, vec![(0.0, 374, 43), (0.5, 10, 0), (1.75, 1, 0)]);
         assert_eq!(t.adjusted, 1);
         assert!((t.rate() - 2.0 / 1.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn text_parses_without_any_file() {
+        // The source exists nowhere: parsing must not touch it, only name it.
+        let source = Path::new("/nowhere/given.csv");
+        let t = Trace::from_csv(
+            b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,8,3\n",
+            source,
+        )
+        .unwrap();
+        assert_eq!((t.requests[0].prompt, t.requests[0].decode), (8, 2));
+        assert_eq!(t.source, source);
+        let e = Trace::from_csv(b"TIMESTAMP,ContextTokens\n", source).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nowhere/given.csv, line 1, field header: missing column"),
+            "{e}"
+        );
+        let e = Trace::from_mooncake("{\"timestamp\": 0}\n", Path::new("/nowhere/m.jsonl"))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nowhere/m.jsonl, line 1, field input_length"),
+            "{e}"
+        );
     }
 
     #[test]
