@@ -861,18 +861,28 @@ fn roofline_rows_errors_and_efficiencies_are_consistent() {
     }
 }
 
-/// With the shared inputs the report has the section before the limitations.
+/// With the shared inputs the report has the trace and prefix-caching sections before the
+/// limitations, with their figures.
 #[test]
-fn the_report_has_the_trace_section_with_the_shared_inputs() {
+fn the_report_has_the_trace_sections_with_the_shared_inputs() {
     if !have_shared() {
         return;
     }
     let text = std::fs::read_to_string(quick_dirs().1.path().join("REPORT.md")).unwrap();
-    let at = text
-        .find("\n## Real GPUs and real traffic\n")
-        .expect("section");
-    assert!(at < text.find("\n## Limitations").unwrap());
-    for fig in ["trace_conv_ttft", "trace_conv_tbt"] {
+    let limits = text.find("\n## Limitations").unwrap();
+    for heading in [
+        "\n## Real GPUs and real traffic\n",
+        "\n## Prefix caching on the Mooncake trace\n",
+    ] {
+        let at = text.find(heading).expect(heading);
+        assert!(at < limits, "{heading}");
+    }
+    for fig in [
+        "trace_conv_ttft",
+        "trace_conv_tbt",
+        "prefix_hit_rate",
+        "prefix_ttft",
+    ] {
         assert!(text.contains(&format!("figures/{fig}.svg")));
         assert!(
             quick_dirs()
@@ -939,6 +949,7 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 31);
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
+    assert!(!text.contains("Prefix caching on the Mooncake trace"));
 }
 
 /// A malformed shared input is bad input: exit 2 naming the file, line and field, and no

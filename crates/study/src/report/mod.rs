@@ -10,6 +10,7 @@ pub mod hardware;
 pub mod html;
 pub mod plot;
 mod policies;
+pub mod prefix;
 pub mod study;
 pub mod template;
 pub mod traces;
@@ -106,6 +107,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         policies::section(data)?,
         traces::section(data)?,
         hardware::section(data)?,
+        prefix::section(data)?,
     ]
     .into_iter()
     .flatten()
