@@ -8,6 +8,7 @@ mod diagram;
 pub mod figures;
 pub mod hardware;
 pub mod html;
+mod multiturn;
 pub mod plot;
 mod policies;
 pub mod prefix;
@@ -108,6 +109,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         traces::section(data)?,
         hardware::section(data)?,
         prefix::section(data)?,
+        multiturn::section(data)?,
     ]
     .into_iter()
     .flatten()
