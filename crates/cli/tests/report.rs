@@ -7,7 +7,7 @@ use common::llmsim;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "## Summary of findings",
     "## The system and the model",
     "## Assumptions and why they are reasonable",
@@ -23,12 +23,13 @@ const SECTIONS: [&str; 18] = [
     "### 9. Scheduler comparison",
     "### 10. Multi-GPU scaling",
     "## The schedulers real engines use",
+    "## Multi-turn conversations and the prefix cache",
     "## Limitations",
     "## How to reproduce",
     "llmsim 0.1.0",
 ];
 
-const FIGURES: [&str; 17] = [
+const FIGURES: [&str; 19] = [
     "system",
     "validation",
     "baseline_ttft",
@@ -46,6 +47,8 @@ const FIGURES: [&str; 17] = [
     "multigpu_ttft",
     "policy_capacity",
     "policy_latency",
+    "multiturn_think",
+    "multiturn_cache",
 ];
 
 /// One quick reproduce run shared by the tests: its data folder and its report folder.

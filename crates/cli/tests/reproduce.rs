@@ -229,7 +229,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 5] = [
+const OUR_FILES: [(&str, &[&str]); 6] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -261,6 +261,16 @@ const OUR_FILES: [(&str, &[&str]); 5] = [
             "scheduler",
             "kv_tokens",
             "max_stable_rps",
+        ],
+    ),
+    (
+        "data_multiturn.csv",
+        &[
+            "sweep",
+            "think_s",
+            "kv_tokens",
+            "hit_rate_mean",
+            "hit_rate_ci",
         ],
     ),
 ];
@@ -745,6 +755,38 @@ fn prefix_caching_hits_only_with_the_cache_and_most_with_prefix_routing() {
     }
 }
 
+/// The multi-turn study: every point hits (turns resend their conversation), the largest
+/// cache hits more than the smallest and the shortest think time more than the longest,
+/// each by more than the two points' 99.9% intervals.
+#[test]
+fn multiturn_hit_rate_falls_with_think_time_and_rises_with_cache() {
+    let name = "data_multiturn.csv";
+    let n = reps(name);
+    let csv = Csv::read(name);
+    let (sweep, mean, ci) = (
+        csv.idx("sweep"),
+        csv.idx("hit_rate_mean"),
+        csv.idx("hit_rate_ci"),
+    );
+    for kind in ["think", "cache"] {
+        let pts: Vec<(f64, f64)> = csv
+            .rows
+            .iter()
+            .filter(|r| r[sweep] == kind)
+            .map(|r| (r[mean].parse().unwrap(), r[ci].parse().unwrap()))
+            .collect();
+        assert_eq!(pts.len(), 5, "{kind}");
+        assert!(pts.iter().all(|&(m, _)| m > 0.0 && m < 1.0), "{pts:?}");
+        let ((lo, lo_ci), (hi, hi_ci)) = if kind == "think" {
+            (pts[pts.len() - 1], pts[0])
+        } else {
+            (pts[0], pts[pts.len() - 1])
+        };
+        let tol = pass_tolerance(lo_ci, n) + pass_tolerance(hi_ci, n);
+        assert!(hi - lo > tol, "{kind}: {hi} vs {lo} (tolerance {tol})");
+    }
+}
+
 /// The trace replays: per (trace, speedup, policy), the size flagged minimal meets both
 /// SLOs and every smaller size tried does not, the size just below it was tried (unless the
 /// search started there), a search that found none reached 16 GPUs, and adding GPUs never
@@ -861,18 +903,28 @@ fn roofline_rows_errors_and_efficiencies_are_consistent() {
     }
 }
 
-/// With the shared inputs the report has the section before the limitations.
+/// With the shared inputs the report has the trace and prefix-caching sections before the
+/// limitations, with their figures.
 #[test]
-fn the_report_has_the_trace_section_with_the_shared_inputs() {
+fn the_report_has_the_trace_sections_with_the_shared_inputs() {
     if !have_shared() {
         return;
     }
     let text = std::fs::read_to_string(quick_dirs().1.path().join("REPORT.md")).unwrap();
-    let at = text
-        .find("\n## Real GPUs and real traffic\n")
-        .expect("section");
-    assert!(at < text.find("\n## Limitations").unwrap());
-    for fig in ["trace_conv_ttft", "trace_conv_tbt"] {
+    let limits = text.find("\n## Limitations").unwrap();
+    for heading in [
+        "\n## Real GPUs and real traffic\n",
+        "\n## Prefix caching on the Mooncake trace\n",
+    ] {
+        let at = text.find(heading).expect(heading);
+        assert!(at < limits, "{heading}");
+    }
+    for fig in [
+        "trace_conv_ttft",
+        "trace_conv_tbt",
+        "prefix_hit_rate",
+        "prefix_ttft",
+    ] {
         assert!(text.contains(&format!("figures/{fig}.svg")));
         assert!(
             quick_dirs()
@@ -935,10 +987,11 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
         "{err}"
     );
     assert!(err.contains("skipping roofline"), "{err}");
-    // The seed's ten and our five, each with its meta file, and the manifest.
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 31);
+    // The seed's ten and our six, each with its meta file, and the manifest.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 33);
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
+    assert!(!text.contains("Prefix caching on the Mooncake trace"));
 }
 
 /// A malformed shared input is bad input: exit 2 naming the file, line and field, and no

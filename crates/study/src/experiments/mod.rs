@@ -14,6 +14,7 @@ mod grid;
 pub mod hardware;
 mod latency_cdf;
 mod multigpu;
+mod multiturn;
 mod per_request;
 pub mod policies;
 pub mod prefix_caching;
@@ -112,11 +113,14 @@ pub enum Experiment {
     /// The Mooncake conversation trace with the prefix cache off and on, by router and
     /// cluster size (ours; needs the shared trace).
     PrefixCaching,
+    /// Synthetic multi-turn conversations: prefix-cache hit rate against think time and
+    /// cache size (ours).
+    Multiturn,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 18] = [
+    pub const ALL: [Experiment; 19] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -135,6 +139,7 @@ impl Experiment {
         Experiment::Roofline,
         Experiment::Hardware,
         Experiment::PrefixCaching,
+        Experiment::Multiturn,
     ];
 
     /// The name used by `--only` and in file names.
@@ -158,6 +163,7 @@ impl Experiment {
             Experiment::Roofline => "roofline",
             Experiment::Hardware => "hardware",
             Experiment::PrefixCaching => "prefix_caching",
+            Experiment::Multiturn => "multiturn",
         }
     }
 
@@ -191,6 +197,7 @@ impl Experiment {
             | Experiment::Hardware => validation::planned_runs(scale),
             Experiment::TraceCapacity => traces::planned_runs(scale),
             Experiment::PrefixCaching => prefix_caching::planned_runs(scale),
+            Experiment::Multiturn => multiturn::planned_runs(scale),
         }
     }
 
@@ -215,6 +222,7 @@ impl Experiment {
             Experiment::PolicyCapacity => policies::capacity_table(ctx),
             Experiment::PolicyComparison => policies::comparison_table(ctx),
             Experiment::Hardware => hardware::run(ctx),
+            Experiment::Multiturn => multiturn::run(ctx),
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,

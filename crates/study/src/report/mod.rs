@@ -8,8 +8,10 @@ mod diagram;
 pub mod figures;
 pub mod hardware;
 pub mod html;
+mod multiturn;
 pub mod plot;
 mod policies;
+pub mod prefix;
 pub mod study;
 pub mod template;
 pub mod traces;
@@ -106,6 +108,8 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         policies::section(data)?,
         traces::section(data)?,
         hardware::section(data)?,
+        prefix::section(data)?,
+        multiturn::section(data)?,
     ]
     .into_iter()
     .flatten()
