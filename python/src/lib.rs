@@ -10,11 +10,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use rayon::prelude::*;
 
-use llmsim::calibrate::{fit_error, fit_profiled, read_profile};
+use llmsim::calibrate::{fit_error, fit_profiled};
 use llmsim::config::{Built, Config, CostSpec};
 use llmsim::cost::{Preset, preset};
 use llmsim::limits::RangeError;
 use llmsim::metrics::Summary;
+use llmsim_study::files::{Disk, read_profile};
 
 /// A setting out of range as the message of a ValueError, naming the field as Python
 /// spells it.
@@ -42,7 +43,7 @@ fn parse(config: &str) -> Result<Config, String> {
 
 /// The checked run of a config (JSON), or why not.
 fn try_build(config: &str) -> Result<Built, String> {
-    parse(config)?.build().map_err(message)
+    parse(config)?.build(&Disk).map_err(message)
 }
 
 fn build(config: &str) -> PyResult<Built> {

@@ -7,13 +7,14 @@ use proptest::prelude::*;
 use std::sync::Arc;
 
 use common::{llmsim, shared};
-use llmsim::calibrate::{fit_error, fit_profiled, read_profile};
+use llmsim::calibrate::{fit_error, fit_profiled};
 use llmsim::cost::{BatchShape, CostModel, GpuSpec, Preset, RooflineCost, preset};
 use llmsim::engine::{EngineConfig, simulate_observed};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, Phase, SchedulerSpec};
 use llmsim::workload::Request;
+use llmsim_study::files::{read_preset, read_profile};
 
 const PROFILE: &str = "calibration/h200_llama-3.1-8b.csv";
 
@@ -574,7 +575,7 @@ fn calibrate_checks_every_argument_before_printing() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("9 rows: MAPE"));
-    Preset::read(&out).unwrap();
+    read_preset(&out).unwrap();
 }
 
 /// A profile (or trace) that is not UTF-8 text, such as one saved as UTF-16 or a binary

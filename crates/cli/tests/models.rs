@@ -4,9 +4,10 @@
 mod common;
 
 use common::{llmsim, shared};
-use llmsim::calibrate::{fit_error, read_profile};
+use llmsim::calibrate::fit_error;
 use llmsim::cost::{GpuSpec, Parallel, RooflineCost};
 use llmsim::kv::{KvConfig, ModelShape};
+use llmsim_study::files::read_profile;
 use serde_json::Value;
 use std::io::Write;
 

@@ -16,7 +16,6 @@ use llmsim::kv::KvConfig;
 use llmsim::prefix::Prefix;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
-use llmsim::trace::Trace;
 use llmsim::workload::Request;
 
 const BLOCK: u32 = 16;
@@ -198,7 +197,7 @@ fn hits_grow_with_capacity_on_the_mooncake_trace() {
     let Some(path) = common::shared("traces/mooncake_conversation_trace.jsonl") else {
         return;
     };
-    let trace = Trace::read_mooncake(&path).unwrap();
+    let trace = llmsim_study::files::read_mooncake(&path).unwrap();
     let requests: Vec<Request> = trace.requests[..1500]
         .iter()
         .enumerate()

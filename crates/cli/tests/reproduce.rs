@@ -865,7 +865,7 @@ fn roofline_rows_errors_and_efficiencies_are_consistent() {
     let Some(profile) = common::shared("calibration/h200_llama-3.1-8b.csv") else {
         return;
     };
-    let measured = llmsim::calibrate::read_profile(&profile).unwrap();
+    let measured = llmsim_study::files::read_profile(&profile).unwrap();
     let csv = Csv::read("data_roofline.csv");
     let records = csv.records();
     assert_eq!(records.len(), measured.len());

@@ -15,7 +15,7 @@ use crate::cost::{
     BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, Parallel, ProfiledCost,
     RooflineCost,
 };
-use crate::csvio::{CsvError, FieldError, parse_rows, read_bytes};
+use crate::csvio::{CsvError, FieldError, parse_rows};
 use crate::lsq::fit_nonneg;
 
 /// The columns a profile must have.
@@ -141,11 +141,6 @@ impl ProfileRow {
         }
         Ok(self)
     }
-}
-
-/// Reads and checks a profile CSV.
-pub fn read_profile(path: &Path) -> Result<Vec<ProfileRow>, CsvError> {
-    parse_profile(&read_bytes(path)?, path)
 }
 
 /// Parses and checks the bytes of a profile CSV; `source` names it in errors.

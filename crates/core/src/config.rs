@@ -19,10 +19,12 @@ use std::sync::Arc;
 
 use crate::cost::{
     CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, ModelShape, Parallel, Preset,
-    RooflineCost, check_cv, preset,
+    RooflineCost, check_cv, preset, preset::PresetError,
 };
+use crate::csvio::CsvError;
 use crate::dist::LengthDist;
 use crate::engine::EngineConfig;
+use crate::files::Files;
 use crate::kv::{DEFAULT_BLOCK_SIZE, KvConfig};
 use crate::limits::{self, RangeError, num, require};
 use crate::metrics::Summary;
@@ -278,8 +280,12 @@ impl CostSpec {
     }
 
     /// Checks the parameters and builds the model for `hw` (the roofline's model, GPU and
-    /// layout); a preset file is read here.
-    pub fn model(&self, hw: &Hardware) -> Result<Arc<dyn CostModel>, RangeError> {
+    /// layout); a preset file is read through `files`.
+    pub fn model(
+        &self,
+        hw: &Hardware,
+        files: &dyn Files,
+    ) -> Result<Arc<dyn CostModel>, RangeError> {
         let bad_spec = |why: String| RangeError {
             field: "cost",
             why: format!(
@@ -309,11 +315,17 @@ impl CostSpec {
             CostSpec::Preset { name } => Preset::built_in(name)
                 .ok_or_else(|| bad_spec(format!("no built-in preset is called '{name}'")))?
                 .model(),
-            CostSpec::File { path } => Preset::read(path)
+            CostSpec::File { path } => files
+                .read_text(path)
+                .map_err(|source| PresetError::Io {
+                    path: path.clone(),
+                    source,
+                })
+                .and_then(|text| Preset::parse(&text, &path.display().to_string()))
                 .map_err(|e| bad_spec(e.to_string()))?
                 .model(),
             CostSpec::Noise { cv, base } => {
-                let base = base.model(hw)?;
+                let base = base.model(hw, files)?;
                 check_cv("noise-cv", *cv).map_err(|e| RangeError {
                     why: format!("{}; omit it for no noise", e.why),
                     ..e
@@ -574,11 +586,22 @@ fn check_window(t: &TraceReplay, warmup: usize) -> Result<(), RangeError> {
 
 /// Reads the Mooncake trace of `--workload mooncake:PATH`; a bad file is an error naming
 /// file, line and field.
-fn read_mooncake(path: &Path, notes: &mut Vec<String>) -> Result<Arc<Trace>, RangeError> {
-    let trace = Trace::read_mooncake(path).map_err(|e| RangeError {
-        field: "workload",
-        why: e.to_string(),
-    })?;
+fn read_mooncake(
+    path: &Path,
+    notes: &mut Vec<String>,
+    files: &dyn Files,
+) -> Result<Arc<Trace>, RangeError> {
+    let trace = files
+        .read_text(path)
+        .map_err(|source| CsvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+        .and_then(|text| Trace::from_mooncake(&text, path))
+        .map_err(|e| RangeError {
+            field: "workload",
+            why: e.to_string(),
+        })?;
     if trace.adjusted > 0 {
         notes.push(format!(
             "note: {}: {} rows with input_length 0 or output_length 0 served as L >= 1, B = 0",
@@ -594,11 +617,19 @@ fn read_trace(
     path: &Path,
     field: &'static str,
     notes: &mut Vec<String>,
+    files: &dyn Files,
 ) -> Result<Arc<Trace>, RangeError> {
-    let trace = Trace::read(path).map_err(|e| RangeError {
-        field,
-        why: e.to_string(),
-    })?;
+    let trace = files
+        .read(path)
+        .map_err(|source| CsvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+        .and_then(|bytes| Trace::from_csv(&bytes, path))
+        .map_err(|e| RangeError {
+            field,
+            why: e.to_string(),
+        })?;
     if trace.adjusted > 0 {
         notes.push(format!(
             "note: {}: {} rows with ContextTokens 0 or GeneratedTokens 0 served as L >= 1, B = 0",
@@ -610,41 +641,42 @@ fn read_trace(
 }
 
 /// The GPU `name` names, a built-in card or a TOML file; errors name `field`.
-fn gpu_named(name: &str, field: &'static str) -> Result<GpuSpec, RangeError> {
+fn gpu_named(name: &str, field: &'static str, files: &dyn Files) -> Result<GpuSpec, RangeError> {
     if let Some(g) = gpu::find(name) {
         return Ok(g.spec);
     }
     let bad = |why: String| RangeError { field, why };
     let path = Path::new(name);
-    if !path.is_file() {
+    if !files.has_file(path) {
         return Err(bad(format!(
             "'{name}' is neither a built-in GPU ({}) nor a TOML file",
             gpu::names().join(", ")
         )));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let text = files
+        .read_text(path)
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
     GpuSpec::from_toml(&text).map_err(|e| bad(format!("{}: {e}", path.display())))
 }
 
 impl Config {
     /// Checks every setting; the notes of [`Config::build`] on success.
-    pub fn validate(&self) -> Result<Vec<String>, RangeError> {
-        self.build().map(|b| b.notes)
+    pub fn validate(&self, files: &dyn Files) -> Result<Vec<String>, RangeError> {
+        self.build(files).map(|b| b.notes)
     }
 
     /// Checks every setting and builds the run (reading the files the config names).
-    pub fn build(&self) -> Result<Built, RangeError> {
+    pub fn build(&self, files: &dyn Files) -> Result<Built, RangeError> {
         let mut notes = Vec::new();
         self.check_given()?;
         let workload = match &self.workload {
-            WorkloadSpec::Synthetic => self.synthetic(&mut notes)?,
+            WorkloadSpec::Synthetic => self.synthetic(&mut notes, files)?,
             WorkloadSpec::Azure(path) => {
-                let trace = read_trace(path, "workload", &mut notes)?;
+                let trace = read_trace(path, "workload", &mut notes, files)?;
                 self.replay(path, trace)?
             }
             WorkloadSpec::Mooncake(path) => {
-                let trace = read_mooncake(path, &mut notes)?;
+                let trace = read_mooncake(path, &mut notes, files)?;
                 self.replay(path, trace)?
             }
             WorkloadSpec::MultiTurn => self.multiturn(),
@@ -662,7 +694,7 @@ impl Config {
             field: "router",
             why,
         })?;
-        let hw = self.hardware()?;
+        let hw = self.hardware(files)?;
         let memory = self.gpu_memory(&hw);
         let kv = self.kv_config(&hw, memory)?;
         let defaults = BatchLimits::default();
@@ -701,7 +733,7 @@ impl Config {
         self.check_limits(&scheduler, &kv, &workload, memory)?;
         let engine = EngineConfig {
             scheduler,
-            cost: self.cost.model(&hw)?,
+            cost: self.cost.model(&hw, files)?,
             gpus,
             router: self.router,
             kv,
@@ -918,9 +950,13 @@ impl Config {
         }
     }
 
-    fn synthetic(&self, notes: &mut Vec<String>) -> Result<Workload, RangeError> {
+    fn synthetic(
+        &self,
+        notes: &mut Vec<String>,
+        files: &dyn Files,
+    ) -> Result<Workload, RangeError> {
         let lengths_from = match &self.lengths_from {
-            Some(path) => Some(read_trace(path, "lengths-from", notes)?),
+            Some(path) => Some(read_trace(path, "lengths-from", notes, files)?),
             None => None,
         };
         Ok(Workload::Synthetic(SyntheticWorkload {
@@ -1064,7 +1100,7 @@ impl Config {
     }
 
     /// The model of `model`: a built-in, else a Hugging Face config.json (read here).
-    pub fn model(&self) -> Result<NamedModel, RangeError> {
+    pub fn model(&self, files: &dyn Files) -> Result<NamedModel, RangeError> {
         if let Some(m) = model::catalogue::find(&self.model) {
             return Ok(NamedModel {
                 name: m.name.to_string(),
@@ -1077,18 +1113,19 @@ impl Config {
             why,
         };
         let path = Path::new(&self.model);
-        if !path.is_file() {
+        if !files.has_file(path) {
             return Err(bad(format!(
                 "'{}' is neither a built-in model ({}, or a Hugging Face id of one) nor a config.json file",
                 self.model,
                 model::catalogue::names().join(", ")
             )));
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let text = files
+            .read_text(path)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let shape = ModelShape::from_hf_config(&text)
             .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-        let folder = path.canonicalize().ok().and_then(|p| {
+        let folder = files.canonical(path).and_then(|p| {
             p.parent()
                 .and_then(|d| d.file_name())
                 .map(|n| n.to_string_lossy().into_owned())
@@ -1102,13 +1139,13 @@ impl Config {
     }
 
     /// The GPU of `gpu` or of `roofline:GPU` (which must agree), if either is given.
-    pub fn gpu(&self) -> Result<Option<GpuSpec>, RangeError> {
+    pub fn gpu(&self, files: &dyn Files) -> Result<Option<GpuSpec>, RangeError> {
         let from_cost = match self.cost.split().0 {
-            CostSpec::Roofline { gpu: Some(name) } => Some((name, gpu_named(name, "cost")?)),
+            CostSpec::Roofline { gpu: Some(name) } => Some((name, gpu_named(name, "cost", files)?)),
             _ => None,
         };
         let from_flag = match &self.gpu {
-            Some(name) => Some((name, gpu_named(name, "gpu")?)),
+            Some(name) => Some((name, gpu_named(name, "gpu", files)?)),
             None => None,
         };
         match (from_cost, from_flag) {
@@ -1158,10 +1195,10 @@ impl Config {
     }
 
     /// The model, GPU and layout, checked.
-    pub fn hardware(&self) -> Result<Hardware, RangeError> {
-        let model = self.model()?;
+    pub fn hardware(&self, files: &dyn Files) -> Result<Hardware, RangeError> {
+        let model = self.model(files)?;
         let parallel = self.parallel(&model.shape)?;
-        let gpu = self.gpu()?;
+        let gpu = self.gpu(files)?;
         Ok(Hardware {
             model,
             gpu,
@@ -1171,9 +1208,12 @@ impl Config {
 
     /// The cost model alone (as `llmsim cost check` prices a profile), with the hardware
     /// it prices.
-    pub fn cost_model(&self) -> Result<(Arc<dyn CostModel>, Hardware), RangeError> {
-        let hw = self.hardware()?;
-        Ok((self.cost.model(&hw)?, hw))
+    pub fn cost_model(
+        &self,
+        files: &dyn Files,
+    ) -> Result<(Arc<dyn CostModel>, Hardware), RangeError> {
+        let hw = self.hardware(files)?;
+        Ok((self.cost.model(&hw, files)?, hw))
     }
 
     /// Each GPU's memory (GB) and the setting that gave it: `gpu_mem_gb`, else the GPU's
@@ -1306,6 +1346,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::Memory;
 
     fn small(scheduler: SchedulerKind) -> Config {
         Config {
@@ -1318,7 +1359,7 @@ mod tests {
 
     #[test]
     fn the_default_is_the_seed_study_and_builds() {
-        let built = Config::default().build().unwrap();
+        let built = Config::default().build(&Memory::default()).unwrap();
         let w = match &built.run.workload {
             Workload::Synthetic(w) => w,
             _ => panic!("synthetic"),
@@ -1408,7 +1449,7 @@ mod tests {
             max_seqs: Some(16),
             ..small(SchedulerKind::Vllm)
         };
-        let e = cfg.validate().unwrap_err();
+        let e = cfg.validate(&Memory::default()).unwrap_err();
         assert_eq!(e.field, "max-batched-tokens");
         assert!(e.why.contains("must be at least 191"), "{e}");
         // A 32-token KV cache cannot hold a 192-token request.
@@ -1416,7 +1457,10 @@ mod tests {
             kv_capacity: Some(32),
             ..small(SchedulerKind::Vllm)
         };
-        assert_eq!(cfg.validate().unwrap_err().field, "kv-capacity");
+        assert_eq!(
+            cfg.validate(&Memory::default()).unwrap_err().field,
+            "kv-capacity"
+        );
         for (cfg, field) in [
             (
                 Config {
@@ -1476,7 +1520,11 @@ mod tests {
                 "scheduler",
             ),
         ] {
-            assert_eq!(cfg.validate().unwrap_err().field, field, "{cfg:?}");
+            assert_eq!(
+                cfg.validate(&Memory::default()).unwrap_err().field,
+                field,
+                "{cfg:?}"
+            );
         }
     }
 
@@ -1487,10 +1535,61 @@ mod tests {
             prompt: Some(LengthDist::Fixed(4000)),
             ..small(SchedulerKind::Vllm)
         };
-        let notes = cfg.validate().unwrap();
+        let notes = cfg.validate(&Memory::default()).unwrap();
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].starts_with("note: --max-batched-tokens defaults to 4063"));
         assert!(notes[1].starts_with("warning: --k has no effect with --scheduler vllm"));
+    }
+
+    #[test]
+    fn the_model_gpu_and_trace_a_config_names_are_read_through_files() {
+        let mut files = Memory::default();
+        files.0.insert(
+            "config.json".into(),
+            br#"{"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+                "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256}"#
+                .to_vec(),
+        );
+        files.0.insert(
+            "card.toml".into(),
+            b"peak_flops = 148e12\nbandwidth = 4.0e12\nmemory_gb = 96\npcie = 64e9\nnvlink = 450e9\n"
+                .to_vec(),
+        );
+        files.0.insert(
+            "t.csv".into(),
+            b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,10,2\n2023-11-16 18:15:47,20,3\n"
+                .to_vec(),
+        );
+        let cfg = Config {
+            model: "config.json".into(),
+            gpu: Some("card.toml".into()),
+            ..Config::default()
+        };
+        let m = cfg.model(&files).unwrap();
+        assert_eq!(m.shape, ModelShape::LLAMA_3_1_8B);
+        // The folder the file canonicalises into names the model, then the file's stem.
+        assert_eq!(m.aliases, ["tiny", "config"]);
+        assert_eq!(cfg.gpu(&files).unwrap().unwrap().memory_gb, 96.0);
+        let none = Memory::default();
+        assert!(
+            cfg.model(&none)
+                .unwrap_err()
+                .why
+                .contains("nor a config.json file")
+        );
+        assert!(cfg.gpu(&none).unwrap_err().why.contains("nor a TOML file"));
+        files.0.insert("card.toml".into(), vec![0xff]);
+        let e = cfg.gpu(&files).unwrap_err().why;
+        assert_eq!(e, "card.toml: stream did not contain valid UTF-8");
+        let replay = Config {
+            workload: WorkloadSpec::Azure("t.csv".into()),
+            ..Config::default()
+        };
+        let built = replay.build(&files);
+        assert!(built.is_ok(), "{built:?}");
+        let e = replay.build(&none).unwrap_err();
+        assert_eq!(e.field, "workload");
+        assert!(e.why.contains("t.csv"), "{}", e.why);
     }
 
     #[test]
@@ -1503,7 +1602,7 @@ mod tests {
             preemption: "swap".into(),
             ..small(SchedulerKind::Vllm)
         };
-        let built = cfg.build().unwrap();
+        let built = cfg.build(&Memory::default()).unwrap();
         let shape = model::catalogue::find("llama-3.1-70b").unwrap().shape;
         let parallel = Parallel { tp: 4, pp: 1 };
         // The H100's 80 GB is the default memory of a memory-aware scheduler.
@@ -1517,7 +1616,7 @@ mod tests {
         };
         assert_eq!(link.kv_bytes_per_token, shape.kv_bytes_per_token());
         assert_eq!(built.report(&[])["gpus_total"], 4);
-        let again = built.resolved.build().unwrap();
+        let again = built.resolved.build(&Memory::default()).unwrap();
         assert_eq!(again.resolved, built.resolved);
         assert_eq!(
             again.run.engine.kv.capacity_tokens(),
@@ -1560,7 +1659,11 @@ mod tests {
                 "model",
             ),
         ] {
-            assert_eq!(cfg.validate().unwrap_err().field, field, "{cfg:?}");
+            assert_eq!(
+                cfg.validate(&Memory::default()).unwrap_err().field,
+                field,
+                "{cfg:?}"
+            );
         }
     }
 
@@ -1576,28 +1679,28 @@ mod tests {
             gpus: 2,
             ..small(SchedulerKind::Vllm)
         };
-        let built = cfg.build().unwrap();
+        let built = cfg.build(&Memory::default()).unwrap();
         let r = &built.resolved;
         assert_eq!(
             (r.turns, r.think, r.system_prompts),
             (Some(3), Some(30.0), Some(1))
         );
         assert_eq!(r.prompt, Some(LengthDist::Fixed(DEFAULT_PROMPT)));
-        let again = r.build().unwrap();
+        let again = r.build(&Memory::default()).unwrap();
         assert_eq!(&again.resolved, r);
         assert_eq!(again.run.workload, built.run.workload);
         let e = Config {
             workload: WorkloadSpec::Synthetic,
             ..cfg.clone()
         }
-        .validate()
+        .validate(&Memory::default())
         .unwrap_err();
         assert_eq!(e.field, "turns");
         let e = Config {
             scheduler: SchedulerKind::Orca,
             ..cfg
         }
-        .validate()
+        .validate(&Memory::default())
         .unwrap_err();
         assert_eq!(e.field, "prefix-cache");
     }
@@ -1613,8 +1716,8 @@ mod tests {
                 cost: CostSpec::with_noise(CostSpec::default(), Some(0.5)),
                 ..small(scheduler)
             };
-            let built = cfg.build().unwrap();
-            let again = built.resolved.build().unwrap();
+            let built = cfg.build(&Memory::default()).unwrap();
+            let again = built.resolved.build(&Memory::default()).unwrap();
             assert_eq!(again.resolved, built.resolved, "{scheduler}");
             assert!(again.notes.is_empty(), "{scheduler}: {:?}", again.notes);
             assert_eq!(

@@ -50,14 +50,6 @@ fn not_utf8(err: &csv::Utf8Error) -> String {
     )
 }
 
-/// The bytes of the file at `path`, for [`parse_rows`] and the JSON-lines trace reader.
-pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
-    std::fs::read(path).map_err(|source| CsvError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Parses every data row of the CSV `bytes` as `R` (columns matched by header name;
 /// `columns` must all be present), converting each with `convert`. Stops at the first bad
 /// row. `path` only names the source in errors: nothing is read from it.

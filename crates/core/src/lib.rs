@@ -13,6 +13,7 @@ pub mod cost;
 pub mod csvio;
 pub mod dist;
 pub mod engine;
+pub mod files;
 pub mod gpu;
 pub mod kv;
 pub mod limits;

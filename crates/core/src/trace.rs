@@ -15,7 +15,7 @@
 //!
 //! Mooncake traces (Qin et al., FAST'25) are JSON lines, `timestamp` (milliseconds),
 //! `input_length`, `output_length` and `hash_ids`, one id per 512-token chunk of the prompt
-//! (equal ids, equal prefixes up to that chunk's end); [`Trace::read_mooncake`] reads them
+//! (equal ids, equal prefixes up to that chunk's end); [`Trace::from_mooncake`] parses them
 //! with the same length rules, each request carrying its ids as its [`Prefix`]. Their rows
 //! must be in time order: a file out of order is refused, as the order of a conversation's
 //! turns matters to its cache hits.
@@ -27,7 +27,7 @@ use time::PrimitiveDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 
-use crate::csvio::{CsvError, FieldError, parse_rows, read_bytes};
+use crate::csvio::{CsvError, FieldError, parse_rows};
 use crate::limits;
 use crate::prefix::Prefix;
 use crate::request::Request;
@@ -148,12 +148,7 @@ fn parse_mooncake(line: &str) -> Result<(f64, u32, u32, Prefix, bool), FieldErro
 }
 
 impl Trace {
-    /// Reads a trace file; a malformed row is an error naming its line and field.
-    pub fn read(path: &Path) -> Result<Trace, CsvError> {
-        Trace::from_csv(&read_bytes(path)?, path)
-    }
-
-    /// Parses the bytes of a trace CSV; `path` names the source in the trace and in errors
+    /// Parses the bytes of a trace CSV; a malformed row is an error naming its line and field; `path` names the source in the trace and in errors
     /// (nothing is read from it).
     pub fn from_csv(bytes: &[u8], path: &Path) -> Result<Trace, CsvError> {
         let mut rows = parse_rows(bytes, path, TRACE_COLUMNS, parse_row)?;
@@ -176,19 +171,10 @@ impl Trace {
         })
     }
 
-    /// Reads a Mooncake trace (JSON lines); a malformed line is an error naming its line
-    /// and field: a field missing or not a whole number (`hash_ids`: a list of them), a
-    /// negative or too long length, fewer hash ids than the prompt has 512-token chunks,
-    /// or a timestamp before the previous line's.
-    pub fn read_mooncake(path: &Path) -> Result<Trace, CsvError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CsvError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Trace::from_mooncake(&text, path)
-    }
-
-    /// Parses the text of a Mooncake trace as [`Trace::read_mooncake`] does; `path` names
+    /// Parses the text of a Mooncake trace (JSON lines); a malformed line is an error naming
+    /// its line and field: a field missing or not a whole number (`hash_ids`: a list of
+    /// them), a negative or too long length, fewer hash ids than the prompt has 512-token
+    /// chunks, or a timestamp before the previous line's; `path` names
     /// the source in the trace and in errors (nothing is read from it).
     pub fn from_mooncake(text: &str, path: &Path) -> Result<Trace, CsvError> {
         let mut requests = Vec::new();
@@ -258,23 +244,24 @@ impl Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
-    fn write(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        f
+    fn csv(text: &str) -> Result<Trace, CsvError> {
+        Trace::from_csv(text.as_bytes(), Path::new("trace.csv"))
+    }
+
+    fn mooncake(text: &str) -> Result<Trace, CsvError> {
+        Trace::from_mooncake(text, Path::new("trace.jsonl"))
     }
 
     #[test]
     fn rows_become_requests() {
-        let f = write(
+        let f = String::from(
             "TIMESTAMP,ContextTokens,GeneratedTokens\n\
              2023-11-16 18:15:46.5000000,374,44\n\
              2023-11-16 18:15:48.2500000,0,0\n\
              2023-11-16 18:15:47,10,1\n",
         );
-        let t = Trace::read(f.path()).unwrap();
+        let t = csv(&f).unwrap();
         let got: Vec<(f64, u32, u32)> = t
             .requests
             .iter()
@@ -326,27 +313,27 @@ mod tests {
             ("2023-11-16 18:15:46.5,4,4294967295\n", 2, "GeneratedTokens"),
             ("2023-11-16 18:15:46.5,4,16777217\n", 2, "GeneratedTokens"),
         ] {
-            let f = write(&format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{body}"));
-            match Trace::read(f.path()).unwrap_err() {
+            let f = String::from(&format!("TIMESTAMP,ContextTokens,GeneratedTokens\n{body}"));
+            match csv(&f).unwrap_err() {
                 CsvError::Row {
                     line: l, field: fl, ..
                 } => assert_eq!((l, fl.as_str()), (line, field), "{body}"),
                 e => panic!("{body}: {e}"),
             }
         }
-        let f = write("TIMESTAMP,Context,GeneratedTokens\n");
-        let e = Trace::read(f.path()).unwrap_err().to_string();
+        let f = String::from("TIMESTAMP,Context,GeneratedTokens\n");
+        let e = csv(&f).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("ContextTokens"), "{e}");
     }
 
     #[test]
     fn mooncake_rows_become_requests_with_prefixes() {
-        let f = write(
+        let f = String::from(
             "{\"timestamp\": 0, \"input_length\": 600, \"output_length\": 5, \"hash_ids\": [7, 8]}\n\
              \n\
              {\"timestamp\": 1500, \"input_length\": 0, \"output_length\": 0, \"hash_ids\": []}\n",
         );
-        let t = Trace::read_mooncake(f.path()).unwrap();
+        let t = mooncake(&f).unwrap();
         let got: Vec<(f64, u32, u32)> = t
             .requests
             .iter()
@@ -404,17 +391,15 @@ mod tests {
             ),
             ("[1, 2]", "row"),
         ] {
-            let f = write(&format!("{ok}\n{bad}\n"));
-            match Trace::read_mooncake(f.path()).unwrap_err() {
+            let f = String::from(&format!("{ok}\n{bad}\n"));
+            match mooncake(&f).unwrap_err() {
                 CsvError::Row {
                     line, field: fl, ..
                 } => assert_eq!((line, fl.as_str()), (2, field), "{bad}"),
                 e => panic!("{bad}: {e}"),
             }
         }
-        let e = Trace::read_mooncake(write("").path())
-            .unwrap_err()
-            .to_string();
+        let e = mooncake("").unwrap_err().to_string();
         assert!(e.contains("line 1, field row: no requests"), "{e}");
     }
 }

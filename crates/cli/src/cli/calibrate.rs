@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 use super::UsageError;
 use llmsim::calibrate::{
-    FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, read_profile, relative_errors,
+    FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, relative_errors,
 };
 use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost};
+use llmsim_study::files::read_profile;
 use llmsim_study::output::write_atomic;
 
 /// Flags of `llmsim calibrate`.

@@ -9,6 +9,7 @@ use super::UsageError;
 use super::calibrate::{read, report};
 use llmsim::config::{Config, DEFAULT_MODEL};
 use llmsim::cost::CostDist;
+use llmsim_study::files::Disk;
 
 /// The flags that choose and parameterise a cost model.
 #[derive(Args, Debug, Clone)]
@@ -121,7 +122,11 @@ struct CheckArgs {
 
 pub fn main(cmd: CostCmd) -> Result<()> {
     let CostCommand::Check(args) = cmd.command;
-    let (cost, hw) = args.cost.config().cost_model().map_err(UsageError::from)?;
+    let (cost, hw) = args
+        .cost
+        .config()
+        .cost_model(&Disk)
+        .map_err(UsageError::from)?;
     let model = hw.model;
     let rows = read(&args.profile, "PROFILE")?;
     if let Some((i, row)) = rows

@@ -15,6 +15,7 @@ use llmsim::dist::LengthDist;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::SchedulerKind;
 use llmsim::workload::ArrivalKind;
+use llmsim_study::files::Disk;
 
 /// The model and workload flags shared by every command that simulates. Each is a field
 /// of [`Config`] (the cost flags, of its [`CostSpec`]); a flag not given keeps the
@@ -349,7 +350,7 @@ impl SimArgs {
 /// Checks `cfg` and builds the run; prints `notes` and the config's own on stderr only once
 /// the run is sure to go ahead, so an error is never preceded by advice.
 pub fn build(cfg: &Config, mut notes: Vec<String>) -> Result<Built, UsageError> {
-    let built = cfg.build()?;
+    let built = cfg.build(&Disk)?;
     notes.extend(built.notes.iter().cloned());
     for note in notes {
         eprintln!("{note}");

@@ -13,7 +13,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{CostModel, ProfiledCost};
@@ -81,15 +81,6 @@ impl Preset {
             .check()
             .map_err(|w| invalid(format!("[profiled] {w}")))?;
         Ok(preset)
-    }
-
-    /// Reads a preset file.
-    pub fn read(path: &Path) -> Result<Preset, PresetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PresetError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Preset::parse(&text, &path.display().to_string())
     }
 
     /// The built-in preset called `name`, if there is one.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::grid::Ctx;
 use super::table::{Cell, Table};
 use super::{Experiment, Scale};
+use crate::files::read_mooncake;
 use llmsim::cost::{CostModel, Parallel, Preset};
 use llmsim::csvio::CsvError;
 use llmsim::engine::EngineConfig;
@@ -22,7 +23,6 @@ use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
 use llmsim::sim::RunConfig;
-use llmsim::trace::Trace;
 use llmsim::workload::{TraceReplay, Workload};
 
 /// The trace, under the shared folder.
@@ -63,7 +63,7 @@ fn policies() -> [SchedulerSpec; 2] {
 
 /// Runs the study; the trace is the only input.
 pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
-    let trace = Arc::new(Trace::read_mooncake(&ctx.shared.join(TRACE))?);
+    let trace = Arc::new(read_mooncake(&ctx.shared.join(TRACE))?);
     let requests = if ctx.study.scale == Scale::FULL {
         trace.requests.len()
     } else {

@@ -30,7 +30,8 @@ use std::sync::Arc;
 use super::grid::Ctx;
 use super::table::{Cell, Table};
 use super::{Experiment, Scale};
-use llmsim::calibrate::{ProfileRow, fit_error, fit_roofline, read_profile, relative_errors};
+use crate::files::{read_profile, read_trace};
+use llmsim::calibrate::{ProfileRow, fit_error, fit_roofline, relative_errors};
 use llmsim::cost::{BatchShape, CostModel, GpuSpec, LogNormalNoise, ModelShape, Preset};
 use llmsim::engine::EngineConfig;
 use llmsim::kv::{self, DEFAULT_BLOCK_SIZE, KvConfig};
@@ -239,7 +240,7 @@ pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
     let cost: Arc<dyn CostModel> = Arc::new(LogNormalNoise::new(preset.model(), NOISE_CV));
     let traces: Vec<(&'static str, Arc<Trace>)> = TRACES
         .iter()
-        .map(|&(label, rel)| Ok((label, Arc::new(Trace::read(&ctx.shared.join(rel))?))))
+        .map(|&(label, rel)| Ok((label, Arc::new(read_trace(&ctx.shared.join(rel))?))))
         .collect::<Result<_, CsvError>>()?;
     let mut jobs = Vec::new();
     for (label, trace) in &traces {
