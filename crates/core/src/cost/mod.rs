@@ -51,10 +51,12 @@ pub(crate) fn check_range(
         return Ok(());
     }
     let low = if open_low { "greater than" } else { "at least" };
-    // Debug keeps extreme values short (1e308, not 309 digits).
     Err(RangeError {
         field,
-        why: format!("must be {what} {low} {lo} and at most {hi} (got {value:?})"),
+        why: format!(
+            "must be {what} {low} {lo} and at most {hi} (got {})",
+            crate::limits::num(value)
+        ),
     })
 }
 
