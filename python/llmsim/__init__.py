@@ -11,7 +11,7 @@
 Settings are `llmsim run`'s flags with ``_`` for ``-`` (see ``llmsim.Config``). Times are
 seconds, rates requests per second, lengths tokens. A setting out of range raises
 ``ValueError`` naming it. Simulation runs in Rust with the GIL released; Ctrl-C stops a
-run between replications.
+run within milliseconds, even inside one replication.
 """
 
 from __future__ import annotations

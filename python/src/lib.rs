@@ -2,8 +2,15 @@
 //! Configs cross the boundary as JSON text of [`llmsim::config::Config`] (the package's
 //! `Config` is that JSON as a dict); results as JSON text in the `--json` format and
 //! per-request columns as little-endian byte buffers that numpy reads without a copy
-//! per request. Simulation runs with the GIL released, in chunks of replications, with
-//! Ctrl-C checked between chunks (one replication is not interrupted).
+//! per request. Simulation runs on worker threads with the GIL released while the calling
+//! thread checks for Ctrl-C every few milliseconds; an interrupt sets a flag that the
+//! engine reads every few thousand events, so even one long replication stops promptly.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -54,21 +61,65 @@ fn to_json<T: serde::Serialize>(x: &T) -> String {
     serde_json::to_string(x).expect("configs and summaries serialise")
 }
 
-/// Runs `jobs` (config index, replication) in parallel, a chunk at a time with the GIL
-/// released, checking for Ctrl-C between chunks; summaries in job order.
-fn run_jobs(py: Python<'_>, built: &[Built], jobs: &[(usize, u32)]) -> PyResult<Vec<Summary>> {
-    let chunk = rayon::current_num_threads().max(1);
-    let mut out = Vec::with_capacity(jobs.len());
-    for part in jobs.chunks(chunk) {
-        let done: Vec<Summary> = py.detach(|| {
-            part.par_iter()
-                .map(|&(i, rep)| built[i].run.run_one(rep))
-                .collect()
+/// How often the calling thread looks for Ctrl-C while a simulation runs.
+const SIGNAL_POLL: Duration = Duration::from_millis(20);
+
+/// Runs `work` on a worker thread with the GIL released, checking for Ctrl-C every
+/// [`SIGNAL_POLL`]; on an interrupt, sets the flag `work` is given, waits for it to give up
+/// (`None`) and raises KeyboardInterrupt.
+fn interruptible<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce(&AtomicBool) -> Option<T> + Send,
+) -> PyResult<T> {
+    let cancel = AtomicBool::new(false);
+    // The worker's answer (`Some` once it ended; a panic is carried over to this thread, so
+    // that Python gets a PanicException rather than a wait that never ends), and its signal.
+    let answer: (Mutex<Option<thread::Result<Option<T>>>>, Condvar) = Default::default();
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let out = panic::catch_unwind(AssertUnwindSafe(|| work(&cancel)));
+            *answer.0.lock().expect("the waiter never panics holding it") = Some(out);
+            answer.1.notify_one();
         });
-        out.extend(done);
-        py.check_signals()?;
-    }
-    Ok(out)
+        // Waits up to `timeout` (forever when `None`) for the worker; its answer if it ended.
+        let wait = |timeout: Option<Duration>| {
+            let slot = answer.0.lock().expect("the worker never panics holding it");
+            let pending = |s: &mut Option<thread::Result<Option<T>>>| s.is_none();
+            let mut slot = match timeout {
+                Some(t) => {
+                    answer
+                        .1
+                        .wait_timeout_while(slot, t, pending)
+                        .expect("not poisoned")
+                        .0
+                }
+                None => answer.1.wait_while(slot, pending).expect("not poisoned"),
+            };
+            slot.take()
+                .map(|out| out.unwrap_or_else(|e| panic::resume_unwind(e)))
+        };
+        loop {
+            if let Some(done) = py.detach(|| wait(Some(SIGNAL_POLL))) {
+                return Ok(done.expect("work gives up only when cancelled"));
+            }
+            if let Err(interrupt) = py.check_signals() {
+                cancel.store(true, Ordering::Relaxed);
+                // The worker stops within about a millisecond; let it, without the GIL.
+                py.detach(|| wait(None));
+                return Err(interrupt);
+            }
+        }
+    })
+}
+
+/// Runs `jobs` (config index, replication) in parallel, interruptibly; summaries in job
+/// order.
+fn run_jobs(py: Python<'_>, built: &[Built], jobs: &[(usize, u32)]) -> PyResult<Vec<Summary>> {
+    interruptible(py, |cancel| {
+        jobs.par_iter()
+            .map(|&(i, rep)| built[i].run.run_one_cancellable(rep, Some(cancel)))
+            .collect()
+    })
 }
 
 /// The default config as JSON.
@@ -157,7 +208,9 @@ fn requests<'py>(py: Python<'py>, config: &str, rep: u32) -> PyResult<Bound<'py,
             built.run.reps
         )));
     }
-    let (reqs, out) = py.detach(|| built.run.simulate_records(rep));
+    let (reqs, out) = interruptible(py, |cancel| {
+        built.run.simulate_records_cancellable(rep, Some(cancel))
+    })?;
     let warmup = built.run.warmup;
     let f64s = |f: &dyn Fn(usize) -> f64| -> Vec<u8> {
         (0..reqs.len()).flat_map(|i| f(i).to_le_bytes()).collect()

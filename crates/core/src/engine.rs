@@ -34,6 +34,7 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use crate::cost::CostModel;
 use crate::kv::KvConfig;
@@ -490,23 +491,34 @@ struct Engine<'a> {
 }
 
 /// What a run keeps and when it stops.
-#[derive(Clone, Copy)]
-struct Mode {
-    records: bool,
-    stop_at_last_arrival: bool,
+#[derive(Clone, Copy, Default)]
+pub struct Mode<'a> {
+    /// Keep every request's [`RequestRecord`] (memory grows with the run).
+    pub records: bool,
+    /// Stop at the last arrival instead of serving every request (see
+    /// [`simulate_to_last_arrival`]).
+    pub stop_at_last_arrival: bool,
+    /// Give up soon after this flag is set (see [`simulate_with`]).
+    pub cancel: Option<&'a AtomicBool>,
 }
 
 /// A run to its end with streamed statistics only.
 const STREAM: Mode = Mode {
     records: false,
     stop_at_last_arrival: false,
+    cancel: None,
 };
 
 /// A run to its end that keeps per-request records.
 const RECORDS: Mode = Mode {
     records: true,
     stop_at_last_arrival: false,
+    cancel: None,
 };
+
+/// Events between two looks at a cancellation flag: often enough that a run stops within
+/// about a millisecond, rarely enough that the atomic load costs nothing measurable.
+const CANCEL_CHECK_EVENTS: u32 = 4096;
 
 /// Simulates replication `rep` of `requests` (in arrival order) under `config`, measuring
 /// all but the first `warmup` requests. Keeps no per-request records: memory is fixed by
@@ -558,8 +570,25 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
     let mode = Mode {
         records: false,
         stop_at_last_arrival: true,
+        cancel: None,
     };
     run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
+}
+
+/// Simulates replication `rep` as `mode` says; `None` when `mode.cancel` was set, which
+/// front ends use to let a user interrupt a long run (Ctrl-C in Python). The flag is read
+/// every few thousand events, so setting it from another thread stops the run within about
+/// a millisecond of simulation work.
+pub fn simulate_with<R: Borrow<Request>>(
+    requests: impl IntoIterator<Item = R>,
+    config: &EngineConfig,
+    (seed, rep): (u64, u32),
+    warmup: usize,
+    mode: Mode,
+) -> Option<SimOutput> {
+    let out = run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {});
+    let cancelled = mode.cancel.is_some_and(|c| c.load(Atomic::Relaxed));
+    (!cancelled).then_some(out)
 }
 
 fn run_engine<R: Borrow<Request>>(
@@ -634,7 +663,7 @@ fn run_engine<R: Borrow<Request>>(
         finished: Vec::new(),
         handed: Vec::new(),
     };
-    let end_time = engine.run(mode.stop_at_last_arrival);
+    let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
     let c = &engine.counts;
     let growth = Growth {
@@ -694,11 +723,22 @@ macro_rules! view {
 
 impl Engine<'_> {
     /// Processes events until none is left, or, when `stop_at_last_arrival`, until the next
-    /// one falls after the last arrival; returns the time of the last event.
-    fn run(&mut self, stop_at_last_arrival: bool) -> f64 {
+    /// one falls after the last arrival, or soon after `cancel` is set; returns the time of
+    /// the last event.
+    fn run(&mut self, stop_at_last_arrival: bool, cancel: Option<&AtomicBool>) -> f64 {
         self.read_next(0.0);
         let mut now = 0.0;
+        let mut until_check = CANCEL_CHECK_EVENTS;
         loop {
+            if let Some(flag) = cancel {
+                until_check -= 1;
+                if until_check == 0 {
+                    if flag.load(Atomic::Relaxed) {
+                        return now;
+                    }
+                    until_check = CANCEL_CHECK_EVENTS;
+                }
+            }
             let arrival = self.next.as_ref().map(|r| r.arrival);
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);

@@ -2,9 +2,9 @@
 //! of independent replications, run in parallel with results in replication order (so the
 //! output does not depend on the thread count).
 
-use crate::engine::{
-    EngineConfig, SimOutput, simulate, simulate_records, simulate_to_last_arrival,
-};
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::{EngineConfig, Mode, SimOutput, simulate_to_last_arrival, simulate_with};
 use crate::metrics::{Summary, summarize};
 use crate::scheduler::SchedulerSpec;
 use crate::theory;
@@ -85,9 +85,24 @@ impl RunConfig {
     /// Draws replication `rep`'s requests and simulates them keeping per-request records,
     /// for outputs that need them (memory grows with the run; summaries need no records).
     pub fn simulate_records(&self, rep: u32) -> (Vec<Request>, SimOutput) {
+        self.simulate_records_cancellable(rep, None)
+            .expect("a run without a cancellation flag ends")
+    }
+
+    /// [`RunConfig::simulate_records`], giving up (`None`) soon after `cancel` is set.
+    pub fn simulate_records_cancellable(
+        &self,
+        rep: u32,
+        cancel: Option<&AtomicBool>,
+    ) -> Option<(Vec<Request>, SimOutput)> {
         let requests = self.workload.generate(self.seed, rep);
-        let out = simulate_records(&requests, &self.engine, self.seed, rep, self.warmup);
-        (requests, out)
+        let mode = Mode {
+            records: true,
+            cancel,
+            ..Mode::default()
+        };
+        let out = simulate_with(&requests, &self.engine, (self.seed, rep), self.warmup, mode)?;
+        Some((requests, out))
     }
 
     /// Summarises one simulation of this configuration. A run is unstable when its queue
@@ -103,18 +118,20 @@ impl RunConfig {
     /// its latencies are not steady-state values anyway, and draining its backlog would
     /// dominate the cost of a sweep.
     pub fn run_one(&self, rep: u32) -> Summary {
-        if self.overloaded() {
-            self.verdict(rep)
-        } else {
-            let requests = self.workload.iter(self.seed, rep);
-            self.summarize(&simulate(
-                requests,
-                &self.engine,
-                self.seed,
-                rep,
-                self.warmup,
-            ))
-        }
+        self.run_one_cancellable(rep, None)
+            .expect("a run without a cancellation flag ends")
+    }
+
+    /// [`RunConfig::run_one`], giving up (`None`) soon after `cancel` is set.
+    pub fn run_one_cancellable(&self, rep: u32, cancel: Option<&AtomicBool>) -> Option<Summary> {
+        let mode = Mode {
+            stop_at_last_arrival: self.overloaded(),
+            cancel,
+            ..Mode::default()
+        };
+        let requests = self.workload.iter(self.seed, rep);
+        let out = simulate_with(requests, &self.engine, (self.seed, rep), self.warmup, mode)?;
+        Some(self.summarize(&out))
     }
 
     /// Replication `rep`, stopped at its last arrival: enough for the stability verdict,
@@ -151,5 +168,46 @@ pub fn map_reps<T: Send>(reps: u32, f: impl Fn(u32) -> T + Sync + Send) -> Vec<T
     #[cfg(not(feature = "parallel"))]
     {
         (0..reps).map(f).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicBool;
+
+    use crate::config::Config;
+    use crate::engine::{Mode, simulate_with};
+    use crate::files::Memory;
+
+    #[test]
+    fn a_run_that_is_not_cancelled_is_the_plain_run() {
+        let run = Config::default().build(&Memory::default()).unwrap().run;
+        let flag = AtomicBool::new(false);
+        for rep in 0..2 {
+            let plain = serde_json::to_string(&run.run_one(rep)).unwrap();
+            let watched = run.run_one_cancellable(rep, Some(&flag)).unwrap();
+            assert_eq!(plain, serde_json::to_string(&watched).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_within_a_few_thousand_events() {
+        let run = Config::default().build(&Memory::default()).unwrap().run;
+        let flag = AtomicBool::new(true);
+        let read = Cell::new(0_usize);
+        // Ten million requests would take seconds; the engine must give up after reading
+        // at most one check interval's worth (each arrival is at least one event).
+        let requests = run
+            .workload
+            .iter(run.seed, 0)
+            .take(10_000_000)
+            .inspect(|_| read.set(read.get() + 1));
+        let mode = Mode {
+            cancel: Some(&flag),
+            ..Mode::default()
+        };
+        assert!(simulate_with(requests, &run.engine, (run.seed, 0), 0, mode).is_none());
+        assert!(read.get() <= 4096, "read {} requests", read.get());
     }
 }

@@ -78,11 +78,19 @@ pub fn require(ok: bool, flag: &'static str, why: impl Into<String>) -> Result<(
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    let defaults = llmsim::config::Config::default();
     let cmd = Cli::command()
         .mut_subcommand("run", |c| {
-            run::show_defaults(c, &llmsim::config::Config::default())
+            run::show_defaults(c, &run::SimArgs::from_config(&defaults))
         })
-        .mut_subcommand("bench", |c| run::show_defaults(c, &bench::base()));
+        .mut_subcommand("bench", |c| {
+            run::show_defaults(c, &run::SimArgs::from_config(&bench::base()))
+        })
+        .mut_subcommand("cost", |c| {
+            c.mut_subcommand("check", |c| {
+                run::show_defaults(c, &run::CostFlags::from_config(&defaults))
+            })
+        });
     let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Run(args) => run::main(args),

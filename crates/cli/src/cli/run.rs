@@ -64,29 +64,9 @@ pub struct SimArgs {
     /// replacement) instead of --prompt and --decode; arrivals stay synthetic.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["prompt", "decode"])]
     pub lengths_from: Option<PathBuf>,
-    /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
-    /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
-    /// or roofline (--model on --gpu with --tp x --pp GPUs per replica, from datasheet
-    /// peaks, efficiencies fitted on the H200 profile); roofline:GPU is roofline with --gpu GPU.
-    #[arg(long, value_name = "SPEC")]
-    pub cost: Option<String>,
-    /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).
-    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
-    pub c: Option<f64>,
-    /// Mean per-token cost a (seconds per token, at most 3600; --cost linear).
-    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS_PER_TOKEN")]
-    pub a: Option<f64>,
-    /// Tokens per batch at no per-token cost, b0 (tokens, at most 2^32; --cost linear).
-    #[arg(long, allow_negative_numbers = true, value_name = "TOKENS")]
-    pub b0: Option<f64>,
-    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV
-    /// (0 < CV <= 10: beyond it a run's batches cannot sample the law's mean).
-    #[arg(long)]
-    pub cost_dist: Option<CostDist>,
-    /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
-    /// variation, 0 < CV <= 10 (any --cost) [default: none].
-    #[arg(long, value_name = "CV")]
-    pub noise_cv: Option<f64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub cost: CostFlags,
     /// Most prefills per batch, K (Scheduler B); requests per batch (static) [default: 4].
     #[arg(long)]
     pub k: Option<u32>,
@@ -129,25 +109,6 @@ pub struct SimArgs {
     /// Fraction of GPU memory the server may use (vLLM's gpu_memory_utilization).
     #[arg(long, allow_negative_numbers = true)]
     pub gpu_mem_util: Option<f64>,
-    /// Model served: a built-in name or Hugging Face id (llama-3.1-8b, llama-3.1-70b,
-    /// qwen3-30b-a3b, mixtral-8x7b, meta-llama/Llama-2-7b-hf, ...) or the path of a Hugging
-    /// Face config.json. Its shape prices --cost roofline and sizes the KV cache.
-    #[arg(long, value_name = "NAME|PATH")]
-    pub model: Option<String>,
-    /// GPU of each replica: a built-in card (a100-40gb, a100-80gb, l4, l40s, h100-sxm,
-    /// h100-pcie, h200, b200, mi300x, rtx-4090) or a TOML file of its peaks (peak_flops,
-    /// fp8_flops, bandwidth, memory_gb, nvlink, pcie). Prices --cost roofline; its memory
-    /// is the default --gpu-mem-gb for memory-aware schedulers.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub gpu: Option<String>,
-    /// Tensor-parallel GPUs per replica, from 1 to 64, dividing the model's heads
-    /// (--cost roofline).
-    #[arg(long)]
-    pub tp: Option<u32>,
-    /// Pipeline stages per replica, from 1 to 64 and at most the model's layers
-    /// (--cost roofline). A replica is --tp x --pp GPUs; --gpus counts replicas.
-    #[arg(long)]
-    pub pp: Option<u32>,
     /// Tokens per KV block.
     #[arg(long, value_name = "TOKENS")]
     pub block_size: Option<u32>,
@@ -205,6 +166,97 @@ pub struct SimArgs {
     pub reps: Option<u32>,
 }
 
+/// The flags that choose and parameterise the cost model, shared by every command that
+/// prices a batch (`run`, `bench`, `cost check`). Each is a field of [`Config`] or of its
+/// [`CostSpec`]; a flag not given keeps the config's value.
+#[derive(Args, Debug, Clone, Default, Serialize)]
+pub struct CostFlags {
+    /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
+    /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
+    /// or roofline (--model on --gpu with --tp x --pp GPUs per replica, from datasheet
+    /// peaks, efficiencies fitted on the H200 profile); roofline:GPU is roofline with --gpu GPU.
+    #[arg(long, value_name = "SPEC")]
+    pub cost: Option<String>,
+    /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
+    pub c: Option<f64>,
+    /// Mean per-token cost a (seconds per token, at most 3600; --cost linear).
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS_PER_TOKEN")]
+    pub a: Option<f64>,
+    /// Tokens per batch at no per-token cost, b0 (tokens, at most 2^32; --cost linear).
+    #[arg(long, allow_negative_numbers = true, value_name = "TOKENS")]
+    pub b0: Option<f64>,
+    /// Batch-to-batch cost variation of --cost linear: det, exp (the seed's), or gamma:CV
+    /// (0 < CV <= 10: beyond it a run's batches cannot sample the law's mean).
+    #[arg(long)]
+    pub cost_dist: Option<CostDist>,
+    /// Multiply every iteration's cost by lognormal noise of mean 1 and this coefficient of
+    /// variation, 0 < CV <= 10 (any --cost) [default: none].
+    #[arg(long, value_name = "CV")]
+    pub noise_cv: Option<f64>,
+    /// Model served: a built-in name or Hugging Face id (llama-3.1-8b, llama-3.1-70b,
+    /// qwen3-30b-a3b, mixtral-8x7b, meta-llama/Llama-2-7b-hf, ...) or the path of a Hugging
+    /// Face config.json. Its shape prices --cost roofline and sizes the KV cache.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub model: Option<String>,
+    /// GPU of each replica: a built-in card (a100-40gb, a100-80gb, l4, l40s, h100-sxm,
+    /// h100-pcie, h200, b200, mi300x, rtx-4090) or a TOML file of its peaks (peak_flops,
+    /// fp8_flops, bandwidth, memory_gb, nvlink, pcie). Prices --cost roofline; its memory
+    /// is the default --gpu-mem-gb for memory-aware schedulers.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub gpu: Option<String>,
+    /// Tensor-parallel GPUs per replica, from 1 to 64, dividing the model's heads
+    /// (--cost roofline).
+    #[arg(long)]
+    pub tp: Option<u32>,
+    /// Pipeline stages per replica, from 1 to 64 and at most the model's layers
+    /// (--cost roofline). A replica is --tp x --pp GPUs; --gpus counts replicas.
+    #[arg(long)]
+    pub pp: Option<u32>,
+}
+
+impl CostFlags {
+    /// The flags that give the cost settings of `cfg` (the inverse of [`CostFlags::apply`]).
+    pub fn from_config(cfg: &Config) -> CostFlags {
+        let (base, noise_cv) = cfg.cost.split();
+        let linear = match base {
+            CostSpec::Linear { c, a, b0, dist } => Some((*c, *a, *b0, *dist)),
+            _ => None,
+        };
+        CostFlags {
+            cost: Some(base.to_string()),
+            c: linear.map(|l| l.0),
+            a: linear.map(|l| l.1),
+            b0: linear.map(|l| l.2),
+            cost_dist: linear.map(|l| l.3),
+            noise_cv,
+            model: Some(cfg.model.clone()),
+            gpu: cfg.gpu.clone(),
+            tp: Some(cfg.tp),
+            pp: Some(cfg.pp),
+        }
+    }
+
+    /// Overrides `cfg`'s cost settings with the flags given; warnings for cost flags the
+    /// model ignores.
+    pub fn apply(&self, cfg: &mut Config) -> Vec<String> {
+        let (cost, notes) = cfg.cost.with_flags(
+            self.cost.as_deref(),
+            self.c,
+            self.a,
+            self.b0,
+            self.cost_dist,
+            self.noise_cv,
+        );
+        cfg.cost = cost;
+        set(&mut cfg.model, &self.model);
+        set_some(&mut cfg.gpu, &self.gpu);
+        set(&mut cfg.tp, &self.tp);
+        set(&mut cfg.pp, &self.pp);
+        notes
+    }
+}
+
 /// Overwrites `field` with the flag's value where the flag is given.
 fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
     if let Some(v) = flag {
@@ -222,11 +274,6 @@ fn set_some<T: Clone>(field: &mut Option<T>, flag: &Option<T>) {
 impl SimArgs {
     /// The flags that give every setting of `cfg` (the inverse of [`SimArgs::apply`]).
     pub fn from_config(cfg: &Config) -> SimArgs {
-        let (base, noise_cv) = cfg.cost.split();
-        let linear = match base {
-            CostSpec::Linear { c, a, b0, dist } => Some((*c, *a, *b0, *dist)),
-            _ => None,
-        };
         SimArgs {
             config: None,
             scheduler: Some(cfg.scheduler),
@@ -238,12 +285,7 @@ impl SimArgs {
             prompt: cfg.prompt.clone(),
             decode: cfg.decode.clone(),
             lengths_from: cfg.lengths_from.clone(),
-            cost: Some(base.to_string()),
-            c: linear.map(|l| l.0),
-            a: linear.map(|l| l.1),
-            b0: linear.map(|l| l.2),
-            cost_dist: linear.map(|l| l.3),
-            noise_cv,
+            cost: CostFlags::from_config(cfg),
             k: cfg.k,
             max_decode_batch: cfg.max_decode_batch,
             max_seqs: cfg.max_seqs,
@@ -254,10 +296,6 @@ impl SimArgs {
             kv_capacity: cfg.kv_capacity,
             gpu_mem_gb: cfg.gpu_mem_gb,
             gpu_mem_util: Some(cfg.gpu_mem_util),
-            model: Some(cfg.model.clone()),
-            gpu: cfg.gpu.clone(),
-            tp: Some(cfg.tp),
-            pp: Some(cfg.pp),
             block_size: Some(cfg.block_size),
             prefill_gpus: cfg.prefill_gpus,
             decode_gpus: cfg.decode_gpus,
@@ -286,15 +324,7 @@ impl SimArgs {
         set_some(&mut cfg.prompt, &self.prompt);
         set_some(&mut cfg.decode, &self.decode);
         set_some(&mut cfg.lengths_from, &self.lengths_from);
-        let (cost, notes) = cfg.cost.with_flags(
-            self.cost.as_deref(),
-            self.c,
-            self.a,
-            self.b0,
-            self.cost_dist,
-            self.noise_cv,
-        );
-        cfg.cost = cost;
+        let notes = self.cost.apply(cfg);
         set_some(&mut cfg.k, &self.k);
         set_some(&mut cfg.max_decode_batch, &self.max_decode_batch);
         set_some(&mut cfg.max_seqs, &self.max_seqs);
@@ -308,10 +338,6 @@ impl SimArgs {
             cfg.gpu_mem_gb = self.gpu_mem_gb;
         }
         set(&mut cfg.gpu_mem_util, &self.gpu_mem_util);
-        set(&mut cfg.model, &self.model);
-        set_some(&mut cfg.gpu, &self.gpu);
-        set(&mut cfg.tp, &self.tp);
-        set(&mut cfg.pp, &self.pp);
         set(&mut cfg.block_size, &self.block_size);
         set_some(&mut cfg.prefill_gpus, &self.prefill_gpus);
         set_some(&mut cfg.decode_gpus, &self.decode_gpus);
@@ -369,10 +395,11 @@ fn read_config(path: &std::path::Path) -> Result<Config, UsageError> {
     }
 }
 
-/// Appends `[default: V]` to the help of each flag of `cmd` whose default is `base`'s value
-/// and whose help does not state a default already, so the help shows the library's.
-pub fn show_defaults(cmd: Command, base: &Config) -> Command {
-    let defaults = serde_json::to_value(SimArgs::from_config(base)).expect("flags serialise");
+/// Appends `[default: V]` to the help of each flag of `cmd` whose default is given by
+/// `defaults` (flags that give the defaults, e.g. [`SimArgs::from_config`] of the library's
+/// config) and whose help does not state a default already, so the help shows the library's.
+pub fn show_defaults(cmd: Command, defaults: &impl Serialize) -> Command {
+    let defaults = serde_json::to_value(defaults).expect("flags serialise");
     let mut cmd = cmd;
     for (id, value) in defaults.as_object().expect("a struct").iter() {
         let shown = match value {
@@ -681,8 +708,11 @@ mod tests {
         let [file, _, _] = everything();
         let args = SimArgs {
             seed: Some(1),
-            c: Some(0.05),
-            noise_cv: Some(0.1),
+            cost: CostFlags {
+                c: Some(0.05),
+                noise_cv: Some(0.1),
+                ..CostFlags::default()
+            },
             ..SimArgs::default()
         };
         let mut cfg = file.clone();
