@@ -685,6 +685,27 @@ fn bench_rejects_zero_repetitions() {
 }
 
 #[test]
+fn bench_suite_checks_its_baseline_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_suite = dir.path().join("suite.json");
+    std::fs::write(&not_a_suite, "{\"figures\": 3}").unwrap();
+    for baseline in [not_a_suite, dir.path().join("missing.json")] {
+        let start = std::time::Instant::now();
+        let out = run(&["bench", "--suite", "--baseline", baseline.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let name = baseline.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains("--baseline") && err.contains(name), "{err}");
+        assert!(out.stdout.is_empty());
+        // Refused at once, not after a minute of measuring.
+        assert!(start.elapsed().as_secs_f64() < 5.0);
+    }
+    // The suite's own flags need --suite.
+    let out = run(&["bench", "--save", "x.json"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn the_json_config_reproduces_the_run_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     for flags in [

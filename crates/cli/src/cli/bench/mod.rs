@@ -3,19 +3,23 @@
 
 use anyhow::Result;
 use clap::Args;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use super::require;
+mod bare;
+mod suite;
+
 use super::run::{SimArgs, build};
+use super::{UsageError, require};
 use llmsim::config::{Config, WorkloadSpec};
+use llmsim::engine::simulate;
+use llmsim::metrics::summarize;
 use llmsim::scheduler::SchedulerKind;
 
 /// Speed target: Scheduler B at this rate (requests/s) ...
 const BENCH_RATE: f64 = 2.0;
 /// ... over this many requests, in at most 2 s on one core.
 const BENCH_REQUESTS: usize = 1_000_000;
-use llmsim::engine::simulate;
-use llmsim::metrics::summarize;
 
 /// Flags of `llmsim bench`. A synthetic workload defaults to the speed target: Scheduler B
 /// at lambda = 2 (about 85% busy), 1,000,000 requests.
@@ -26,6 +30,26 @@ pub struct BenchArgs {
     /// Timed repetitions, at least 1; the fastest is reported.
     #[arg(long, default_value_t = 3)]
     repeat: u32,
+    /// Measure the project's speed targets instead of one configuration: the bare loop of
+    /// the seed model (the floor), the engine and a whole `llmsim run` process beside it,
+    /// Scheduler A, memory against run length, the shared traces on one calibrated H200,
+    /// and `reproduce`; printed as a table (the run's flags are ignored).
+    #[arg(long)]
+    suite: bool,
+    /// With --suite: also show this earlier suite's figures (saved by --save) and each
+    /// figure's ratio to it.
+    #[arg(long, value_name = "FILE", requires = "suite")]
+    baseline: Option<PathBuf>,
+    /// With --suite: save the figures as JSON, for a later --baseline.
+    #[arg(long, value_name = "FILE", requires = "suite")]
+    save: Option<PathBuf>,
+    /// With --suite: leave out the two `reproduce` figures (about a minute on 2 cores).
+    #[arg(long, requires = "suite")]
+    skip_reproduce: bool,
+    /// With --suite: the folder holding traces/ (the Azure and Mooncake traces); figures
+    /// whose trace is missing are skipped [default: $LLMSIM_SHARED, else ../shared].
+    #[arg(long, value_name = "DIR", requires = "suite")]
+    shared: Option<PathBuf>,
 }
 
 /// The settings `llmsim bench` starts from, before a config file and flags.
@@ -42,6 +66,9 @@ pub fn main(args: BenchArgs) -> Result<()> {
         "--repeat",
         "must be at least 1 timed repetition (got 0)",
     )?;
+    if args.suite {
+        return suite_main(&args);
+    }
     let (mut config, notes) = args.sim.config(base())?;
     if config.workload == WorkloadSpec::Synthetic {
         config.rate.get_or_insert(BENCH_RATE);
@@ -78,5 +105,31 @@ pub fn main(args: BenchArgs) -> Result<()> {
         best / n * 1e6,
         batches as f64 / best
     );
+    Ok(())
+}
+
+/// `llmsim bench --suite`.
+fn suite_main(args: &BenchArgs) -> Result<()> {
+    // A baseline that cannot be read is found before a minute of measuring, not after it.
+    let baseline = args
+        .baseline
+        .as_ref()
+        .map(suite::read)
+        .transpose()
+        .map_err(|e| UsageError::new("--baseline", format!("{e:#}")))?;
+    let shared = args
+        .shared
+        .clone()
+        .unwrap_or_else(llmsim_study::experiments::default_shared);
+    eprintln!("llmsim bench --suite: best of {} runs each", args.repeat);
+    let measured = suite::measure(&suite::SuiteArgs {
+        repeat: args.repeat,
+        shared: &shared,
+        skip_reproduce: args.skip_reproduce,
+    })?;
+    suite::print(&measured, baseline.as_ref());
+    if let Some(path) = &args.save {
+        suite::save(&measured, path)?;
+    }
     Ok(())
 }
