@@ -25,6 +25,14 @@
 //! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
 //! while it moves.
 //!
+//! A request may carry the next turn of its conversation ([`Request::next`]): when it
+//! completes, the engine releases that turn to arrive its think time later, into a queue
+//! of released turns that is merged with the workload's arrivals in time order (the
+//! workload's first on ties, then released turns in release order). The turn is routed
+//! like any arrival. Requests are numbered in order of arrival, so with released turns
+//! the numbering (and the warm-up, and the records) follows the simulated arrivals, not
+//! the workload's order.
+//!
 //! Memory does not grow with the length of a run: requests are read from an iterator as
 //! they arrive, only those in flight are kept (from the oldest unfinished to the newest),
 //! and latencies go to fixed-size [`StreamingDist`]s as requests finish. Per-request
@@ -68,6 +76,9 @@ pub struct EngineConfig {
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestRecord {
+    /// When it arrived: the workload's time, or for a conversation's later turn, its
+    /// predecessor's completion plus the think time.
+    pub arrival: f64,
     /// First time the request was in a running batch.
     pub start: f64,
     /// When its first token was emitted (end of its prefill).
@@ -244,6 +255,33 @@ impl<T: Ord> Ord for Due<T> {
 }
 
 impl<T: Ord> PartialOrd for Due<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A conversation's turn released by its predecessor's completion, waiting to arrive;
+/// ordered by release (`Due` orders by time first).
+struct Released {
+    seq: u64,
+    request: Request,
+}
+
+impl PartialEq for Released {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Released {}
+
+impl Ord for Released {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.seq.cmp(&other.seq)
+    }
+}
+
+impl PartialOrd for Released {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -445,6 +483,13 @@ struct Engine<'a> {
     source: &'a mut dyn Iterator<Item = Request>,
     /// The next arrival, read ahead.
     next: Option<Request>,
+    /// Conversations' turns released by completions, not yet arrived.
+    released: BinaryHeap<Due<Released>>,
+    /// Turns released so far (their release order).
+    releases: u64,
+    /// Requests in flight that carry a next turn: until they complete, the last arrival
+    /// is not known.
+    carrying: u64,
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
@@ -595,6 +640,9 @@ fn run_engine<R: Borrow<Request>>(
     let mut engine = Engine {
         source: &mut source,
         next: None,
+        released: BinaryHeap::new(),
+        releases: 0,
+        carrying: 0,
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
@@ -696,10 +744,16 @@ impl Engine<'_> {
     /// Processes events until none is left, or, when `stop_at_last_arrival`, until the next
     /// one falls after the last arrival; returns the time of the last event.
     fn run(&mut self, stop_at_last_arrival: bool) -> f64 {
-        self.read_next(0.0);
+        self.read_next();
+        self.end_arrivals(0.0);
         let mut now = 0.0;
         loop {
-            let arrival = self.next.as_ref().map(|r| r.arrival);
+            let read = self.next.as_ref().map(|r| r.arrival);
+            let released = self.released.peek().map(|r| r.time);
+            let arrival = match (read, released) {
+                (Some(a), Some(r)) => Some(a.min(r)),
+                (a, r) => a.or(r),
+            };
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);
             let batch_or_transfer = match (completion, transfer) {
@@ -715,9 +769,15 @@ impl Engine<'_> {
             match (arrival, completion) {
                 (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;
-                    let req = self.next.take().expect("peeked");
-                    self.arrive(req, now);
-                    self.read_next(now);
+                    if read == Some(a) {
+                        let req = self.next.take().expect("peeked");
+                        self.arrive(req, now);
+                        self.read_next();
+                    } else {
+                        let Due { what, .. } = self.released.pop().expect("peeked");
+                        self.arrive(what.request, now);
+                    }
+                    self.end_arrivals(now);
                 }
                 _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
                     let t = self.transfers.pop().expect("peeked");
@@ -736,20 +796,18 @@ impl Engine<'_> {
         }
     }
 
-    /// Reads the arrival after the ones arrived so far; `now` is the time of the latest. The
-    /// window starts at the arrival of the first measured request and ends at the last.
-    fn read_next(&mut self, now: f64) {
+    /// Reads the workload's next request.
+    fn read_next(&mut self) {
         self.next = self.source.next();
-        match &self.next {
-            Some(r) if self.counts.arrived == self.window.first_measured as u64 => {
-                self.window.start = r.arrival;
-            }
-            Some(_) => {}
-            None => {
-                self.window.end = now;
-                // Nothing was measured: an empty window.
-                self.window.start = self.window.start.min(now);
-            }
+    }
+
+    /// Ends the window at `now`, the latest arrival, if no other can come: the workload is
+    /// read to its end and no conversation has a turn to come.
+    fn end_arrivals(&mut self, now: f64) {
+        if self.next.is_none() && self.released.is_empty() && self.carrying == 0 {
+            self.window.end = now;
+            // Nothing was measured: an empty window.
+            self.window.start = self.window.start.min(now);
         }
     }
 
@@ -777,6 +835,7 @@ impl Engine<'_> {
         if let Some(records) = &mut self.records {
             for (id, s) in self.live.unfinished() {
                 records[id as usize] = RequestRecord {
+                    arrival: s.request.arrival,
                     start: s.start,
                     first_token: s.first_token,
                     completion: f64::NAN,
@@ -786,7 +845,13 @@ impl Engine<'_> {
         }
     }
 
-    fn arrive(&mut self, req: Request, now: f64) {
+    /// Request `req` arrives at `now`. The window starts at the first measured arrival.
+    fn arrive(&mut self, mut req: Request, now: f64) {
+        req.arrival = now;
+        self.carrying += u64::from(req.next.is_some());
+        if self.counts.arrived == self.window.first_measured as u64 {
+            self.window.start = now;
+        }
         let id = self.live.push(req);
         self.peak_in_flight = self.peak_in_flight.max(self.live.len());
         self.count_to(now);
@@ -799,6 +864,7 @@ impl Engine<'_> {
         }
         if let Some(records) = &mut self.records {
             records.push(RequestRecord {
+                arrival: now,
                 start: f64::NAN,
                 first_token: f64::NAN,
                 completion: f64::NAN,
@@ -1214,8 +1280,20 @@ impl Engine<'_> {
         }
     }
 
-    /// Request `id` has emitted its last token on GPU `g` at `now`.
+    /// Request `id` has emitted its last token on GPU `g` at `now`; its conversation's
+    /// next turn, if any, is released to arrive after its think time.
     fn complete(&mut self, g: usize, id: ReqId, now: f64) {
+        if let Some(next) = self.live.get_mut(id).request.next.take() {
+            self.carrying -= 1;
+            self.released.push(Due {
+                time: now + next.think_s,
+                what: Released {
+                    seq: self.releases,
+                    request: next.request,
+                },
+            });
+            self.releases += 1;
+        }
         let slot = self.live.get(id);
         let (arrival, decode) = (slot.request.arrival, slot.request.decode);
         let (start, first_token, gpu) = (slot.start, slot.first_token, slot.gpu);
@@ -1238,6 +1316,7 @@ impl Engine<'_> {
         c.completed_by_end += u64::from(now <= self.window.end);
         if let Some(records) = &mut self.records {
             records[id as usize] = RequestRecord {
+                arrival,
                 start,
                 first_token,
                 completion: now,

@@ -105,6 +105,7 @@ mod tests {
                 ids: ids.into(),
                 session: None,
             })),
+            next: None,
         }
     }
 

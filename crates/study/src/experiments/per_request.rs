@@ -269,11 +269,13 @@ mod tests {
             prompt: 1,
             decode: 1,
             prefix: None,
+            next: None,
         }
     }
 
     fn done(completion: f64) -> RequestRecord {
         RequestRecord {
+            arrival: 0.0,
             start: f64::NAN,
             first_token: f64::NAN,
             completion,
