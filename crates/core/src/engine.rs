@@ -321,28 +321,24 @@ struct Gpu {
 #[derive(Default)]
 struct GpuPrefix {
     cache: PrefixCache,
-    /// Requests on this GPU with a prefix identity: the keys of their prompt's full
-    /// blocks, and the cache's nodes of the leading ones they reference.
-    held: HashMap<ReqId, Held, FixedState>,
-}
-
-struct Held {
-    keys: Box<[u64]>,
-    nodes: Vec<u32>,
+    /// Requests on this GPU with a prefix identity: the cache's nodes of the leading
+    /// blocks of their prompts that they reference.
+    held: HashMap<ReqId, Vec<u32>, FixedState>,
 }
 
 impl Gpu {
-    /// Caches the full blocks of request `id`'s prompt, whose prefill has just ended here,
-    /// referenced by it; a block another request cached meanwhile is shared, and the
-    /// request's own copy freed.
-    fn cache_prompt(&mut self, id: ReqId) {
-        let Some(px) = self.prefix.as_mut() else {
+    /// Caches the full blocks of `KV block_size`-token blocks of request `id`'s prompt,
+    /// `req`, whose prefill has just ended here, referenced by it; a block another request
+    /// cached meanwhile is shared, and the request's own copy freed.
+    fn cache_prompt(&mut self, id: ReqId, req: &Request, block_size: u32) {
+        let (Some(px), Some(prefix)) = (self.prefix.as_mut(), &req.prefix) else {
             return;
         };
-        let Some(h) = px.held.get_mut(&id) else {
+        let Some(nodes) = px.held.get_mut(&id) else {
             return;
         };
-        let dropped = px.cache.insert(&h.keys[h.nodes.len()..], &mut h.nodes);
+        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
+        let dropped = px.cache.insert(keys.skip(nodes.len()), nodes);
         self.kv_used -= dropped;
     }
 }
@@ -969,7 +965,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         let (cached, unreferenced) = match gpu.prefix.as_mut() {
             Some(GpuPrefix { cache, held }) => match held.get_mut(&id) {
-                Some(h) => (h.nodes.len() as u64, cache.release(&mut h.nodes)),
+                Some(nodes) => (nodes.len() as u64, cache.release(nodes)),
                 None => (0, 0),
             },
             None => (0, 0),
@@ -987,27 +983,30 @@ impl Engine<'_> {
     /// arrival and its blocks stay referenced while the request waits, so a policy's view
     /// of free memory never changes between choosing a batch and starting it.
     fn look_up(&mut self, g: usize, id: ReqId, now: f64) {
-        let slot = self.live.get(id);
-        let (Some(prefix), true) = (&slot.request.prefix, self.gpus[g].prefix.is_some()) else {
+        if self.gpus[g].prefix.is_none() || self.live.get(id).request.prefix.is_none() {
             return;
-        };
-        let (prompt, bs) = (slot.request.prompt, self.kv.block_size);
-        let keys = prefix.block_keys(bs, (prompt / bs) as usize);
+        }
         self.kv_change(g, now);
+        let request = &self.live.get(id).request;
+        let prefix = request.prefix.as_ref().expect("checked above");
+        let (prompt, bs) = (request.prompt, self.kv.block_size);
+        let blocks = (prompt / bs) as usize;
         let gpu = &mut self.gpus[g];
         let px = gpu.prefix.as_mut().expect("checked above");
         let mut nodes = Vec::new();
-        let revived = px
-            .cache
-            .acquire(&keys, ((prompt - 1) / bs) as usize, &mut nodes);
+        let revived = px.cache.acquire(
+            prefix.block_keys(bs, blocks),
+            ((prompt - 1) / bs) as usize,
+            &mut nodes,
+        );
         let hit = nodes.len();
         let s = &mut px.cache.stats;
         let hit_tokens = hit as u32 * bs;
         s.requested_tokens += u64::from(prompt);
         s.hit_tokens += u64::from(hit_tokens);
-        s.requested_blocks += keys.len() as u64;
+        s.requested_blocks += blocks as u64;
         s.hit_blocks += hit as u64;
-        px.held.insert(id, Held { keys, nodes });
+        px.held.insert(id, nodes);
         gpu.kv_used += revived;
         self.loads[g].work_tokens -= u64::from(hit_tokens);
         self.live.get_mut(id).progress.prefilled = hit_tokens;
@@ -1222,7 +1221,7 @@ impl Engine<'_> {
                     p.prefilled += e.tokens;
                     let done = p.prefilled == req.prompt + p.recompute;
                     if done {
-                        self.gpus[g].cache_prompt(e.id);
+                        self.gpus[g].cache_prompt(e.id, req, self.kv.block_size);
                     }
                     done
                 }
