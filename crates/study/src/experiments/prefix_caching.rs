@@ -5,7 +5,8 @@
 //! prefills) and sarathi (2,048-token chunks), with the prefix cache off and on, behind
 //! round-robin, jsq, session affinity (the trace records no sessions, so it routes as
 //! jsq) and prefix-aware routing. Each row gives the token hit rate, TTFT p50/p99 and TBT
-//! p99, and whether p99 TTFT is under [`SLO_TTFT_S`]. A `--quick` run replays the first
+//! p99, whether p99 TTFT is under [`SLO_TTFT_S`], and the mean number of requests waiting
+//! for their first batch (how well the router spreads the load). A `--quick` run replays the first
 //! [`QUICK_PREFIX`] requests.
 
 use rayon::prelude::*;
@@ -152,6 +153,7 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
                 Cell::num_or_empty(s.tbt.p99),
                 Cell::Bool(s.unstable),
                 Cell::Bool(!s.unstable && p99 < SLO_TTFT_S),
+                Cell::num_or_empty(s.mean_in_queue),
             ]
         })
         .collect();
@@ -201,11 +203,12 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
             "p99_tbt",
             "unstable",
             "meets_slo",
+            "mean_in_queue",
         ],
         rows,
         meta: json!({
             "study": { "seed": ctx.study.seed, "reps": 1, "requests_per_rep": requests, "warmup_requests": 0 },
-            "trace": { "file": ctx.shared.join(TRACE).display().to_string(), "requests": trace.requests.len(), "span_s": trace.span() },
+            "trace": { "file": ctx.shared.join(TRACE).display().to_string(), "requests": trace.requests.len(), "span_s": trace.span(), "mean_prompt_tokens": trace.requests.iter().map(|r| f64::from(r.prompt)).sum::<f64>() / trace.requests.len() as f64 },
             "cost_preset": PRESET,
             "gpu_mem_gb": GPU_MEM_GB,
             "kv_capacity_tokens": kv.capacity_tokens(),
