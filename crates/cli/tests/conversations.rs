@@ -237,3 +237,43 @@ fn conversations_are_the_same_whatever_the_thread_count() {
     };
     assert_eq!(run("1"), run("4"));
 }
+
+/// A multi-turn run's per-request records (as Python's `requests()` reads them) list every
+/// turn as it arrived, each turn after its predecessor's reply.
+#[test]
+fn records_of_a_conversation_run_list_every_turn() {
+    use llmsim::dist::LengthDist;
+    use llmsim::multiturn::MultiTurn;
+    use llmsim::sim::RunConfig;
+    use llmsim::workload::Workload;
+    let mt = MultiTurn {
+        session_rate: 2.0,
+        turns: 3,
+        think_s: 1.0,
+        user: LengthDist::Fixed(40),
+        decode: LengthDist::Fixed(9),
+        system_tokens: 0,
+        system_prompts: 1,
+        requests: 300,
+    };
+    let run = RunConfig {
+        workload: Workload::MultiTurn(mt),
+        engine: config(2, RouterSpec::Session, true),
+        seed: 4,
+        reps: 1,
+        warmup: 30,
+    };
+    let (requests, out) = run.simulate_records(0);
+    assert_eq!((requests.len(), out.records.len()), (300, 300));
+    for (q, r) in requests.iter().zip(&out.records) {
+        assert_eq!(
+            (q.arrival, q.prompt, q.decode),
+            (r.arrival, r.prompt, r.decode)
+        );
+        assert!(r.completion >= r.arrival);
+    }
+    // Prompts of 40, 90 and 140 tokens, a hundred of each.
+    for p in [40, 90, 140] {
+        assert_eq!(requests.iter().filter(|q| q.prompt == p).count(), 100);
+    }
+}

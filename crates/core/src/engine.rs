@@ -80,6 +80,10 @@ pub struct RequestRecord {
     /// When it arrived: the workload's time, or for a conversation's later turn, its
     /// predecessor's completion plus the think time.
     pub arrival: f64,
+    /// Its prompt `L` (tokens).
+    pub prompt: u32,
+    /// Its decode budget `B` (tokens).
+    pub decode: u32,
     /// First time the request was in a running batch.
     pub start: f64,
     /// When its first token was emitted (end of its prefill).
@@ -833,6 +837,8 @@ impl Engine<'_> {
             for (id, s) in self.live.unfinished() {
                 records[id as usize] = RequestRecord {
                     arrival: s.request.arrival,
+                    prompt: s.request.prompt,
+                    decode: s.request.decode,
                     start: s.start,
                     first_token: s.first_token,
                     completion: f64::NAN,
@@ -860,8 +866,11 @@ impl Engine<'_> {
             c.arrived_by_start += 1;
         }
         if let Some(records) = &mut self.records {
+            let r = &self.live.get(id).request;
             records.push(RequestRecord {
                 arrival: now,
+                prompt: r.prompt,
+                decode: r.decode,
                 start: f64::NAN,
                 first_token: f64::NAN,
                 completion: f64::NAN,
@@ -1303,7 +1312,8 @@ impl Engine<'_> {
             self.release(*next, now);
         }
         let slot = self.live.get(id);
-        let (arrival, decode) = (slot.request.arrival, slot.request.decode);
+        let r = &slot.request;
+        let (arrival, prompt, decode) = (r.arrival, r.prompt, r.decode);
         let (start, first_token, gpu) = (slot.start, slot.first_token, slot.gpu);
         self.loads[g].outstanding -= 1;
         self.free_blocks(g, id);
@@ -1325,6 +1335,8 @@ impl Engine<'_> {
         if let Some(records) = &mut self.records {
             records[id as usize] = RequestRecord {
                 arrival,
+                prompt,
+                decode,
                 start,
                 first_token,
                 completion: now,

@@ -84,10 +84,27 @@ impl RunConfig {
 
     /// Draws replication `rep`'s requests and simulates them keeping per-request records,
     /// for outputs that need them (memory grows with the run; summaries need no records).
+    /// The requests are listed as they arrived, like the records: a closed-loop workload's
+    /// later turns, which the workload does not list, as the run released them (arrival,
+    /// prompt and decode budget only).
     pub fn simulate_records(&self, rep: u32) -> (Vec<Request>, SimOutput) {
         let requests = self.workload.generate(self.seed, rep);
         let out = simulate_records(&requests, &self.engine, self.seed, rep, self.warmup);
-        (requests, out)
+        if requests.iter().all(|r| r.next.is_none()) {
+            return (requests, out);
+        }
+        let arrived = out
+            .records
+            .iter()
+            .map(|r| Request {
+                arrival: r.arrival,
+                prompt: r.prompt,
+                decode: r.decode,
+                prefix: None,
+                next: None,
+            })
+            .collect();
+        (arrived, out)
     }
 
     /// Summarises one simulation of this configuration. A run is unstable when its queue

@@ -276,6 +276,8 @@ mod tests {
     fn done(completion: f64) -> RequestRecord {
         RequestRecord {
             arrival: 0.0,
+            prompt: 0,
+            decode: 0,
             start: f64::NAN,
             first_token: f64::NAN,
             completion,
