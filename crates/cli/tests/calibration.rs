@@ -298,6 +298,7 @@ fn prefill_makespan(prompts: &[u32], budget: u32, cost: Arc<dyn CostModel>) -> (
             prompt,
             decode: 0,
             prefix: None,
+            next: None,
         })
         .collect();
     let config = EngineConfig {
@@ -391,6 +392,7 @@ fn batch_attention_counts_each_chunk_from_its_offset() {
                         prompt,
                         decode,
                         prefix: None,
+                        next: None,
                     }
                 })
                 .collect();

@@ -341,6 +341,7 @@ fn least_work_hears_of_a_preemption_at_once() {
         prompt,
         decode,
         prefix: None,
+        next: None,
     };
     let requests = [
         req(0.0, 4, 6),

@@ -24,6 +24,7 @@ fn workload() -> impl Strategy<Value = Vec<Request>> {
                     prompt,
                     decode,
                     prefix: None,
+                    next: None,
                 }
             })
             .collect()
@@ -373,6 +374,7 @@ fn latencies_without_values_are_null_and_percentiles_stay_below_the_maximum() {
             prompt: 8,
             decode: 10,
             prefix: None,
+            next: None,
         })
         .collect();
     // Each batch takes 100 s: nothing measured finishes by the last arrival, at 2 s.

@@ -42,6 +42,7 @@ fn workload() -> impl Strategy<Value = Vec<Request>> {
                         prompt,
                         decode,
                         prefix: None,
+                        next: None,
                     }
                 })
                 .collect()
@@ -444,6 +445,7 @@ fn tight_memory_preempts_and_still_completes_everything() {
             prompt: 32,
             decode: 64,
             prefix: None,
+            next: None,
         })
         .collect();
     let limits = BatchLimits {
@@ -486,12 +488,14 @@ fn recompute_emits_the_next_token_in_its_prefill() {
             prompt: 4,
             decode: 6,
             prefix: None,
+            next: None,
         },
         Request {
             arrival: 0.0,
             prompt: 4,
             decode: 2,
             prefix: None,
+            next: None,
         },
     ];
     let config = EngineConfig {
@@ -558,6 +562,7 @@ fn tight_memory_swaps_and_still_completes_everything() {
             prompt: 32,
             decode: 64,
             prefix: None,
+            next: None,
         })
         .collect();
     let limits = BatchLimits {
@@ -612,12 +617,14 @@ fn swap_adds_its_transfer_time_to_the_batch() {
             prompt: 4,
             decode: 6,
             prefix: None,
+            next: None,
         },
         Request {
             arrival: 0.0,
             prompt: 4,
             decode: 2,
             prefix: None,
+            next: None,
         },
     ];
     let link = SwapLink {

@@ -96,6 +96,7 @@ fn shared_prefixes(lens: &[(u32, u32, usize, u32)], chunk: u32, gap: f64) -> Vec
                     ids: ids.into(),
                     session: None,
                 })),
+                next: None,
             }
         })
         .collect()
@@ -177,6 +178,7 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
             ids: (0..u64::from(prompt.div_ceil(16))).collect(),
             session: None,
         })),
+        next: None,
     };
     let requests = [turn(0.0, 100), turn(100.0, 100 + 51 + 30)];
     let out = simulate(&requests, &config(vllm(), 1 << 20, true), 1, 0, 0);
@@ -233,6 +235,7 @@ fn without_prefixes_the_cache_changes_nothing() {
             prompt: 50 + (i * 37) % 300,
             decode: (i * 13) % 40,
             prefix: None,
+            next: None,
         })
         .collect();
     let off = simulate(&requests, &config(vllm(), 3000, false), 1, 0, 0);

@@ -757,7 +757,8 @@ fn prefix_caching_hits_only_with_the_cache_and_most_with_prefix_routing() {
 
 /// The multi-turn study: every point hits (turns resend their conversation), the largest
 /// cache hits more than the smallest and the shortest think time more than the longest,
-/// each by more than the two points' 99.9% intervals.
+/// each by more than the two points' 99.9% intervals, both sweeps monotone within them,
+/// and no point above the hit rate of every previous prompt cached.
 #[test]
 fn multiturn_hit_rate_falls_with_think_time_and_rises_with_cache() {
     let name = "data_multiturn.csv";
@@ -784,6 +785,25 @@ fn multiturn_hit_rate_falls_with_think_time_and_rises_with_cache() {
         };
         let tol = pass_tolerance(lo_ci, n) + pass_tolerance(hi_ci, n);
         assert!(hi - lo > tol, "{kind}: {hi} vs {lo} (tolerance {tol})");
+        // Monotone from point to point, within the intervals: each session brings all its
+        // turns, whatever the think time.
+        for w in pts.windows(2) {
+            let tol = pass_tolerance(w[0].1, n) + pass_tolerance(w[1].1, n);
+            let (before, after) = if kind == "think" {
+                (w[1].0, w[0].0)
+            } else {
+                (w[0].0, w[1].0)
+            };
+            assert!(before <= after + tol, "{kind}: {pts:?}");
+        }
+        // Prompts of 640, 897, 1,154 and 1,411 tokens: a turn reuses at most the previous
+        // prompt's whole 16-token blocks (512, 640, 896, 1,152 tokens), a bound the largest
+        // cache reaches but for each system prompt's first use.
+        let ceiling = 3200.0 / 4102.0;
+        assert!(pts.iter().all(|&(m, _)| m <= ceiling), "{pts:?}");
+        if kind == "cache" {
+            assert!(pts[pts.len() - 1].0 > ceiling - 0.01, "{pts:?}");
+        }
     }
 }
 

@@ -463,7 +463,7 @@ pub struct Config {
     pub prefix_cache: bool,
     /// Turns per conversation (multiturn) [4].
     pub turns: Option<u32>,
-    /// Mean time from one turn's arrival to the next (seconds, multiturn) [30].
+    /// Mean user think time from a reply to the next turn (seconds, multiturn) [30].
     pub think: Option<f64>,
     /// Tokens of the system prompt opening each conversation (multiturn) [0].
     pub system_prompt: Option<u32>,

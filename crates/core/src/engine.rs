@@ -25,6 +25,14 @@
 //! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
 //! while it moves.
 //!
+//! A request may carry the next turn of its conversation ([`Request::next`]): when it
+//! completes, the engine releases that turn to arrive its think time later, into a queue
+//! of released turns that is merged with the workload's arrivals in time order (the
+//! workload's first on ties, then released turns in release order). The turn is routed
+//! like any arrival. Requests are numbered in order of arrival, so with released turns
+//! the numbering (and the warm-up, and the records) follows the simulated arrivals, not
+//! the workload's order.
+//!
 //! Memory does not grow with the length of a run: requests are read from an iterator as
 //! they arrive, only those in flight are kept (from the oldest unfinished to the newest),
 //! and latencies go to fixed-size [`StreamingDist`]s as requests finish. Per-request
@@ -39,6 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use crate::cost::CostModel;
 use crate::kv::KvConfig;
 use crate::prefix::{CacheStats, PrefixCache};
+use crate::request::NextTurn;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
 use crate::scheduler::{
@@ -69,6 +78,13 @@ pub struct EngineConfig {
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestRecord {
+    /// When it arrived: the workload's time, or for a conversation's later turn, its
+    /// predecessor's completion plus the think time.
+    pub arrival: f64,
+    /// Its prompt `L` (tokens).
+    pub prompt: u32,
+    /// Its decode budget `B` (tokens).
+    pub decode: u32,
     /// First time the request was in a running batch.
     pub start: f64,
     /// When its first token was emitted (end of its prefill).
@@ -250,6 +266,33 @@ impl<T: Ord> PartialOrd for Due<T> {
     }
 }
 
+/// A conversation's turn released by its predecessor's completion, waiting to arrive;
+/// ordered by release (`Due` orders by time first).
+struct Released {
+    seq: u64,
+    request: Request,
+}
+
+impl PartialEq for Released {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Released {}
+
+impl Ord for Released {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.seq.cmp(&other.seq)
+    }
+}
+
+impl PartialOrd for Released {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// A KV cache transfer between GPUs; ordered by request first (one transfer per request
 /// is ever in flight).
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -284,28 +327,24 @@ struct Gpu {
 #[derive(Default)]
 struct GpuPrefix {
     cache: PrefixCache,
-    /// Requests on this GPU with a prefix identity: the keys of their prompt's full
-    /// blocks, and the cache's nodes of the leading ones they reference.
-    held: HashMap<ReqId, Held, FixedState>,
-}
-
-struct Held {
-    keys: Box<[u64]>,
-    nodes: Vec<u32>,
+    /// Requests on this GPU with a prefix identity: the cache's nodes of the leading
+    /// blocks of their prompts that they reference.
+    held: HashMap<ReqId, Vec<u32>, FixedState>,
 }
 
 impl Gpu {
-    /// Caches the full blocks of request `id`'s prompt, whose prefill has just ended here,
-    /// referenced by it; a block another request cached meanwhile is shared, and the
-    /// request's own copy freed.
-    fn cache_prompt(&mut self, id: ReqId) {
-        let Some(px) = self.prefix.as_mut() else {
+    /// Caches the full blocks of `KV block_size`-token blocks of request `id`'s prompt,
+    /// `req`, whose prefill has just ended here, referenced by it; a block another request
+    /// cached meanwhile is shared, and the request's own copy freed.
+    fn cache_prompt(&mut self, id: ReqId, req: &Request, block_size: u32) {
+        let (Some(px), Some(prefix)) = (self.prefix.as_mut(), &req.prefix) else {
             return;
         };
-        let Some(h) = px.held.get_mut(&id) else {
+        let Some(nodes) = px.held.get_mut(&id) else {
             return;
         };
-        let dropped = px.cache.insert(&h.keys[h.nodes.len()..], &mut h.nodes);
+        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
+        let dropped = px.cache.insert(keys.skip(nodes.len()), nodes);
         self.kv_used -= dropped;
     }
 }
@@ -446,6 +485,13 @@ struct Engine<'a> {
     source: &'a mut dyn Iterator<Item = Request>,
     /// The next arrival, read ahead.
     next: Option<Request>,
+    /// Conversations' turns released by completions, not yet arrived.
+    released: BinaryHeap<Due<Released>>,
+    /// Turns released so far (their release order).
+    releases: u64,
+    /// Requests in flight that carry a next turn: until they complete, the last arrival
+    /// is not known.
+    carrying: u64,
     observer: &'a mut dyn FnMut(&BatchEvent),
     cost: &'a dyn CostModel,
     kv: KvConfig,
@@ -624,6 +670,9 @@ fn run_engine<R: Borrow<Request>>(
     let mut engine = Engine {
         source: &mut source,
         next: None,
+        released: BinaryHeap::new(),
+        releases: 0,
+        carrying: 0,
         observer,
         cost: config.cost.as_ref(),
         kv: config.kv,
@@ -726,7 +775,8 @@ impl Engine<'_> {
     /// one falls after the last arrival, or soon after `cancel` is set; returns the time of
     /// the last event.
     fn run(&mut self, stop_at_last_arrival: bool, cancel: Option<&AtomicBool>) -> f64 {
-        self.read_next(0.0);
+        self.read_next();
+        self.end_arrivals(0.0);
         let mut now = 0.0;
         let mut until_check = CANCEL_CHECK_EVENTS;
         loop {
@@ -739,7 +789,12 @@ impl Engine<'_> {
                     until_check = CANCEL_CHECK_EVENTS;
                 }
             }
-            let arrival = self.next.as_ref().map(|r| r.arrival);
+            let read = self.next.as_ref().map(|r| r.arrival);
+            let released = self.released.peek().map(|r| r.time);
+            let arrival = match (read, released) {
+                (Some(a), Some(r)) => Some(a.min(r)),
+                (a, r) => a.or(r),
+            };
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);
             let batch_or_transfer = match (completion, transfer) {
@@ -755,9 +810,15 @@ impl Engine<'_> {
             match (arrival, completion) {
                 (Some(a), _) if batch_or_transfer.is_none_or(|c| a <= c) => {
                     now = a;
-                    let req = self.next.take().expect("peeked");
-                    self.arrive(req, now);
-                    self.read_next(now);
+                    if read == Some(a) {
+                        let req = self.next.take().expect("peeked");
+                        self.arrive(req, now);
+                        self.read_next();
+                    } else {
+                        let Due { what, .. } = self.released.pop().expect("peeked");
+                        self.arrive(what.request, now);
+                    }
+                    self.end_arrivals(now);
                 }
                 _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
                     let t = self.transfers.pop().expect("peeked");
@@ -776,20 +837,18 @@ impl Engine<'_> {
         }
     }
 
-    /// Reads the arrival after the ones arrived so far; `now` is the time of the latest. The
-    /// window starts at the arrival of the first measured request and ends at the last.
-    fn read_next(&mut self, now: f64) {
+    /// Reads the workload's next request.
+    fn read_next(&mut self) {
         self.next = self.source.next();
-        match &self.next {
-            Some(r) if self.counts.arrived == self.window.first_measured as u64 => {
-                self.window.start = r.arrival;
-            }
-            Some(_) => {}
-            None => {
-                self.window.end = now;
-                // Nothing was measured: an empty window.
-                self.window.start = self.window.start.min(now);
-            }
+    }
+
+    /// Ends the window at `now`, the latest arrival, if no other can come: the workload is
+    /// read to its end and no conversation has a turn to come.
+    fn end_arrivals(&mut self, now: f64) {
+        if self.next.is_none() && self.released.is_empty() && self.carrying == 0 {
+            self.window.end = now;
+            // Nothing was measured: an empty window.
+            self.window.start = self.window.start.min(now);
         }
     }
 
@@ -817,6 +876,9 @@ impl Engine<'_> {
         if let Some(records) = &mut self.records {
             for (id, s) in self.live.unfinished() {
                 records[id as usize] = RequestRecord {
+                    arrival: s.request.arrival,
+                    prompt: s.request.prompt,
+                    decode: s.request.decode,
                     start: s.start,
                     first_token: s.first_token,
                     completion: f64::NAN,
@@ -826,7 +888,13 @@ impl Engine<'_> {
         }
     }
 
-    fn arrive(&mut self, req: Request, now: f64) {
+    /// Request `req` arrives at `now`. The window starts at the first measured arrival.
+    fn arrive(&mut self, mut req: Request, now: f64) {
+        req.arrival = now;
+        self.carrying += u64::from(req.next.is_some());
+        if self.counts.arrived == self.window.first_measured as u64 {
+            self.window.start = now;
+        }
         let id = self.live.push(req);
         self.peak_in_flight = self.peak_in_flight.max(self.live.len());
         self.count_to(now);
@@ -838,7 +906,11 @@ impl Engine<'_> {
             c.arrived_by_start += 1;
         }
         if let Some(records) = &mut self.records {
+            let r = &self.live.get(id).request;
             records.push(RequestRecord {
+                arrival: now,
+                prompt: r.prompt,
+                decode: r.decode,
                 start: f64::NAN,
                 first_token: f64::NAN,
                 completion: f64::NAN,
@@ -943,7 +1015,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         let (cached, unreferenced) = match gpu.prefix.as_mut() {
             Some(GpuPrefix { cache, held }) => match held.get_mut(&id) {
-                Some(h) => (h.nodes.len() as u64, cache.release(&mut h.nodes)),
+                Some(nodes) => (nodes.len() as u64, cache.release(nodes)),
                 None => (0, 0),
             },
             None => (0, 0),
@@ -961,27 +1033,30 @@ impl Engine<'_> {
     /// arrival and its blocks stay referenced while the request waits, so a policy's view
     /// of free memory never changes between choosing a batch and starting it.
     fn look_up(&mut self, g: usize, id: ReqId, now: f64) {
-        let slot = self.live.get(id);
-        let (Some(prefix), true) = (&slot.request.prefix, self.gpus[g].prefix.is_some()) else {
+        if self.gpus[g].prefix.is_none() || self.live.get(id).request.prefix.is_none() {
             return;
-        };
-        let (prompt, bs) = (slot.request.prompt, self.kv.block_size);
-        let keys = prefix.block_keys(bs, (prompt / bs) as usize);
+        }
         self.kv_change(g, now);
+        let request = &self.live.get(id).request;
+        let prefix = request.prefix.as_ref().expect("checked above");
+        let (prompt, bs) = (request.prompt, self.kv.block_size);
+        let blocks = (prompt / bs) as usize;
         let gpu = &mut self.gpus[g];
         let px = gpu.prefix.as_mut().expect("checked above");
         let mut nodes = Vec::new();
-        let revived = px
-            .cache
-            .acquire(&keys, ((prompt - 1) / bs) as usize, &mut nodes);
+        let revived = px.cache.acquire(
+            prefix.block_keys(bs, blocks),
+            ((prompt - 1) / bs) as usize,
+            &mut nodes,
+        );
         let hit = nodes.len();
         let s = &mut px.cache.stats;
         let hit_tokens = hit as u32 * bs;
         s.requested_tokens += u64::from(prompt);
         s.hit_tokens += u64::from(hit_tokens);
-        s.requested_blocks += keys.len() as u64;
+        s.requested_blocks += blocks as u64;
         s.hit_blocks += hit as u64;
-        px.held.insert(id, Held { keys, nodes });
+        px.held.insert(id, nodes);
         gpu.kv_used += revived;
         self.loads[g].work_tokens -= u64::from(hit_tokens);
         self.live.get_mut(id).progress.prefilled = hit_tokens;
@@ -1196,7 +1271,7 @@ impl Engine<'_> {
                     p.prefilled += e.tokens;
                     let done = p.prefilled == req.prompt + p.recompute;
                     if done {
-                        self.gpus[g].cache_prompt(e.id);
+                        self.gpus[g].cache_prompt(e.id, req, self.kv.block_size);
                     }
                     done
                 }
@@ -1254,10 +1329,31 @@ impl Engine<'_> {
         }
     }
 
-    /// Request `id` has emitted its last token on GPU `g` at `now`.
+    /// Releases a conversation's `next` turn, whose predecessor completed at `now`, to
+    /// arrive after its think time. Kept out of line: most requests have no next turn, and
+    /// the completion path is the engine's hottest.
+    #[inline(never)]
+    fn release(&mut self, next: NextTurn, now: f64) {
+        self.carrying -= 1;
+        self.released.push(Due {
+            time: now + next.think_s,
+            what: Released {
+                seq: self.releases,
+                request: next.request,
+            },
+        });
+        self.releases += 1;
+    }
+
+    /// Request `id` has emitted its last token on GPU `g` at `now`; its conversation's
+    /// next turn, if any, is released to arrive after its think time.
     fn complete(&mut self, g: usize, id: ReqId, now: f64) {
+        if let Some(next) = self.live.get_mut(id).request.next.take() {
+            self.release(*next, now);
+        }
         let slot = self.live.get(id);
-        let (arrival, decode) = (slot.request.arrival, slot.request.decode);
+        let r = &slot.request;
+        let (arrival, prompt, decode) = (r.arrival, r.prompt, r.decode);
         let (start, first_token, gpu) = (slot.start, slot.first_token, slot.gpu);
         self.loads[g].outstanding -= 1;
         self.free_blocks(g, id);
@@ -1278,6 +1374,9 @@ impl Engine<'_> {
         c.completed_by_end += u64::from(now <= self.window.end);
         if let Some(records) = &mut self.records {
             records[id as usize] = RequestRecord {
+                arrival,
+                prompt,
+                decode,
                 start,
                 first_token,
                 completion: now,

@@ -3,17 +3,20 @@
 //! Sessions start as a Poisson process. Each has `turns` turns; a turn's prompt is the
 //! whole conversation so far (an optional system prompt shared by the sessions that drew
 //! it, then every earlier user message and reply) plus a new user message, and its reply
-//! is its output. The next turn arrives a think time (exponential) after the turn before
-//! it arrived: the generator is open-loop, as the engine reads requests ahead of serving
-//! them, so the think time covers the reply's serving time as well as the user's pause.
+//! is its output. The loop is closed: a turn arrives a think time (exponential) after the
+//! reply to the turn before it is complete, so a slow server delays the conversation. The
+//! workload yields each session's first turn; the later ones ride on it
+//! ([`Request::next`]) and the engine releases each when its predecessor completes.
+//!
+//! A session draws its system prompt, message lengths and think times from a stream of its
+//! own ([`Source::Session`]), at its start: what it asks never depends on the order in
+//! which the engine serves turns.
 //!
 //! Prompts carry their prefix identity ([`Prefix`]) in chunks of [`CHUNK_TOKENS`] tokens:
 //! a chunk wholly inside a system prompt is named by that system prompt and its position,
 //! any other chunk by its session and position, so two prompts share exactly the chunks
 //! whose tokens are the same text.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use rand::RngExt;
@@ -22,6 +25,7 @@ use rand_distr::{Distribution, Exp1};
 use crate::dist::LengthDist;
 use crate::limits::{self, RangeError, require};
 use crate::prefix::Prefix;
+use crate::request::NextTurn;
 use crate::rng::{SimRng, Source, stream};
 use crate::workload::Request;
 
@@ -36,7 +40,8 @@ pub struct MultiTurn {
     pub session_rate: f64,
     /// Turns per session (at least 1).
     pub turns: u32,
-    /// Mean time from one turn's arrival to the next's (seconds, exponential).
+    /// Mean user think time from a reply's last token to the next turn's arrival (seconds,
+    /// exponential).
     pub think_s: f64,
     /// Tokens of each new user message.
     pub user: LengthDist,
@@ -46,12 +51,13 @@ pub struct MultiTurn {
     pub system_tokens: u32,
     /// Distinct system prompts, each session drawing one uniformly (at least 1).
     pub system_prompts: u32,
-    /// Requests (turns) in all; sessions start until this many turns have arrived.
+    /// Requests (turns) in all: `ceil(requests / turns)` sessions, the last one cut short.
     pub requests: usize,
 }
 
 impl MultiTurn {
-    /// Mean arrival rate of turns (requests per second).
+    /// Mean arrival rate of turns while the server keeps up (requests per second): each
+    /// session brings `turns` turns whatever their pace.
     pub fn rate(&self) -> f64 {
         self.session_rate * f64::from(self.turns)
     }
@@ -93,89 +99,58 @@ impl MultiTurn {
         limits::horizon(self.requests, self.requests as f64 / self.rate())
     }
 
-    /// The turns of replication `rep`, in arrival order, drawn as they are read; memory
-    /// follows the sessions in progress.
+    /// The first turns of replication `rep`'s sessions, in arrival order, each carrying
+    /// the rest of its conversation; drawn as they are read.
     pub fn iter(&self, seed: u64, rep: u32) -> Turns<'_> {
         Turns {
             w: self,
-            sessions: stream(seed, rep, Source::Arrivals),
-            users: stream(seed, rep, Source::Prompt),
-            replies: stream(seed, rep, Source::Decode),
-            thinks: stream(seed, rep, Source::Lengths),
+            seed,
+            rep,
+            starts: stream(seed, rep, Source::Arrivals),
             next_start: 0.0,
             started: 0,
-            pending: BinaryHeap::new(),
             left: self.requests,
         }
     }
 }
 
-/// A session between turns.
-#[derive(Debug, PartialEq)]
-struct Session {
-    /// Arrival of its next turn (seconds).
-    at: f64,
-    /// Session number, in start order (ties in time go to the older session).
-    id: u64,
-    /// Its system prompt.
-    system: u32,
-    /// Tokens of the conversation so far.
-    context: u32,
-    /// Turns still to come.
-    turns_left: u32,
-}
-
-impl Eq for Session {}
-
-impl PartialOrd for Session {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Session {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at.total_cmp(&other.at).then(self.id.cmp(&other.id))
-    }
-}
-
-/// The turns of a [`MultiTurn`] workload, drawn as they are read.
+/// The sessions of a [`MultiTurn`] workload, as their first turns, drawn as they are read.
 #[derive(Debug)]
 pub struct Turns<'a> {
     w: &'a MultiTurn,
-    sessions: SimRng,
-    users: SimRng,
-    replies: SimRng,
-    thinks: SimRng,
+    seed: u64,
+    rep: u32,
+    starts: SimRng,
     /// When the next session starts (seconds).
     next_start: f64,
     started: u64,
-    pending: BinaryHeap<Reverse<Session>>,
+    /// Turns not yet given to a session.
     left: usize,
 }
 
-impl Turns<'_> {
-    fn exp(rng: &mut SimRng, mean: f64) -> f64 {
-        mean * Distribution::<f64>::sample(&Exp1, rng)
-    }
+fn exp(rng: &mut SimRng, mean: f64) -> f64 {
+    mean * Distribution::<f64>::sample(&Exp1, rng)
+}
 
-    /// The chunk ids of a prompt of `tokens` tokens in session `s`.
-    fn prefix(&self, s: &Session, tokens: u32) -> Prefix {
+impl Turns<'_> {
+    /// The chunk ids of a prompt of `tokens` tokens in session `id` with system prompt
+    /// `system`.
+    fn prefix(&self, id: u64, system: u32, tokens: u32) -> Prefix {
         let system_chunks = self.w.system_tokens / CHUNK_TOKENS;
         let ids = (0..tokens.div_ceil(CHUNK_TOKENS))
             .map(|c| {
                 // Tagged apart so that a system chunk never equals a session chunk.
                 if c < system_chunks {
-                    (u64::from(s.system) << 32 | u64::from(c)) << 1
+                    (u64::from(system) << 32 | u64::from(c)) << 1
                 } else {
-                    (s.id << 32 | u64::from(c)) << 1 | 1
+                    (id << 32 | u64::from(c)) << 1 | 1
                 }
             })
             .collect();
         Prefix {
             block_tokens: CHUNK_TOKENS,
             ids,
-            session: Some(s.id),
+            session: Some(id),
         }
     }
 }
@@ -183,41 +158,44 @@ impl Turns<'_> {
 impl Iterator for Turns<'_> {
     type Item = Request;
     fn next(&mut self) -> Option<Request> {
-        self.left = self.left.checked_sub(1)?;
+        if self.left == 0 {
+            return None;
+        }
         let w = self.w;
-        // Start every session due before the earliest pending turn.
-        while self
-            .pending
-            .peek()
-            .is_none_or(|Reverse(s)| self.next_start <= s.at)
-        {
-            let system = self.sessions.random_range(0..w.system_prompts);
-            self.pending.push(Reverse(Session {
-                at: self.next_start,
-                id: self.started,
-                system,
-                context: w.system_tokens,
-                turns_left: w.turns,
-            }));
-            self.started += 1;
-            self.next_start += Self::exp(&mut self.sessions, 1.0 / w.session_rate);
+        let turns = self.left.min(w.turns as usize);
+        self.left -= turns;
+        let id = self.started;
+        self.started += 1;
+        let arrival = self.next_start;
+        self.next_start += exp(&mut self.starts, 1.0 / w.session_rate);
+        let mut rng = stream(self.seed, self.rep, Source::Session(id));
+        let system = rng.random_range(0..w.system_prompts);
+        // Each turn with the think time before it (none before the first).
+        let mut context = w.system_tokens;
+        let mut chain = Vec::with_capacity(turns);
+        for k in 0..turns {
+            let prompt = context + w.user.sample(&mut rng);
+            let decode = w.decode.sample(&mut rng);
+            let think_s = if k == 0 {
+                0.0
+            } else {
+                exp(&mut rng, w.think_s)
+            };
+            context = prompt + decode + 1;
+            chain.push((think_s, prompt, decode));
         }
-        let Reverse(mut s) = self.pending.pop().expect("a session was just started");
-        let prompt = s.context + w.user.sample(&mut self.users);
-        let decode = w.decode.sample(&mut self.replies);
-        let request = Request {
-            arrival: s.at,
-            prompt,
-            decode,
-            prefix: Some(Arc::new(self.prefix(&s, prompt))),
-        };
-        s.turns_left -= 1;
-        if s.turns_left > 0 {
-            s.context = prompt + decode + 1;
-            s.at += Self::exp(&mut self.thinks, w.think_s);
-            self.pending.push(Reverse(s));
+        let mut next = None;
+        for &(think_s, prompt, decode) in chain.iter().rev() {
+            let request = Request {
+                arrival,
+                prompt,
+                decode,
+                prefix: Some(Arc::new(self.prefix(id, system, prompt))),
+                next,
+            };
+            next = Some(Box::new(NextTurn { think_s, request }));
         }
-        Some(request)
+        next.map(|first| first.request)
     }
 }
 
@@ -238,48 +216,72 @@ mod tests {
         }
     }
 
-    #[test]
-    fn turns_grow_by_the_conversation_and_share_its_chunks() {
-        let reqs: Vec<Request> = w(3, 64).iter(1, 0).collect();
-        assert_eq!(reqs.len(), 3000);
-        assert!(reqs.windows(2).all(|p| p[0].arrival <= p[1].arrival));
-        // Prompts: system + 40, then + 30 + 40 each turn.
-        for r in &reqs {
-            assert!([104, 174, 244].contains(&r.prompt), "{}", r.prompt);
-            assert_eq!(r.decode, 29);
-        }
-        let first = reqs.iter().find(|r| r.prompt == 104).unwrap();
-        let later = reqs
-            .iter()
-            .find(|r| {
-                r.prompt == 174
-                    && r.prefix.as_ref().unwrap().ids[4] == first.prefix.as_ref().unwrap().ids[4]
+    /// Each session's turns, in order, with the think time before each.
+    fn sessions(mt: &MultiTurn, seed: u64) -> Vec<Vec<(f64, Request)>> {
+        mt.iter(seed, 0)
+            .map(|first| {
+                let mut turns = vec![(0.0, first)];
+                while let Some(n) = turns.last_mut().unwrap().1.next.take() {
+                    turns.push((n.think_s, n.request));
+                }
+                turns
             })
-            .expect("a second turn of the first session");
-        let (a, b) = (
-            &first.prefix.as_ref().unwrap().ids,
-            &later.prefix.as_ref().unwrap().ids,
-        );
-        assert_eq!(a[..], b[..a.len()]);
-        // System chunks are shared across sessions drawing the same system prompt.
-        let systems: std::collections::HashSet<u64> = reqs
-            .iter()
-            .map(|r| r.prefix.as_ref().unwrap().ids[0])
-            .collect();
-        assert_eq!(systems.len(), 2);
+            .collect()
     }
 
     #[test]
-    fn the_turn_rate_is_sessions_times_turns() {
-        let mt = w(4, 0);
-        let reqs: Vec<Request> = mt.iter(2, 0).collect();
-        let span = reqs.last().unwrap().arrival;
-        let rate = reqs.len() as f64 / span;
-        // 3,000 turns from ~750 sessions: the session count's relative sd is 1/sqrt(750).
+    fn turns_grow_by_the_conversation_and_share_its_chunks() {
+        let ss = sessions(&w(3, 64), 1);
+        assert_eq!(ss.iter().map(Vec::len).sum::<usize>(), 3000);
+        assert_eq!(ss.len(), 1000);
         assert!(
-            (rate / mt.rate() - 1.0).abs() < 4.0 / 750f64.sqrt(),
+            ss.windows(2)
+                .all(|p| p[0][0].1.arrival <= p[1][0].1.arrival)
+        );
+        let ids = |r: &Request| r.prefix.as_ref().unwrap().ids.clone();
+        for s in &ss {
+            // Prompts: system + 40, then + 30 + 40 each turn; each extends the one before.
+            let prompts: Vec<u32> = s.iter().map(|(_, r)| r.prompt).collect();
+            assert_eq!(prompts, [104, 174, 244]);
+            assert!(s.iter().all(|(_, r)| r.decode == 29));
+            assert!(s.windows(2).all(|p| ids(&p[1].1)[..ids(&p[0].1).len() - 1]
+                == ids(&p[0].1)[..ids(&p[0].1).len() - 1]));
+            assert!(s[1..].iter().all(|(t, _)| *t >= 0.0));
+        }
+        // System chunks are shared across sessions drawing the same system prompt, and
+        // nothing else is.
+        let systems: std::collections::HashSet<u64> = ss.iter().map(|s| ids(&s[0].1)[0]).collect();
+        assert_eq!(systems.len(), 2);
+        assert_ne!(ids(&ss[0][0].1)[4], ids(&ss[1][0].1)[4]);
+    }
+
+    #[test]
+    fn sessions_start_at_the_session_rate_and_think_at_the_mean() {
+        let mt = w(4, 0);
+        let ss = sessions(&mt, 2);
+        // 3,000 turns in 750 sessions, the last cut to the count.
+        assert_eq!(ss.len(), 750);
+        let span = ss.last().unwrap()[0].1.arrival;
+        // The session count over the span has relative sd 1/sqrt(750).
+        let rate = ss.len() as f64 / span;
+        assert!(
+            (rate / mt.session_rate - 1.0).abs() < 4.0 / 750f64.sqrt(),
             "{rate}"
         );
+        // 2,250 exponential think times: the mean's relative sd is 1/sqrt(2,250).
+        let thinks: Vec<f64> = ss.iter().flat_map(|s| s[1..].iter().map(|t| t.0)).collect();
+        assert_eq!(thinks.len(), 2250);
+        let mean = thinks.iter().sum::<f64>() / thinks.len() as f64;
+        assert!(
+            (mean / mt.think_s - 1.0).abs() < 4.0 / 2250f64.sqrt(),
+            "{mean}"
+        );
+        let short = MultiTurn {
+            requests: 10,
+            ..mt.clone()
+        };
+        let lens: Vec<usize> = sessions(&short, 2).iter().map(Vec::len).collect();
+        assert_eq!(lens, [4, 4, 2]);
         assert!(mt.validate().is_ok());
         assert_eq!(
             MultiTurn {
@@ -291,5 +293,21 @@ mod tests {
             .field,
             "turns"
         );
+    }
+
+    #[test]
+    fn a_session_draws_the_same_turns_whatever_the_others() {
+        // Session 3's conversation does not depend on the session rate, which changes every
+        // start time and hence any shared stream's order.
+        let a = sessions(&w(4, 0), 7);
+        let faster = MultiTurn {
+            session_rate: 5.0,
+            ..w(4, 0)
+        };
+        let b = sessions(&faster, 7);
+        let strip = |s: &[(f64, Request)]| -> Vec<(f64, u32, u32)> {
+            s.iter().map(|(t, r)| (*t, r.prompt, r.decode)).collect()
+        };
+        assert_eq!(strip(&a[3]), strip(&b[3]));
     }
 }

@@ -3,22 +3,26 @@
 //! the identity of everything up to their end, so a later request with the same prefix
 //! reuses them instead of prefilling it again.
 //!
-//! - A block's key is a hash chain: the key of block `j` mixes the key of block `j - 1`
-//!   with the identity of the tokens of block `j`, so equal keys mean equal prefixes.
+//! - A block's key is a hash chain: the blocks whose last tokens lie in one prefix chunk
+//!   form a page, whose key mixes the key of the page before with the chunk's identity,
+//!   and a block is its page's key and its position in the page ([`BlockKey`]), so equal
+//!   keys mean equal prefixes.
 //! - A workload gives prefixes as [`Prefix`] ids, one per `block_tokens` tokens (Mooncake
 //!   traces use 512); id `i` names the prompt's tokens up to the end of its chunk `i`. KV
 //!   block `j` (tokens `[j·b, (j + 1)·b)` for KV block size `b`) takes the id of the chunk
-//!   holding its last token, `(j·b + b - 1) / block_tokens`, and that token's offset in
-//!   the chunk, chained with the key of block `j - 1` ([`Prefix::block_keys`]).
+//!   holding its last token, `(j·b + b - 1) / block_tokens`: its page, chained with the
+//!   pages before ([`Prefix::block_keys`]).
 //! - Only a prompt's full KV blocks are cached. Cached blocks referenced by a running or
 //!   waiting request are never evicted; unreferenced ones are evicted least recently
 //!   released first when memory is needed (vLLM's free-block queue; a request's blocks
 //!   are released last block first, so a prefix's tail goes before its head).
 //!
-//! Every operation is O(1) per block ([`PrefixCache`]).
+//! Every operation is O(1) per block ([`PrefixCache`]). The blocks whose last tokens lie
+//! in one prefix chunk form a page ([`BlockKey`]): the cache finds a page by hash and its
+//! blocks by position, so a 512-token chunk of 16-token blocks costs one hash lookup, not
+//! 32 (a Mooncake replay spent most of its time in per-block lookups and evictions).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use foldhash::fast::FixedState;
 
@@ -49,25 +53,50 @@ impl Prefix {
         prompt.div_ceil(self.block_tokens) as usize
     }
 
-    /// The chained keys of the first `blocks` KV blocks of `block_size` tokens; the ids
-    /// must cover `blocks · block_size` tokens.
-    pub fn block_keys(&self, block_size: u32, blocks: usize) -> Box<[u64]> {
+    /// The keys of the first `blocks` KV blocks of `block_size` tokens, computed as they
+    /// are read (nothing is allocated per block); the ids must cover `blocks · block_size`
+    /// tokens.
+    pub fn block_keys(
+        &self,
+        block_size: u32,
+        blocks: usize,
+    ) -> impl Iterator<Item = BlockKey> + Clone + '_ {
         let (b, t) = (u64::from(block_size), u64::from(self.block_tokens));
-        let mut key = 0u64;
-        // Mixed once per chunk: consecutive blocks mostly share one.
-        let mut chunk = (u64::MAX, 0);
-        (0..blocks as u64)
-            .map(|j| {
-                let last = j * b + b - 1;
-                let c = last / t;
-                if c != chunk.0 {
-                    chunk = (c, mix(self.ids[c as usize]));
-                }
-                key = mix(key ^ chunk.1.wrapping_add(last % t));
-                key
-            })
-            .collect()
+        let mut chunk = u64::MAX;
+        let mut key = BlockKey {
+            page: 0,
+            offset: 0,
+            len: self.block_tokens.div_ceil(block_size),
+        };
+        (0..blocks as u64).map(move |j| {
+            let last = j * b + b - 1;
+            let c = last / t;
+            if c == chunk {
+                key.offset += 1;
+            } else {
+                // A new page: chained on the one before, and named by its chunk's id
+                // and where its first block ends in the chunk.
+                chunk = c;
+                key.page = mix(key.page ^ mix(self.ids[c as usize]).wrapping_add(last % t));
+                key.offset = 0;
+            }
+            key
+        })
     }
+}
+
+/// A KV block's identity: the chained key of its page (the blocks whose last tokens lie
+/// in one prefix chunk), which names everything up to the page, and its position in the
+/// page, the rest of the chunk being the same text. Equal keys mean equal prefixes up to
+/// the block's end, as a chained key per block would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockKey {
+    /// The page's key.
+    pub page: u64,
+    /// The block's position in its page.
+    pub offset: u32,
+    /// Blocks a page can hold: `ceil(chunk tokens / block size)`.
+    pub len: u32,
 }
 
 /// Counters of one GPU's prefix cache.
@@ -88,32 +117,47 @@ pub struct CacheStats {
 /// No node: the end of the LRU list.
 const NIL: u32 = u32::MAX;
 
-/// One cached block: its key, the requests referencing it, and its neighbours in the LRU
-/// list while unreferenced.
+/// One block of a page: whether it is cached, the requests referencing it, and its
+/// neighbours in the LRU list while cached and unreferenced.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    key: u64,
     refs: u32,
     prev: u32,
     next: u32,
+    /// Its page.
+    page: u32,
+    cached: bool,
+}
+
+/// A page: `len` nodes from `base`, `live` of them cached.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    key: u64,
+    base: u32,
+    len: u32,
+    live: u32,
 }
 
 /// One GPU's cached blocks.
 ///
-/// The blocks live in a slab indexed by node number, found by key through a hash map;
-/// unreferenced ones are threaded on an intrusive doubly-linked list, least recently
-/// released at the head. Requests hold node numbers, so releasing a block costs no hash
-/// lookup, and nothing is allocated per block once the slab has grown (an LRU crate
-/// allocating one node per entry spent most of a Mooncake replay in the allocator).
+/// The blocks live in a slab of nodes, a page's nodes side by side; pages are found by
+/// key through a hash map, and a page leaves it (its nodes free for reuse) when its last
+/// cached block is evicted. Unreferenced cached blocks are threaded on an intrusive
+/// doubly-linked list, least recently released at the head. Requests hold node numbers,
+/// so releasing a block costs no lookup, and nothing is allocated per block once the slab
+/// has grown (an LRU crate allocating one node per entry spent most of a Mooncake replay
+/// in the allocator).
 #[derive(Debug)]
 pub struct PrefixCache {
     index: HashMap<u64, u32, FixedState>,
+    pages: Vec<Page>,
     nodes: Vec<Node>,
-    /// Slab slots of evicted blocks, for reuse.
-    vacant: Vec<u32>,
+    /// Pages left empty by evictions, for reuse, by length.
+    vacant: Vec<Vec<u32>>,
     /// Least and most recently released unreferenced blocks.
     head: u32,
     tail: u32,
+    cached: u64,
     evictable: u64,
     /// Counters.
     pub stats: CacheStats,
@@ -123,36 +167,58 @@ impl Default for PrefixCache {
     fn default() -> Self {
         PrefixCache {
             index: HashMap::with_hasher(FixedState::default()),
+            pages: Vec::new(),
             nodes: Vec::new(),
             vacant: Vec::new(),
             head: NIL,
             tail: NIL,
+            cached: 0,
             evictable: 0,
             stats: CacheStats::default(),
         }
     }
 }
 
+/// The last page looked up along a walk over keys, and what was found: consecutive keys
+/// mostly share a page, looked up once.
+type Walk = Option<(u64, Option<u32>)>;
+
 impl PrefixCache {
     /// Blocks cached and referenced (blocks).
     pub fn referenced(&self) -> u64 {
-        self.index.len() as u64 - self.evictable
+        self.cached - self.evictable
     }
 
     /// Blocks cached, referenced or not (blocks).
     pub fn len(&self) -> u64 {
-        self.index.len() as u64
+        self.cached
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.cached == 0
+    }
+
+    /// The node of block `k` if it is cached; `walk` remembers the last page looked up.
+    fn node(&self, k: &BlockKey, walk: &mut Walk) -> Option<u32> {
+        let page = match *walk {
+            Some((key, page)) if key == k.page => page,
+            _ => {
+                let page = self.index.get(&k.page).copied();
+                *walk = Some((k.page, page));
+                page
+            }
+        };
+        let p = self.pages[page? as usize];
+        let n = p.base + k.offset;
+        (k.offset < p.len && self.nodes[n as usize].cached).then_some(n)
     }
 
     /// How many leading `keys` are cached, referenced or not; changes nothing.
-    pub fn matched(&self, keys: &[u64]) -> usize {
-        keys.iter()
-            .take_while(|k| self.index.contains_key(k))
+    pub fn matched(&self, keys: impl IntoIterator<Item = BlockKey>) -> usize {
+        let mut walk = None;
+        keys.into_iter()
+            .take_while(|k| self.node(k, &mut walk).is_some())
             .count()
     }
 
@@ -198,10 +264,16 @@ impl PrefixCache {
     /// Finds the longest cached prefix of `keys`, at most `limit` blocks, references its
     /// blocks and appends their nodes to `held`. Returns how many of them were
     /// unreferenced before (they leave the evictable list).
-    pub fn acquire(&mut self, keys: &[u64], limit: usize, held: &mut Vec<u32>) -> u64 {
+    pub fn acquire(
+        &mut self,
+        keys: impl IntoIterator<Item = BlockKey>,
+        limit: usize,
+        held: &mut Vec<u32>,
+    ) -> u64 {
         let mut revived = 0;
-        for k in &keys[..limit.min(keys.len())] {
-            let Some(&n) = self.index.get(k) else {
+        let mut walk = None;
+        for k in keys.into_iter().take(limit) {
+            let Some(n) = self.node(&k, &mut walk) else {
                 break;
             };
             revived += u64::from(self.reference(n));
@@ -210,41 +282,62 @@ impl PrefixCache {
         revived
     }
 
+    /// The page of `k`, made (empty) if absent.
+    fn page(&mut self, k: &BlockKey) -> u32 {
+        let (pages, nodes, vacant) = (&mut self.pages, &mut self.nodes, &mut self.vacant);
+        *self.index.entry(k.page).or_insert_with(|| {
+            let len = k.len as usize;
+            let p = match vacant.get_mut(len).and_then(Vec::pop) {
+                Some(p) => p,
+                None => {
+                    let p = pages.len() as u32;
+                    let base = nodes.len() as u32;
+                    let free = Node {
+                        refs: 0,
+                        prev: NIL,
+                        next: NIL,
+                        page: p,
+                        cached: false,
+                    };
+                    nodes.resize(nodes.len() + len, free);
+                    pages.push(Page {
+                        key: 0,
+                        base,
+                        len: k.len,
+                        live: 0,
+                    });
+                    p
+                }
+            };
+            pages[p as usize].key = k.page;
+            p
+        })
+    }
+
     /// Caches `keys`, the full blocks a request just computed, referenced by it, appending
     /// their nodes to `held`. A key already cached (computed meanwhile by another request)
     /// is referenced instead, and the request's own copy of that block is dropped.
     /// Returns the blocks so dropped that were referenced already (a revived unreferenced
     /// one takes the dropped copy's place in the memory in use).
-    pub fn insert(&mut self, keys: &[u64], held: &mut Vec<u32>) -> u64 {
+    pub fn insert(&mut self, keys: impl IntoIterator<Item = BlockKey>, held: &mut Vec<u32>) -> u64 {
         let mut dropped = 0;
-        for &key in keys {
-            let n = match self.index.entry(key) {
-                Entry::Occupied(e) => {
-                    let n = *e.get();
-                    dropped += u64::from(!self.reference(n));
-                    n
-                }
-                Entry::Vacant(e) => {
-                    let node = Node {
-                        key,
-                        refs: 1,
-                        prev: NIL,
-                        next: NIL,
-                    };
-                    let n = match self.vacant.pop() {
-                        Some(n) => {
-                            self.nodes[n as usize] = node;
-                            n
-                        }
-                        None => {
-                            self.nodes.push(node);
-                            (self.nodes.len() - 1) as u32
-                        }
-                    };
-                    e.insert(n);
-                    n
-                }
-            };
+        let mut page = (0, NIL);
+        for k in keys {
+            if page.1 == NIL || page.0 != k.page {
+                page = (k.page, self.page(&k));
+            }
+            let p = &mut self.pages[page.1 as usize];
+            debug_assert!(k.offset < p.len, "one chunk size per workload");
+            let n = p.base + k.offset;
+            if self.nodes[n as usize].cached {
+                dropped += u64::from(!self.reference(n));
+            } else {
+                p.live += 1;
+                let node = &mut self.nodes[n as usize];
+                node.cached = true;
+                node.refs = 1;
+                self.cached += 1;
+            }
             held.push(n);
         }
         dropped
@@ -274,8 +367,20 @@ impl PrefixCache {
                 break;
             }
             self.unlink(victim);
-            self.index.remove(&self.nodes[victim as usize].key);
-            self.vacant.push(victim);
+            let node = &mut self.nodes[victim as usize];
+            node.cached = false;
+            let p = node.page;
+            let page = &mut self.pages[p as usize];
+            page.live -= 1;
+            if page.live == 0 {
+                self.index.remove(&page.key);
+                let len = page.len as usize;
+                if self.vacant.len() <= len {
+                    self.vacant.resize_with(len + 1, Vec::new);
+                }
+                self.vacant[len].push(p);
+            }
+            self.cached -= 1;
             self.stats.evictions += 1;
         }
     }
@@ -296,13 +401,17 @@ mod tests {
     #[test]
     fn keys_are_equal_exactly_as_long_as_the_prefixes_are() {
         // 512-token ids over 16-token blocks: 32 KV blocks per id.
-        let a = prefix(&[1, 2, 3], 512).block_keys(16, 96);
-        let b = prefix(&[1, 2, 9], 512).block_keys(16, 96);
+        let a = prefix(&[1, 2, 3], 512)
+            .block_keys(16, 96)
+            .collect::<Vec<_>>();
+        let b = prefix(&[1, 2, 9], 512)
+            .block_keys(16, 96)
+            .collect::<Vec<_>>();
         assert_eq!(a[..64], b[..64]);
         assert!(a[64..].iter().zip(&b[64..]).all(|(x, y)| x != y));
         // A KV block straddling two chunks takes the later chunk's id.
-        let c = prefix(&[1, 2], 24).block_keys(16, 3);
-        let d = prefix(&[1, 5], 24).block_keys(16, 3);
+        let c = prefix(&[1, 2], 24).block_keys(16, 3).collect::<Vec<_>>();
+        let d = prefix(&[1, 5], 24).block_keys(16, 3).collect::<Vec<_>>();
         assert_eq!(c[0], d[0]);
         assert_ne!(c[1], d[1]);
         // Every key distinct along one prompt (positions differ).
@@ -310,14 +419,60 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 96);
+        // A page per 512-token chunk, 32 blocks each; 24-token chunks over 16-token blocks
+        // give pages of one or two blocks.
+        assert!(a.iter().enumerate().all(|(j, k)| k.offset == j as u32 % 32
+            && k.len == 32
+            && k.page == a[j / 32 * 32].page));
+        assert_eq!(
+            c.iter().map(|k| (k.offset, k.len)).collect::<Vec<_>>(),
+            [(0, 2), (0, 2), (1, 2)]
+        );
+    }
+
+    /// Keys of one-block pages, as a router keys whole chunks.
+    fn keys(pages: &[u64]) -> impl Iterator<Item = BlockKey> + '_ {
+        pages.iter().map(|&page| BlockKey {
+            page,
+            offset: 0,
+            len: 1,
+        })
+    }
+
+    #[test]
+    fn a_page_leaves_when_its_last_block_is_evicted() {
+        let mut c = PrefixCache::default();
+        let k = prefix(&[1, 2], 64).block_keys(16, 8).collect::<Vec<_>>();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        c.insert(k.iter().copied(), &mut a);
+        assert_eq!((c.len(), c.index.len(), c.nodes.len()), (8, 2, 8));
+        c.release(&mut a);
+        // Released last first: blocks 7, 6, 5, 4 (the second page) go first.
+        c.evict(3);
+        assert_eq!(c.matched(k.iter().copied()), 5);
+        assert_eq!(c.index.len(), 2);
+        c.evict(1);
+        assert_eq!((c.matched(k.iter().copied()), c.index.len()), (4, 1));
+        // A new page takes the emptied one's nodes.
+        let other = prefix(&[1, 3], 64).block_keys(16, 8).collect::<Vec<_>>();
+        c.insert(other.iter().copied(), &mut b);
+        assert_eq!(
+            (
+                c.matched(other.iter().copied()),
+                c.index.len(),
+                c.nodes.len()
+            ),
+            (8, 2, 8)
+        );
+        assert_eq!(c.referenced(), 8);
     }
 
     #[test]
     fn referenced_blocks_survive_and_free_ones_go_lru() {
         let mut c = PrefixCache::default();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        assert_eq!(c.insert(&[1, 2, 3], &mut a), 0);
-        assert_eq!(c.acquire(&[1, 2, 7], 3, &mut b), 0);
+        assert_eq!(c.insert(keys(&[1, 2, 3]), &mut a), 0);
+        assert_eq!(c.acquire(keys(&[1, 2, 7]), 3, &mut b), 0);
         assert_eq!(b.len(), 2);
         // Released by the first owner: block 3 becomes free; 1 and 2 still referenced.
         assert_eq!(c.release(&mut a), 1);
@@ -326,7 +481,7 @@ mod tests {
         // Released last first: 3 (oldest), then 2, then 1.
         c.evict(2);
         assert_eq!(c.stats.evictions, 2);
-        assert_eq!(c.acquire(&[1, 2], 2, &mut a), 1);
+        assert_eq!(c.acquire(keys(&[1, 2]), 2, &mut a), 1);
         assert_eq!(a.len(), 1);
         // Only what is unreferenced can go.
         c.evict(5);
@@ -334,10 +489,10 @@ mod tests {
             (c.referenced(), c.evictable(), c.stats.evictions),
             (1, 0, 2)
         );
-        assert_eq!(c.acquire(&[1], 0, &mut b), 0);
+        assert_eq!(c.acquire(keys(&[1]), 0, &mut b), 0);
         assert!(b.is_empty());
         // An evicted slot is reused by the next new block.
-        c.insert(&[8], &mut b);
+        c.insert(keys(&[8]), &mut b);
         assert_eq!(c.nodes.len(), 3);
     }
 
@@ -345,11 +500,11 @@ mod tests {
     fn inserting_a_cached_key_references_it_once_more() {
         let mut c = PrefixCache::default();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        c.insert(&[4, 5], &mut a);
+        c.insert(keys(&[4, 5]), &mut a);
         let mut five = vec![a.pop().unwrap()];
         c.release(&mut five);
         // 4 is referenced (copy dropped), 5 was free (revived in the copy's place).
-        assert_eq!(c.insert(&[4, 5], &mut b), 1);
+        assert_eq!(c.insert(keys(&[4, 5]), &mut b), 1);
         assert_eq!((c.referenced(), c.evictable()), (2, 0));
         assert_eq!(c.release(&mut b), 1);
         assert_eq!(c.release(&mut a), 1);

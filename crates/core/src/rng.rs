@@ -27,6 +27,9 @@ pub enum Source {
     Router,
     /// `(L, B)` pairs resampled from a trace.
     Lengths,
+    /// One conversation of a multi-turn workload (by session number): its system prompt,
+    /// message lengths and think times.
+    Session(u64),
 }
 
 impl Source {
@@ -38,6 +41,8 @@ impl Source {
             Source::Router => 4,
             Source::Lengths => 5,
             Source::Service(gpu) => 1_000 + u64::from(gpu),
+            // Above every GPU's code: GPU indices are u32.
+            Source::Session(id) => (1 << 33) + id,
         }
     }
 }
@@ -68,5 +73,6 @@ mod tests {
         assert_ne!(draw(0, Source::Arrivals), draw(1, Source::Arrivals));
         assert_ne!(draw(0, Source::Arrivals), draw(0, Source::Prompt));
         assert_ne!(draw(0, Source::Service(0)), draw(0, Source::Service(1)));
+        assert_ne!(draw(0, Source::Session(0)), draw(0, Source::Session(1)));
     }
 }

@@ -84,6 +84,9 @@ impl RunConfig {
 
     /// Draws replication `rep`'s requests and simulates them keeping per-request records,
     /// for outputs that need them (memory grows with the run; summaries need no records).
+    /// The requests are listed as they arrived, like the records: a closed-loop workload's
+    /// later turns, which the workload does not list, as the run released them (arrival,
+    /// prompt and decode budget only).
     pub fn simulate_records(&self, rep: u32) -> (Vec<Request>, SimOutput) {
         self.simulate_records_cancellable(rep, None)
             .expect("a run without a cancellation flag ends")
@@ -102,7 +105,21 @@ impl RunConfig {
             ..Mode::default()
         };
         let out = simulate_with(&requests, &self.engine, (self.seed, rep), self.warmup, mode)?;
-        Some((requests, out))
+        if requests.iter().all(|r| r.next.is_none()) {
+            return Some((requests, out));
+        }
+        let arrived = out
+            .records
+            .iter()
+            .map(|r| Request {
+                arrival: r.arrival,
+                prompt: r.prompt,
+                decode: r.decode,
+                prefix: None,
+                next: None,
+            })
+            .collect();
+        Some((arrived, out))
     }
 
     /// Summarises one simulation of this configuration. A run is unstable when its queue

@@ -67,6 +67,7 @@ impl StreamingDist {
 
     /// Records `n` equal values at once (seconds, finite and not negative): one histogram
     /// update instead of `n`.
+    #[inline]
     pub fn record_n(&mut self, x: f64, n: u64) {
         if n == 0 {
             return;

@@ -162,6 +162,7 @@ impl Trace {
                 prompt,
                 decode,
                 prefix: None,
+                next: None,
             })
             .collect();
         Ok(Trace {
@@ -208,6 +209,7 @@ impl Trace {
                 prompt,
                 decode,
                 prefix: Some(Arc::new(prefix)),
+                next: None,
             });
         }
         if requests.is_empty() {

@@ -341,6 +341,7 @@ impl Iterator for SyntheticRequests<'_> {
                     prompt: r.prompt,
                     decode: r.decode,
                     prefix: None,
+                    next: None,
                 }
             }
             None => Request {
@@ -348,6 +349,7 @@ impl Iterator for SyntheticRequests<'_> {
                 prompt: w.prompt.sample(&mut self.prompts),
                 decode: w.decode.sample(&mut self.decodes),
                 prefix: None,
+                next: None,
             },
         })
     }
@@ -415,6 +417,7 @@ mod tests {
                     prompt,
                     decode,
                     prefix: None,
+                    next: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -452,6 +455,7 @@ mod tests {
                     prompt: 10 + i as u32,
                     decode: i as u32,
                     prefix: None,
+                    next: None,
                 })
                 .collect(),
             adjusted: 0,
@@ -531,6 +535,7 @@ mod tests {
                     prompt,
                     decode,
                     prefix: None,
+                    next: None,
                 })
                 .collect(),
             adjusted: 0,

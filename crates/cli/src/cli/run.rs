@@ -145,8 +145,8 @@ pub struct SimArgs {
     /// --prompt each new user message, --decode each reply's B) [default: 4].
     #[arg(long)]
     pub turns: Option<u32>,
-    /// Mean time from one turn's arrival to the next (seconds, exponential; --workload
-    /// multiturn; it spans the reply's serving and the user's pause) [default: 30].
+    /// Mean user think time from a reply's last token to the next turn's arrival (seconds,
+    /// exponential; --workload multiturn) [default: 30].
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub think: Option<f64>,
     /// Tokens of the system prompt that opens each conversation (--workload multiturn)

@@ -15,7 +15,7 @@ pub use central::Central;
 pub use jsq::Jsq;
 pub use least_work::LeastWork;
 pub use power_of_d::PowerOfD;
-pub use prefix_aware::PrefixAware;
+pub use prefix_aware::{BALANCE_ABS, BALANCE_REL, PrefixAware};
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use session::SessionAffinity;

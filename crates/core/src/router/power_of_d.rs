@@ -64,6 +64,7 @@ mod tests {
             prompt: 1,
             decode: 0,
             prefix: None,
+            next: None,
         }
     }
 

@@ -68,7 +68,7 @@ impl Router for PrefixAware {
             least
         } else {
             let (best, matched) = (0..loads.len())
-                .map(|g| (g, self.index[g].matched(&keys)))
+                .map(|g| (g, self.index[g].matched(keys.clone())))
                 .max_by_key(|&(g, m)| (m, std::cmp::Reverse(by_load(&g))))
                 .expect("at least one GPU");
             let covered = (matched as u64 * u64::from(chunk)) as f64 / f64::from(req.prompt);
@@ -81,7 +81,7 @@ impl Router for PrefixAware {
             }
         };
         let index = &mut self.index[gpu];
-        index.insert(&keys, &mut self.nodes);
+        index.insert(keys, &mut self.nodes);
         index.release(&mut self.nodes);
         let cap = MAX_TREE_TOKENS / u64::from(chunk);
         index.evict(index.len().saturating_sub(cap));
@@ -105,6 +105,7 @@ mod tests {
                 ids: ids.into(),
                 session: None,
             })),
+            next: None,
         }
     }
 

@@ -42,6 +42,7 @@ mod tests {
                 ids: Box::new([1]),
                 session,
             })),
+            next: None,
         };
         let loads = vec![GpuLoad::default(); 4];
         let mut r = SessionAffinity;

@@ -269,11 +269,15 @@ mod tests {
             prompt: 1,
             decode: 1,
             prefix: None,
+            next: None,
         }
     }
 
     fn done(completion: f64) -> RequestRecord {
         RequestRecord {
+            arrival: 0.0,
+            prompt: 0,
+            decode: 0,
             start: f64::NAN,
             first_token: f64::NAN,
             completion,

@@ -5,7 +5,8 @@
 //! prefills) and sarathi (2,048-token chunks), with the prefix cache off and on, behind
 //! round-robin, jsq, session affinity (the trace records no sessions, so it routes as
 //! jsq) and prefix-aware routing. Each row gives the token hit rate, TTFT p50/p99 and TBT
-//! p99, and whether p99 TTFT is under [`SLO_TTFT_S`]. A `--quick` run replays the first
+//! p99, whether p99 TTFT is under [`SLO_TTFT_S`], and the mean number of requests waiting
+//! for their first batch (how well the router spreads the load). A `--quick` run replays the first
 //! [`QUICK_PREFIX`] requests.
 
 use rayon::prelude::*;
@@ -61,6 +62,37 @@ fn policies() -> [SchedulerSpec; 2] {
     ]
 }
 
+/// A configuration: policy, prefix cache on, router, GPUs.
+type Job = (SchedulerSpec, bool, RouterSpec, usize);
+
+/// Every row of the table with the index of the run that gives it, and the distinct runs:
+/// one GPU is the same run behind any router, and session affinity routes the trace's
+/// requests, which record no session, as jsq does, so each is run once.
+fn plan() -> (Vec<(Job, usize)>, Vec<Job>) {
+    let mut rows = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    for policy in policies() {
+        for cache in [false, true] {
+            for router in ROUTERS {
+                for gpus in GPUS {
+                    let runs_as = match router {
+                        _ if gpus == 1 => RouterSpec::RoundRobin,
+                        RouterSpec::Session => RouterSpec::Jsq,
+                        r => r,
+                    };
+                    let job = (policy.clone(), cache, runs_as, gpus);
+                    let j = jobs.iter().position(|x| *x == job).unwrap_or_else(|| {
+                        jobs.push(job);
+                        jobs.len() - 1
+                    });
+                    rows.push(((policy.clone(), cache, router, gpus), j));
+                }
+            }
+        }
+    }
+    (rows, jobs)
+}
+
 /// Runs the study; the trace is the only input.
 pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
     let trace = Arc::new(read_mooncake(&ctx.shared.join(TRACE))?);
@@ -84,17 +116,15 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
         DEFAULT_BLOCK_SIZE,
     )
     .expect("an H200 holds Llama-3.1-8B");
-    let mut jobs = Vec::new();
-    for policy in policies() {
-        for cache in [false, true] {
-            for router in ROUTERS {
-                for gpus in GPUS {
-                    jobs.push((policy.clone(), cache, router, gpus));
-                }
-            }
-        }
-    }
-    let rows: Vec<Vec<Cell>> = jobs
+    // The trace records no sessions (see `plan`).
+    debug_assert!(
+        trace
+            .requests
+            .iter()
+            .all(|r| r.prefix.as_ref().is_none_or(|p| p.session.is_none()))
+    );
+    let (rows_of, jobs) = plan();
+    let results: Vec<_> = jobs
         .into_par_iter()
         .map(|(scheduler, cache, router, gpus)| {
             let config = RunConfig {
@@ -116,18 +146,28 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
             // With the cache off nothing is reused: a hit rate of exactly 0.
             let hit = s.prefix_cache.as_ref().map_or(0.0, |p| p.token_hit_rate);
             let p99 = s.ttft.p99;
-            vec![
-                Cell::Text(scheduler.name().into()),
-                Cell::Bool(cache),
-                Cell::Text(router.to_string()),
-                Cell::Int(gpus as u64),
+            [
                 Cell::num_or_empty(hit),
                 Cell::num_or_empty(s.ttft.p50),
                 Cell::num_or_empty(p99),
                 Cell::num_or_empty(s.tbt.p99),
                 Cell::Bool(s.unstable),
                 Cell::Bool(!s.unstable && p99 < SLO_TTFT_S),
+                Cell::num_or_empty(s.mean_in_queue),
             ]
+        })
+        .collect();
+    let rows: Vec<Vec<Cell>> = rows_of
+        .into_iter()
+        .map(|((scheduler, cache, router, gpus), j)| {
+            let mut row = vec![
+                Cell::Text(scheduler.name().into()),
+                Cell::Bool(cache),
+                Cell::Text(router.to_string()),
+                Cell::Int(gpus as u64),
+            ];
+            row.extend(results[j].iter().cloned());
+            row
         })
         .collect();
     // Fewest GPUs meeting the SLO for vllm, cache off behind jsq and on behind prefix-aware.
@@ -163,11 +203,12 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
             "p99_tbt",
             "unstable",
             "meets_slo",
+            "mean_in_queue",
         ],
         rows,
         meta: json!({
             "study": { "seed": ctx.study.seed, "reps": 1, "requests_per_rep": requests, "warmup_requests": 0 },
-            "trace": { "file": ctx.shared.join(TRACE).display().to_string(), "requests": trace.requests.len(), "span_s": trace.span() },
+            "trace": { "file": ctx.shared.join(TRACE).display().to_string(), "requests": trace.requests.len(), "span_s": trace.span(), "mean_prompt_tokens": trace.requests.iter().map(|r| f64::from(r.prompt)).sum::<f64>() / trace.requests.len() as f64 },
             "cost_preset": PRESET,
             "gpu_mem_gb": GPU_MEM_GB,
             "kv_capacity_tokens": kv.capacity_tokens(),
@@ -178,7 +219,7 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
     })
 }
 
-/// Replications the study runs at `scale` (one per configuration).
+/// Replications the study runs at `scale` (one per distinct configuration).
 pub fn planned_runs(_scale: &Scale) -> u64 {
-    (policies().len() * 2 * ROUTERS.len() * GPUS.len()) as u64
+    plan().1.len() as u64
 }

@@ -21,17 +21,50 @@ whole conversation so far plus a {{message}}-token user message, after a
 them under vllm with the prefix cache on ({{reps}} replications of {{requests}} turns; mean
 and 95% interval).
 
+The loop is closed: a turn arrives an exponential think time after the reply to the turn
+before it is complete, and every session brings all its turns, so the mix of first and
+later turns is the same at every think time. Only prompts are cached (a prefill's full
+blocks, not the reply's), so a turn can reuse at most the previous turn's prompt: were every
+prompt still cached at the next turn, the hit rate would be {{ceiling}}; were only the
+system prompts, {{floor}}.
+
 With a KV cache of {{think_cache}} tokens, the hit rate is {{think_first}} at a mean think
 time of {{think_lo}} s and {{think_last}} at {{think_hi}} s (lowest, {{think_min}}, at
-{{think_min_at}} s): longer think times keep more sessions open at once, whose prefixes
-evict one another before their next turns come. With a {{cache_think}} s think time, the hit rate goes from {{cache_first}} with
-{{cache_lo}} tokens of cache to {{cache_last}} with {{cache_hi}}, where every open
-conversation stays cached.
+{{think_min_at}} s), towards the system-prompt-only {{floor}}: longer think times keep more
+sessions open at once, whose prefixes evict one another before their next turns come.
+With a {{cache_think}} s think time, the hit rate goes from {{cache_first}} with
+{{cache_lo}} tokens of cache (too little to keep even the system prompts) to
+{{cache_last}} with {{cache_hi}}, where every open conversation stays cached: the
+{{ceiling}} above, less the first use of each system prompt.
 
 ![Token hit rate against the mean think time (KV cache of {{think_cache}} tokens).](figures/multiturn_think.svg)
 
 ![Token hit rate against the KV cache's size (think time {{cache_think}} s; x: log2 of the tokens).](figures/multiturn_cache.svg)
 ";
+
+/// The token hit rate of a session of `turns` turns, after a `system`-token system prompt,
+/// with user messages of `message` tokens and replies of `message + 1` (the decode budget
+/// is `message`), over KV blocks of `block` tokens: when only the system prompt's full
+/// blocks are cached at each turn, and when also the previous turn's prompt is (a turn
+/// reuses only whole blocks, short of its last token).
+fn hit_bounds(turns: u64, system: u64, message: u64, block: u64) -> (f64, f64) {
+    let whole = |tokens: u64| tokens / block * block;
+    let (mut prompts, mut floor, mut ceiling) = (0, 0, 0);
+    let mut before = 0;
+    let mut prompt = system + message;
+    for _ in 0..turns {
+        let most = whole(prompt - 1);
+        prompts += prompt;
+        floor += whole(system).min(most);
+        ceiling += whole(system).max(whole(before)).min(most);
+        before = prompt;
+        prompt += 2 * message + 1;
+    }
+    (
+        floor as f64 / prompts as f64,
+        ceiling as f64 / prompts as f64,
+    )
+}
 
 /// The section, or `None` when the multi-turn study's files are absent (`--only` ran
 /// other experiments).
@@ -61,6 +94,20 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
     ] {
         v.insert(name.into(), text(key)?);
     }
+    let int = |key: &str| -> Result<u64, DataError> {
+        text(key)?.parse().map_err(|_| DataError::Meta {
+            path: dir.join("data_multiturn.meta.json"),
+            why: format!("{key} is not a whole number"),
+        })
+    };
+    let (floor, ceiling) = hit_bounds(
+        int("/turns")?,
+        int("/system_prompt_tokens")?,
+        int("/message_tokens")?,
+        int("/block_size")?,
+    );
+    v.insert("floor".into(), sig(floor));
+    v.insert("ceiling".into(), sig(ceiling));
     let t = Table::read(dir, FILE)?;
     let think = t.filter("sweep", "think")?;
     let cache = t.filter("sweep", "cache")?;
@@ -149,4 +196,21 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
             ("multiturn_cache".into(), fig_cache),
         ],
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hit_bounds;
+
+    #[test]
+    fn hit_bounds_by_hand() {
+        // Prompts 640, 897, 1154, 1411 tokens (4,102 in all); the system prompt is 32 whole
+        // blocks; the previous prompts hold 40, 56 and 72 whole blocks.
+        let (floor, ceiling) = hit_bounds(4, 512, 128, 16);
+        assert_eq!(floor, 2048.0 / 4102.0);
+        assert_eq!(ceiling, (512.0 + 640.0 + 896.0 + 1152.0) / 4102.0);
+        // No system prompt: nothing is shared but the conversation; 20-token prompt, then
+        // 61 and 102, reusing 16 and 48 tokens.
+        assert_eq!(hit_bounds(3, 0, 20, 16), (0.0, 64.0 / 183.0));
+    }
 }
