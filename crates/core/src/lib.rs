@@ -26,6 +26,7 @@ pub mod request;
 pub mod rng;
 pub mod router;
 pub mod scheduler;
+pub mod serving;
 pub mod sim;
 pub mod stats;
 pub mod theory;

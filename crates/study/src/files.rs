@@ -64,3 +64,15 @@ pub fn read_preset(path: &Path) -> Result<Preset, PresetError> {
     })?;
     Preset::parse(&text, &path.display().to_string())
 }
+
+/// Reads a serving runs file (`llmsim fidelity`'s format) and, when a `run_metadata.csv`
+/// lies beside it, that file's facts.
+pub fn read_serving_runs(path: &Path) -> Result<Vec<llmsim::serving::ServingRun>, CsvError> {
+    let meta_path = path.with_file_name("run_metadata.csv");
+    let meta = if meta_path.is_file() {
+        llmsim::serving::parse_meta(&read_bytes(&meta_path)?, &meta_path)?
+    } else {
+        Vec::new()
+    };
+    llmsim::serving::parse_runs(&read_bytes(path)?, path, &meta)
+}
