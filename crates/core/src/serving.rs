@@ -11,7 +11,7 @@
 //! prefix cache starts cold in every stage (the real one is warm after stage 0, which
 //! costs the first `G x P` requests of later stages a hit). The whole-run row pools the
 //! requests of all stages. A client's latency is the engine's plus the serving preset's
-//! `request_overhead_s`; ITL follows the file's definition, `(mean E2E - mean TTFT) /
+//! client-side overheads ([`Client`]); ITL follows the file's definition, `(mean E2E - mean TTFT) /
 //! (N - 1)` with `N` the client-counted output tokens where the metadata gives them.
 //! What the simulation leaves out: CPU KV offload (the runs' cache never overflowed the
 //! GPU), `max_model_len` (every prompt and output fit it), and the re-tokenisation that
@@ -460,13 +460,13 @@ impl ServingRun {
 
     /// Simulates every stage under `cost` (each with at most `max_requests` requests, if
     /// given) and returns the client-side aggregates by stage, then the whole run (-1),
-    /// with `request_overhead` seconds added to each request's TTFT and E2E. The config
+    /// with `client`'s overheads added to each request's TTFT and E2E. The config
     /// of each stage is checked as `llmsim run` checks it (an unknown model or GPU, a
     /// model too large for the GPU, fail here).
     pub fn simulate(
         &self,
         cost: &CostSpec,
-        request_overhead: f64,
+        client: Client,
         max_requests: Option<usize>,
         seed: u64,
         files: &dyn Files,
@@ -491,8 +491,10 @@ impl ServingRun {
             let sim = simulate_records(&requests, &built.run.engine, built.run.seed, 0, 0);
             let (mut ttft, mut e2e) = (Vec::new(), Vec::new());
             for (r, rec) in requests.iter().zip(&sim.records) {
-                ttft.push(rec.first_token - r.arrival + request_overhead);
-                e2e.push(rec.completion - r.arrival + request_overhead);
+                let tbt = (rec.completion - rec.first_token) / f64::from(r.decode.max(1));
+                let shift = client.request_s + client.lag_steps * tbt;
+                ttft.push(rec.first_token - r.arrival + shift);
+                e2e.push(rec.completion - r.arrival + shift);
             }
             out.push((s as i32, self.aggregate(&mut ttft, &mut e2e)));
             all.0.extend(ttft);
@@ -527,6 +529,26 @@ pub fn pct_error(predicted: f64, measured: f64) -> f64 {
     100.0 * (predicted - measured) / measured
 }
 
+/// What a client measures beyond the engine's request latency ([`ServingPreset`]'s
+/// `request_overhead_s` and `schedule_lag_steps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Client {
+    /// Added to every request (seconds).
+    pub request_s: f64,
+    /// Added to every request in units of its own mean inter-token time (steps).
+    pub lag_steps: f64,
+}
+
+impl Client {
+    /// The client-side overheads of `preset`.
+    pub fn of(preset: &ServingPreset) -> Client {
+        Client {
+            request_s: preset.request_overhead_s,
+            lag_steps: preset.schedule_lag_steps,
+        }
+    }
+}
+
 /// The serving preset `cost` names (a built-in one or a file that is one), whose
 /// `request_overhead_s` a client-side comparison adds; `None` for other cost models.
 pub fn serving_preset(cost: &CostSpec, files: &dyn Files) -> Option<ServingPreset> {
@@ -551,12 +573,12 @@ pub struct Scored {
 }
 
 /// Simulates every run under `cost` (in parallel with the `parallel` feature; results in
-/// run order), adding `request_overhead` seconds per request. A run whose config does not
+/// run order), adding `client`'s overheads to every request. A run whose config does not
 /// build (an unknown model or GPU, a model that does not fit) is kept with the reason.
 pub fn score(
     runs: &[ServingRun],
     cost: &CostSpec,
-    request_overhead: f64,
+    client: Client,
     max_requests: Option<usize>,
     seed: u64,
     files: &(dyn Files + Sync),
@@ -566,7 +588,7 @@ pub fn score(
         Scored {
             id: run.id.clone(),
             predicted: run
-                .simulate(cost, request_overhead, max_requests, seed, files)
+                .simulate(cost, client, max_requests, seed, files)
                 .map_err(|e| format!("{}: {}", e.field, e.why)),
         }
     })
@@ -602,4 +624,212 @@ pub fn mape(runs: &[ServingRun], scored: &[Scored]) -> Latencies {
         }
     }
     sum.map(|s| s / n)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The header of a runs file with every column [`RUN_COLUMNS`] names, plus one it
+    /// ignores.
+    pub(crate) const HEADER: &str = "run_id,stage,model,gpu,tp,max_num_batched_tokens,max_num_seqs,gpu_memory_utilization,prefix_caching,stages,system_prompt_len,question_len,output_len,num_system_prompts,users_per_system_prompt,ttft_mean_ms,ttft_p90_ms,ttft_p99_ms,e2e_mean_ms,e2e_p90_ms,e2e_p99_ms,itl_mean_ms,source";
+
+    /// A row of run `id`, stage `stage`, with `stages` and measured values `m`.
+    pub(crate) fn row(id: &str, stage: i32, model: &str, stages: &str, m: f64) -> String {
+        format!(
+            "{id},{stage},{model},H100-80GB,1,2048,128,,unknown,{stages},100,400,50,9,5,{m},{m},{m},{m},{m},{m},{m},src"
+        )
+    }
+
+    fn parse(text: &str) -> Result<Vec<ServingRun>, CsvError> {
+        parse_runs(text.as_bytes(), Path::new("runs.csv"), &[])
+    }
+
+    #[test]
+    fn stages_parse_and_bad_ones_say_why() {
+        let s = parse_stages("2.5x600;6x600").unwrap();
+        assert_eq!(s.len(), 2);
+        assert_eq!((s[0].requests(), s[1].requests()), (1500, 3600));
+        for bad in ["", "5", "5x", "0x600", "-1x10", "1x1", "nanx5", "5x600;"] {
+            assert!(parse_stages(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rows_merge_into_runs_and_metadata_applies() {
+        let text = [
+            HEADER.to_string(),
+            row(
+                "a",
+                -1,
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "5x10;10x10",
+                9.0,
+            ),
+            row(
+                "a",
+                0,
+                "meta-llama/Llama-3.1-8B-Instruct",
+                "5x10;10x10",
+                8.0,
+            ),
+            row("b", 0, "Qwen/Qwen3-14B", "4x10", 7.0),
+        ]
+        .join("\n");
+        let meta = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens\na,num_groups=10 x num_prompts_per_group=10 (measured),45.5\nb,,\n",
+            Path::new("run_metadata.csv"),
+        )
+        .unwrap();
+        let runs = parse_runs(text.as_bytes(), Path::new("runs.csv"), &meta).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].measured, vec![(-1, [9.0; 7]), (0, [8.0; 7])]);
+        assert_eq!((runs[0].groups, runs[0].per_group), (10, 10));
+        assert_eq!(runs[0].client_tokens, Some(45.5));
+        // No effective structure: the configured one stays.
+        assert_eq!(
+            (runs[1].groups, runs[1].per_group, runs[1].client_tokens),
+            (9, 5, None)
+        );
+        assert_eq!(runs[0].prefix_caching, None);
+    }
+
+    /// A format error names the file, the line (the header is line 1) and the field.
+    #[test]
+    fn format_errors_name_file_line_and_field() {
+        let good = row("a", 0, "m", "5x10", 1.0);
+        for (bad, field) in [
+            (good.replace(",5x10,", ",5y10,"), "stages"),
+            (good.replacen(",0,", ",3,", 1), "stage"),
+            (good.replace(",H100-80GB,1,", ",H100-80GB,0,"), "tp"),
+            (good.replace(",H100-80GB,1,", ",H100-80GB,x,"), "tp"),
+            (good.replace(",unknown,", ",maybe,"), "prefix_caching"),
+            (
+                good.replace(",128,,", ",128,1.5,"),
+                "gpu_memory_utilization",
+            ),
+            (good.replace(",1,src", ",-1,src"), "itl_mean_ms"),
+        ] {
+            let text = format!("{HEADER}\n{good}\n{bad}\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("runs.csv") && e.contains("line 3") && e.contains(field),
+                "{field}: {e}"
+            );
+        }
+        let e = parse(&HEADER.replace(",stages,", ",stagez,"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 1") && e.contains("stages"), "{e}");
+        let twice = format!("{HEADER}\n{good}\n{good}\n");
+        assert!(parse(&twice).unwrap_err().to_string().contains("twice"));
+        let other = format!(
+            "{HEADER}\n{good}\n{}\n",
+            good.replacen(",0,m,", ",-1,n,", 1)
+        );
+        let e = parse(&other).unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("run_id"), "{e}");
+        let meta = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens\na,10 x 10,\n",
+            Path::new("m.csv"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(meta.contains("line 2") && meta.contains("harness_shared_prefix_effective"));
+    }
+
+    /// Prompts of a group share exactly the system prompt; every prompt recurs every
+    /// `groups x per_group` requests.
+    #[test]
+    fn shared_prompts_share_the_system_prompt_only() {
+        let text = format!("{HEADER}\n{}", row("a", 0, "m", "5x10", 1.0));
+        let run = &parse(&text).unwrap()[0];
+        let p = run.prompts();
+        assert_eq!(p.len(), 45);
+        assert_eq!(p[0].ids.len(), 500);
+        // Prompts 0 and 9 are group 0's first two questions.
+        assert_eq!(p[0].ids[..100], p[9].ids[..100]);
+        assert_ne!(p[0].ids[100], p[9].ids[100]);
+        assert_ne!(p[0].ids[0], p[1].ids[0]);
+        let keys = |k: usize| p[k].block_keys(16, 31);
+        assert_eq!(keys(0)[..6], keys(9)[..6]);
+        assert_ne!(keys(0)[6], keys(9)[6]);
+    }
+
+    /// The aggregates by hand: mean, numpy-linear p90/p99, and the file's ITL
+    /// `(mean E2E - mean TTFT) / (N - 1)`, with `N` the client's count where given.
+    #[test]
+    fn aggregates_by_hand() {
+        let text = format!("{HEADER}\n{}", row("a", 0, "m", "5x10", 1.0));
+        let mut run = parse(&text).unwrap().remove(0);
+        let mut ttft = [0.01, 0.03, 0.02];
+        let mut e2e = [1.0, 3.0, 2.0];
+        let a = run.aggregate(&mut ttft, &mut e2e);
+        let want_itl = (2000.0 - 20.0) / 49.0;
+        for (got, want) in a
+            .iter()
+            .zip([20.0, 28.0, 29.8, 2000.0, 2800.0, 2980.0, want_itl])
+        {
+            assert!((got - want).abs() < 1e-9, "{a:?}");
+        }
+        run.client_tokens = Some(34.0);
+        assert!((run.aggregate(&mut ttft, &mut e2e)[6] - 1980.0 / 33.0).abs() < 1e-9);
+    }
+
+    /// Client overheads shift every request's TTFT and E2E alike: by `request_s`, and by
+    /// `lag_steps` of its own inter-token time, which a single request's run gives back.
+    #[test]
+    fn client_overheads_shift_ttft_and_e2e() {
+        let text = format!(
+            "{HEADER}\n{}",
+            row("a", 0, "meta-llama/Llama-3.1-8B", "0.2x10", 1.0)
+        );
+        let run = parse(&text).unwrap().remove(0);
+        let files = crate::files::Memory::default();
+        let cost = CostSpec::Roofline { gpu: None };
+        let at = |client| run.simulate(&cost, client, None, 1, &files).unwrap();
+        let base = at(Client::default());
+        let shifted = at(Client {
+            request_s: 0.005,
+            lag_steps: 0.0,
+        });
+        for i in [0, 1, 2, 3, 4, 5] {
+            assert!((shifted[0].1[i] - base[0].1[i] - 5.0).abs() < 1e-9);
+        }
+        assert!((shifted[0].1[6] - base[0].1[6]).abs() < 1e-9);
+        // At 0.2 requests/s two requests rarely overlap: the lag adds about one ITL.
+        let lagged = at(Client {
+            request_s: 0.0,
+            lag_steps: 1.0,
+        });
+        let added = lagged[0].1[0] - base[0].1[0];
+        assert!((added / base[0].1[6] - 1.0).abs() < 0.05, "{added}");
+        // The whole run pools its one stage.
+        assert_eq!(base[1].0, -1);
+        assert_eq!(base[0].1, base[1].1);
+    }
+
+    #[test]
+    fn unknown_models_are_skipped_with_the_reason() {
+        let text = format!(
+            "{HEADER}\n{}",
+            row("a", 0, "nobody/NoModel-1B", "5x10", 1.0)
+        );
+        let runs = parse(&text).unwrap();
+        let files = crate::files::Memory::default();
+        let s = score(
+            &runs,
+            &CostSpec::Roofline { gpu: None },
+            Client::default(),
+            None,
+            1,
+            &files,
+        );
+        let why = s[0].predicted.as_ref().unwrap_err();
+        assert!(
+            why.starts_with("model:") && why.contains("nobody/NoModel-1B"),
+            "{why}"
+        );
+        assert!(mape(&runs, &s).iter().all(|v| v.is_nan()));
+    }
 }

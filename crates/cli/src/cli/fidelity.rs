@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::UsageError;
 use llmsim::config::CostSpec;
 use llmsim::serving::{
-    self, Latencies, METRICS, Scored, ServingRun, pairs, pct_error, serving_preset,
+    self, Client, Latencies, METRICS, Scored, ServingRun, pairs, pct_error, serving_preset,
 };
 use llmsim_study::files::{Disk, read_serving_runs};
 use llmsim_study::output::write_atomic;
@@ -72,8 +72,8 @@ pub fn simulate(
     if max_requests.is_some_and(|n| n < 2) {
         return Err(UsageError::new("--max-requests", "must be at least 2"));
     }
-    let overhead = serving_preset(&spec, &Disk).map_or(0.0, |p| p.request_overhead_s);
-    let scored = serving::score(runs, &spec, overhead, max_requests, seed, &Disk);
+    let client = serving_preset(&spec, &Disk).map_or(Client::default(), |p| Client::of(&p));
+    let scored = serving::score(runs, &spec, client, max_requests, seed, &Disk);
     Ok((spec, scored))
 }
 

@@ -62,6 +62,7 @@ impl ModelShape {
 
 /// How far below its peaks a GPU runs, and the fixed cost of an iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Efficiency {
     /// Fraction of peak FLOP/s reached (0 to 1].
     pub compute: f64,

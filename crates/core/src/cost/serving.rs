@@ -8,6 +8,7 @@
 //! name = "vllm"
 //! source = "where the numbers come from"
 //! request_overhead_s = 0.012
+//! schedule_lag_steps = 1.0
 //!
 //! [roofline]
 //! compute = 0.6
@@ -18,26 +19,29 @@
 //!
 //! `[roofline]` prices each iteration ([`Efficiency`]: fractions of the GPU's peaks, the
 //! fixed per-step cost of scheduling and launching, and the per-sequence cost of
-//! sampling, detokenising and streaming); `request_overhead_s` is what a client measures
-//! beyond the engine's own request latency: the API server's HTTP handling and
-//! tokenisation before the request reaches the scheduler and the streaming of its first
-//! and last chunks. It is added to every request's TTFT and E2E by `llmsim fidelity`,
-//! which compares with client-side measurements; `llmsim run` reports engine-side
-//! latencies and uses only the roofline part.
+//! sampling, detokenising and streaming); `request_overhead_s` and `schedule_lag_steps`
+//! are what a client measures beyond the engine's own request latency: the API server's
+//! HTTP handling and tokenisation before the request reaches the scheduler, the streaming
+//! of its first and last chunks, and the steps a request waits before the scheduler
+//! sees it. They are added to every request's TTFT and E2E by `llmsim fidelity`, which
+//! compares with client-side measurements; `llmsim run` reports engine-side latencies and
+//! uses only the roofline part.
 
 use serde::{Deserialize, Serialize};
 
 use super::roofline::Efficiency;
 
 /// Physical bounds of a serving preset's parameters, `(name, low, high)`: efficiencies in
-/// (0, 1]; the per-step overhead up to 50 ms, the per-sequence one up to 1 ms and the
-/// per-request one up to 1 s (each at least 0), far above what any engine pays.
-pub const BOUNDS: [(&str, f64, f64); 5] = [
+/// (0, 1]; the per-step overhead up to 50 ms, the per-sequence one up to 1 ms, the
+/// per-request one up to 1 s and the scheduling lag up to 3 steps (each at least 0), far
+/// above what any engine pays.
+pub const BOUNDS: [(&str, f64, f64); 6] = [
     ("roofline.compute", 0.0, 1.0),
     ("roofline.memory", 0.0, 1.0),
     ("roofline.overhead", 0.0, 0.05),
     ("roofline.per_seq", 0.0, 0.001),
     ("request_overhead_s", 0.0, 1.0),
+    ("schedule_lag_steps", 0.0, 3.0),
 ];
 
 /// A named, sourced serving calibration.
@@ -50,6 +54,13 @@ pub struct ServingPreset {
     pub source: String,
     /// Client-side latency every request pays outside the engine (seconds).
     pub request_overhead_s: f64,
+    /// Steps a new request waits beyond the next one before it joins a batch (steps):
+    /// an engine that schedules step `n + 1` while step `n` runs (asynchronous
+    /// scheduling) and hands inputs and outputs between processes takes a request that
+    /// arrives during step `n` no earlier than step `n + 2`. Charged to each request as
+    /// this many of its own mean inter-token times, on its TTFT and E2E alike.
+    #[serde(default)]
+    pub schedule_lag_steps: f64,
     /// The roofline's efficiencies and per-iteration overheads.
     pub roofline: Efficiency,
 }
@@ -64,7 +75,7 @@ pub fn built_in_names() -> Vec<&'static str> {
 
 impl ServingPreset {
     /// The parameters in [`BOUNDS`]' order.
-    pub fn params(&self) -> [f64; 5] {
+    pub fn params(&self) -> [f64; 6] {
         let e = &self.roofline;
         [
             e.compute,
@@ -72,13 +83,15 @@ impl ServingPreset {
             e.overhead,
             e.per_seq,
             self.request_overhead_s,
+            self.schedule_lag_steps,
         ]
     }
 
     /// `self` with the parameters `p` in [`BOUNDS`]' order.
-    pub fn with_params(&self, p: [f64; 5]) -> ServingPreset {
+    pub fn with_params(&self, p: [f64; 6]) -> ServingPreset {
         ServingPreset {
             request_overhead_s: p[4],
+            schedule_lag_steps: p[5],
             roofline: Efficiency {
                 compute: p[0],
                 memory: p[1],
@@ -158,12 +171,12 @@ mod tests {
     fn out_of_range_and_unknown_fields_are_named() {
         let p = ServingPreset::built_in("vllm").unwrap();
         let e = p
-            .with_params([0.0, 0.5, 0.0, 0.0, 0.0])
+            .with_params([0.0, 0.5, 0.0, 0.0, 0.0, 0.0])
             .check()
             .unwrap_err();
         assert!(e.contains("roofline.compute"), "{e}");
         let e = p
-            .with_params([0.5, 0.5, 0.0, 0.002, 0.0])
+            .with_params([0.5, 0.5, 0.0, 0.002, 0.0, 0.0])
             .check()
             .unwrap_err();
         assert!(e.contains("roofline.per_seq") && e.contains("0.002"), "{e}");
