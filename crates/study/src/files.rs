@@ -29,7 +29,7 @@ impl Files for Disk {
 }
 
 /// The bytes of the file at `path`; failing to read is an error naming it.
-fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
     Disk.read(path).map_err(|source| CsvError::Io {
         path: path.to_path_buf(),
         source,
