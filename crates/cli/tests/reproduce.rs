@@ -276,7 +276,11 @@ const OUR_FILES: [(&str, &[&str]); 6] = [
 ];
 
 /// Files of ours written only where the shared inputs are found, with their first columns.
-const SHARED_FILES: [(&str, &[&str]); 3] = [
+const SHARED_FILES: [(&str, &[&str]); 4] = [
+    (
+        "data_fidelity.csv",
+        &["simulator", "metric", "mape_pct", "runs"],
+    ),
     (
         "data_prefix_caching.csv",
         &[
@@ -354,9 +358,9 @@ fn every_file_has_the_seed_columns_first_a_meta_file_and_no_missing_values() {
         }
         // The roofline comparison replicates nothing; the hardware study bisects once per
         // layout (its cost model is deterministic), and says so; the prefix-caching replays
-        // are deterministic.
+        // and the fidelity study's simulations (one per real run) are deterministic.
         match name {
-            "data_roofline.csv" | "data_prefix_caching.csv" => {}
+            "data_roofline.csv" | "data_prefix_caching.csv" | "data_fidelity.csv" => {}
             "data_hardware.csv" => assert_eq!(reps(name), 1),
             _ => assert!(reps(name) >= 2, "{name}: meta lacks the replication count"),
         }

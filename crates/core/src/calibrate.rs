@@ -271,6 +271,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
             compute: 1.0,
             memory: 1.0,
             overhead: 0.0,
+            per_seq: 0.0,
         },
         parallel: Parallel::SINGLE,
     };
@@ -296,6 +297,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
                 compute,
                 memory,
                 overhead,
+                per_seq: 0.0,
             },
             sse,
         )

@@ -18,8 +18,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use crate::cost::{
-    CostDist, CostModel, GpuSpec, LinearCost, LogNormalNoise, ModelShape, Parallel, Preset,
-    RooflineCost, check_cv, preset, preset::PresetError,
+    CostDist, CostModel, Efficiency, GpuSpec, LinearCost, LogNormalNoise, ModelShape, Parallel,
+    Preset, RooflineCost, ServingPreset, check_cv, preset, preset::PresetError, serving,
 };
 use crate::csvio::CsvError;
 use crate::dist::LengthDist;
@@ -197,7 +197,7 @@ impl CostSpec {
             CostSpec::Roofline {
                 gpu: Some(gpu.into()),
             }
-        } else if Preset::built_in(spec).is_some() {
+        } else if Preset::built_in(spec).is_some() || ServingPreset::built_in(spec).is_some() {
             CostSpec::Preset { name: spec.into() }
         } else {
             CostSpec::File { path: spec.into() }
@@ -274,9 +274,15 @@ impl CostSpec {
         (CostSpec::with_noise(base, noise_cv.or(noise)), notes)
     }
 
-    /// Whether this is the roofline model (which alone prices a parallel layout).
+    /// Whether this may be the roofline model, which alone prices a parallel layout: the
+    /// roofline, a built-in serving preset, or a preset file (a profiled one is refused
+    /// with a parallel layout when it is read).
     pub fn is_roofline(&self) -> bool {
-        matches!(self.split().0, CostSpec::Roofline { .. })
+        match self.split().0 {
+            CostSpec::Roofline { .. } | CostSpec::File { .. } => true,
+            CostSpec::Preset { name } => ServingPreset::built_in(name).is_some(),
+            _ => false,
+        }
     }
 
     /// Checks the parameters and builds the model for `hw` (the roofline's model, GPU and
@@ -290,8 +296,37 @@ impl CostSpec {
             field: "cost",
             why: format!(
                 "{why} (--cost takes linear, a built-in preset ({}), a preset TOML file, roofline or roofline:GPU)",
-                preset::built_in_names().join(", ")
+                preset::built_in_names()
+                    .into_iter()
+                    .chain(serving::built_in_names())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
+        };
+        let roofline = |eff: Option<Efficiency>| -> Result<Arc<dyn CostModel>, RangeError> {
+            let gpu = hw.gpu.ok_or_else(|| RangeError {
+                field: "gpu",
+                why: format!(
+                    "--cost {self} needs a GPU: --gpu NAME|FILE or roofline:GPU ({})",
+                    gpu::names().join(", ")
+                ),
+            })?;
+            let base = RooflineCost::new(hw.model.shape, gpu);
+            Ok(Arc::new(RooflineCost {
+                parallel: hw.parallel,
+                eff: eff.unwrap_or(base.eff),
+                ..base
+            }))
+        };
+        let profiled = |p: Preset| -> Result<Arc<dyn CostModel>, RangeError> {
+            require(
+                hw.parallel == Parallel::SINGLE,
+                "tp",
+                format!(
+                    "--tp and --pp need a roofline or serving preset: '{self}' prices one measured GPU"
+                ),
+            )?;
+            Ok(p.model())
         };
         Ok(match self {
             CostSpec::Linear { c, a, b0, dist } => {
@@ -299,31 +334,34 @@ impl CostSpec {
                 linear.check()?;
                 Arc::new(linear)
             }
-            CostSpec::Roofline { .. } => {
-                let gpu = hw.gpu.ok_or_else(|| RangeError {
-                    field: "gpu",
-                    why: format!(
-                        "--cost roofline needs a GPU: --gpu NAME|FILE or roofline:GPU ({})",
-                        gpu::names().join(", ")
-                    ),
-                })?;
-                Arc::new(RooflineCost {
-                    parallel: hw.parallel,
-                    ..RooflineCost::new(hw.model.shape, gpu)
-                })
+            CostSpec::Roofline { .. } => roofline(None)?,
+            CostSpec::Preset { name } => {
+                match (Preset::built_in(name), ServingPreset::built_in(name)) {
+                    (Some(p), _) => profiled(p)?,
+                    (None, Some(s)) => roofline(Some(s.roofline))?,
+                    (None, None) => {
+                        return Err(bad_spec(format!("no built-in preset is called '{name}'")));
+                    }
+                }
             }
-            CostSpec::Preset { name } => Preset::built_in(name)
-                .ok_or_else(|| bad_spec(format!("no built-in preset is called '{name}'")))?
-                .model(),
-            CostSpec::File { path } => files
-                .read_text(path)
-                .map_err(|source| PresetError::Io {
-                    path: path.clone(),
-                    source,
-                })
-                .and_then(|text| Preset::parse(&text, &path.display().to_string()))
-                .map_err(|e| bad_spec(e.to_string()))?
-                .model(),
+            CostSpec::File { path } => {
+                let text = files.read_text(path).map_err(|source| {
+                    bad_spec(
+                        PresetError::Io {
+                            path: path.clone(),
+                            source,
+                        }
+                        .to_string(),
+                    )
+                })?;
+                let origin = path.display().to_string();
+                if ServingPreset::looks_like(&text) {
+                    let s = ServingPreset::parse(&text, &origin).map_err(bad_spec)?;
+                    roofline(Some(s.roofline))?
+                } else {
+                    profiled(Preset::parse(&text, &origin).map_err(|e| bad_spec(e.to_string()))?)?
+                }
+            }
             CostSpec::Noise { cv, base } => {
                 let base = base.model(hw, files)?;
                 check_cv("noise-cv", *cv).map_err(|e| RangeError {

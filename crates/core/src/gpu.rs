@@ -118,7 +118,8 @@ pub const GPUS: &[GpuEntry] = &[
     },
     GpuEntry {
         name: "a100-80gb",
-        aliases: &["a100", "a100-80"],
+        // A100-80GB: the label of the real vLLM runs (`llmsim fidelity`).
+        aliases: &["a100", "a100-80", "A100-80GB"],
         source: "NVIDIA A100 datasheet (nvidia.com/en-us/data-center/a100): 312 TFLOP/s bf16, 2,039 GB/s, NVLink 600 GB/s",
         spec: GpuSpec {
             peak_flops: 312.0 * T,
@@ -144,7 +145,7 @@ pub const GPUS: &[GpuEntry] = &[
     },
     GpuEntry {
         name: "l40s",
-        aliases: &[],
+        aliases: &["L40S-48GB"],
         source: "NVIDIA L40S datasheet (nvidia.com/en-us/data-center/l40s): 362 TFLOP/s bf16, 733 fp8 (dense), 864 GB/s, PCIe 4.0",
         spec: GpuSpec {
             peak_flops: 362.0 * T,
@@ -157,7 +158,7 @@ pub const GPUS: &[GpuEntry] = &[
     },
     GpuEntry {
         name: "h100-sxm",
-        aliases: &["h100"],
+        aliases: &["h100", "H100-80GB"],
         source: "NVIDIA H100 datasheet (nvidia.com/en-us/data-center/h100), SXM: 989 TFLOP/s bf16, 1,979 fp8, 3.35 TB/s, NVLink 900 GB/s, PCIe 5.0",
         spec: GpuSpec::H100,
     },
@@ -246,6 +247,14 @@ mod tests {
         assert_eq!(find("h100").unwrap().spec, GpuSpec::H100);
         assert_eq!(find("H200").unwrap().spec, GpuSpec::H200);
         assert!(find("h20").is_none());
+        // The real vLLM runs' labels (shared/fidelity/README.md, column gpu).
+        for (label, name) in [
+            ("H100-80GB", "h100-sxm"),
+            ("A100-80GB", "a100-80gb"),
+            ("L40S-48GB", "l40s"),
+        ] {
+            assert_eq!(find(label).unwrap().name, name);
+        }
     }
 
     #[test]

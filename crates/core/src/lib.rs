@@ -26,6 +26,8 @@ pub mod request;
 pub mod rng;
 pub mod router;
 pub mod scheduler;
+pub mod serving;
+pub mod serving_fit;
 pub mod sim;
 pub mod stats;
 pub mod theory;

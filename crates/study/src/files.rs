@@ -29,7 +29,7 @@ impl Files for Disk {
 }
 
 /// The bytes of the file at `path`; failing to read is an error naming it.
-fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, CsvError> {
     Disk.read(path).map_err(|source| CsvError::Io {
         path: path.to_path_buf(),
         source,
@@ -63,4 +63,16 @@ pub fn read_preset(path: &Path) -> Result<Preset, PresetError> {
         source,
     })?;
     Preset::parse(&text, &path.display().to_string())
+}
+
+/// Reads a serving runs file (`llmsim fidelity`'s format) and, when a `run_metadata.csv`
+/// lies beside it, that file's facts.
+pub fn read_serving_runs(path: &Path) -> Result<Vec<llmsim::serving::ServingRun>, CsvError> {
+    let meta_path = path.with_file_name("run_metadata.csv");
+    let meta = if meta_path.is_file() {
+        llmsim::serving::parse_meta(&read_bytes(&meta_path)?, &meta_path)?
+    } else {
+        Vec::new()
+    };
+    llmsim::serving::parse_runs(&read_bytes(path)?, path, &meta)
 }

@@ -9,7 +9,11 @@ use super::UsageError;
 use llmsim::calibrate::{
     FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, relative_errors,
 };
-use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost};
+use llmsim::cost::serving::BOUNDS;
+use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost, ServingPreset};
+use llmsim::serving::{Latencies, METRICS, Scored, ServingRun, mape};
+use llmsim::serving_fit::{FitOptions, fit, loss, score_preset};
+use llmsim_study::files::Disk;
 use llmsim_study::files::read_profile;
 use llmsim_study::output::write_atomic;
 
@@ -18,7 +22,26 @@ use llmsim_study::output::write_atomic;
 pub struct CalibrateArgs {
     /// Measured profile to fit (CSV: model,kind,prefill_seqs,prefill_len,prefill_tokens,
     /// decode_batch,decode_context,batch_tokens,median_ms,...).
-    profile: PathBuf,
+    #[arg(required_unless_present = "serving", conflicts_with = "serving")]
+    profile: Option<PathBuf>,
+    /// Fit a serving preset (roofline efficiencies, per-step, per-sequence and per-request
+    /// overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
+    /// the simulator in the loop; prints the in-sample and leave-one-run-out errors.
+    #[arg(long, value_name = "RUNS")]
+    serving: Option<PathBuf>,
+    /// Serving fit: the preset to start from (built-in name or file) [default: vllm].
+    #[arg(long, value_name = "PRESET", requires = "serving")]
+    start: Option<String>,
+    /// Serving fit: requests simulated per stage while fitting.
+    #[arg(long, value_name = "N", default_value_t = 600, requires = "serving")]
+    max_requests: usize,
+    /// Serving fit: most loss evaluations of the fit (each simulates every run).
+    #[arg(long, value_name = "N", default_value_t = 300, requires = "serving")]
+    max_evals: usize,
+    /// Serving fit: most loss evaluations of each leave-one-run-out refit, which starts
+    /// from the fit on every run with a smaller simplex (0: skip them).
+    #[arg(long, value_name = "N", default_value_t = 60, requires = "serving")]
+    loo_evals: usize,
     /// Also report the fitted model's error on this profile's rows (a held-out test set);
     /// may be repeated.
     #[arg(long, value_name = "CSV")]
@@ -145,6 +168,13 @@ fn check_out(out: &Path) -> Result<(), UsageError> {
 }
 
 pub fn main(args: CalibrateArgs) -> Result<()> {
+    if let Some(runs) = &args.serving {
+        return serving_main(runs, &args);
+    }
+    let profile = args
+        .profile
+        .clone()
+        .expect("clap requires PROFILE without --serving");
     // Every argument is checked, and every result computed and saved, before anything is
     // printed: a bad flag fails with nothing on standard output.
     let roofline = match &args.roofline {
@@ -165,7 +195,7 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
     if let Some(out) = &args.out {
         check_out(out)?;
     }
-    let rows = read(&args.profile, "PROFILE")?;
+    let rows = read(&profile, "PROFILE")?;
     let checks = args
         .check
         .iter()
@@ -173,7 +203,7 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let model = fit_profiled(&rows).map_err(|e| UsageError {
         flag: "PROFILE",
-        why: format!("{}: {e}", args.profile.display()),
+        why: format!("{}: {e}", profile.display()),
     })?;
     let roof = roofline.map(|(name, gpu)| {
         (
@@ -183,8 +213,7 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
         )
     });
     if let Some(out) = &args.out {
-        let stem = args
-            .profile
+        let stem = profile
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned());
         let preset = Preset {
@@ -196,7 +225,7 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
             source: args.source.clone().unwrap_or_else(|| {
                 format!(
                     "llmsim calibrate fit to {} ({} rows)",
-                    args.profile.display(),
+                    profile.display(),
                     rows.len()
                 )
             }),
@@ -208,14 +237,14 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
     let count = |kind: &str| rows.iter().filter(|r| r.kind == kind).count();
     println!(
         "fitted to {} ({} rows: {} prefill, {} decode, {} mixed), least squares on relative error",
-        args.profile.display(),
+        profile.display(),
         rows.len(),
         count("prefill"),
         count("decode"),
         count("mixed")
     );
     print_parameters(&model);
-    report(&format!("fit: {}", args.profile.display()), &model, &rows);
+    report(&format!("fit: {}", profile.display()), &model, &rows);
     for (path, rows) in &checks {
         report(&format!("check: {}", path.display()), &model, rows);
     }
@@ -230,7 +259,7 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
             roof.eff.overhead * 1e3
         );
         report(
-            &format!("roofline fit: {}", args.profile.display()),
+            &format!("roofline fit: {}", profile.display()),
             &roof,
             &rows,
         );
@@ -240,6 +269,143 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
     }
     if let Some(out) = &args.out {
         println!("\nwrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// The serving preset `--start` names (a built-in one or a file).
+fn start_preset(start: Option<&str>) -> Result<ServingPreset, UsageError> {
+    let name = start.unwrap_or(super::fidelity::DEFAULT_COST);
+    if let Some(p) = ServingPreset::built_in(name) {
+        return Ok(p);
+    }
+    let text = std::fs::read_to_string(name).map_err(|e| {
+        UsageError::new(
+            "--start",
+            format!(
+                "'{name}' is neither a built-in serving preset ({}) nor a readable file: {e}",
+                llmsim::cost::serving::built_in_names().join(", ")
+            ),
+        )
+    })?;
+    ServingPreset::parse(&text, name).map_err(|e| UsageError::new("--start", e))
+}
+
+fn print_mape(title: &str, mape: &Latencies) {
+    let cells: Vec<String> = METRICS
+        .iter()
+        .zip(mape)
+        .map(|(m, v)| format!("{m} {v:.2}%"))
+        .collect();
+    println!("{title}: {}", cells.join(", "));
+}
+
+/// `llmsim calibrate --serving RUNS`.
+fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
+    let start = start_preset(args.start.as_deref())?;
+    if let Some(out) = &args.out {
+        check_out(out)?;
+    }
+    if args.max_requests < 2 {
+        return Err(UsageError::new("--max-requests", "must be at least 2").into());
+    }
+    let runs = super::fidelity::read_runs(path)?;
+    let opts = FitOptions {
+        max_requests: Some(args.max_requests),
+        seed: 42,
+        max_evals: args.max_evals,
+        step: 0.5,
+    };
+    let scored = score_preset(&runs, &start, &opts, &Disk);
+    let (fitted, skipped): (Vec<_>, Vec<_>) = runs
+        .iter()
+        .cloned()
+        .zip(&scored)
+        .partition(|(_, s)| s.predicted.is_ok());
+    let runs: Vec<ServingRun> = fitted.into_iter().map(|(r, _)| r).collect();
+    if runs.len() < 2 {
+        return Err(UsageError::new(
+            "--serving",
+            format!(
+                "{}: fewer than 2 runs simulate, nothing to fit",
+                path.display()
+            ),
+        )
+        .into());
+    }
+    let fit = fit(&runs, &start, &opts, &Disk);
+    let name = args.name.clone().unwrap_or_else(|| start.name.clone());
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let preset = ServingPreset {
+        name,
+        source: args.source.clone().unwrap_or_else(|| {
+            format!(
+                "llmsim calibrate --serving {} (runs {}; {} requests per stage, soft-L1 on log ratios)",
+                path.display(),
+                ids.join(" "),
+                args.max_requests
+            )
+        }),
+        ..fit.preset.clone()
+    };
+    if let Some(out) = &args.out {
+        write_atomic(out, preset.to_toml().as_bytes())
+            .map_err(|e| UsageError::new("--out", e.to_string()))?;
+    }
+    println!(
+        "fitted to {} runs of {} in {} evaluations (loss {:.4} from {:.4})",
+        runs.len(),
+        path.display(),
+        fit.evals,
+        fit.loss,
+        loss(&runs, &score_preset(&runs, &start, &opts, &Disk)),
+    );
+    for (run, s) in &skipped {
+        if let Err(why) = &s.predicted {
+            println!("skipped {}: {why}", run.id);
+        }
+    }
+    for ((name, lo, hi), v) in BOUNDS.iter().zip(preset.params()) {
+        println!("  {name:<20} {v:.6e}  (bounds {lo} to {hi})");
+    }
+    let full = FitOptions {
+        max_requests: None,
+        ..opts
+    };
+    let in_sample = score_preset(&runs, &preset, &full, &Disk);
+    print_mape(
+        "in-sample MAPE (whole-run rows, every request)",
+        &mape(&runs, &in_sample),
+    );
+    if args.loo_evals > 0 {
+        let loo: Vec<Scored> = (0..runs.len())
+            .map(|i| {
+                let rest: Vec<ServingRun> = runs
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                let refit = llmsim::serving_fit::fit(
+                    &rest,
+                    &preset,
+                    &FitOptions {
+                        max_evals: args.loo_evals,
+                        ..opts
+                    },
+                    &Disk,
+                );
+                let one = std::slice::from_ref(&runs[i]);
+                score_preset(one, &refit.preset, &full, &Disk).remove(0)
+            })
+            .collect();
+        print_mape(
+            "leave-one-run-out MAPE (whole-run rows)",
+            &mape(&runs, &loo),
+        );
+    }
+    if let Some(out) = &args.out {
+        println!("wrote {}", out.display());
     }
     Ok(())
 }

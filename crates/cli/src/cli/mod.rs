@@ -4,6 +4,7 @@
 mod bench;
 mod calibrate;
 mod cost;
+mod fidelity;
 mod report;
 mod reproduce;
 mod run;
@@ -32,6 +33,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Check a cost model against measured iteration times.
     Cost(cost::CostCmd),
+    /// Score the simulator against a real engine's runs (predicted vs measured latencies).
+    Fidelity(fidelity::FidelityArgs),
     /// Run the seed study's ten experiments and ours, write their CSVs to data/, then the report.
     Reproduce(reproduce::ReproduceArgs),
     /// Write the HTML and Markdown report from the data of a reproduce run.
@@ -98,6 +101,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::main(args),
         Command::Calibrate(args) => calibrate::main(args),
         Command::Cost(args) => cost::main(args),
+        Command::Fidelity(args) => fidelity::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
     };

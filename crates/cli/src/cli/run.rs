@@ -174,7 +174,9 @@ pub struct CostFlags {
     /// Iteration cost model: linear (the seed's, set by --c, --a, --b0, --cost-dist), a
     /// built-in preset (h200-llama3.1-8b, h100-llama3.1-8b), a preset TOML file from `llmsim calibrate --out`,
     /// or roofline (--model on --gpu with --tp x --pp GPUs per replica, from datasheet
-    /// peaks, efficiencies fitted on the H200 profile); roofline:GPU is roofline with --gpu GPU.
+    /// peaks, efficiencies fitted on the H200 profile); roofline:GPU is roofline with --gpu GPU;
+    /// vllm (or a file from `llmsim calibrate --serving`) is the roofline with efficiencies and
+    /// overheads fitted to real vLLM runs.
     #[arg(long, value_name = "SPEC")]
     pub cost: Option<String>,
     /// Mean setup cost c of a batch (seconds, at most 3600; --cost linear).

@@ -12,6 +12,7 @@ mod noise;
 pub mod preset;
 mod profiled;
 mod roofline;
+pub mod serving;
 
 pub use linear::{CostDist, LinearCost};
 pub use noise::LogNormalNoise;
@@ -20,6 +21,7 @@ pub use profiled::ProfiledCost;
 pub use roofline::{
     Efficiency, GpuSpec, ModelShape, NODE_GPUS, Parallel, RooflineCost, ring_all_reduce,
 };
+pub use serving::ServingPreset;
 
 use crate::limits::RangeError;
 use crate::rng::SimRng;

@@ -1,7 +1,7 @@
 //! A roofline cost model: iteration time from the model's shape and the GPU's peak
 //! arithmetic and memory bandwidth, so a card that was never profiled can be estimated.
 //!
-//! `S = overhead + max(FLOPs / (compute_eff * peak_flops), bytes / (memory_eff * bandwidth))`
+//! `S = overhead + per_seq * sequences + max(FLOPs / (compute_eff * peak_flops), bytes / (memory_eff * bandwidth))`
 //!
 //! FLOPs count the dense layers (2 per parameter per token), the logits of one token per
 //! sequence, and attention (quadratic in each prompt, so a chunk after a prefix costs its
@@ -62,6 +62,7 @@ impl ModelShape {
 
 /// How far below its peaks a GPU runs, and the fixed cost of an iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Efficiency {
     /// Fraction of peak FLOP/s reached (0 to 1].
     pub compute: f64,
@@ -69,6 +70,12 @@ pub struct Efficiency {
     pub memory: f64,
     /// Fixed cost of every iteration (seconds).
     pub overhead: f64,
+    /// Cost of every iteration per sequence in it (seconds per sequence): the engine's CPU
+    /// work that grows with the batch (input preparation, sampling, detokenising and
+    /// streaming each sequence's token), which a real server pays between GPU kernels.
+    /// 0 in profiles of the GPU step alone.
+    #[serde(default)]
+    pub per_seq: f64,
 }
 
 impl Efficiency {
@@ -78,6 +85,7 @@ impl Efficiency {
         compute: 0.55,
         memory: 0.996,
         overhead: 0.003_029_074_994_926_653,
+        per_seq: 0.0,
     };
 }
 
@@ -232,7 +240,8 @@ impl CostModel for RooflineCost {
     }
 
     fn mean(&self, shape: &BatchShape) -> f64 {
-        self.eff.overhead + self.pipelined(shape, true)
+        let seqs = f64::from(shape.prefill_entries) + f64::from(shape.decode_entries);
+        self.eff.overhead + self.eff.per_seq * seqs + self.pipelined(shape, true)
     }
 
     fn variance(&self, _shape: &BatchShape) -> f64 {

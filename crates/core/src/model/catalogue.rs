@@ -240,6 +240,35 @@ mod tests {
         );
     }
 
+    /// Every model of the real vLLM runs (`llmsim fidelity`) answers to its Hugging Face id.
+    #[test]
+    fn the_real_runs_models_are_known_by_their_ids() {
+        for (id, name) in [
+            ("01-ai/Yi-34B", "yi-34b"),
+            ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
+            ("Qwen/Qwen3-14B", "qwen3-14b"),
+            (
+                "RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic",
+                "llama-4-scout-fp8",
+            ),
+            ("codellama/CodeLlama-34b-Instruct-hf", "codellama-34b"),
+            ("meta-llama/Llama-2-7b-hf", "llama-2-7b"),
+            ("meta-llama/Llama-2-70b-hf", "llama-2-70b"),
+            ("meta-llama/Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+            ("meta-llama/Llama-3.1-70B-Instruct", "llama-3.1-70b"),
+            ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
+            ("mistralai/Mixtral-8x7B-v0.1", "mixtral-8x7b"),
+            ("mistralai/Mixtral-8x22B-v0.1", "mixtral-8x22b"),
+            (
+                "mistralai/Mixtral-8x22B-Instruct-v0.1",
+                "mixtral-8x22b-instruct",
+            ),
+        ] {
+            assert_eq!(find(id).map(|m| m.name), Some(name), "{id}");
+        }
+        assert_eq!(find("llama-4-scout-fp8").unwrap().shape.weight_bytes, 1.0);
+    }
+
     /// KV bytes per token as the model cards' shapes give them, by hand:
     /// 2 x layers x KV heads x head dim x 2 bytes.
     #[test]

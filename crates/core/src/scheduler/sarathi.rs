@@ -9,6 +9,18 @@
 //! blocks are set aside when it is admitted, and a decode that cannot grow preempts the
 //! newest running request by recompute. Batches are full whenever work waits, which makes
 //! the policy work-conserving in the sense of Li, Dai and Peng (2025).
+//!
+//! vLLM's V1 scheduler (the default since vLLM 0.8, used by `llmsim fidelity` for the
+//! real vLLM runs) is this policy in what it decides: one token budget per step
+//! (`--max-num-batched-tokens`) shared by decodes and prefill chunks, chunked prefill,
+//! at most `--max-num-seqs` running, FCFS admission, preemption of the newest running
+//! request by recompute. It differs in bookkeeping: V1 walks the running requests in
+//! their order, a partial prefill before later decodes (here every decode goes first,
+//! which is the same batch whenever the budget holds them all, as it does with at most
+//! `max_num_seqs <= max_tokens` decodes); V1 allocates KV blocks chunk by chunk where this
+//! sets a prompt's blocks aside at admission; and V1 with asynchronous scheduling
+//! prepares step `n + 1` while step `n` runs, which `llmsim fidelity` charges as the
+//! serving preset's scheduling lag outside the engine.
 
 use super::paged::{KvBudget, Queues};
 use super::{Batch, BatchLimits, ReqId, Scheduler, View};

@@ -10,6 +10,7 @@
 mod batching;
 mod capacity;
 mod comparison;
+pub mod fidelity;
 mod grid;
 pub mod hardware;
 mod latency_cdf;
@@ -116,11 +117,14 @@ pub enum Experiment {
     /// Synthetic multi-turn conversations: prefix-cache hit rate against think time and
     /// cache size (ours).
     Multiturn,
+    /// The real vLLM runs: llmsim's errors beside the other simulators' published ones
+    /// (ours; needs the shared runs).
+    Fidelity,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 19] = [
+    pub const ALL: [Experiment; 20] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -140,6 +144,7 @@ impl Experiment {
         Experiment::Hardware,
         Experiment::PrefixCaching,
         Experiment::Multiturn,
+        Experiment::Fidelity,
     ];
 
     /// The name used by `--only` and in file names.
@@ -164,6 +169,7 @@ impl Experiment {
             Experiment::Hardware => "hardware",
             Experiment::PrefixCaching => "prefix_caching",
             Experiment::Multiturn => "multiturn",
+            Experiment::Fidelity => "fidelity",
         }
     }
 
@@ -198,6 +204,8 @@ impl Experiment {
             Experiment::TraceCapacity => traces::planned_runs(scale),
             Experiment::PrefixCaching => prefix_caching::planned_runs(scale),
             Experiment::Multiturn => multiturn::planned_runs(scale),
+            // Simulates each run once, outside the replication grid.
+            Experiment::Fidelity => 0,
         }
     }
 
@@ -227,13 +235,14 @@ impl Experiment {
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,
             Experiment::PrefixCaching => prefix_caching::run(ctx)?,
+            Experiment::Fidelity => fidelity::run(ctx)?,
         };
         Ok(table)
     }
 
     /// Input files the experiment reads from the shared folder `shared` that are missing;
-    /// empty when it can run (always, for all but `trace_capacity`, `roofline` and
-    /// `prefix_caching`).
+    /// empty when it can run (always, for all but `trace_capacity`, `roofline`,
+    /// `prefix_caching` and `fidelity`).
     pub fn missing_inputs(self, shared: &std::path::Path) -> Vec<std::path::PathBuf> {
         traces::missing_inputs(self, shared)
     }

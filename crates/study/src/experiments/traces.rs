@@ -77,6 +77,7 @@ pub fn missing_inputs(e: Experiment, shared: &Path) -> Vec<PathBuf> {
         Experiment::TraceCapacity => TRACES.iter().map(|t| t.1).collect(),
         Experiment::Roofline => vec![PROFILE],
         Experiment::PrefixCaching => vec![super::prefix_caching::TRACE],
+        Experiment::Fidelity => vec![super::fidelity::RUNS, super::fidelity::PEERS],
         _ => vec![],
     };
     rel.into_iter()

@@ -5,6 +5,7 @@
 
 pub mod data;
 mod diagram;
+mod fidelity;
 pub mod figures;
 pub mod hardware;
 pub mod html;
@@ -110,6 +111,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         hardware::section(data)?,
         prefix::section(data)?,
         multiturn::section(data)?,
+        fidelity::section(data)?,
     ]
     .into_iter()
     .flatten()
