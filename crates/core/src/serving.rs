@@ -751,7 +751,7 @@ pub(crate) mod tests {
         assert_eq!(p[0].ids[..100], p[9].ids[..100]);
         assert_ne!(p[0].ids[100], p[9].ids[100]);
         assert_ne!(p[0].ids[0], p[1].ids[0]);
-        let keys = |k: usize| p[k].block_keys(16, 31);
+        let keys = |k: usize| p[k].block_keys(16, 31).collect::<Vec<_>>();
         assert_eq!(keys(0)[..6], keys(9)[..6]);
         assert_ne!(keys(0)[6], keys(9)[6]);
     }
