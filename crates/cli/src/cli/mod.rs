@@ -4,6 +4,7 @@
 mod bench;
 mod calibrate;
 mod cost;
+mod plan;
 mod report;
 mod reproduce;
 mod run;
@@ -34,6 +35,8 @@ enum Command {
     Cost(cost::CostCmd),
     /// Run the seed study's ten experiments and ours, write their CSVs to data/, then the report.
     Reproduce(reproduce::ReproduceArgs),
+    /// Find the cheapest deployment (GPUs, policy, router, knobs) meeting latency objectives.
+    Plan(Box<plan::PlanArgs>),
     /// Write the HTML and Markdown report from the data of a reproduce run.
     Report(report::ReportArgs),
 }
@@ -92,6 +95,7 @@ pub fn main() -> i32 {
         Command::Cost(args) => cost::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
+        Command::Plan(args) => plan::main(*args),
     };
     match result {
         Ok(()) => 0,
