@@ -14,8 +14,8 @@
 //!
 //! Work is saved three ways: a closed-form capacity (Schedulers A and B, linear cost)
 //! bounds the search from above; deployments that differ only in GPU count form a
-//! [`Family`] searched in increasing count, each starting from the previous count's capacity
-//! scaled by the count; and a run whose number in system already grows over its first
+//! [`Family`] searched in increasing count, each starting close to the line through the
+//! previous counts' capacities and galloping by steps of twice the resolution; and a run whose number in system already grows over its first
 //! quarter fails without the rest ([`PROBE_FRACTION`]). A family is the unit of parallel
 //! (and distributed) work, a pure function of the plan and its index, so the result does
 //! not depend on where or in which order families run.
@@ -349,7 +349,7 @@ pub struct Deployment {
 }
 
 /// Deployments that differ only in GPU count, in increasing count: searched in order, each
-/// count starting from the previous one's capacity.
+/// count starting from the capacities of the previous ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Family(pub Vec<usize>);
 
@@ -411,6 +411,21 @@ pub struct PointResult {
     pub usd_per_m_tokens: f64,
     /// Whether any replication's queue grew at the target rate.
     pub unstable_at_target: bool,
+}
+
+/// A guess of the capacity at `n` replicas from the capacities found at fewer, `prev`
+/// (replicas, requests/s, by increasing replicas): the line through the last two, which
+/// follows the superlinear gain of pooling, else proportional to the count; `None` when
+/// nothing positive is known.
+fn neighbour_guess(prev: &[(usize, f64)], n: usize) -> Option<f64> {
+    let guess = match prev {
+        [.., (m0, c0), (m1, c1)] if *c0 > 0.0 && m1 > m0 => {
+            c1 + (c1 - c0) * (n - m1) as f64 / (m1 - m0) as f64
+        }
+        [.., (m, c)] => c * n as f64 / *m as f64,
+        [] => return None,
+    };
+    (guess > 0.0).then_some(guess)
 }
 
 /// A number that JSON wrote as `null` because it was `NaN` (no request got that far), read
@@ -805,11 +820,12 @@ impl Plan {
     }
 
     /// Searches one family: every member's capacity in each replication (from its closed
-    /// form or the previous member's capacity), then its runs at the target rate.
+    /// form or the previous members' capacities), then its runs at the target rate.
     pub fn run_family(&self, deployments: &[Deployment], family: &Family) -> Vec<PointResult> {
         let target = self.target(deployments);
         let per_rep: Vec<Vec<Searched>> = map_reps(self.reps, |rep| {
-            let mut prev: Option<(usize, f64)> = None;
+            // The capacities found so far in this family: (replicas, requests/s).
+            let mut prev: Vec<(usize, f64)> = Vec::new();
             family
                 .0
                 .iter()
@@ -819,15 +835,17 @@ impl Plan {
                     // Every rate is run once: the target's run, needed for its latencies,
                     // is also the search's first step where it starts there.
                     let mut runs: Vec<(f64, Eval)> = vec![(target, self.evaluate(d, target, rep))];
-                    let start = match (d.built.run.capacity(), prev) {
-                        (Some(cap), _) => Start::Below(1.25 * cap),
-                        (None, Some((m, c))) if c > 0.0 => Start::Guess {
-                            rate: c * n as f64 / m as f64,
-                            factor: 1.25,
-                        },
-                        _ => Start::Guess {
-                            rate: target,
-                            factor: 2.0,
+                    let start = match d.built.run.capacity() {
+                        Some(cap) => Start::Below(1.25 * cap),
+                        None => match neighbour_guess(&prev, n) {
+                            Some(rate) => Start::Guess {
+                                rate,
+                                factor: 1.0 + 2.0 * self.rel_tol,
+                            },
+                            None => Start::Guess {
+                                rate: target,
+                                factor: 2.0,
+                            },
                         },
                     };
                     let found = search::capacity(
@@ -845,7 +863,7 @@ impl Plan {
                         self.rel_tol,
                         self.max_evals,
                     );
-                    prev = Some((n, found.rate));
+                    prev.push((n, found.rate));
                     Searched {
                         found,
                         evals: runs.len() as u32,
@@ -1090,6 +1108,15 @@ mod tests {
             bad(&|p| p.space.gpu_types = vec!["g=nope.toml@1".parse().unwrap()]),
             "cost"
         );
+    }
+
+    #[test]
+    fn neighbours_guess_along_their_line() {
+        assert_eq!(neighbour_guess(&[], 2), None);
+        assert_eq!(neighbour_guess(&[(2, 10.0)], 3), Some(15.0));
+        assert_eq!(neighbour_guess(&[(1, 10.0), (2, 22.0)], 4), Some(46.0));
+        assert_eq!(neighbour_guess(&[(1, 0.0), (2, 1.0)], 3), Some(1.5));
+        assert_eq!(neighbour_guess(&[(1, 0.0)], 3), None);
     }
 
     #[test]

@@ -66,11 +66,13 @@ pub fn bisect<T: Clone>(
 pub enum Start {
     /// Rates at or above this fail (requests/s): bisect below it.
     Below(f64),
-    /// No bound known: gallop from this rate (requests/s) by `factor` up or down.
+    /// No bound known: gallop from this rate (requests/s) up or down, by `factor` first
+    /// and by its square at each further step, so that a good guess brackets the capacity
+    /// closely and a bad one still does in few steps.
     Guess {
         /// The first rate run (requests/s).
         rate: f64,
-        /// Each galloping step multiplies or divides the rate by this (> 1).
+        /// The first galloping step multiplies or divides the rate by this (> 1).
         factor: f64,
     },
 }
@@ -94,7 +96,7 @@ pub fn capacity(
     };
     let (mut lo, mut hi) = match start {
         Start::Below(hi) => (0.0, hi.min(max_rate)),
-        Start::Guess { rate, factor } => {
+        Start::Guess { rate, mut factor } => {
             let mut x = rate.clamp(min_rate, max_rate);
             if check(x, &mut evals) {
                 loop {
@@ -110,6 +112,7 @@ pub fn capacity(
                         break (x, up);
                     }
                     x = up;
+                    factor *= factor;
                 }
             } else {
                 loop {
@@ -128,6 +131,7 @@ pub fn capacity(
                         break (down, x);
                     }
                     x = down;
+                    factor *= factor;
                 }
             }
         }
