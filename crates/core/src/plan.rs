@@ -82,12 +82,71 @@ impl Metric {
     }
 }
 
+/// How a file or a Python call may give a [`Bound`] or a [`GpuType`]: as the text its
+/// parser reads, or as its fields.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TextOr<T> {
+    Text(String),
+    Fields(T),
+}
+
+/// [`Bound`]'s fields, read apart from it (its own reader goes through [`TextOr`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BoundFields {
+    metric: Metric,
+    percentile: u32,
+    max_s: f64,
+}
+
+impl TryFrom<TextOr<BoundFields>> for Bound {
+    type Error = String;
+    fn try_from(v: TextOr<BoundFields>) -> Result<Bound, String> {
+        match v {
+            TextOr::Text(s) => s.parse(),
+            TextOr::Fields(f) => Ok(Bound {
+                metric: f.metric,
+                percentile: f.percentile,
+                max_s: f.max_s,
+            }),
+        }
+    }
+}
+
+/// [`GpuType`]'s fields, read apart from it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuTypeFields {
+    name: String,
+    cost: String,
+    #[serde(default)]
+    gpu: Option<String>,
+    usd_per_hour: f64,
+}
+
+impl TryFrom<TextOr<GpuTypeFields>> for GpuType {
+    type Error = String;
+    fn try_from(v: TextOr<GpuTypeFields>) -> Result<GpuType, String> {
+        match v {
+            TextOr::Text(s) => s.parse(),
+            TextOr::Fields(f) => Ok(GpuType {
+                name: f.name,
+                cost: f.cost,
+                gpu: f.gpu,
+                usd_per_hour: f.usd_per_hour,
+            }),
+        }
+    }
+}
+
 /// A percentile the summaries carry.
 const PERCENTILES: [u32; 4] = [50, 90, 95, 99];
 
-/// One latency objective: the `percentile`-th percentile of `metric` at most `max_s`.
+/// One latency objective: the `percentile`-th percentile of `metric` at most `max_s`. A
+/// file or a Python call gives it as its fields or as the text `--slo` takes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TextOr<BoundFields>")]
 pub struct Bound {
     /// The latency bounded.
     pub metric: Metric,
@@ -229,9 +288,10 @@ impl Slo {
     }
 }
 
-/// A GPU type deployments may use: its cost model and its price.
+/// A GPU type deployments may use: its cost model and its price. A file or a Python call
+/// gives it as its fields or as the text `--gpu-types` takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TextOr<GpuTypeFields>")]
 pub struct GpuType {
     /// The label tables show.
     pub name: String,
@@ -1057,6 +1117,17 @@ mod tests {
         }
         let g: GpuType = "h200=h200-llama3.1-8b@3.5".parse().unwrap();
         assert_eq!((g.gpu.as_deref(), g.usd_per_hour), (Some("h200"), 3.5));
+        let both: Vec<GpuType> = serde_json::from_str(
+            r#"["h200=h200-llama3.1-8b@3.5", {"name": "h200", "cost": "h200-llama3.1-8b", "gpu": "h200", "usd_per_hour": 3.5}]"#,
+        )
+        .unwrap();
+        assert_eq!(both[0], both[1]);
+        let bounds: Vec<Bound> = serde_json::from_str(
+            r#"["ttft:p99:1.5", {"metric": "ttft", "percentile": 99, "max_s": 1.5}]"#,
+        )
+        .unwrap();
+        assert_eq!((bounds[0], bounds[1]), (b, b));
+        assert!(serde_json::from_str::<Bound>(r#""ttft:p99""#).is_err());
         let g: GpuType = "cheap=linear@1".parse().unwrap();
         assert_eq!(g.gpu, None);
         assert!("h200@3".parse::<GpuType>().is_err());
