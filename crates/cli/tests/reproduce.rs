@@ -229,7 +229,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 6] = [
+const OUR_FILES: [(&str, &[&str]); 7] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -271,6 +271,17 @@ const OUR_FILES: [(&str, &[&str]); 6] = [
             "kv_tokens",
             "hit_rate_mean",
             "hit_rate_ci",
+        ],
+    ),
+    (
+        "data_capacity_planning.csv",
+        &[
+            "index",
+            "label",
+            "gpu_type",
+            "scheduler",
+            "router",
+            "replicas",
         ],
     ),
 ];

@@ -997,8 +997,26 @@ impl Plan {
         }
     }
 
+    /// The front's latency (seconds; mean and 95% half-width over replications) of `d` at
+    /// each of `rates` (requests/s), for latency-against-rate curves; `NaN` where a run was
+    /// rejected before it ran in full (its queue grew).
+    pub fn latency_curve(&self, d: &Deployment, rates: &[f64]) -> Vec<(f64, MeanCi)> {
+        let bound = self.front_bound();
+        rates
+            .iter()
+            .map(|&rate| {
+                let xs: Vec<f64> = map_reps(self.reps, |rep| {
+                    self.evaluate(d, rate, rep)
+                        .summary
+                        .map_or(f64::NAN, |s| bound.value(&s))
+                });
+                (rate, MeanCi::of(&xs))
+            })
+            .collect()
+    }
+
     /// The latency of the Pareto front: the first objective's, else p99 E2E.
-    fn front_bound(&self) -> Bound {
+    pub fn front_bound(&self) -> Bound {
         self.slo.bounds.first().copied().unwrap_or(Bound {
             metric: Metric::E2e,
             percentile: 99,

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::UsageError;
@@ -16,6 +16,7 @@ use llmsim::router::RouterSpec;
 use llmsim::scheduler::SchedulerKind;
 use llmsim_study::files::Disk;
 use llmsim_study::output;
+use llmsim_study::report::planning;
 
 /// Flags of `llmsim plan`.
 #[derive(Args, Debug)]
@@ -89,6 +90,10 @@ pub struct PlanArgs {
     /// front), written atomically.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Also write a self-contained HTML page (the answer's tables, the Pareto plot and the
+    /// front's latency against rate, which runs each front deployment at 5 more rates).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     /// Print the answer as JSON (no table, no progress bar).
     #[arg(long)]
     json: bool,
@@ -181,65 +186,6 @@ impl PlanArgs {
     }
 }
 
-/// The CSV text of `points` (indices into `result.points`), columns [`HEADER`].
-fn csv_of(result: &PlanResult, points: &[usize]) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(HEADER).expect("writing to memory");
-    for &i in points {
-        let p = &result.points[i];
-        let v = serde_json::to_value(p).expect("points serialise");
-        let cells = HEADER.iter().map(|&h| match h {
-            "capacity_reps" => p
-                .capacity_reps
-                .iter()
-                .map(f64::to_string)
-                .collect::<Vec<_>>()
-                .join(";"),
-            "cheapest" => (result.cheapest == Some(i)).to_string(),
-            "on_front" => result.front.contains(&i).to_string(),
-            // serde_json writes a NaN (no request got that far) as null.
-            key => match &v[key] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => "NaN".into(),
-                other => other.to_string(),
-            },
-        });
-        w.write_record(cells).expect("writing to memory");
-    }
-    w.into_inner().expect("writing to memory")
-}
-
-/// The CSV columns: [`llmsim::plan::PointResult`]'s fields, then whether the point is the cheapest and
-/// whether it is on the front.
-const HEADER: [&str; 26] = [
-    "index",
-    "label",
-    "gpu_type",
-    "scheduler",
-    "router",
-    "replicas",
-    "gpus_total",
-    "usd_per_hour",
-    "capacity_rps",
-    "capacity_ci95",
-    "resolution",
-    "capacity_reps",
-    "evals",
-    "target_rps",
-    "pass_fraction",
-    "meets_target",
-    "ttft_p99",
-    "tbt_p99",
-    "itl_p99",
-    "e2e_p99",
-    "latency_s",
-    "tokens_per_s",
-    "usd_per_m_tokens",
-    "unstable_at_target",
-    "cheapest",
-    "on_front",
-];
-
 /// The terminal table: the cheapest, the runners-up and the front.
 fn print_table(result: &PlanResult, elapsed: f64, deployments: usize) {
     let line = |tag: &str, i: usize| {
@@ -308,6 +254,11 @@ pub fn main(args: PlanArgs) -> Result<()> {
     for dir in args.out.iter() {
         output::check_folder(dir).map_err(|e| UsageError::new("--out", e.to_string()))?;
     }
+    if let Some(html) = &args.html {
+        let dir = html.parent().filter(|p| !p.as_os_str().is_empty());
+        output::check_folder(dir.unwrap_or(Path::new(".")))
+            .map_err(|e| UsageError::new("--html", e.to_string()))?;
+    }
     for n in notes {
         eprintln!("{n}");
     }
@@ -341,8 +292,44 @@ pub fn main(args: PlanArgs) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         let all: Vec<usize> = (0..result.points.len()).collect();
-        output::write_atomic(&dir.join("plan_points.csv"), &csv_of(&result, &all))?;
-        output::write_atomic(&dir.join("plan_front.csv"), &csv_of(&result, &result.front))?;
+        let meta = planning::describe(&plan, &result);
+        for (name, which) in [("plan_points", &all), ("plan_front", &result.front)] {
+            let path = dir.join(format!("{name}.csv"));
+            let table = planning::table("plan", &result, which, meta.clone(), String::new());
+            output::write_atomic(&path, &output::to_csv(&table, &path)?)?;
+        }
+    }
+    if let Some(path) = &args.html {
+        // Each front deployment from a tenth of its capacity to its capacity.
+        let curves: Vec<_> = result
+            .front
+            .iter()
+            .map(|&i| {
+                let p = &result.points[i];
+                let rates: Vec<f64> = [0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+                    .iter()
+                    .map(|f| f * p.capacity_rps)
+                    .filter(|r| *r > 0.0)
+                    .collect();
+                (p.label.clone(), plan.latency_curve(&deployments[i], &rates))
+            })
+            .collect();
+        let question = format!(
+            "{} deployments of `{}` searched for the objectives {} at {} requests/s ({} replications, seed {}).",
+            result.points.len(),
+            plan.base.workload,
+            plan.slo
+                .bounds
+                .iter()
+                .map(|b| format!("`{b}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            result.target_rps,
+            plan.reps,
+            plan.base.seed
+        );
+        let page = planning::page(&question, &result, &curves)?;
+        output::write_atomic(path, page.as_bytes())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);

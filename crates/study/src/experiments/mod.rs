@@ -16,6 +16,7 @@ mod latency_cdf;
 mod multigpu;
 mod multiturn;
 mod per_request;
+mod planning;
 pub mod policies;
 pub mod prefix_caching;
 mod sensitivity;
@@ -116,11 +117,14 @@ pub enum Experiment {
     /// Synthetic multi-turn conversations: prefix-cache hit rate against think time and
     /// cache size (ours).
     Multiturn,
+    /// The capacity planner on the seed's workload: the cheapest deployment meeting a p99
+    /// TTFT objective, and the Pareto front of price against latency (ours).
+    CapacityPlanning,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 19] = [
+    pub const ALL: [Experiment; 20] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -140,6 +144,7 @@ impl Experiment {
         Experiment::Hardware,
         Experiment::PrefixCaching,
         Experiment::Multiturn,
+        Experiment::CapacityPlanning,
     ];
 
     /// The name used by `--only` and in file names.
@@ -164,6 +169,7 @@ impl Experiment {
             Experiment::Hardware => "hardware",
             Experiment::PrefixCaching => "prefix_caching",
             Experiment::Multiturn => "multiturn",
+            Experiment::CapacityPlanning => "capacity_planning",
         }
     }
 
@@ -198,6 +204,7 @@ impl Experiment {
             Experiment::TraceCapacity => traces::planned_runs(scale),
             Experiment::PrefixCaching => prefix_caching::planned_runs(scale),
             Experiment::Multiturn => multiturn::planned_runs(scale),
+            Experiment::CapacityPlanning => planning::planned_runs(),
         }
     }
 
@@ -223,6 +230,7 @@ impl Experiment {
             Experiment::PolicyComparison => policies::comparison_table(ctx),
             Experiment::Hardware => hardware::run(ctx),
             Experiment::Multiturn => multiturn::run(ctx),
+            Experiment::CapacityPlanning => planning::run(ctx),
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,

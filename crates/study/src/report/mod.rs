@@ -9,6 +9,7 @@ pub mod figures;
 pub mod hardware;
 pub mod html;
 mod multiturn;
+pub mod planning;
 pub mod plot;
 mod policies;
 pub mod prefix;
@@ -110,6 +111,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         hardware::section(data)?,
         prefix::section(data)?,
         multiturn::section(data)?,
+        planning::section(data)?,
     ]
     .into_iter()
     .flatten()
