@@ -248,3 +248,40 @@ fn writes_csvs_and_json_the_same_on_any_thread_count() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// `--html` writes one self-contained page with the Pareto plot and the latency curves.
+#[test]
+fn html_page_is_self_contained_with_both_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("plan.html");
+    let out = plan_cli(&[
+        "--requests",
+        "2000",
+        "--schedulers",
+        "b",
+        "--gpu-counts",
+        "1-2",
+        "--slo",
+        "ttft:p99:3",
+        "--target-rate",
+        "2",
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    for fig in ["plan_pareto", "plan_curves"] {
+        assert!(
+            html.contains(&format!("<figure id=\"fig-{fig}\"><svg")),
+            "{fig}"
+        );
+    }
+    for needle in ["<img", "<script", "src=", "NaN", "{{"] {
+        assert!(!html.contains(needle), "{needle}");
+    }
+    assert!(html.contains("The cheapest deployment meeting the objectives"));
+}

@@ -237,12 +237,16 @@ pub fn page(
 /// The planner's question in words, for pages and metas.
 pub fn describe(plan: &llmsim::plan::Plan, result: &PlanResult) -> Value {
     json!({
+        "study": {
+            "seed": plan.base.seed,
+            "reps": plan.reps,
+            "requests_per_rep": plan.base.requests,
+            "warmup_requests": plan.base.warmup,
+        },
         "target_rps": result.target_rps,
         "slo": plan.slo,
         "space": plan.space,
-        "reps": plan.reps,
         "rel_tol": plan.rel_tol,
-        "seed": plan.base.seed,
         "workload": plan.base.workload.to_string(),
     })
 }
@@ -307,7 +311,7 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
     }
     let text = |x: &Value| x.as_str().map_or_else(|| x.to_string(), String::from);
     let mut v = Values::new();
-    v.insert("reps".into(), text(&p["reps"]));
+    v.insert("reps".into(), text(&p["study"]["reps"]));
     v.insert("deployments".into(), t.len().to_string());
     v.insert(
         "target".into(),
