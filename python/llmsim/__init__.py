@@ -7,6 +7,9 @@
     >>> r.to_pandas()                      # one row per replication
     >>> r.requests()                       # one row per request (replication 0)
     >>> llmsim.sweep([llmsim.Config(scheduler=s, rate=2.0) for s in ("orca", "vllm")])
+    >>> p = llmsim.plan(rate=2.0, requests=5000, schedulers=["a", "b"], gpu_counts=[1, 2, 3],
+    ...                 slo=["ttft:p99:2"], target_rate=2.0)   # executor="ray" on a cluster
+    >>> p.cheapest, p.front                  # a dict, a DataFrame
 
 Settings are `llmsim run`'s flags with ``_`` for ``-`` (see ``llmsim.Config``). Times are
 seconds, rates requests per second, lengths tokens. A setting out of range raises
@@ -34,6 +37,8 @@ __all__ = [
     "calibrate",
     "cost_presets",
     "cost_preset",
+    "plan",
+    "PlanResult",
 ]
 
 #: The library's default config (the seed study's run).
@@ -195,3 +200,104 @@ def cost_presets() -> list:
 def cost_preset(name: str) -> str:
     """The built-in preset ``name`` as TOML text (its source and fitted parameters)."""
     return _llmsim.cost_preset(name)
+
+
+class PlanResult:
+    """The answer of :func:`plan`: ``points`` (a DataFrame, one row per deployment, in the
+    order the space expands: its label, price per hour, goodput capacity ``capacity_rps``
+    with its 95% half-width, latencies and price per million tokens at the target rate),
+    ``cheapest`` (the cheapest deployment meeting the objectives at the target rate, as a
+    dict, or None), ``runners_up`` and ``front`` (the Pareto front of price per hour
+    against latency) as DataFrames, ``target_rps``, and ``raw``, the dict ``llmsim plan
+    --json`` prints."""
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+        self.target_rps = raw["target_rps"]
+        self.points = pd.DataFrame(raw["points"])
+        i = raw["cheapest"]
+        self.cheapest = None if i is None else dict(raw["points"][i])
+        self.runners_up = self.points.iloc[raw["runners_up"]].reset_index(drop=True)
+        self.front = self.points.iloc[raw["front"]].reset_index(drop=True)
+
+    def __repr__(self) -> str:
+        best = self.cheapest["label"] if self.cheapest else "none"
+        return (f"<llmsim.PlanResult {len(self.points)} deployments at "
+                f"{self.target_rps:.4g} req/s: cheapest {best}, front of {len(self.front)}>")
+
+    def to_json(self) -> str:
+        """The answer as ``llmsim plan --json`` prints it (compact)."""
+        return json.dumps(self.raw)
+
+
+#: ``plan``'s keywords that go to the objectives, the space and the search.
+_SLO_KEYS = ("slo", "attainment", "allow_growth")
+_SPACE_KEYS = ("gpu_types", "schedulers", "gpu_counts", "routers", "ks", "max_decode_batches",
+               "max_seqs_values", "token_budgets", "preemptions", "splits")
+_SEARCH_KEYS = ("target_rate", "reps", "rel_tol", "max_evals", "runners_up")
+
+
+def _plan_json(config, settings: dict) -> str:
+    plan: dict = {}
+    slo: dict = {}
+    space: dict = {}
+    for key in list(settings):
+        if key in _SEARCH_KEYS:
+            plan[key] = settings.pop(key)
+        elif key in _SPACE_KEYS:
+            value = settings.pop(key)
+            if key == "splits":
+                value = [list(map(int, s.split(":"))) if isinstance(s, str) else list(s)
+                         for s in value]
+            space[key] = list(value)
+        elif key in _SLO_KEYS:
+            value = settings.pop(key)
+            if key == "slo":
+                slo["bounds"] = [value] if isinstance(value, (str, Mapping)) else list(value)
+            elif key == "allow_growth":
+                slo["stable"] = not value
+            else:
+                slo[key] = value
+    plan["base"] = dict(_config(config, settings))
+    plan["slo"] = slo
+    plan["space"] = space
+    return json.dumps(plan)
+
+
+def plan(config: Union[Config, Mapping[str, Any], None] = None, *, executor: str = "local",
+         ray_address: Optional[str] = None, **settings: Any) -> PlanResult:
+    """Finds the cheapest deployment meeting latency objectives, as ``llmsim plan``.
+
+    The workload and fixed settings are a :class:`Config` or ``llmsim run``'s settings as
+    keywords. The other keywords are ``llmsim plan``'s flags with ``_`` for ``-``:
+    objectives ``slo`` (a list of ``"METRIC:pQ:SECONDS"`` such as ``"ttft:p99:1"``, or
+    dicts ``{"metric", "percentile", "max_s"}``), ``attainment`` (fraction of requests
+    meeting all of them), ``allow_growth``; the space ``gpu_types``
+    (``"NAME=COST@USD_PER_GPU_HOUR"`` or dicts ``{"name", "cost", "gpu", "usd_per_hour"}``),
+    ``schedulers``, ``gpu_counts``, ``routers``, ``ks``, ``max_decode_batches``,
+    ``max_seqs_values``, ``token_budgets``, ``preemptions``, ``splits`` (``"P:D"``); and
+    ``target_rate`` (requests/s), ``reps``, ``rel_tol``, ``max_evals``, ``runners_up``.
+
+    ``executor="local"`` runs here (in Rust, the GIL released; Ctrl-C stops between
+    chunks); ``executor="ray"`` sends each family of deployments (those differing only in
+    GPU count) to a Ray task on the cluster at ``ray_address`` (None: a running or new
+    local one), each calling the same Rust search, so the answer is exactly the local one.
+    Workers need this package installed and the files the config names at the same paths.
+    Raises ``ValueError`` naming a bad setting before anything runs.
+    """
+    text = _plan_json(config, dict(settings))
+    try:
+        families, notes = _llmsim.plan_families(text)
+    except ValueError as e:
+        # The objectives' bounds are the ``slo`` keyword here.
+        message = str(e)
+        if message.startswith("bounds:"):
+            raise ValueError("slo:" + message[len("bounds:"):]) from None
+        raise
+    _warn(notes)
+    if executor == "local":
+        return PlanResult(json.loads(_llmsim.plan_run(text)))
+    if executor == "ray":
+        from .ray_plan import run_on_ray
+        return PlanResult(json.loads(run_on_ray(text, families, ray_address)))
+    raise ValueError(f"executor: must be 'local' or 'ray' (got {executor!r})")

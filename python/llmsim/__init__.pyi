@@ -70,3 +70,40 @@ def validate(config: Union[Config, Mapping[str, Any], None] = None, **settings: 
 def calibrate(profile: str) -> dict: ...
 def cost_presets() -> list[str]: ...
 def cost_preset(name: str) -> str: ...
+
+class PlanResult:
+    """The answer of :func:`plan`: ``points``, ``runners_up``, ``front`` (DataFrames),
+    ``cheapest`` (dict or None), ``target_rps``, ``raw`` (the ``--json`` dict)."""
+    raw: dict
+    target_rps: float
+    points: pd.DataFrame
+    cheapest: Optional[dict]
+    runners_up: pd.DataFrame
+    front: pd.DataFrame
+    def to_json(self) -> str: ...
+
+def plan(
+    config: Union[Config, Mapping[str, Any], None] = None,
+    *,
+    executor: str = "local",
+    ray_address: Optional[str] = None,
+    slo: Union[str, Mapping[str, Any], Iterable[Union[str, Mapping[str, Any]]], None] = ...,
+    attainment: Optional[float] = ...,
+    allow_growth: bool = ...,
+    gpu_types: Iterable[Union[str, Mapping[str, Any]]] = ...,
+    schedulers: Iterable[str] = ...,
+    gpu_counts: Iterable[int] = ...,
+    routers: Iterable[str] = ...,
+    ks: Iterable[int] = ...,
+    max_decode_batches: Iterable[int] = ...,
+    max_seqs_values: Iterable[int] = ...,
+    token_budgets: Iterable[int] = ...,
+    preemptions: Iterable[str] = ...,
+    splits: Iterable[Union[str, tuple[int, int]]] = ...,
+    target_rate: Optional[float] = ...,
+    reps: int = ...,
+    rel_tol: float = ...,
+    max_evals: int = ...,
+    runners_up: int = ...,
+    **settings: Any,
+) -> PlanResult: ...

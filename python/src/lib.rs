@@ -22,6 +22,7 @@ use llmsim::config::{Built, Config, CostSpec};
 use llmsim::cost::{Preset, preset};
 use llmsim::limits::RangeError;
 use llmsim::metrics::Summary;
+use llmsim::plan::{Deployment, Family, Plan, PointResult};
 use llmsim_study::files::{Disk, read_profile};
 
 /// A setting out of range as the message of a ValueError, naming the field as Python
@@ -277,6 +278,108 @@ fn cost_preset(name: &str) -> PyResult<String> {
     })
 }
 
+/// A plan from JSON; a value that does not parse raises ValueError naming its keyword (a
+/// top-level one, or one inside `slo` or `space`, which `llmsim.plan` takes flat).
+fn parse_plan(plan: &str) -> Result<Plan, String> {
+    use serde_json::{Map, Value};
+    serde_json::from_str(plan).map_err(|e| {
+        let fails = |v: Value| serde_json::from_value::<Plan>(v).is_err();
+        let field = serde_json::from_str::<Map<String, Value>>(plan)
+            .ok()
+            .and_then(|fields| {
+                fields.into_iter().find_map(|(k, v)| {
+                    let inner = match &v {
+                        Value::Object(o) if k != "base" => o.clone(),
+                        _ => Map::new(),
+                    };
+                    let alone = Value::Object([(k.clone(), v)].into_iter().collect());
+                    fails(alone).then(|| {
+                        inner
+                            .into_iter()
+                            .find_map(|(kk, vv)| {
+                                let one = Value::Object([(kk.clone(), vv)].into_iter().collect());
+                                let nested =
+                                    Value::Object([(k.clone(), one)].into_iter().collect());
+                                fails(nested).then_some(kk)
+                            })
+                            .unwrap_or(k)
+                    })
+                })
+            });
+        format!("{}: {e}", field.as_deref().unwrap_or("plan"))
+    })
+}
+
+/// The checked plan (JSON), its deployments and their families, or ValueError naming the
+/// first bad setting.
+fn plan_parts(plan: &str) -> PyResult<(Plan, Vec<Deployment>, Vec<Family>)> {
+    let plan = parse_plan(plan).map_err(PyValueError::new_err)?;
+    let deployments = plan
+        .deployments(&Disk)
+        .map_err(|e| PyValueError::new_err(message(e)))?;
+    let families = Plan::families(&deployments);
+    Ok((plan, deployments, families))
+}
+
+/// Checks a plan (JSON); returns the number of its families (the units of work) and the
+/// notes of its first deployment's config.
+#[pyfunction]
+fn plan_families(plan: &str) -> PyResult<(usize, Vec<String>)> {
+    let (_, deployments, families) = plan_parts(plan)?;
+    let notes = deployments
+        .first()
+        .map(|d| d.built.notes.clone())
+        .unwrap_or_default();
+    Ok((families.len(), notes))
+}
+
+/// Searches family `index` of a plan (JSON); its points as JSON. A pure function of its
+/// arguments: Ray workers call it, and any worker gives the same answer.
+#[pyfunction]
+fn plan_family(py: Python<'_>, plan: &str, index: usize) -> PyResult<String> {
+    let (plan, deployments, families) = plan_parts(plan)?;
+    let family = families.get(index).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "index: the plan has {} families (got {index})",
+            families.len()
+        ))
+    })?;
+    let points = py.detach(|| plan.run_family(&deployments, family));
+    Ok(to_json(&points))
+}
+
+/// The answer (JSON) from every family's points (JSON lists, in any order).
+#[pyfunction]
+fn plan_assemble(plan: &str, families: Vec<String>) -> PyResult<String> {
+    let (plan, deployments, _) = plan_parts(plan)?;
+    let mut points: Vec<PointResult> = Vec::new();
+    for (i, f) in families.iter().enumerate() {
+        let part: Vec<PointResult> = serde_json::from_str(f)
+            .map_err(|e| PyValueError::new_err(format!("families[{i}]: {e}")))?;
+        points.extend(part);
+    }
+    Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
+}
+
+/// Runs a plan (JSON) here: families in parallel, a chunk at a time with the GIL released,
+/// checking for Ctrl-C between chunks; the answer as JSON, the same as `llmsim plan --json`.
+#[pyfunction]
+fn plan_run(py: Python<'_>, plan: &str) -> PyResult<String> {
+    let (plan, deployments, families) = plan_parts(plan)?;
+    let chunk = rayon::current_num_threads().max(1);
+    let mut points = Vec::with_capacity(deployments.len());
+    for part in families.chunks(chunk) {
+        let done: Vec<Vec<PointResult>> = py.detach(|| {
+            part.par_iter()
+                .map(|f| plan.run_family(&deployments, f))
+                .collect()
+        });
+        points.extend(done.into_iter().flatten());
+        py.check_signals()?;
+    }
+    Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
+}
+
 #[pymodule]
 fn _llmsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(default_config, m)?)?;
@@ -288,5 +391,9 @@ fn _llmsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(calibrate, m)?)?;
     m.add_function(wrap_pyfunction!(cost_presets, m)?)?;
     m.add_function(wrap_pyfunction!(cost_preset, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_families, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_family, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_assemble, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_run, m)?)?;
     Ok(())
 }

@@ -29,7 +29,7 @@ const SECTIONS: [&str; 19] = [
     "llmsim 0.1.0",
 ];
 
-const FIGURES: [&str; 19] = [
+const FIGURES: [&str; 20] = [
     "system",
     "validation",
     "baseline_ttft",
@@ -49,6 +49,7 @@ const FIGURES: [&str; 19] = [
     "policy_latency",
     "multiturn_think",
     "multiturn_cache",
+    "capacity_planning_pareto",
 ];
 
 /// One quick reproduce run shared by the tests: its data folder and its report folder.

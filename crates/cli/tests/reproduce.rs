@@ -103,12 +103,20 @@ const SEED_COLUMNS: [(&str, &[&str]); 10] = [
 
 /// Columns `docs/data.md` allows to be empty: K for Scheduler A rows, and the P-K value
 /// where Scheduler A is at or above capacity.
-const MAY_BE_EMPTY: [(&str, &str); 4] = [
+const MAY_BE_EMPTY: [(&str, &str); 11] = [
     ("data_multigpu_scaling.csv", "K"),
     ("data_scheduler_comparison.csv", "A_ttft_pk"),
     // No decode runs at the overloaded top rates (prefills always wait): no TBT.
     ("data_scheduler_b_throughput_sweep.csv", "mean_TBT"),
     ("data_scheduler_b_throughput_sweep.csv", "mean_TBT_ci"),
+    // A deployment whose queue grows at the target rate has no latencies there.
+    ("data_capacity_planning.csv", "ttft_p99"),
+    ("data_capacity_planning.csv", "tbt_p99"),
+    ("data_capacity_planning.csv", "itl_p99"),
+    ("data_capacity_planning.csv", "e2e_p99"),
+    ("data_capacity_planning.csv", "latency_s"),
+    ("data_capacity_planning.csv", "tokens_per_s"),
+    ("data_capacity_planning.csv", "usd_per_m_tokens"),
 ];
 
 /// One quick run shared by every test (RAYON_NUM_THREADS=2): its data folder and its
@@ -229,7 +237,7 @@ fn seed_cost() -> LinearCost {
 }
 
 /// Files of ours beside the seed's ten, with their own columns only.
-const OUR_FILES: [(&str, &[&str]); 6] = [
+const OUR_FILES: [(&str, &[&str]); 7] = [
     (
         "data_latency_cdf.csv",
         &["scheduler", "quantile", "ttft", "tbt"],
@@ -271,6 +279,17 @@ const OUR_FILES: [(&str, &[&str]); 6] = [
             "kv_tokens",
             "hit_rate_mean",
             "hit_rate_ci",
+        ],
+    ),
+    (
+        "data_capacity_planning.csv",
+        &[
+            "index",
+            "label",
+            "gpu_type",
+            "scheduler",
+            "router",
+            "replicas",
         ],
     ),
 ];
@@ -1011,8 +1030,8 @@ fn missing_shared_inputs_skip_the_experiments_unless_required() {
         "{err}"
     );
     assert!(err.contains("skipping roofline"), "{err}");
-    // The seed's ten and our six, each with its meta file, and the manifest.
-    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 33);
+    // The seed's ten and our seven, each with its meta file, and the manifest.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 35);
     let text = std::fs::read_to_string(report.path().join("REPORT.md")).unwrap();
     assert!(!text.contains("Real GPUs and real traffic"));
     assert!(!text.contains("Prefix caching on the Mooncake trace"));

@@ -115,6 +115,42 @@ pub fn mmc_mean_wait(c: usize, lambda: f64, mu: f64) -> f64 {
     erlang_c(c, lambda, mu) / (c as f64 * mu - lambda)
 }
 
+/// The `q`-quantile of an M/M/c response time, wait plus an exponential service (seconds):
+/// the root of `P(T > t) = 1 - q`, where with `C` the Erlang C probability and
+/// `theta = c mu - lambda`, `P(T > t) = e^(-mu t) + C mu (e^(-mu t) - e^(-theta t)) /
+/// (theta - mu)` (the limit `C mu t e^(-mu t)` for the second term when `theta = mu`).
+/// Infinite when overloaded.
+pub fn mmc_response_quantile(c: usize, lambda: f64, mu: f64, q: f64) -> f64 {
+    let theta = c as f64 * mu - lambda;
+    if theta <= 0.0 {
+        return f64::INFINITY;
+    }
+    let wait = erlang_c(c, lambda, mu);
+    let tail = |t: f64| {
+        let both = if (theta - mu).abs() <= 1e-12 * mu {
+            mu * t * (-mu * t).exp()
+        } else {
+            mu * ((-mu * t).exp() - (-theta * t).exp()) / (theta - mu)
+        };
+        (-mu * t).exp() + wait * both
+    };
+    // The tail falls from 1 at t = 0; double until below 1 - q, then bisect.
+    let mut hi = 1.0 / mu;
+    while tail(hi) > 1.0 - q {
+        hi *= 2.0;
+    }
+    let mut lo = 0.0;
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if tail(mid) > 1.0 - q {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// A closed-form capacity of one GPU and what it promises.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Capacity {
@@ -324,6 +360,21 @@ mod tests {
         assert!((erlang_c(2, 1.0, 1.0) - 1.0 / 3.0).abs() < 1e-12);
         // M/M/1 wait from the M/M/c formula agrees with rho / (mu - lambda).
         assert!((mmc_mean_wait(1, 2.0, 2.5) - 0.8 / 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mmc_response_quantiles_reduce_to_known_cases() {
+        // One server: the response time is exponential with rate mu - lambda.
+        let one = mmc_response_quantile(1, 0.7, 1.0, 0.99);
+        assert!((one - mm1_response_quantile(0.7, 1.0, 0.99)).abs() < 1e-9);
+        // Many idle servers: nobody waits, the service alone, -ln(0.01) / mu.
+        let idle = mmc_response_quantile(50, 0.01, 2.0, 0.99);
+        assert!((idle - 100f64.ln() / 2.0).abs() < 1e-9);
+        // theta = mu (c = 2, lambda = mu): the limit form, continuous with its neighbours.
+        let at = mmc_response_quantile(2, 1.0, 1.0, 0.99);
+        let near = mmc_response_quantile(2, 1.0 + 1e-7, 1.0, 0.99);
+        assert!((at - near).abs() < 1e-5, "{at} {near}");
+        assert!(mmc_response_quantile(2, 2.0, 1.0, 0.99).is_infinite());
     }
 
     #[test]

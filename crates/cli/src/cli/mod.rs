@@ -5,6 +5,7 @@ mod bench;
 mod calibrate;
 mod cost;
 mod fidelity;
+mod plan;
 mod report;
 mod reproduce;
 mod run;
@@ -37,6 +38,8 @@ enum Command {
     Fidelity(fidelity::FidelityArgs),
     /// Run the seed study's ten experiments and ours, write their CSVs to data/, then the report.
     Reproduce(reproduce::ReproduceArgs),
+    /// Find the cheapest deployment (GPUs, policy, router, knobs) meeting latency objectives.
+    Plan(Box<plan::PlanArgs>),
     /// Write the HTML and Markdown report from the data of a reproduce run.
     Report(report::ReportArgs),
 }
@@ -104,6 +107,7 @@ pub fn main() -> i32 {
         Command::Fidelity(args) => fidelity::main(args),
         Command::Reproduce(args) => reproduce::main(args),
         Command::Report(args) => report::main(args),
+        Command::Plan(args) => plan::main(*args),
     };
     match result {
         Ok(()) => 0,

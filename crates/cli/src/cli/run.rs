@@ -387,7 +387,7 @@ pub fn build(cfg: &Config, mut notes: Vec<String>) -> Result<Built, UsageError> 
 }
 
 /// Reads a config file: JSON if its name ends in `.json`, else TOML.
-fn read_config(path: &std::path::Path) -> Result<Config, UsageError> {
+pub(super) fn read_config(path: &std::path::Path) -> Result<Config, UsageError> {
     let bad = |why: String| UsageError::new("--config", format!("{}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     if path.extension().is_some_and(|e| e == "json") {

@@ -7,6 +7,7 @@
 //! stable rate is the better measurement; the overloaded throughput is kept (`sim_mean`) to
 //! show the effect.
 
+use rayon::prelude::*;
 use serde_json::json;
 
 use super::Scale;
@@ -15,6 +16,7 @@ use super::table::{Cell, Table, mean_ci};
 use llmsim::dist::LengthDist;
 use llmsim::metrics::growth_detected;
 use llmsim::scheduler::SchedulerSpec;
+use llmsim::search::bisect;
 use llmsim::sim::RunConfig;
 use llmsim::stats::std_dev;
 use llmsim::theory;
@@ -35,7 +37,7 @@ fn bisection_reps(scale: &Scale) -> u32 {
 }
 
 pub fn planned_runs(scale: &Scale) -> u64 {
-    KS.len() as u64 * u64::from(STEPS * bisection_reps(scale) + scale.reps)
+    KS.len() as u64 * u64::from((STEPS + 1) * bisection_reps(scale) + scale.reps)
 }
 
 fn setup(k: u32, rate: f64) -> Setup {
@@ -48,37 +50,30 @@ fn setup(k: u32, rate: f64) -> Setup {
     }
 }
 
-/// For each K, the bracket `(stable, unstable)` in requests/s after bisecting on lambda. A
-/// rate is unstable when most replications show the number in system growing
-/// ([`growth_detected`]); the closed form plays no part in the verdict.
-fn bisect(ctx: &Ctx, closed: &[f64]) -> Vec<(f64, f64)> {
-    let mut brackets: Vec<(f64, f64)> = closed
-        .iter()
-        .map(|c| (BRACKET.0 * c, BRACKET.1 * c))
-        .collect();
+/// For each K, the bracket `(stable, unstable)` in requests/s after bisecting on lambda
+/// ([`bisect`], the planner's; its first run at the top of the bracket ends the search if
+/// stable there). A rate is unstable when most replications show the number in system
+/// growing ([`growth_detected`]); the closed form plays no part in the verdict.
+fn brackets(ctx: &Ctx, closed: &[f64]) -> Vec<(f64, f64)> {
     let reps = bisection_reps(&ctx.study.scale);
-    for _ in 0..STEPS {
-        let configs: Vec<RunConfig> = KS
-            .iter()
-            .zip(&brackets)
-            .map(|(&k, &(lo, hi))| RunConfig {
-                reps,
-                ..setup(k, 0.5 * (lo + hi)).config(&ctx.study)
-            })
-            .collect();
-        let grew = ctx.run_reps(&configs, |cfg, rep| {
-            growth_detected(&cfg.simulate_to_last_arrival(rep))
-        });
-        for (b, grew) in brackets.iter_mut().zip(grew) {
-            let mid = 0.5 * (b.0 + b.1);
-            if 2 * grew.iter().filter(|&&g| g).count() > grew.len() {
-                b.1 = mid;
-            } else {
-                b.0 = mid;
-            }
-        }
-    }
-    brackets
+    KS.par_iter()
+        .zip(closed)
+        .map(|(&k, c)| {
+            let grew = |rate: f64| {
+                let config = RunConfig {
+                    reps,
+                    ..setup(k, rate).config(&ctx.study)
+                };
+                ctx.run_reps(std::slice::from_ref(&config), |cfg, rep| {
+                    growth_detected(&cfg.simulate_to_last_arrival(rep))
+                })
+                .concat()
+            };
+            let majority_stable = |g: &Vec<bool>| 2 * g.iter().filter(|&&g| g).count() <= g.len();
+            let found = bisect(grew, majority_stable, (BRACKET.0 * c, BRACKET.1 * c), STEPS);
+            (found.rate, found.fail)
+        })
+        .collect()
 }
 
 pub fn run(ctx: &Ctx) -> Table {
@@ -86,7 +81,7 @@ pub fn run(ctx: &Ctx) -> Table {
     let cost = base.cost();
     let prompt = LengthDist::Fixed(base.prompt);
     let closed: Vec<f64> = KS.iter().map(|&k| setup(k, 1.0).capacity()).collect();
-    let brackets = bisect(ctx, &closed);
+    let brackets = brackets(ctx, &closed);
     let over = ctx.measure(
         KS.iter()
             .zip(&closed)

@@ -18,13 +18,14 @@ use std::sync::Arc;
 
 use super::Scale;
 use super::grid::Ctx;
-use super::policies::{Effort, Setting, bisect, table};
+use super::policies::{Effort, Setting, stable, table};
 use super::table::Table;
 use llmsim::cost::{BatchShape, CostModel, Parallel, RooflineCost};
 use llmsim::engine::EngineConfig;
 use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig};
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::SchedulerSpec;
+use llmsim::search::bisect;
 use llmsim::sim::RunConfig;
 use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
 use llmsim::{gpu, model};
@@ -182,7 +183,12 @@ pub fn run(ctx: &Ctx) -> Table {
                 reps: 1,
                 warmup: effort.requests / 10,
             };
-            let found = bisect(|rate| config(rate).verdict(0), (0.0, hi), effort.steps);
+            let found = bisect(
+                |rate| config(rate).verdict(0),
+                stable,
+                (0.0, hi),
+                effort.steps,
+            );
             let tokens_per_s = found.at_max.as_ref().map_or(0.0, |s| s.tokens_per_s);
             let price = PRICES.iter().find(|p| p.0 == *g).expect("priced").1;
             let usd_per_hour = price * f64::from(*tp);

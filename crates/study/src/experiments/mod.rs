@@ -17,6 +17,7 @@ mod latency_cdf;
 mod multigpu;
 mod multiturn;
 mod per_request;
+mod planning;
 pub mod policies;
 pub mod prefix_caching;
 mod sensitivity;
@@ -120,11 +121,14 @@ pub enum Experiment {
     /// The real vLLM runs: llmsim's errors beside the other simulators' published ones
     /// (ours; needs the shared runs).
     Fidelity,
+    /// The capacity planner on the seed's workload: the cheapest deployment meeting a p99
+    /// TTFT objective, and the Pareto front of price against latency (ours).
+    CapacityPlanning,
 }
 
 impl Experiment {
     /// The seed's ten, in the seed's order, then ours.
-    pub const ALL: [Experiment; 20] = [
+    pub const ALL: [Experiment; 21] = [
         Experiment::SchedulerABaseline,
         Experiment::SchedulerAThroughputSweep,
         Experiment::ValidationLightTraffic,
@@ -145,6 +149,7 @@ impl Experiment {
         Experiment::PrefixCaching,
         Experiment::Multiturn,
         Experiment::Fidelity,
+        Experiment::CapacityPlanning,
     ];
 
     /// The name used by `--only` and in file names.
@@ -170,6 +175,7 @@ impl Experiment {
             Experiment::PrefixCaching => "prefix_caching",
             Experiment::Multiturn => "multiturn",
             Experiment::Fidelity => "fidelity",
+            Experiment::CapacityPlanning => "capacity_planning",
         }
     }
 
@@ -206,6 +212,7 @@ impl Experiment {
             Experiment::Multiturn => multiturn::planned_runs(scale),
             // Simulates each run once, outside the replication grid.
             Experiment::Fidelity => 0,
+            Experiment::CapacityPlanning => planning::planned_runs(),
         }
     }
 
@@ -231,6 +238,7 @@ impl Experiment {
             Experiment::PolicyComparison => policies::comparison_table(ctx),
             Experiment::Hardware => hardware::run(ctx),
             Experiment::Multiturn => multiturn::run(ctx),
+            Experiment::CapacityPlanning => planning::run(ctx),
             // Only these read files (the shared inputs), so only they can fail.
             Experiment::TraceCapacity => traces::capacity(ctx)?,
             Experiment::Roofline => traces::roofline(ctx)?,

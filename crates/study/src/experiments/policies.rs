@@ -10,8 +10,8 @@
 //! shares the cost model `S(b) = c + a b` and the same largest batch `b` (`max_tokens`),
 //! so the bound is the same for all.
 //!
-//! A policy's maximum stable rate is found by bisection on the arrival rate, separately in
-//! each replication (common random numbers: the same seed gives the same arrival pattern,
+//! A policy's maximum stable rate is found by bisection on the arrival rate
+//! ([`llmsim::search::bisect`], the planner's), separately in each replication (common random numbers: the same seed gives the same arrival pattern,
 //! scaled by the rate), using the run's growth verdict
 //! ([`growth_detected`](llmsim::metrics::growth_detected)); replications give the interval.
 
@@ -30,6 +30,7 @@ use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::search::{Bisection, bisect};
 use llmsim::sim::RunConfig;
 use llmsim::stats::MeanCi;
 use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
@@ -229,47 +230,9 @@ pub struct CapacityRow {
     pub resolution_rps: f64,
 }
 
-/// One replication's bisection.
-pub(super) struct Bisection {
-    /// Largest rate judged stable (requests/s).
-    pub rate: f64,
-    /// The run at that rate (`None` when even the bottom of the range is unstable).
-    pub at_max: Option<Summary>,
-    /// The run at the top of the range.
-    pub at_top: Summary,
-}
-
-/// Bisects the arrival rate in `[lo, hi]` for the largest at which `run(rate)` (one
-/// replication's verdict) is stable, in `steps` halvings.
-pub(super) fn bisect(
-    run: impl Fn(f64) -> Summary,
-    (mut lo, mut hi): (f64, f64),
-    steps: u32,
-) -> Bisection {
-    let at_top = run(hi);
-    if !at_top.unstable {
-        return Bisection {
-            rate: hi,
-            at_max: Some(at_top.clone()),
-            at_top,
-        };
-    }
-    let mut at_max = None;
-    for _ in 0..steps {
-        let mid = 0.5 * (lo + hi);
-        let s = run(mid);
-        if s.unstable {
-            hi = mid;
-        } else {
-            lo = mid;
-            at_max = Some(s);
-        }
-    }
-    Bisection {
-        rate: lo,
-        at_max,
-        at_top,
-    }
+/// Whether a run kept up: its number in system did not grow.
+pub(super) fn stable(s: &Summary) -> bool {
+    !s.unstable
 }
 
 /// Maximum stable rate of every policy under each memory, against the bound.
@@ -280,13 +243,13 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
     for m in memories {
         let kv = m.kv();
         for policy in setting.policies() {
-            let results: Vec<Bisection> = (0..effort.reps)
+            let results: Vec<Bisection<Summary>> = (0..effort.reps)
                 .into_par_iter()
                 .map(|rep| {
                     // Only the verdict, throughput and counts are used: no need to drain
                     // the backlog.
                     let run = |rate| setting.run_config(&policy, kv, rate, effort).verdict(rep);
-                    bisect(run, (lo, hi), effort.steps)
+                    bisect(run, stable, (lo, hi), effort.steps)
                 })
                 .collect();
             let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();

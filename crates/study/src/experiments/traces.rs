@@ -38,6 +38,7 @@ use llmsim::kv::{self, DEFAULT_BLOCK_SIZE, KvConfig};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::search::min_count;
 use llmsim::sim::RunConfig;
 use llmsim::stats::MeanCi;
 use llmsim::trace::Trace;
@@ -184,45 +185,6 @@ impl Point {
     }
 }
 
-/// The smallest cluster in `start..=MAX_GPUS` meeting the SLO, assuming that more GPUs never
-/// make the tail latencies worse: galloping upward (`start`, `start + 1`, `start + 3`,
-/// `start + 7`, ...) to the first size that meets it, then bisecting between the largest
-/// size seen failing and it. Returns every size simulated, in increasing order; the last
-/// failing size below the minimal one is always among them (unless the minimum is `start`).
-fn search(start: usize, mut eval: impl FnMut(usize) -> Point) -> Vec<Point> {
-    let mut points = Vec::new();
-    let (mut lo, mut hi) = (None, None);
-    let mut n = start;
-    loop {
-        let p = eval(n);
-        let met = p.meets_slo();
-        points.push(p);
-        if met {
-            hi = Some(n);
-            break;
-        }
-        lo = Some(n);
-        if n == MAX_GPUS {
-            break;
-        }
-        n = (start + 2 * (n - start) + 1).min(MAX_GPUS);
-    }
-    if let (Some(mut lo), Some(mut hi)) = (lo, hi) {
-        while hi - lo > 1 {
-            let mid = (lo + hi) / 2;
-            let p = eval(mid);
-            if p.meets_slo() {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-            points.push(p);
-        }
-    }
-    points.sort_by_key(|p| p.gpus);
-    points
-}
-
 /// One (trace, speedup, policy) search.
 struct Search {
     trace: &'static str,
@@ -285,7 +247,12 @@ pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
                 done.fetch_add(u64::from(reps), std::sync::atomic::Ordering::Relaxed);
                 Point { gpus, runs }
             };
-            let points = search(start, eval);
+            // The smallest cluster meeting the SLO, assuming that more GPUs never make the
+            // tail latencies worse (the planner's GPU-count search).
+            let points = min_count(start, MAX_GPUS, eval, Point::meets_slo)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
             Search {
                 trace: label,
                 speedup,

@@ -10,6 +10,7 @@ pub mod figures;
 pub mod hardware;
 pub mod html;
 mod multiturn;
+pub mod planning;
 pub mod plot;
 mod policies;
 pub mod prefix;
@@ -112,6 +113,7 @@ pub fn write(data: &Path, out: &Path) -> Result<Written, ReportError> {
         prefix::section(data)?,
         multiturn::section(data)?,
         fidelity::section(data)?,
+        planning::section(data)?,
     ]
     .into_iter()
     .flatten()
