@@ -361,22 +361,19 @@ fn plan_assemble(plan: &str, families: Vec<String>) -> PyResult<String> {
     Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
 }
 
-/// Runs a plan (JSON) here: families in parallel, a chunk at a time with the GIL released,
-/// checking for Ctrl-C between chunks; the answer as JSON, the same as `llmsim plan --json`.
+/// Runs a plan (JSON) here: families in parallel on a worker thread with the GIL released;
+/// Ctrl-C stops it once the families under way are searched (no new one starts). The
+/// answer as JSON, the same as `llmsim plan --json`.
 #[pyfunction]
 fn plan_run(py: Python<'_>, plan: &str) -> PyResult<String> {
     let (plan, deployments, families) = plan_parts(plan)?;
-    let chunk = rayon::current_num_threads().max(1);
-    let mut points = Vec::with_capacity(deployments.len());
-    for part in families.chunks(chunk) {
-        let done: Vec<Vec<PointResult>> = py.detach(|| {
-            part.par_iter()
-                .map(|f| plan.run_family(&deployments, f))
-                .collect()
-        });
-        points.extend(done.into_iter().flatten());
-        py.check_signals()?;
-    }
+    let searched: Vec<Vec<PointResult>> = interruptible(py, |cancel| {
+        families
+            .par_iter()
+            .map(|f| (!cancel.load(Ordering::Relaxed)).then(|| plan.run_family(&deployments, f)))
+            .collect()
+    })?;
+    let points = searched.into_iter().flatten().collect();
     Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
 }
 
