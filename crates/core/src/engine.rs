@@ -395,6 +395,7 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     /// Request `id`, which must be in flight.
+    #[inline]
     pub fn get(&self, id: ReqId) -> &Slot {
         debug_assert!(
             self.first <= id && id < self.end,
@@ -766,6 +767,7 @@ macro_rules! view {
             } else {
                 &NOTHING_HELD
             },
+            finished: 0,
         }
     };
 }
@@ -1308,20 +1310,23 @@ impl Engine<'_> {
             }
         }
         self.itl.record_n(run.0, run.1);
-        let completed = !self.finished.is_empty();
-        for i in 0..self.finished.len() {
+        let finished = self.finished.len();
+        for i in 0..finished {
             self.complete(g, self.finished[i], now);
         }
         self.finished.clear();
         self.loads[g].work_tokens -= batch.shape().tokens();
-        let view = view!(self, g);
+        let view = View {
+            finished,
+            ..view!(self, g)
+        };
         self.gpus[g].sched.on_batch_done(&batch, &view);
         self.gpus[g].batch = Some(batch);
         for i in 0..self.handed.len() {
             self.hand_off(g, self.handed[i], now);
         }
         self.handed.clear();
-        if completed {
+        if finished > 0 {
             self.live.retire();
         }
         if g < self.route_gpus {

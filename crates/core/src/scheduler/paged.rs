@@ -199,6 +199,8 @@ impl Queues {
 
     /// Drops finished requests from the running set.
     pub fn retire(&mut self, view: &View) {
-        self.running.retain(|&id| !view.is_done(id));
+        if view.finished > 0 {
+            self.running.retain(|&id| !view.is_done(id));
+        }
     }
 }

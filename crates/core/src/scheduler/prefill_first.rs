@@ -55,8 +55,10 @@ impl Scheduler for PrefillFirst {
                     .map(|e| e.id)
                     .filter(|&id| !view.is_done(id)),
             ),
-            Some(Phase::Decode) => self.decoding.retain(|&id| !view.is_done(id)),
-            None => {}
+            Some(Phase::Decode) if view.finished > 0 => {
+                self.decoding.retain(|&id| !view.is_done(id));
+            }
+            Some(Phase::Decode) | None => {}
         }
     }
 }

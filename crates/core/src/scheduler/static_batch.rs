@@ -58,6 +58,8 @@ impl Scheduler for StaticBatch {
     }
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
-        self.running.retain(|&id| !view.is_done(id));
+        if view.finished > 0 {
+            self.running.retain(|&id| !view.is_done(id));
+        }
     }
 }
