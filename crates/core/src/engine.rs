@@ -792,10 +792,10 @@ impl Engine<'_> {
                 }
             }
             let read = self.next.as_ref().map(|r| r.arrival);
-            let released = self.released.peek().map(|r| r.time);
-            let arrival = match (read, released) {
-                (Some(a), Some(r)) => Some(a.min(r)),
-                (a, r) => a.or(r),
+            // Only closed-loop conversations release turns: an open-loop run skips the merge.
+            let arrival = match self.released.peek() {
+                None => read,
+                Some(r) => Some(read.map_or(r.time, |a| a.min(r.time))),
             };
             let completion = self.heap.peek().map(|c| c.time);
             let transfer = self.transfers.peek().map(|t| t.time);

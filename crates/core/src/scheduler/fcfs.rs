@@ -27,8 +27,8 @@ impl Scheduler for Fcfs {
         }
     }
 
-    fn on_batch_done(&mut self, batch: &Batch, view: &View) {
-        if batch.entries().iter().any(|e| view.is_done(e.id)) {
+    fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
+        if view.finished > 0 {
             self.current = None;
         }
     }

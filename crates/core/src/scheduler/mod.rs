@@ -232,8 +232,8 @@ pub struct View<'a> {
     /// this GPU may take; empty under every other router and for GPUs that take no arrivals.
     pub held: &'a VecDeque<ReqId>,
     /// Requests the batch being reported finished (0 outside `on_batch_done`): a policy
-    /// rescans its running set for finished requests only when there are some, since most
-    /// decode iterations finish none.
+    /// looks for finished requests only when there are some, since most decode iterations
+    /// finish none.
     pub(crate) finished: usize,
 }
 
