@@ -1187,12 +1187,17 @@ impl Engine<'_> {
             }
         }
         // The batch's new blocks take the least recently used unreferenced cached ones.
+        // Nothing below touches the cache, so the batch's event reports what is left here.
         let gpu = &mut self.gpus[g];
-        if let Some(px) = gpu.prefix.as_mut() {
-            let occupied = gpu.kv_used + px.cache.evictable();
-            px.cache
-                .evict(occupied.saturating_sub(self.kv.capacity_blocks()));
-        }
+        let evictable = match gpu.prefix.as_mut() {
+            Some(px) => {
+                let occupied = gpu.kv_used + px.cache.evictable();
+                px.cache
+                    .evict(occupied.saturating_sub(self.kv.capacity_blocks()));
+                px.cache.evictable()
+            }
+            None => 0,
+        };
         debug_assert!(
             !batch.is_empty() || !swaps,
             "a batch that swaps must run something"
@@ -1242,7 +1247,7 @@ impl Engine<'_> {
             end: now + dur,
             batch: &batch,
             kv_used: gpu.kv_used,
-            kv_evictable: gpu.prefix.as_ref().map_or(0, |px| px.cache.evictable()),
+            kv_evictable: evictable,
         });
         gpu.batch = Some(batch);
         self.heap.push(Due {
