@@ -24,8 +24,8 @@ pub struct CalibrateArgs {
     /// decode_batch,decode_context,batch_tokens,median_ms,...).
     #[arg(required_unless_present = "serving", conflicts_with = "serving")]
     profile: Option<PathBuf>,
-    /// Fit a serving preset (roofline efficiencies, per-step, per-sequence and per-request
-    /// overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
+    /// Fit a serving preset (roofline efficiencies, each card's own but the commonest's,
+    /// per-step, per-sequence and per-request overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
     /// the simulator in the loop; prints the in-sample and leave-one-run-out errors.
     #[arg(long, value_name = "RUNS")]
     serving: Option<PathBuf>,
