@@ -150,8 +150,8 @@ fn unknown_runs_are_listed_and_the_outputs_agree() {
     assert!((from_csv - e2e).abs() < 1e-4);
 }
 
-/// A serving fit writes a preset that `fidelity --cost FILE` and `run --cost FILE` (with a
-/// model, GPU and TP degree) accept.
+/// A serving fit writes a preset (with the second card's own efficiencies) that
+/// `fidelity --cost FILE` and `run --cost FILE` (with a model, GPU and TP degree) accept.
 #[test]
 fn calibrate_serving_writes_a_preset_run_accepts() {
     let dir = tempfile::tempdir().unwrap();
@@ -190,11 +190,15 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
         "fitted to 2 runs",
         "roofline.memory",
         "schedule_lag_steps",
+        // One run on each card: the first by name prices with [roofline], the other its own.
+        "gpu.h100-sxm.compute",
         "in-sample MAPE",
         "leave-one-run-out MAPE",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
+    let written = std::fs::read_to_string(&preset).unwrap();
+    assert!(written.contains("[gpu.h100-sxm]"), "{written}");
     let run = common::llmsim()
         .args([
             "run",

@@ -338,7 +338,7 @@ impl CostSpec {
             CostSpec::Preset { name } => {
                 match (Preset::built_in(name), ServingPreset::built_in(name)) {
                     (Some(p), _) => profiled(p)?,
-                    (None, Some(s)) => roofline(Some(s.roofline))?,
+                    (None, Some(s)) => roofline(Some(s.efficiency(hw.gpu_name)))?,
                     (None, None) => {
                         return Err(bad_spec(format!("no built-in preset is called '{name}'")));
                     }
@@ -357,7 +357,7 @@ impl CostSpec {
                 let origin = path.display().to_string();
                 if ServingPreset::looks_like(&text) {
                     let s = ServingPreset::parse(&text, &origin).map_err(bad_spec)?;
-                    roofline(Some(s.roofline))?
+                    roofline(Some(s.efficiency(hw.gpu_name)))?
                 } else {
                     profiled(Preset::parse(&text, &origin).map_err(|e| bad_spec(e.to_string()))?)?
                 }
@@ -423,6 +423,9 @@ pub struct Hardware {
     pub model: NamedModel,
     /// The GPU of `gpu` or of `roofline:GPU`, if either is given.
     pub gpu: Option<GpuSpec>,
+    /// That GPU's canonical catalogue name, when it is a built-in card (a serving preset
+    /// may have efficiencies of its own for it).
+    pub gpu_name: Option<&'static str>,
     /// Tensor- and pipeline-parallel GPUs of each replica.
     pub parallel: Parallel,
 }
@@ -1237,9 +1240,14 @@ impl Config {
         let model = self.model(files)?;
         let parallel = self.parallel(&model.shape)?;
         let gpu = self.gpu(files)?;
+        let named = match self.cost.split().0 {
+            CostSpec::Roofline { gpu: Some(name) } => Some(name.as_str()),
+            _ => self.gpu.as_deref(),
+        };
         Ok(Hardware {
             model,
             gpu,
+            gpu_name: named.and_then(gpu::find).map(|g| g.name),
             parallel,
         })
     }

@@ -9,10 +9,10 @@ use super::UsageError;
 use llmsim::calibrate::{
     FitError, ProfileRow, fit_error, fit_profiled, fit_roofline, relative_errors,
 };
-use llmsim::cost::serving::BOUNDS;
+use llmsim::cost::serving::FIRST_GUESS;
 use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost, ServingPreset};
 use llmsim::serving::{Latencies, METRICS, Scored, ServingRun, mape};
-use llmsim::serving_fit::{FitOptions, fit, loss, score_preset};
+use llmsim::serving_fit::{FitOptions, fit, loss, own_cards, score_preset};
 use llmsim_study::files::Disk;
 use llmsim_study::files::read_profile;
 use llmsim_study::output::write_atomic;
@@ -24,12 +24,13 @@ pub struct CalibrateArgs {
     /// decode_batch,decode_context,batch_tokens,median_ms,...).
     #[arg(required_unless_present = "serving", conflicts_with = "serving")]
     profile: Option<PathBuf>,
-    /// Fit a serving preset (roofline efficiencies, per-step, per-sequence and per-request
-    /// overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
+    /// Fit a serving preset (roofline efficiencies, each card's own but the commonest's,
+    /// per-step, per-sequence and per-request overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
     /// the simulator in the loop; prints the in-sample and leave-one-run-out errors.
     #[arg(long, value_name = "RUNS")]
     serving: Option<PathBuf>,
-    /// Serving fit: the preset to start from (built-in name or file) [default: vllm].
+    /// Serving fit: the preset to start from: `first-guess` (llmsim's neutral first
+    /// guess, fitted on nothing), a built-in serving preset or a file [default: first-guess].
     #[arg(long, value_name = "PRESET", requires = "serving")]
     start: Option<String>,
     /// Serving fit: requests simulated per stage while fitting.
@@ -39,9 +40,10 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "N", default_value_t = 300, requires = "serving")]
     max_evals: usize,
     /// Serving fit: most loss evaluations of each leave-one-run-out refit, which starts
-    /// from the fit on every run with a smaller simplex (0: skip them).
-    #[arg(long, value_name = "N", default_value_t = 60, requires = "serving")]
-    loo_evals: usize,
+    /// from --start like the fit itself, so the left-out run has no say in it (0: skip
+    /// them) [default: --max-evals].
+    #[arg(long, value_name = "N", requires = "serving")]
+    loo_evals: Option<usize>,
     /// Also report the fitted model's error on this profile's rows (a held-out test set);
     /// may be repeated.
     #[arg(long, value_name = "CSV")]
@@ -275,7 +277,10 @@ pub fn main(args: CalibrateArgs) -> Result<()> {
 
 /// The serving preset `--start` names (a built-in one or a file).
 fn start_preset(start: Option<&str>) -> Result<ServingPreset, UsageError> {
-    let name = start.unwrap_or(super::fidelity::DEFAULT_COST);
+    let name = start.unwrap_or(FIRST_GUESS);
+    if name == FIRST_GUESS {
+        return Ok(ServingPreset::first_guess());
+    }
     if let Some(p) = ServingPreset::built_in(name) {
         return Ok(p);
     }
@@ -283,7 +288,7 @@ fn start_preset(start: Option<&str>) -> Result<ServingPreset, UsageError> {
         UsageError::new(
             "--start",
             format!(
-                "'{name}' is neither a built-in serving preset ({}) nor a readable file: {e}",
+                "'{name}' is neither {FIRST_GUESS}, a built-in serving preset ({}) nor a readable file: {e}",
                 llmsim::cost::serving::built_in_names().join(", ")
             ),
         )
@@ -333,7 +338,8 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         )
         .into());
     }
-    let fit = fit(&runs, &start, &opts, &Disk);
+    let cards = own_cards(&runs);
+    let fitted = fit(&runs, &start, &cards, &opts, &Disk);
     let name = args.name.clone().unwrap_or_else(|| start.name.clone());
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let preset = ServingPreset {
@@ -346,7 +352,7 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
                 args.max_requests
             )
         }),
-        ..fit.preset.clone()
+        ..fitted.preset.clone()
     };
     if let Some(out) = &args.out {
         write_atomic(out, preset.to_toml().as_bytes())
@@ -356,8 +362,8 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         "fitted to {} runs of {} in {} evaluations (loss {:.4} from {:.4})",
         runs.len(),
         path.display(),
-        fit.evals,
-        fit.loss,
+        fitted.evals,
+        fitted.loss,
         loss(&runs, &score_preset(&runs, &start, &opts, &Disk)),
     );
     for (run, s) in &skipped {
@@ -365,7 +371,10 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
             println!("skipped {}: {why}", run.id);
         }
     }
-    for ((name, lo, hi), v) in BOUNDS.iter().zip(preset.params()) {
+    for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards)
+        .iter()
+        .zip(preset.fit_params(&cards))
+    {
         println!("  {name:<20} {v:.6e}  (bounds {lo} to {hi})");
     }
     let full = FitOptions {
@@ -377,7 +386,8 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         "in-sample MAPE (whole-run rows, every request)",
         &mape(&runs, &in_sample),
     );
-    if args.loo_evals > 0 {
+    let loo_evals = args.loo_evals.unwrap_or(args.max_evals);
+    if loo_evals > 0 {
         let loo: Vec<Scored> = (0..runs.len())
             .map(|i| {
                 let rest: Vec<ServingRun> = runs
@@ -386,11 +396,12 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
                     .filter(|&(j, _)| j != i)
                     .map(|(_, r)| r.clone())
                     .collect();
-                let refit = llmsim::serving_fit::fit(
+                let refit = fit(
                     &rest,
-                    &preset,
+                    &start,
+                    &own_cards(&rest),
                     &FitOptions {
-                        max_evals: args.loo_evals,
+                        max_evals: loo_evals,
                         ..opts
                     },
                     &Disk,
@@ -400,7 +411,7 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
             })
             .collect();
         print_mape(
-            "leave-one-run-out MAPE (whole-run rows)",
+            "leave-one-run-out MAPE (whole-run rows; each refit from --start)",
             &mape(&runs, &loo),
         );
     }

@@ -15,6 +15,10 @@
 //! memory = 0.85
 //! overhead = 0.002
 //! per_seq = 3e-5
+//!
+//! [gpu.a100-80gb]
+//! compute = 0.5
+//! memory = 0.7
 //! ```
 //!
 //! `[roofline]` prices each iteration ([`Efficiency`]: fractions of the GPU's peaks, the
@@ -26,6 +30,13 @@
 //! sees it. They are added to every request's TTFT and E2E by `llmsim fidelity`, which
 //! compares with client-side measurements; `llmsim run` reports engine-side latencies and
 //! uses only the roofline part.
+//!
+//! The fractions of its datasheet peaks a card achieves differ by card (kernels tuned for
+//! one generation, clocks under load), so a `[gpu.NAME]` table, keyed by the GPU
+//! catalogue's canonical name, overrides `compute` and `memory` on that card; every other
+//! card uses `[roofline]`'s. The overheads are the server's, the same on every card.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +54,16 @@ pub const BOUNDS: [(&str, f64, f64); 6] = [
     ("request_overhead_s", 0.0, 1.0),
     ("schedule_lag_steps", 0.0, 3.0),
 ];
+
+/// A card's own efficiencies in a serving preset (fractions of its peaks, in (0, 1]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuEfficiency {
+    /// Achieved fraction of the card's peak FLOP/s.
+    pub compute: f64,
+    /// Achieved fraction of the card's memory bandwidth.
+    pub memory: f64,
+}
 
 /// A named, sourced serving calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +84,14 @@ pub struct ServingPreset {
     pub schedule_lag_steps: f64,
     /// The roofline's efficiencies and per-iteration overheads.
     pub roofline: Efficiency,
+    /// Efficiencies of particular cards, by the GPU catalogue's canonical name, in place
+    /// of `roofline`'s `compute` and `memory` on those cards.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gpu: BTreeMap<String, GpuEfficiency>,
 }
+
+/// Name of [`ServingPreset::first_guess`], as `calibrate --serving --start` takes it.
+pub const FIRST_GUESS: &str = "first-guess";
 
 /// Built-in serving presets: `(name, TOML text)`.
 const BUILT_IN: &[(&str, &str)] = &[("vllm", include_str!("presets/vllm.toml"))];
@@ -102,13 +130,82 @@ impl ServingPreset {
         }
     }
 
-    /// Checks every parameter against [`BOUNDS`] (efficiencies above 0), naming the first
-    /// one out of range.
+    /// The roofline's efficiencies and overheads on the catalogue card `gpu` (its
+    /// canonical name; `None` for a card from a file, which gets `roofline`'s).
+    pub fn efficiency(&self, gpu: Option<&str>) -> Efficiency {
+        match gpu.and_then(|g| self.gpu.get(g)) {
+            Some(g) => Efficiency {
+                compute: g.compute,
+                memory: g.memory,
+                ..self.roofline
+            },
+            None => self.roofline,
+        }
+    }
+
+    /// Names and bounds of the parameters a fit varies: [`BOUNDS`], then the compute and
+    /// memory efficiencies of each card in `gpus` (canonical names).
+    pub fn fit_bounds(gpus: &[&str]) -> Vec<(String, f64, f64)> {
+        let cards = gpus.iter().flat_map(|g| {
+            [BOUNDS[0], BOUNDS[1]].map(|(n, lo, hi)| {
+                (
+                    format!("gpu.{g}.{}", n.trim_start_matches("roofline.")),
+                    lo,
+                    hi,
+                )
+            })
+        });
+        BOUNDS
+            .iter()
+            .map(|&(n, lo, hi)| (n.to_string(), lo, hi))
+            .chain(cards)
+            .collect()
+    }
+
+    /// The parameters of [`ServingPreset::fit_bounds`]`(gpus)`; a card without its own
+    /// entry has `roofline`'s efficiencies.
+    pub fn fit_params(&self, gpus: &[&str]) -> Vec<f64> {
+        let mut p = self.params().to_vec();
+        for g in gpus {
+            let e = self.efficiency(Some(g));
+            p.extend([e.compute, e.memory]);
+        }
+        p
+    }
+
+    /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus)`.
+    pub fn with_fit_params(&self, gpus: &[&str], p: &[f64]) -> ServingPreset {
+        let mut out = self.with_params(std::array::from_fn(|i| p[i]));
+        for (g, e) in gpus.iter().zip(p[BOUNDS.len()..].chunks(2)) {
+            out.gpu.insert(
+                g.to_string(),
+                GpuEfficiency {
+                    compute: e[0],
+                    memory: e[1],
+                },
+            );
+        }
+        out
+    }
+
+    /// Checks every parameter against [`BOUNDS`] (efficiencies above 0) and every card's
+    /// name against the GPU catalogue, naming the first one wrong.
     pub fn check(&self) -> Result<(), String> {
-        for (i, ((name, lo, hi), v)) in BOUNDS.iter().zip(self.params()).enumerate() {
-            let above = if i < 2 { v > *lo } else { v >= *lo };
+        for g in self.gpu.keys() {
+            if crate::gpu::find(g).map(|e| e.name) != Some(g.as_str()) {
+                return Err(format!(
+                    "[gpu.{g}]: '{g}' is not a built-in GPU's canonical name ({})",
+                    crate::gpu::names().join(", ")
+                ));
+            }
+        }
+        let cards: Vec<&str> = self.gpu.keys().map(String::as_str).collect();
+        let bounds = ServingPreset::fit_bounds(&cards);
+        for (i, ((name, lo, hi), v)) in bounds.iter().zip(self.fit_params(&cards)).enumerate() {
+            let eff = i < 2 || i >= BOUNDS.len();
+            let above = if eff { v > *lo } else { v >= *lo };
             if !(above && v <= *hi) {
-                let low = if i < 2 { "above" } else { "at least" };
+                let low = if eff { "above" } else { "at least" };
                 return Err(format!(
                     "{name} must be {low} {lo} and at most {hi} (got {})",
                     crate::limits::num(v)
@@ -132,6 +229,27 @@ impl ServingPreset {
     /// so that its errors are reported as such rather than as a profiled preset's.
     pub fn looks_like(text: &str) -> bool {
         text.lines().any(|l| l.trim() == "[roofline]")
+    }
+
+    /// The neutral first guess a serving fit starts from (`calibrate --serving`'s default
+    /// `--start`), fitted on nothing: round fractions of the peaks an inference engine
+    /// typically reaches on large matrix products and weight streaming, and overheads of
+    /// the order a Python server pays (a few ms per step and request, tens of us per
+    /// sequence, a step of scheduling lag).
+    pub fn first_guess() -> ServingPreset {
+        ServingPreset {
+            name: FIRST_GUESS.into(),
+            source: "llmsim's neutral first guess, fitted on nothing".into(),
+            request_overhead_s: 0.01,
+            schedule_lag_steps: 1.0,
+            roofline: Efficiency {
+                compute: 0.55,
+                memory: 0.8,
+                overhead: 0.002,
+                per_seq: 3e-5,
+            },
+            gpu: BTreeMap::new(),
+        }
     }
 
     /// The built-in serving preset called `name`, if there is one.
@@ -183,5 +301,84 @@ mod tests {
         let text = p.to_toml().replace("per_seq", "per_sec");
         let e = ServingPreset::parse(&text, "x.toml").unwrap_err();
         assert!(e.contains("x.toml") && e.contains("per_sec"), "{e}");
+    }
+
+    fn with_a100() -> ServingPreset {
+        let mut p = ServingPreset::first_guess();
+        p.gpu.insert(
+            "a100-80gb".into(),
+            GpuEfficiency {
+                compute: 0.4,
+                memory: 0.6,
+            },
+        );
+        p
+    }
+
+    /// A card's entry replaces the two efficiencies on that card alone; the overheads are
+    /// the server's everywhere.
+    #[test]
+    fn a_cards_entry_prices_that_card_only() {
+        let p = with_a100();
+        let a = p.efficiency(Some("a100-80gb"));
+        assert_eq!((a.compute, a.memory), (0.4, 0.6));
+        assert_eq!((a.overhead, a.per_seq), (0.002, 3e-5));
+        assert_eq!(p.efficiency(Some("h100-sxm")), p.roofline);
+        assert_eq!(p.efficiency(None), p.roofline);
+        let text = p.to_toml();
+        assert!(text.contains("[gpu.a100-80gb]"), "{text}");
+        assert_eq!(ServingPreset::parse(&text, "rt").unwrap(), p);
+    }
+
+    #[test]
+    fn fit_parameters_list_each_cards_efficiencies_after_the_globals() {
+        let p = with_a100();
+        let cards = ["a100-80gb", "l40s"];
+        let names: Vec<String> = ServingPreset::fit_bounds(&cards)
+            .into_iter()
+            .map(|b| b.0)
+            .collect();
+        assert_eq!(names.len(), 10);
+        assert_eq!(
+            names[6..],
+            [
+                "gpu.a100-80gb.compute",
+                "gpu.a100-80gb.memory",
+                "gpu.l40s.compute",
+                "gpu.l40s.memory"
+            ]
+        );
+        // l40s has no entry: it starts from the global efficiencies.
+        let x = p.fit_params(&cards);
+        assert_eq!(x[6..], [0.4, 0.6, 0.55, 0.8]);
+        let q = p.with_fit_params(
+            &cards,
+            &[0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65],
+        );
+        assert_eq!(q.roofline.compute, 0.5);
+        assert_eq!(q.efficiency(Some("l40s")).memory, 0.65);
+        assert_eq!(q.efficiency(Some("a100-80gb")).compute, 0.3);
+        assert_eq!(
+            q.fit_params(&cards),
+            [0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65]
+        );
+    }
+
+    #[test]
+    fn a_cards_entry_needs_a_canonical_name_and_physical_values() {
+        let text = with_a100().to_toml();
+        let e =
+            ServingPreset::parse(&text.replace("a100-80gb", "A100-80GB"), "x.toml").unwrap_err();
+        assert!(
+            e.contains("x.toml") && e.contains("[gpu.A100-80GB]") && e.contains("a100-80gb"),
+            "{e}"
+        );
+        let e = ServingPreset::parse(&text.replace("0.6", "1.2"), "x.toml").unwrap_err();
+        assert!(
+            e.contains("gpu.a100-80gb.memory") && e.contains("1.2"),
+            "{e}"
+        );
+        let e = ServingPreset::parse(&text.replace("0.4", "0.0"), "x.toml").unwrap_err();
+        assert!(e.contains("gpu.a100-80gb.compute must be above 0"), "{e}");
     }
 }

@@ -19,7 +19,7 @@ study (H100 and A100 GPUs, tensor parallelism 1 to 4; staged Poisson load with s
 prompts, streamed, measured on the client). `llmsim fidelity` simulates each with the cost
 model a user gets without a flag, the built-in serving preset `{{preset}}` (a roofline with
 fitted efficiencies, per-step, per-sequence and per-request overheads and a scheduling
-lag), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
+lag; {{cards}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
 prefix caching on. **The preset was fitted on these same runs** ({{fitted_on}}), so
 llmsim's errors here are in-sample; the leave-one-run-out errors of `llmsim calibrate
 --serving` are in README.md. The other simulators' errors are as they published them
@@ -64,6 +64,22 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
         .filter_map(|x| x.as_str())
         .collect();
     v.insert("fitted_on".into(), format!("runs {}", ids.join(", ")));
+    let cards: Vec<&String> = meta["preset_parameters"]["gpu"]
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    v.insert(
+        "cards".into(),
+        if cards.is_empty() {
+            "the same efficiencies on every card".into()
+        } else {
+            let names: Vec<String> = cards.iter().map(|c| format!("`{c}`")).collect();
+            format!(
+                "{} with efficiencies of its own, every other card with the preset's global ones",
+                names.join(", ")
+            )
+        },
+    );
     v.insert(
         "skipped".into(),
         meta["skipped"].as_array().map_or(0, Vec::len).to_string(),
