@@ -68,8 +68,8 @@ fn seed_run(scheduler: SchedulerKind, rate: f64, requests: usize) -> Result<RunC
 }
 
 /// One calibrated H200 replaying `workload` under `scheduler`.
-fn h200(workload: WorkloadSpec, scheduler: SchedulerKind, prefix_cache: bool) -> Result<Config> {
-    Ok(Config {
+fn h200(workload: WorkloadSpec, scheduler: SchedulerKind, prefix_cache: bool) -> Result<RunConfig> {
+    let cfg = Config {
         workload,
         scheduler,
         cost: CostSpec::Preset {
@@ -79,7 +79,8 @@ fn h200(workload: WorkloadSpec, scheduler: SchedulerKind, prefix_cache: bool) ->
         prefix_cache,
         reps: 1,
         ..Config::default()
-    })
+    };
+    Ok(cfg.build(&Disk)?.run)
 }
 
 /// `llmsim run`'s arguments for the seed workload under Scheduler B at lambda 2.
@@ -246,9 +247,7 @@ pub fn measure(args: &SuiteArgs) -> Result<Suite> {
             SchedulerKind::Sarathi,
             SchedulerKind::Orca,
         ] {
-            let run = h200(WorkloadSpec::Azure(conv.clone()), policy, false)?
-                .build(&Disk)?
-                .run;
+            let run = h200(WorkloadSpec::Azure(conv.clone()), policy, false)?;
             let s = best_of(args.repeat, || {
                 std::hint::black_box(run.run_one(0));
             });
@@ -268,9 +267,7 @@ pub fn measure(args: &SuiteArgs) -> Result<Suite> {
     }
     let mooncake = args.shared.join("traces/mooncake_conversation_trace.jsonl");
     if mooncake.is_file() {
-        let run = h200(WorkloadSpec::Mooncake(mooncake), SchedulerKind::Vllm, true)?
-            .build(&Disk)?
-            .run;
+        let run = h200(WorkloadSpec::Mooncake(mooncake), SchedulerKind::Vllm, true)?;
         let s = best_of(args.repeat, || {
             std::hint::black_box(run.run_one(0));
         });
