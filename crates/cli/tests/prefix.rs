@@ -121,9 +121,8 @@ proptest! {
         prop_assert_eq!(out.gpus[0].prefix.evictions, 0);
     }
 
-    /// Concurrent requests in a small cache, under each paged policy: the blocks in use plus
-    /// the unreferenced cached ones never exceed capacity, every request emits its `B + 1`
-    /// tokens, and tokens computed plus hit make up the prompts.
+    /// Concurrent requests in a small cache, under each paged policy: see
+    /// [`check_small_cache`].
     #[test]
     fn kv_within_capacity_and_tokens_conserved(
         lens in lens(),
@@ -131,37 +130,126 @@ proptest! {
         kv_tokens in 800u64..4000,
         policy in 0usize..3,
     ) {
-        let limits = BatchLimits { max_tokens: 512, max_seqs: 8, ..BatchLimits::default() };
-        let spec = [
-            SchedulerSpec::Vllm(BatchLimits { max_tokens: 1 << 20, ..limits }),
-            SchedulerSpec::Sarathi(limits),
-            SchedulerSpec::DecodeFirst(BatchLimits { max_tokens: 1 << 20, ..limits }),
-        ][policy].clone();
-        let requests = shared_prefixes(&lens, chunk, 0.01);
-        let cfg = config(spec, kv_tokens, true);
-        let cap = cfg.kv.blocks.unwrap();
-        let (mut prefill, mut decodes) = (0u64, 0u64);
-        let out = simulate_observed(&requests, &cfg, 3, 0, 0, &mut |ev| {
-            assert!(ev.kv_used + ev.kv_evictable <= cap, "{} + {} > {cap}", ev.kv_used, ev.kv_evictable);
-            for e in ev.batch.entries() {
-                match e.phase {
-                    llmsim::scheduler::Phase::Prefill => prefill += u64::from(e.tokens),
-                    llmsim::scheduler::Phase::Decode => decodes += 1,
-                }
-            }
-        });
-        prop_assert!(out.records.iter().all(|r| r.completion.is_finite()));
-        let g = &out.gpus[0];
-        let prompts: u64 = requests.iter().map(|r| u64::from(r.prompt)).sum();
-        // A recompute after the first token also rebuilds the latest emitted token, which
-        // was never in the dropped cache: one token more per such preemption.
-        let base = prompts - g.prefix.hit_tokens + g.recomputed_tokens;
-        prop_assert!(prefill >= base && prefill <= base + g.preemptions, "{prefill} vs {base}");
-        // Each request emits B + 1 tokens: one by its prefill, the rest by decodes, less
-        // one per preemption past the first token (its recompute emits that one).
-        let budget: u64 = requests.iter().map(|r| u64::from(r.decode)).sum();
-        prop_assert!(decodes <= budget && decodes + g.preemptions >= budget);
+        check_small_cache(&lens, chunk, kv_tokens, policy)?;
     }
+}
+
+/// Requests `lens` sharing prefixes of `chunk`-token ids, 10 ms apart, in a KV cache of
+/// `kv_tokens` tokens under paged policy `policy` (vllm, sarathi, decode-first): the blocks
+/// in use plus the unreferenced cached ones never exceed capacity, every request emits
+/// its `B + 1` tokens, and tokens computed plus hit make up the prompts.
+fn check_small_cache(
+    lens: &[(u32, u32, usize, u32)],
+    chunk: u32,
+    kv_tokens: u64,
+    policy: usize,
+) -> Result<(), TestCaseError> {
+    let limits = BatchLimits {
+        max_tokens: 512,
+        max_seqs: 8,
+        ..BatchLimits::default()
+    };
+    let spec = [
+        SchedulerSpec::Vllm(BatchLimits {
+            max_tokens: 1 << 20,
+            ..limits
+        }),
+        SchedulerSpec::Sarathi(limits),
+        SchedulerSpec::DecodeFirst(BatchLimits {
+            max_tokens: 1 << 20,
+            ..limits
+        }),
+    ][policy]
+        .clone();
+    let requests = shared_prefixes(lens, chunk, 0.01);
+    let cfg = config(spec, kv_tokens, true);
+    let cap = cfg.kv.blocks.unwrap();
+    let (mut prefill, mut decodes) = (0u64, 0u64);
+    let out = simulate_observed(&requests, &cfg, 3, 0, 0, &mut |ev| {
+        assert!(
+            ev.kv_used + ev.kv_evictable <= cap,
+            "{} + {} > {cap}",
+            ev.kv_used,
+            ev.kv_evictable
+        );
+        for e in ev.batch.entries() {
+            match e.phase {
+                llmsim::scheduler::Phase::Prefill => prefill += u64::from(e.tokens),
+                llmsim::scheduler::Phase::Decode => decodes += 1,
+            }
+        }
+    });
+    let unserved: Vec<usize> = (0..out.records.len())
+        .filter(|&i| !out.records[i].completion.is_finite())
+        .collect();
+    prop_assert!(unserved.is_empty(), "never completed: {unserved:?}");
+    let g = &out.gpus[0];
+    let prompts: u64 = requests.iter().map(|r| u64::from(r.prompt)).sum();
+    // A recompute after the first token also rebuilds the latest emitted token, which was
+    // never in the dropped cache: one token more per such preemption. A recompute skips
+    // what it finds cached again.
+    let hit = g.prefix.hit_tokens + g.prefix.preempted_hit_tokens;
+    let base = prompts - hit + g.recomputed_tokens;
+    prop_assert!(
+        prefill >= base && prefill <= base + g.preemptions,
+        "{prefill} vs {base}"
+    );
+    // Each request emits B + 1 tokens: one by its prefill, the rest by decodes, less one
+    // per preemption past the first token (its recompute emits that one).
+    let budget: u64 = requests.iter().map(|r| u64::from(r.decode)).sum();
+    prop_assert!(decodes <= budget && decodes + g.preemptions >= budget);
+    Ok(())
+}
+
+/// The case the property test found (seed in `prefix.proptest-regressions`): when requests
+/// looked the cache up on arrival and kept their hits referenced while they waited, the
+/// waiting ones pinned enough cached blocks (46 of 60 in use, 9 evictable, at 0.198 s)
+/// that the head of the queue no longer fitted while nothing ran, and requests 9 to 17
+/// never started. A waiting request now holds nothing: it looks the cache up when admitted.
+#[test]
+fn waiting_requests_pin_no_cached_blocks() {
+    let lens = [
+        (256, 5, 0, 0),
+        (224, 1, 0, 0),
+        (352, 2, 0, 5),
+        (128, 1, 1, 0),
+        (31, 2, 0, 0),
+        (1, 0, 0, 0),
+        (95, 2, 0, 2),
+        (127, 2, 0, 0),
+        (209, 0, 0, 2),
+        (353, 0, 1, 5),
+        (209, 0, 14, 9),
+        (168, 16, 3, 1),
+        (157, 18, 29, 4),
+        (322, 0, 35, 10),
+        (58, 15, 15, 8),
+        (354, 12, 20, 8),
+        (260, 16, 3, 11),
+        (399, 2, 0, 8),
+    ];
+    check_small_cache(&lens, 43, 974, 1).unwrap();
+}
+
+/// The second case the property test found (seed in `prefix.proptest-regressions`), under
+/// vllm: at 0.2606 s request 8 is preempted while request 7 still references the two
+/// cached blocks of their common prefix; crediting the policy with all of request 8's
+/// blocks put 77 blocks in use in a cache of 75. The policy is now credited only with the
+/// blocks the preemption frees.
+#[test]
+fn a_victims_shared_cached_blocks_stay_in_use() {
+    let lens = [
+        (327, 10, 0, 0),
+        (7, 10, 0, 0),
+        (151, 10, 1, 0),
+        (1, 3, 0, 0),
+        (375, 10, 0, 3),
+        (17, 0, 0, 0),
+        (1, 0, 5, 0),
+        (321, 10, 5, 0),
+        (32, 7, 7, 2),
+    ];
+    check_small_cache(&lens, 22, 1200, 0).unwrap();
 }
 
 /// A conversation's second turn (its first turn's prompt and reply, then a new message)

@@ -39,14 +39,15 @@
 //! records are kept only when asked for ([`simulate_records`], [`simulate_observed`]).
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use crate::cost::CostModel;
 use crate::kv::KvConfig;
-use crate::prefix::{CacheStats, PrefixCache};
+use crate::prefix::{CacheStats, GpuCache};
 use crate::request::NextTurn;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
@@ -55,7 +56,6 @@ use crate::scheduler::{
 };
 use crate::stats::StreamingDist;
 use crate::workload::Request;
-use foldhash::fast::FixedState;
 
 /// What to simulate: the policies and hardware, independent of the workload.
 #[derive(Debug, Clone)]
@@ -319,34 +319,9 @@ struct Gpu {
     kv_used: u64,
     /// Time of the last change of `kv_used` (seconds).
     kv_since: f64,
-    /// The prefix cache, when on.
-    prefix: Option<GpuPrefix>,
-}
-
-/// One GPU's prefix cache and what its requests hold of it.
-#[derive(Default)]
-struct GpuPrefix {
-    cache: PrefixCache,
-    /// Requests on this GPU with a prefix identity: the cache's nodes of the leading
-    /// blocks of their prompts that they reference.
-    held: HashMap<ReqId, Vec<u32>, FixedState>,
-}
-
-impl Gpu {
-    /// Caches the full blocks of `KV block_size`-token blocks of request `id`'s prompt,
-    /// `req`, whose prefill has just ended here, referenced by it; a block another request
-    /// cached meanwhile is shared, and the request's own copy freed.
-    fn cache_prompt(&mut self, id: ReqId, req: &Request, block_size: u32) {
-        let (Some(px), Some(prefix)) = (self.prefix.as_mut(), &req.prefix) else {
-            return;
-        };
-        let Some(nodes) = px.held.get_mut(&id) else {
-            return;
-        };
-        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
-        let dropped = px.cache.insert(keys.skip(nodes.len()), nodes);
-        self.kv_used -= dropped;
-    }
+    /// The prefix cache, when on; in a `RefCell` because the policy's [`View`] admits
+    /// requests into it while it forms a batch ([`View::reuse_cached`]).
+    prefix: Option<RefCell<GpuCache>>,
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -661,7 +636,7 @@ fn run_engine<R: Borrow<Request>>(
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
-            prefix: config.prefix_cache.then(GpuPrefix::default),
+            prefix: config.prefix_cache.then(RefCell::default),
         })
         .collect();
     let router = config
@@ -739,7 +714,7 @@ fn run_engine<R: Borrow<Request>>(
             .map(|g| GpuStats {
                 prefix: g
                     .prefix
-                    .map_or_else(CacheStats::default, |px| px.cache.stats),
+                    .map_or_else(CacheStats::default, |px| px.into_inner().cache.stats),
                 ..g.stats
             })
             .collect(),
@@ -754,22 +729,25 @@ fn run_engine<R: Borrow<Request>>(
 /// The shared queue of a GPU that cannot take held requests.
 static NOTHING_HELD: VecDeque<ReqId> = VecDeque::new();
 
-/// GPU `g`'s view of the engine, borrowing only the fields it reads so that the GPU's
-/// scheduler can be borrowed mutably beside it.
+/// GPU `g`'s scheduler and its view of the engine, which borrows only the fields it reads
+/// so that the scheduler can be borrowed mutably beside it.
 macro_rules! view {
-    ($engine:ident, $g:expr) => {
-        View {
+    ($engine:ident, $g:expr) => {{
+        let gpu = &mut $engine.gpus[$g];
+        let view = View {
             live: &$engine.live,
             kv: $engine.kv,
-            kv_used: $engine.gpus[$g].kv_used,
+            kv_used: gpu.kv_used,
             held: if $g < $engine.held_gpus {
                 $engine.router.held().expect("the router holds requests")
             } else {
                 &NOTHING_HELD
             },
             finished: 0,
-        }
-    };
+            cache: gpu.prefix.as_ref(),
+        };
+        (&mut gpu.sched, view)
+    }};
 }
 
 impl Engine<'_> {
@@ -922,7 +900,7 @@ impl Engine<'_> {
         let req = &self.live.get(id).request;
         match self.router.route(id, req, &self.loads[..self.route_gpus]) {
             Some(g) => {
-                self.admit(g, id, now);
+                self.admit(g, id);
                 if self.idle.remove(&g) {
                     self.start_batch(g, now);
                 }
@@ -960,7 +938,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         let inside = self.window.overlap(gpu.kv_since, now);
         gpu.stats.kv_block_seconds += gpu.kv_used as f64 * inside;
-        if let Some(px) = &gpu.prefix {
+        if let Some(px) = gpu.prefix.as_mut().map(RefCell::get_mut) {
             let cached = px.cache.referenced() + px.cache.evictable();
             gpu.stats.cache_block_seconds += cached as f64 * inside;
         }
@@ -1011,65 +989,57 @@ impl Engine<'_> {
     }
 
     /// Frees request `id`'s KV blocks on GPU `g`: its own, and its references to cached
-    /// blocks, which stay cached (evictable once no request references them).
+    /// blocks, which stay cached (evictable once no request references them); a victim of
+    /// preemption dropped those while the batch was formed ([`View::release_cached`]).
     fn free_blocks(&mut self, g: usize, id: ReqId) {
         let own = self.blocks(u64::from(self.live.get(id).progress.context()));
         let gpu = &mut self.gpus[g];
         let (cached, unreferenced) = match gpu.prefix.as_mut() {
-            Some(GpuPrefix { cache, held }) => match held.get_mut(&id) {
-                Some(nodes) => (nodes.len() as u64, cache.release(nodes)),
-                None => (0, 0),
-            },
+            Some(px) => px.get_mut().release(id),
             None => (0, 0),
         };
         gpu.kv_used -= own - cached + unreferenced;
     }
 
-    /// Looks request `id`, just routed to GPU `g`, up in the GPU's prefix cache: it
-    /// references the longest cached prefix of its prompt's full blocks, short of its last
-    /// token (the prefill must compute at least one token to emit the first, as in vLLM),
-    /// and its prefill starts after it. Its attention still reads the cached tokens: the
-    /// prefill is priced as a chunk starting there ([`Batch::priced_shape`]).
-    ///
-    /// vLLM looks the cache up when it schedules a request; here the hit is taken on
-    /// arrival and its blocks stay referenced while the request waits, so a policy's view
-    /// of free memory never changes between choosing a batch and starting it.
-    fn look_up(&mut self, g: usize, id: ReqId, now: f64) {
-        if self.gpus[g].prefix.is_none() || self.live.get(id).request.prefix.is_none() {
-            return;
-        }
-        self.kv_change(g, now);
-        let request = &self.live.get(id).request;
-        let prefix = request.prefix.as_ref().expect("checked above");
-        let (prompt, bs) = (request.prompt, self.kv.block_size);
-        let blocks = (prompt / bs) as usize;
+    /// Applies what GPU `g`'s policy has just done to the prefix cache while forming a
+    /// batch, before its victims' own blocks are freed: the cached blocks its victims
+    /// shared with other requests stay in use ([`View::release_cached`]), and each request
+    /// it admitted ([`View::reuse_cached`]) starts its prefill after the cached prefix it
+    /// references, the unreferenced blocks it took counting as in use. Its attention still
+    /// reads the cached tokens: the prefill is priced as a chunk starting there
+    /// ([`Batch::priced_shape`]). Hit rates count a request's first admission; a request
+    /// preempted by recompute looks the cache up again when admitted again (as vLLM does),
+    /// counted apart ([`CacheStats::preempted_hit_tokens`]).
+    fn settle_cache(&mut self, g: usize) {
+        let bs = self.kv.block_size;
         let gpu = &mut self.gpus[g];
-        let px = gpu.prefix.as_mut().expect("checked above");
-        let mut nodes = Vec::new();
-        let revived = px.cache.acquire(
-            prefix.block_keys(bs, blocks),
-            ((prompt - 1) / bs) as usize,
-            &mut nodes,
-        );
-        let hit = nodes.len();
-        let s = &mut px.cache.stats;
-        let hit_tokens = hit as u32 * bs;
-        s.requested_tokens += u64::from(prompt);
-        s.hit_tokens += u64::from(hit_tokens);
-        s.requested_blocks += blocks as u64;
-        s.hit_blocks += hit as u64;
-        px.held.insert(id, nodes);
-        gpu.kv_used += revived;
-        self.loads[g].work_tokens -= u64::from(hit_tokens);
-        self.live.get_mut(id).progress.prefilled = hit_tokens;
+        let Some(px) = gpu.prefix.as_mut().map(RefCell::get_mut) else {
+            return;
+        };
+        gpu.kv_used += px.revived + px.kept;
+        (px.revived, px.kept) = (0, 0);
+        for (id, tokens) in px.admitted.drain(..) {
+            let slot = self.live.get_mut(id);
+            slot.progress.prefilled = tokens;
+            let s = &mut px.cache.stats;
+            if slot.start.is_nan() {
+                let prompt = slot.request.prompt;
+                s.requested_tokens += u64::from(prompt);
+                s.hit_tokens += u64::from(tokens);
+                s.requested_blocks += u64::from(prompt / bs);
+                s.hit_blocks += u64::from(tokens / bs);
+            } else {
+                s.preempted_hit_tokens += u64::from(tokens);
+            }
+            self.loads[g].work_tokens -= u64::from(tokens);
+        }
     }
 
     /// Routes request `id` to GPU `g`'s scheduler, at `now`.
-    fn admit(&mut self, g: usize, id: ReqId, now: f64) {
+    fn admit(&mut self, g: usize, id: ReqId) {
         self.assign(g, id);
-        self.look_up(g, id, now);
-        let view = view!(self, g);
-        self.gpus[g].sched.admit(id, &view);
+        let (sched, view) = view!(self, g);
+        sched.admit(id, &view);
     }
 
     /// Counts request `id` as GPU `g`'s, on arrival or when the GPU takes it from the
@@ -1090,8 +1060,8 @@ impl Engine<'_> {
         self.kv_change(t.from, now);
         let ctx = u64::from(self.live.get(t.id).progress.context());
         self.gpus[t.from].kv_used -= self.blocks(ctx);
-        let view = view!(self, t.to);
-        self.gpus[t.to].sched.on_transfer_done(t.id, &view);
+        let (sched, view) = view!(self, t.to);
+        sched.on_transfer_done(t.id, &view);
         for g in [t.to, t.from] {
             if self.idle.remove(&g) {
                 self.start_batch(g, now);
@@ -1112,8 +1082,8 @@ impl Engine<'_> {
         self.loads[d].outstanding += 1;
         self.loads[d].work_tokens += left;
         self.gpus[d].stats.requests += 1;
-        let view = view!(self, d);
-        self.gpus[d].sched.admit(id, &view);
+        let (sched, view) = view!(self, d);
+        sched.admit(id, &view);
         if self.idle.remove(&d) {
             self.start_batch(d, now);
         }
@@ -1125,8 +1095,8 @@ impl Engine<'_> {
             .take()
             .expect("the batch is home between events");
         batch.clear();
-        let view = view!(self, g);
-        self.gpus[g].sched.schedule(&view, &mut batch);
+        let (sched, view) = view!(self, g);
+        sched.schedule(&view, &mut batch);
         if self.router_holds {
             for &id in batch.pulled() {
                 let pulled = self.router.pull(g);
@@ -1142,6 +1112,7 @@ impl Engine<'_> {
         {
             self.kv_change(g, now);
         }
+        self.settle_cache(g);
         for &id in batch.fetched() {
             let d = self.disagg.expect("only disaggregated decode GPUs fetch");
             let slot = self.live.get(id);
@@ -1189,7 +1160,7 @@ impl Engine<'_> {
         // The batch's new blocks take the least recently used unreferenced cached ones.
         // Nothing below touches the cache, so the batch's event reports what is left here.
         let gpu = &mut self.gpus[g];
-        let evictable = match gpu.prefix.as_mut() {
+        let evictable = match gpu.prefix.as_mut().map(RefCell::get_mut) {
             Some(px) => {
                 let occupied = gpu.kv_used + px.cache.evictable();
                 px.cache
@@ -1278,7 +1249,10 @@ impl Engine<'_> {
                     p.prefilled += e.tokens;
                     let done = p.prefilled == req.prompt + p.recompute;
                     if done {
-                        self.gpus[g].cache_prompt(e.id, req, self.kv.block_size);
+                        let gpu = &mut self.gpus[g];
+                        if let Some(px) = gpu.prefix.as_mut() {
+                            gpu.kv_used -= px.get_mut().cache_prompt(e.id, req, self.kv.block_size);
+                        }
                     }
                     done
                 }
@@ -1321,11 +1295,8 @@ impl Engine<'_> {
         }
         self.finished.clear();
         self.loads[g].work_tokens -= batch.shape().tokens();
-        let view = View {
-            finished,
-            ..view!(self, g)
-        };
-        self.gpus[g].sched.on_batch_done(&batch, &view);
+        let (sched, view) = view!(self, g);
+        sched.on_batch_done(&batch, &View { finished, ..view });
         self.gpus[g].batch = Some(batch);
         for i in 0..self.handed.len() {
             self.hand_off(g, self.handed[i], now);
@@ -1368,7 +1339,7 @@ impl Engine<'_> {
         self.loads[g].outstanding -= 1;
         self.free_blocks(g, id);
         if let Some(px) = self.gpus[g].prefix.as_mut() {
-            px.held.remove(&id);
+            px.get_mut().forget(id);
         }
         if u64::from(id) >= self.window.first_measured as u64 {
             self.e2e.record(now - arrival);

@@ -12,10 +12,14 @@
 //!   block `j` (tokens `[j·b, (j + 1)·b)` for KV block size `b`) takes the id of the chunk
 //!   holding its last token, `(j·b + b - 1) / block_tokens`: its page, chained with the
 //!   pages before ([`Prefix::block_keys`]).
-//! - Only a prompt's full KV blocks are cached. Cached blocks referenced by a running or
-//!   waiting request are never evicted; unreferenced ones are evicted least recently
-//!   released first when memory is needed (vLLM's free-block queue; a request's blocks
-//!   are released last block first, so a prefix's tail goes before its head).
+//! - Only a prompt's full KV blocks are cached. Cached blocks referenced by a running
+//!   request are never evicted; unreferenced ones are evicted least recently released
+//!   first when memory is needed (vLLM's free-block queue; a request's blocks are released
+//!   last block first, so a prefix's tail goes before its head).
+//! - A request looks the cache up when its policy admits it to the running batch, as
+//!   vLLM's scheduler calls `get_computed_blocks` for a waiting request each step it tries
+//!   to schedule it ([`GpuCache`]): a waiting request holds no blocks, so requests that
+//!   wait can never pin the memory the head of the queue needs.
 //!
 //! Every operation is O(1) per block ([`PrefixCache`]). The blocks whose last tokens lie
 //! in one prefix chunk form a page ([`BlockKey`]): the cache finds a page by hash and its
@@ -25,6 +29,9 @@
 use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
+
+use crate::scheduler::ReqId;
+use crate::workload::Request;
 
 /// A prompt's prefix identity: one id per `block_tokens` tokens, in order; equal ids at a
 /// position mean equal prompts up to the end of that chunk (the last chunk may be partial).
@@ -112,6 +119,10 @@ pub struct CacheStats {
     pub hit_blocks: u64,
     /// Cached blocks evicted to make room (blocks).
     pub evictions: u64,
+    /// Tokens found cached when requests preempted by recompute were admitted again, which
+    /// their recompute did not prefill; kept apart from `hit_tokens`, as vLLM counts a
+    /// preempted request's lookups apart (tokens).
+    pub preempted_hit_tokens: u64,
 }
 
 /// No node: the end of the LRU list.
@@ -216,10 +227,24 @@ impl PrefixCache {
 
     /// How many leading `keys` are cached, referenced or not; changes nothing.
     pub fn matched(&self, keys: impl IntoIterator<Item = BlockKey>) -> usize {
+        self.peek(keys, usize::MAX).0
+    }
+
+    /// The longest cached prefix of `keys`, at most `limit` blocks, as
+    /// [`acquire`](Self::acquire) would find it: its length (blocks) and how many of its
+    /// blocks no request references (acquiring them takes them off the evictable list);
+    /// changes nothing.
+    pub fn peek(&self, keys: impl IntoIterator<Item = BlockKey>, limit: usize) -> (usize, u64) {
         let mut walk = None;
-        keys.into_iter()
-            .take_while(|k| self.node(k, &mut walk).is_some())
-            .count()
+        let (mut hit, mut unreferenced) = (0, 0);
+        for k in keys.into_iter().take(limit) {
+            let Some(n) = self.node(&k, &mut walk) else {
+                break;
+            };
+            hit += 1;
+            unreferenced += u64::from(self.nodes[n as usize].refs == 0);
+        }
+        (hit, unreferenced)
     }
 
     /// Blocks cached and unreferenced: evictable, so free for allocation (blocks).
@@ -383,6 +408,109 @@ impl PrefixCache {
             self.cached -= 1;
             self.stats.evictions += 1;
         }
+    }
+}
+
+/// What a waiting request would find in its GPU's prefix cache if admitted now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheHit {
+    /// Leading prompt tokens cached, in whole KV blocks, which its prefill skips (tokens).
+    pub tokens: u32,
+    /// Of those blocks, the ones no request references: admitting the request takes them
+    /// from the evictable blocks, which are free memory until then (blocks).
+    pub revived: u64,
+}
+
+/// One GPU's prefix cache and what its requests hold of it.
+///
+/// A policy sees a waiting request's hit ([`GpuCache::hit`]) when it decides whether to
+/// admit it, and the request references the blocks only once admitted
+/// ([`GpuCache::reuse`]), in the same scheduling step, so a later request of that step
+/// sees them referenced: the blocks the policy counts are exactly those the batch takes.
+#[derive(Debug, Default)]
+pub(crate) struct GpuCache {
+    pub cache: PrefixCache,
+    /// Admitted requests with a prefix identity: the nodes of the leading blocks of their
+    /// prompts they reference.
+    held: HashMap<ReqId, Vec<u32>, FixedState>,
+    /// Requests admitted while the batch being formed was chosen, with the tokens they
+    /// found cached; the engine applies them when the batch starts.
+    pub admitted: Vec<(ReqId, u32)>,
+    /// Unreferenced cached blocks those admissions referenced (blocks).
+    pub revived: u64,
+    /// Cached blocks that requests preempted while the batch was chosen referenced and
+    /// others still do, which stay in use though the victims' blocks are freed (blocks).
+    pub kept: u64,
+}
+
+impl GpuCache {
+    /// What request `req` would find cached if admitted now: the longest cached prefix of
+    /// its prompt's full `block_size`-token blocks, short of its last token (the prefill
+    /// must compute at least one token to emit the next, as vLLM caps a hit at the
+    /// prompt less one token).
+    pub fn hit(&self, req: &Request, block_size: u32) -> CacheHit {
+        let Some(prefix) = &req.prefix else {
+            return CacheHit::default();
+        };
+        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
+        let (blocks, revived) = self
+            .cache
+            .peek(keys, ((req.prompt - 1) / block_size) as usize);
+        CacheHit {
+            tokens: blocks as u32 * block_size,
+            revived,
+        }
+    }
+
+    /// Request `id`, `req`, is admitted with `hit`, found by [`GpuCache::hit`] in this same
+    /// scheduling step: it references those blocks.
+    pub fn reuse(&mut self, id: ReqId, req: &Request, block_size: u32, hit: CacheHit) {
+        let Some(prefix) = &req.prefix else {
+            return;
+        };
+        let nodes = self.held.entry(id).or_default();
+        let blocks = (hit.tokens / block_size) as usize;
+        let revived = self
+            .cache
+            .acquire(prefix.block_keys(block_size, blocks), blocks, nodes);
+        debug_assert_eq!((nodes.len(), revived), (blocks, hit.revived));
+        self.admitted.push((id, hit.tokens));
+        self.revived += revived;
+    }
+
+    /// Caches the full `block_size`-token blocks of request `id`'s prompt, `req`, whose
+    /// prefill has just ended, referenced by it; a block another request cached meanwhile
+    /// is shared, and the request's own copy freed. Returns the blocks so freed that were
+    /// referenced already (see [`PrefixCache::insert`]).
+    pub fn cache_prompt(&mut self, id: ReqId, req: &Request, block_size: u32) -> u64 {
+        let (Some(prefix), Some(nodes)) = (&req.prefix, self.held.get_mut(&id)) else {
+            return 0;
+        };
+        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
+        self.cache.insert(keys.skip(nodes.len()), nodes)
+    }
+
+    /// Drops request `id`'s references (it finished or was preempted); returns how many
+    /// cached blocks it referenced and how many of them became unreferenced.
+    pub fn release(&mut self, id: ReqId) -> (u64, u64) {
+        match self.held.get_mut(&id) {
+            Some(nodes) => (nodes.len() as u64, self.cache.release(nodes)),
+            None => (0, 0),
+        }
+    }
+
+    /// Drops preempted request `id`'s references now, while its policy forms the batch
+    /// (its own blocks are freed when the batch starts); returns how many of the blocks
+    /// other requests still reference, which stay in use.
+    pub fn drop_refs(&mut self, id: ReqId) -> u64 {
+        let (cached, unreferenced) = self.release(id);
+        self.kept += cached - unreferenced;
+        cached - unreferenced
+    }
+
+    /// Forgets request `id`, which has completed.
+    pub fn forget(&mut self, id: ReqId) {
+        self.held.remove(&id);
     }
 }
 

@@ -38,10 +38,14 @@ impl Scheduler for DecodeFirst {
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
         let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
-        if !self.queues.decode_running(view, &mut kv, batch) {
+        let preempted = self.queues.decode_running(view, &mut kv, batch);
+        if !preempted {
             self.queues.swap_in(view, &mut kv, &self.limits, batch);
         }
-        if batch.is_empty() && self.queues.swapped.is_empty() {
+        // After a preemption the victims head the queue, their caches dropped only when the
+        // batch starts; the oldest could not be admitted anyway (its decode did not fit in
+        // all the memory the others freed), so admission waits for the next iteration.
+        if batch.is_empty() && !preempted && self.queues.swapped.is_empty() {
             self.queues
                 .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
         }

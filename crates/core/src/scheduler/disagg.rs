@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 
 use super::paged::KvBudget;
 use super::{Batch, BatchLimits, ReqId, Scheduler, View, Waiting, release_finished};
+use crate::prefix::CacheHit;
 
 /// A disaggregated cluster: pool sizes and the link between them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +71,8 @@ impl Scheduler for DisaggPrefill {
             let prompt = view.prefill_left(id);
             if batch.entries().len() >= self.limits.max_seqs as usize
                 || tokens + prompt > self.limits.max_tokens
-                || !kv.try_admit(view, id)
+                // No prefix cache under disaggregation (`limits::prefix_cache`).
+                || !kv.try_admit(view, id, CacheHit::default())
             {
                 break;
             }

@@ -23,6 +23,7 @@ pub use sarathi::Sarathi;
 pub use static_batch::StaticBatch;
 pub use vllm::Vllm;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
@@ -30,6 +31,7 @@ use std::str::FromStr;
 use crate::cost::BatchShape;
 use crate::engine::InFlight;
 use crate::kv::KvConfig;
+use crate::prefix::{CacheHit, GpuCache};
 use crate::workload::Request;
 
 /// Index of a request in its workload.
@@ -235,6 +237,8 @@ pub struct View<'a> {
     /// looks for finished requests only when there are some, since most decode iterations
     /// finish none.
     pub(crate) finished: usize,
+    /// This GPU's prefix cache, when on.
+    pub(crate) cache: Option<&'a RefCell<GpuCache>>,
 }
 
 impl View<'_> {
@@ -287,6 +291,40 @@ impl View<'_> {
     /// Free blocks of this GPU's KV cache; `u64::MAX` when unlimited.
     pub fn kv_free(&self) -> u64 {
         self.kv.capacity_blocks().saturating_sub(self.kv_used)
+    }
+
+    /// What waiting request `id` would find in this GPU's prefix cache if admitted now:
+    /// nothing without a cache or a prefix identity. A policy deciding whether to admit it
+    /// counts the hit's tokens as not to prefill and its unreferenced blocks as taken.
+    pub fn cache_hit(&self, id: ReqId) -> CacheHit {
+        match self.cache {
+            Some(c) => c.borrow().hit(self.request(id), self.kv.block_size),
+            None => CacheHit::default(),
+        }
+    }
+
+    /// Waiting request `id` is admitted with `hit`, found by [`View::cache_hit`] just
+    /// before: it references those cached blocks now, so a request admitted after it in
+    /// this step sees them referenced, and its prefill starts after them when the batch
+    /// starts. A policy calls it once per admission, and never after preempting in the
+    /// same step (the victims' blocks are released only when the batch starts).
+    pub fn reuse_cached(&self, id: ReqId, hit: CacheHit) {
+        if let Some(c) = self.cache {
+            c.borrow_mut()
+                .reuse(id, self.request(id), self.kv.block_size, hit);
+        }
+    }
+
+    /// Running request `id` is being preempted (by recompute or by swapping): it drops its
+    /// references to cached blocks now, so that the memory a policy counts as freed is what
+    /// the batch frees, however many of this step's victims shared a block. Returns how
+    /// many of its cached blocks other requests still reference: they stay in use (0
+    /// without a cache).
+    pub fn release_cached(&self, id: ReqId) -> u64 {
+        match self.cache {
+            Some(c) => c.borrow_mut().drop_refs(id),
+            None => 0,
+        }
     }
 
     /// Blocks the request needs beyond those it holds to process `tokens` more tokens.

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use super::{Batch, BatchLimits, Preemption, ReqId, View, Waiting};
+use crate::prefix::CacheHit;
 
 /// KV blocks still free while one iteration is being formed.
 ///
@@ -47,10 +48,12 @@ impl KvBudget {
     }
 
     /// Sets aside the blocks of waiting request `id`'s whole prefill, less the cached
-    /// prefix it already references, if that leaves the watermark free (vLLM's
-    /// `can_allocate`); false otherwise.
-    pub fn try_admit(&mut self, view: &View, id: ReqId) -> bool {
-        let need = reserved(view, id) - view.kv.blocks_for(u64::from(view.context(id)));
+    /// prefix `hit` it would reuse, plus the unreferenced cached blocks that reuse takes
+    /// from the free ones, if that leaves the watermark free (vLLM's `can_allocate`);
+    /// false otherwise.
+    pub fn try_admit(&mut self, view: &View, id: ReqId, hit: CacheHit) -> bool {
+        let cached = view.kv.blocks_for(u64::from(view.context(id) + hit.tokens));
+        let need = reserved(view, id) - cached + hit.revived;
         let ok = need + self.watermark <= self.free;
         if ok {
             self.free -= need;
@@ -69,9 +72,10 @@ impl KvBudget {
         ok
     }
 
-    /// Returns the blocks running request `id` holds or has set aside (it is being preempted).
+    /// Returns the blocks running request `id` holds or has set aside (it is being
+    /// preempted), less the cached ones other requests still reference, which stay in use.
     pub fn release(&mut self, view: &View, id: ReqId) {
-        self.free += reserved(view, id);
+        self.free += reserved(view, id) - view.release_cached(id);
     }
 }
 
@@ -168,8 +172,11 @@ impl Queues {
 
     /// Admits waiting requests in FCFS order while `limits` and memory allow, adding a
     /// prefill entry of up to `max_chunk(id)` tokens for each and stopping at the first that
-    /// does not fit (no request overtakes an older one). `tokens` is the iteration's token
-    /// count so far; returns it updated.
+    /// does not fit (no request overtakes an older one). Each is looked up in the prefix
+    /// cache as it is considered, as vLLM's scheduler does: its prefill starts after the
+    /// cached prefix, which it references once admitted. `tokens` is the iteration's token
+    /// count so far; returns it updated. Call it only when no request was preempted this
+    /// iteration ([`View::reuse_cached`]).
     pub fn admit_waiting(
         &mut self,
         view: &View,
@@ -180,15 +187,17 @@ impl Queues {
         chunked: bool,
     ) -> u32 {
         while let Some(id) = self.waiting.front(view, batch) {
-            let left = view.prefill_left(id);
+            let hit = view.cache_hit(id);
+            let left = view.prefill_left(id) - hit.tokens;
             let room = limits.max_tokens - tokens;
             let chunk = if chunked { left.min(room) } else { left };
             if self.running.len() >= limits.max_seqs as usize || chunk == 0 || chunk > room {
                 break;
             }
-            if !kv.try_admit(view, id) {
+            if !kv.try_admit(view, id, hit) {
                 break;
             }
+            view.reuse_cached(id, hit);
             self.waiting.pop_front(view, batch);
             self.running.push(id);
             batch.push_prefill(id, chunk);
