@@ -320,8 +320,9 @@ struct Gpu {
     /// Time of the last change of `kv_used` (seconds).
     kv_since: f64,
     /// The prefix cache, when on; in a `RefCell` because the policy's [`View`] admits
-    /// requests into it while it forms a batch ([`View::reuse_cached`]).
-    prefix: Option<RefCell<GpuCache>>,
+    /// requests into it while it forms a batch ([`View::reuse_cached`]), and boxed so
+    /// that lending it to the view copies a pointer, with no check on the no-cache path.
+    prefix: Option<Box<RefCell<GpuCache>>>,
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -636,7 +637,7 @@ fn run_engine<R: Borrow<Request>>(
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
-            prefix: config.prefix_cache.then(RefCell::default),
+            prefix: config.prefix_cache.then(Box::default),
         })
         .collect();
     let router = config
@@ -744,7 +745,7 @@ macro_rules! view {
                 &NOTHING_HELD
             },
             finished: 0,
-            cache: gpu.prefix.as_ref(),
+            cache: gpu.prefix.as_deref(),
         };
         (&mut gpu.sched, view)
     }};
@@ -938,7 +939,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         let inside = self.window.overlap(gpu.kv_since, now);
         gpu.stats.kv_block_seconds += gpu.kv_used as f64 * inside;
-        if let Some(px) = gpu.prefix.as_mut().map(RefCell::get_mut) {
+        if let Some(px) = gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
             let cached = px.cache.referenced() + px.cache.evictable();
             gpu.stats.cache_block_seconds += cached as f64 * inside;
         }
@@ -1013,7 +1014,7 @@ impl Engine<'_> {
     fn settle_cache(&mut self, g: usize) {
         let bs = self.kv.block_size;
         let gpu = &mut self.gpus[g];
-        let Some(px) = gpu.prefix.as_mut().map(RefCell::get_mut) else {
+        let Some(px) = gpu.prefix.as_deref_mut().map(RefCell::get_mut) else {
             return;
         };
         gpu.kv_used += px.revived + px.kept;
@@ -1112,7 +1113,9 @@ impl Engine<'_> {
         {
             self.kv_change(g, now);
         }
-        self.settle_cache(g);
+        if self.gpus[g].prefix.is_some() {
+            self.settle_cache(g);
+        }
         for &id in batch.fetched() {
             let d = self.disagg.expect("only disaggregated decode GPUs fetch");
             let slot = self.live.get(id);
@@ -1160,7 +1163,7 @@ impl Engine<'_> {
         // The batch's new blocks take the least recently used unreferenced cached ones.
         // Nothing below touches the cache, so the batch's event reports what is left here.
         let gpu = &mut self.gpus[g];
-        let evictable = match gpu.prefix.as_mut().map(RefCell::get_mut) {
+        let evictable = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
             Some(px) => {
                 let occupied = gpu.kv_used + px.cache.evictable();
                 px.cache
