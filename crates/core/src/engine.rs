@@ -146,7 +146,9 @@ pub struct GpuStats {
     pub kv_peak_blocks: u64,
     /// Preemptions by recompute.
     pub preemptions: u64,
-    /// Tokens whose KV cache preemptions dropped, each processed again (tokens).
+    /// Tokens whose KV cache preemptions dropped, each processed again unless found in the
+    /// prefix cache when the request is admitted again (tokens;
+    /// [`CacheStats::preempted_hit_tokens`]).
     pub recomputed_tokens: u64,
     /// Preemptions by swapping: KV caches moved to host memory.
     pub swaps_out: u64,

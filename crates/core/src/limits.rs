@@ -227,8 +227,9 @@ pub fn disagg(d: &DisaggSpec) -> Result<(), RangeError> {
 /// Prefix caching ([`EngineConfig::prefix_cache`]) needs a policy that allocates the KV
 /// cache block by block as it goes (vllm, sarathi, decode-first: Orca, static batching and
 /// disaggregated decode reserve whole requests up front), a finite KV cache (its size is
-/// what the cache competes for), and a router that places each request on arrival (the
-/// lookup happens then; `central` places it only when a GPU takes it).
+/// what the cache competes for), and a router that places each request on arrival
+/// (`central` hands a request to a GPU only when that GPU takes it, which the prefix
+/// cache's accounting of routed work does not follow).
 pub fn prefix_cache(engine: &EngineConfig) -> Result<(), RangeError> {
     if !engine.prefix_cache {
         return Ok(());

@@ -153,7 +153,8 @@ pub struct PrefixSummary {
     /// Prompt tokens of the requests looked up: the prefill work asked for (tokens).
     pub prompt_tokens: u64,
     /// Of those, tokens prefilled, the rest being cache hits (tokens; recomputes after
-    /// preemption are counted by `recomputed_tokens`).
+    /// preemption are counted by `recomputed_tokens`, and a request's hit counts at its
+    /// first admission).
     pub computed_tokens: u64,
     /// Cached blocks evicted to make room (blocks).
     pub evictions: u64,
