@@ -18,8 +18,9 @@
 //!   last block first, so a prefix's tail goes before its head).
 //! - A request looks the cache up when its policy admits it to the running batch, as
 //!   vLLM's scheduler calls `get_computed_blocks` for a waiting request each step it tries
-//!   to schedule it ([`GpuCache`]): a waiting request holds no blocks, so requests that
-//!   wait can never pin the memory the head of the queue needs.
+//!   to schedule it ([`View::cache_hit`](crate::scheduler::View::cache_hit)): a waiting
+//!   request holds no blocks, so requests that wait can never pin the memory the head of
+//!   the queue needs.
 //!
 //! Every operation is O(1) per block ([`PrefixCache`]). The blocks whose last tokens lie
 //! in one prefix chunk form a page ([`BlockKey`]): the cache finds a page by hash and its
