@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::dist::LengthDist;
-use llmsim::engine::{EngineConfig, simulate_observed};
+use llmsim::engine::{EngineConfig, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
@@ -131,6 +131,41 @@ proptest! {
             // FCFS, on one GPU or from one central queue: service starts in arrival order.
             prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Scheduler A's lone decodes run in a tight loop when nobody observes the batches;
+    /// an observer turns that off, so the two runs must agree to the last bit on every
+    /// record and statistic, whatever the router and the timing of arrivals.
+    #[test]
+    fn lone_decodes_run_in_a_tight_loop_exactly_as_event_by_event(
+        requests in workload(),
+        gpus in 1usize..4,
+        router in router(),
+        dist in prop_oneof![Just(CostDist::Deterministic), Just(CostDist::Exponential)],
+        seed in 0u64..1000,
+        warmup in 0usize..3,
+    ) {
+        let config = EngineConfig {
+            scheduler: SchedulerSpec::A,
+            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
+            gpus,
+            router: match router {
+                RouterSpec::PowerOfD(d) => RouterSpec::PowerOfD(d.min(gpus as u32)),
+                r => r,
+            },
+            kv: KvConfig::unlimited(),
+            prefix_cache: false,
+        };
+        let fast = simulate_records(&requests, &config, seed, 0, warmup);
+        let mut batches = 0;
+        let slow = simulate_observed(&requests, &config, seed, 0, warmup, &mut |_| batches += 1);
+        prop_assert_eq!(batches, slow.gpus.iter().map(|g| g.batches).sum::<u64>());
+        // Debug prints every float exactly (shortest round-trip form).
+        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
     }
 }
 

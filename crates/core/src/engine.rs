@@ -44,7 +44,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
-use crate::cost::CostModel;
+use crate::cost::{BatchShape, CostModel};
 use crate::kv::KvConfig;
 use crate::prefix::{CacheStats, PrefixCache};
 use crate::request::NextTurn;
@@ -493,12 +493,17 @@ struct Engine<'a> {
     /// Requests in flight that carry a next turn: until they complete, the last arrival
     /// is not known.
     carrying: u64,
-    observer: &'a mut dyn FnMut(&BatchEvent),
+    /// Called with every batch as it starts; `None` when nobody watches, which lets a lone
+    /// decode run in a tight loop ([`Engine::decode_alone`]).
+    observer: Option<&'a mut dyn FnMut(&BatchEvent)>,
     cost: &'a dyn CostModel,
     kv: KvConfig,
     /// Whether KV blocks are counted: only for a finite cache or a prefix cache, since an
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
+    /// Whether a lone decode may run in a tight loop ([`Engine::decode_alone`]): nobody
+    /// watches the batches and none of them changes the KV count.
+    alone: bool,
     live: InFlight,
     peak_in_flight: usize,
     /// Per-request records, when asked for.
@@ -577,7 +582,7 @@ pub fn simulate<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, STREAM, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, STREAM, None)
 }
 
 /// [`simulate`], also keeping every request's [`RequestRecord`] (memory grows with the run).
@@ -588,7 +593,7 @@ pub fn simulate_records<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, RECORDS, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, None)
 }
 
 /// [`simulate_records`], calling `observer` with every batch as it starts.
@@ -600,7 +605,14 @@ pub fn simulate_observed<R: Borrow<Request>>(
     warmup: usize,
     observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, RECORDS, observer)
+    run_engine(
+        requests,
+        config,
+        (seed, rep),
+        warmup,
+        RECORDS,
+        Some(observer),
+    )
 }
 
 /// [`simulate`], but stopping at the last arrival instead of serving every request to its
@@ -619,7 +631,7 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
         stop_at_last_arrival: true,
         cancel: None,
     };
-    run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, mode, None)
 }
 
 /// Simulates replication `rep` as `mode` says; `None` when `mode.cancel` was set, which
@@ -633,7 +645,7 @@ pub fn simulate_with<R: Borrow<Request>>(
     warmup: usize,
     mode: Mode,
 ) -> Option<SimOutput> {
-    let out = run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {});
+    let out = run_engine(requests, config, (seed, rep), warmup, mode, None);
     let cancelled = mode.cancel.is_some_and(|c| c.load(Atomic::Relaxed));
     (!cancelled).then_some(out)
 }
@@ -644,7 +656,7 @@ fn run_engine<R: Borrow<Request>>(
     (seed, rep): (u64, u32),
     warmup: usize,
     mode: Mode,
-    observer: &mut dyn FnMut(&BatchEvent),
+    observer: Option<&mut dyn FnMut(&BatchEvent)>,
 ) -> SimOutput {
     let disagg = match config.scheduler {
         SchedulerSpec::Disagg(d) => Some(d),
@@ -668,17 +680,20 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
+    let alone = observer.is_none() && config.kv.blocks.is_none() && !config.prefix_cache;
     let mut engine = Engine {
         source: &mut source,
         next: None,
         released: BinaryHeap::new(),
         releases: 0,
         carrying: 0,
-        observer,
+        // Shortened to the engine's lifetime, as a plain reference would be.
+        observer: observer.map(|o| -> &mut dyn FnMut(&BatchEvent) { o }),
         cost: config.cost.as_ref(),
         kv: config.kv,
         // The prefix cache's accounting needs the counts even in an unlimited cache.
         kv_tracked: config.kv.blocks.is_some() || config.prefix_cache,
+        alone,
         live: InFlight::default(),
         peak_in_flight: 0,
         records: mode.records.then(Vec::new),
@@ -831,7 +846,23 @@ impl Engine<'_> {
                     let Due { time, what: gpu } = self.heap.pop().expect("peeked");
                     now = time;
                     self.finish_batch(gpu, now);
-                    self.start_batch(gpu, now);
+                    let mut drawn = None;
+                    if self.alone {
+                        // Its batches may run on until anything else happens; with a stop
+                        // at the last arrival, not past it.
+                        let other = self.heap.peek().map(|c| c.time);
+                        let horizon = [arrival, other, transfer]
+                            .into_iter()
+                            .flatten()
+                            .fold(f64::INFINITY, f64::min);
+                        let last = if stop_at_last_arrival && arrival.is_none() {
+                            self.window.end
+                        } else {
+                            f64::INFINITY
+                        };
+                        (now, drawn) = self.decode_alone(gpu, now, horizon, last);
+                    }
+                    self.start_batch(gpu, now, drawn);
                 }
                 (None, None) => return now,
                 (Some(_), None) => unreachable!("guard holds when there is no completion"),
@@ -924,7 +955,7 @@ impl Engine<'_> {
             Some(g) => {
                 self.admit(g, id, now);
                 if self.idle.remove(&g) {
-                    self.start_batch(g, now);
+                    self.start_batch(g, now, None);
                 }
             }
             // Idle GPUs in index order offer to take it; one whose policy cannot admit it
@@ -936,7 +967,7 @@ impl Engine<'_> {
                         break;
                     }
                     self.idle.remove(&g);
-                    self.start_batch(g, now);
+                    self.start_batch(g, now, None);
                     from = g + 1;
                 }
             }
@@ -1094,7 +1125,7 @@ impl Engine<'_> {
         self.gpus[t.to].sched.on_transfer_done(t.id, &view);
         for g in [t.to, t.from] {
             if self.idle.remove(&g) {
-                self.start_batch(g, now);
+                self.start_batch(g, now, None);
             }
         }
     }
@@ -1115,11 +1146,13 @@ impl Engine<'_> {
         let view = view!(self, d);
         self.gpus[d].sched.admit(id, &view);
         if self.idle.remove(&d) {
-            self.start_batch(d, now);
+            self.start_batch(d, now, None);
         }
     }
 
-    fn start_batch(&mut self, g: usize, now: f64) {
+    /// Starts GPU `g`'s next batch at `now`, or leaves it idle; `drawn` is the batch's
+    /// duration (seconds) when [`Engine::decode_alone`] has already drawn it.
+    fn start_batch(&mut self, g: usize, now: f64, drawn: Option<f64>) {
         let mut batch = self.gpus[g]
             .batch
             .take()
@@ -1227,7 +1260,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.
-        let dur = self.cost.sample(&shape, &mut gpu.rng) + swap_time;
+        let dur = drawn.unwrap_or_else(|| self.cost.sample(&shape, &mut gpu.rng)) + swap_time;
         gpu.stats.busy += dur;
         gpu.running = (now, now + dur);
         gpu.stats.batches += 1;
@@ -1241,14 +1274,16 @@ impl Engine<'_> {
         k.tokens += shape.tokens();
         k.entries += batch.entries().len() as u64;
         gpu.busy = true;
-        (self.observer)(&BatchEvent {
-            gpu: g,
-            start: now,
-            end: now + dur,
-            batch: &batch,
-            kv_used: gpu.kv_used,
-            kv_evictable: evictable,
-        });
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&BatchEvent {
+                gpu: g,
+                start: now,
+                end: now + dur,
+                batch: &batch,
+                kv_used: gpu.kv_used,
+                kv_evictable: evictable,
+            });
+        }
         gpu.batch = Some(batch);
         self.heap.push(Due {
             time: now + dur,
@@ -1337,6 +1372,65 @@ impl Engine<'_> {
         if g < self.route_gpus {
             self.router.update(g, &self.loads[g]);
         }
+    }
+
+    /// Runs the batches of a request that GPU `g`, just free at `now`, decodes alone
+    /// ([`Scheduler::decodes_alone`]) as long as each ends before `horizon`, the next other
+    /// event, and by `last` (seconds): the same draws and the same accounting as batches
+    /// started and finished one event at a time, without the event loop, the scheduler or
+    /// the batch. Returns when it stopped and, when it stopped because the batch it drew
+    /// ends too late, that batch's duration (seconds) for [`Engine::start_batch`] to start
+    /// it with. The request's last decode is left to the general path, which completes it.
+    fn decode_alone(
+        &mut self,
+        g: usize,
+        mut now: f64,
+        horizon: f64,
+        last: f64,
+    ) -> (f64, Option<f64>) {
+        let Some(id) = self.gpus[g].sched.decodes_alone(&view!(self, g)) else {
+            return (now, None);
+        };
+        let measured = u64::from(id) >= self.window.first_measured as u64;
+        let (mut ran, mut drawn) = (0, None);
+        let gpu = &mut self.gpus[g];
+        let slot = self.live.get_mut(id);
+        let (decode, p) = (slot.request.decode, &mut slot.progress);
+        while p.decoded + 1 < decode {
+            let shape = BatchShape {
+                decode_entries: 1,
+                kv_tokens: u64::from(p.context()),
+                ..BatchShape::default()
+            };
+            let dur = self.cost.sample(&shape, &mut gpu.rng);
+            let end = now + dur;
+            if !(end < horizon && end <= last) {
+                drawn = Some(dur);
+                break;
+            }
+            gpu.stats.busy += dur;
+            gpu.stats.batches += 1;
+            gpu.stats.busy_in_window += self.window.overlap(now, end);
+            p.decoded += 1;
+            if measured {
+                self.itl.record(end - p.last_token);
+            }
+            p.last_token = end;
+            self.tokens_in_window += u64::from(self.window.contains(end));
+            now = end;
+            ran += 1;
+        }
+        if ran > 0 {
+            let k = &mut self.kinds[BatchKind::Decode as usize];
+            k.batches += ran;
+            k.tokens += ran;
+            k.entries += ran;
+            self.loads[g].work_tokens -= ran;
+            if g < self.route_gpus {
+                self.router.update(g, &self.loads[g]);
+            }
+        }
+        (now, drawn)
     }
 
     /// Releases a conversation's `next` turn, whose predecessor completed at `now`, to

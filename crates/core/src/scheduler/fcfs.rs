@@ -32,4 +32,8 @@ impl Scheduler for Fcfs {
             self.current = None;
         }
     }
+
+    fn decodes_alone(&self, view: &View) -> Option<ReqId> {
+        self.current.filter(|&id| view.prefill_left(id) == 0)
+    }
 }

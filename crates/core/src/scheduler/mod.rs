@@ -371,6 +371,15 @@ pub trait Scheduler: Send {
     fn on_batch_done(&mut self, batch: &Batch, view: &View);
     /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
     fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
+    /// The request this GPU will now decode alone, one token per batch, until its last
+    /// token, whatever arrives meanwhile (a run-to-completion policy); `None` when its next
+    /// batch may hold anything else. The engine may then run some of those batches in a
+    /// tight loop without calling [`schedule`](Self::schedule) or
+    /// [`on_batch_done`](Self::on_batch_done) for them, so a policy says so only when
+    /// neither would change its state.
+    fn decodes_alone(&self, _view: &View) -> Option<ReqId> {
+        None
+    }
 }
 
 /// Limits shared by the memory-aware continuous-batching policies (vLLM's names).
