@@ -137,12 +137,14 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Scheduler A's lone decodes run in a tight loop when nobody observes the batches;
-    /// an observer turns that off, so the two runs must agree to the last bit on every
-    /// record and statistic, whatever the router and the timing of arrivals.
+    /// Steady decodes (Scheduler A's lone request, Scheduler B's decoding set with no
+    /// prompt waiting) run in a tight loop when nobody observes the batches; an observer
+    /// turns that off, so the two runs must agree to the last bit on every record and
+    /// statistic, whatever the router and the timing of arrivals.
     #[test]
-    fn lone_decodes_run_in_a_tight_loop_exactly_as_event_by_event(
+    fn steady_decodes_run_in_a_tight_loop_exactly_as_event_by_event(
         requests in workload(),
+        spec in scheduler(),
         gpus in 1usize..4,
         router in router(),
         dist in prop_oneof![Just(CostDist::Deterministic), Just(CostDist::Exponential)],
@@ -150,7 +152,7 @@ proptest! {
         warmup in 0usize..3,
     ) {
         let config = EngineConfig {
-            scheduler: SchedulerSpec::A,
+            scheduler: spec,
             cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
             gpus,
             router: match router {

@@ -493,17 +493,17 @@ struct Engine<'a> {
     /// Requests in flight that carry a next turn: until they complete, the last arrival
     /// is not known.
     carrying: u64,
-    /// Called with every batch as it starts; `None` when nobody watches, which lets a lone
-    /// decode run in a tight loop ([`Engine::decode_alone`]).
+    /// Called with every batch as it starts; `None` when nobody watches, which lets steady
+    /// decodes run in a tight loop ([`Engine::decode_steady`]).
     observer: Option<&'a mut dyn FnMut(&BatchEvent)>,
     cost: &'a dyn CostModel,
     kv: KvConfig,
     /// Whether KV blocks are counted: only for a finite cache or a prefix cache, since an
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
-    /// Whether a lone decode may run in a tight loop ([`Engine::decode_alone`]): nobody
+    /// Whether steady decodes may run in a tight loop ([`Engine::decode_steady`]): nobody
     /// watches the batches and none of them changes the KV count.
-    alone: bool,
+    steady: bool,
     live: InFlight,
     peak_in_flight: usize,
     /// Per-request records, when asked for.
@@ -680,7 +680,7 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
-    let alone = observer.is_none() && config.kv.blocks.is_none() && !config.prefix_cache;
+    let steady = observer.is_none() && config.kv.blocks.is_none() && !config.prefix_cache;
     let mut engine = Engine {
         source: &mut source,
         next: None,
@@ -693,7 +693,7 @@ fn run_engine<R: Borrow<Request>>(
         kv: config.kv,
         // The prefix cache's accounting needs the counts even in an unlimited cache.
         kv_tracked: config.kv.blocks.is_some() || config.prefix_cache,
-        alone,
+        steady,
         live: InFlight::default(),
         peak_in_flight: 0,
         records: mode.records.then(Vec::new),
@@ -763,6 +763,29 @@ fn run_engine<R: Borrow<Request>>(
         end_time,
         kv: config.kv,
         prefix_cache: config.prefix_cache,
+    }
+}
+
+/// A batch's inter-token gaps (seconds) not yet recorded: equal ones, consecutive in the
+/// batch, go into the histogram in one update.
+#[derive(Default)]
+struct GapRun {
+    gap: f64,
+    count: u64,
+}
+
+impl GapRun {
+    fn push(&mut self, gap: f64, itl: &mut StreamingDist) {
+        if gap != self.gap {
+            self.flush(itl);
+            self.gap = gap;
+        }
+        self.count += 1;
+    }
+
+    fn flush(&mut self, itl: &mut StreamingDist) {
+        itl.record_n(self.gap, self.count);
+        self.count = 0;
     }
 }
 
@@ -847,20 +870,24 @@ impl Engine<'_> {
                     now = time;
                     self.finish_batch(gpu, now);
                     let mut drawn = None;
-                    if self.alone {
+                    if self.steady {
                         // Its batches may run on until anything else happens; with a stop
-                        // at the last arrival, not past it.
+                        // at the last arrival, not past it. Finishing the batch may have
+                        // released a turn or started another GPU, so look again.
+                        let arrival = self.next.as_ref().map(|r| r.arrival);
+                        let released = self.released.peek().map(|r| r.time);
                         let other = self.heap.peek().map(|c| c.time);
-                        let horizon = [arrival, other, transfer]
+                        let transfer = self.transfers.peek().map(|t| t.time);
+                        let horizon = [arrival, released, other, transfer]
                             .into_iter()
                             .flatten()
                             .fold(f64::INFINITY, f64::min);
-                        let last = if stop_at_last_arrival && arrival.is_none() {
+                        let last = if stop_at_last_arrival && arrival.or(released).is_none() {
                             self.window.end
                         } else {
                             f64::INFINITY
                         };
-                        (now, drawn) = self.decode_alone(gpu, now, horizon, last);
+                        (now, drawn) = self.decode_steady(gpu, now, horizon, last);
                     }
                     self.start_batch(gpu, now, drawn);
                 }
@@ -1151,7 +1178,7 @@ impl Engine<'_> {
     }
 
     /// Starts GPU `g`'s next batch at `now`, or leaves it idle; `drawn` is the batch's
-    /// duration (seconds) when [`Engine::decode_alone`] has already drawn it.
+    /// duration (seconds) when [`Engine::decode_steady`] has already drawn it.
     fn start_batch(&mut self, g: usize, now: f64, drawn: Option<f64>) {
         let mut batch = self.gpus[g]
             .batch
@@ -1300,8 +1327,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         gpu.stats.busy_in_window += self.window.overlap(gpu.running.0, now);
         self.kv_change(g, now);
-        // Run of equal gaps not yet recorded: (gap, count).
-        let mut run = (0.0, 0);
+        let mut gaps = GapRun::default();
         let first_measured = self.window.first_measured as u64;
         for e in batch.entries() {
             let slot = self.live.get_mut(e.id);
@@ -1335,12 +1361,7 @@ impl Engine<'_> {
                     self.handed.push(e.id);
                 }
             } else if measured {
-                let gap = now - p.last_token;
-                if gap != run.0 {
-                    self.itl.record_n(run.0, run.1);
-                    run = (gap, 0);
-                }
-                run.1 += 1;
+                gaps.push(now - p.last_token, &mut self.itl);
             }
             p.last_token = now;
             self.tokens_in_window += u64::from(in_window);
@@ -1349,7 +1370,7 @@ impl Engine<'_> {
                 self.finished.push(e.id);
             }
         }
-        self.itl.record_n(run.0, run.1);
+        gaps.flush(&mut self.itl);
         let finished = self.finished.len();
         for i in 0..finished {
             self.complete(g, self.finished[i], now);
@@ -1374,58 +1395,88 @@ impl Engine<'_> {
         }
     }
 
-    /// Runs the batches of a request that GPU `g`, just free at `now`, decodes alone
-    /// ([`Scheduler::decodes_alone`]) as long as each ends before `horizon`, the next other
+    /// Runs the batches GPU `g`, just free at `now`, decodes steadily
+    /// ([`Scheduler::steady_decodes`]) as long as each ends before `horizon`, the next other
     /// event, and by `last` (seconds): the same draws and the same accounting as batches
     /// started and finished one event at a time, without the event loop, the scheduler or
-    /// the batch. Returns when it stopped and, when it stopped because the batch it drew
-    /// ends too late, that batch's duration (seconds) for [`Engine::start_batch`] to start
-    /// it with. The request's last decode is left to the general path, which completes it.
-    fn decode_alone(
+    /// the batch, and after the first with O(1) work per batch, as every request then
+    /// emitted its last token when the previous batch ended. Returns when it stopped and,
+    /// when it stopped because the batch it drew ends too late, that batch's duration
+    /// (seconds) for [`Engine::start_batch`] to start it with. A request's last decode is
+    /// left to the general path, which completes it.
+    fn decode_steady(
         &mut self,
         g: usize,
         mut now: f64,
         horizon: f64,
         last: f64,
     ) -> (f64, Option<f64>) {
-        let Some(id) = self.gpus[g].sched.decodes_alone(&view!(self, g)) else {
+        let view = view!(self, g);
+        let Gpu {
+            sched, rng, stats, ..
+        } = &mut self.gpus[g];
+        let ids = sched.steady_decodes(&view);
+        let Some(runs) = ids
+            .iter()
+            .map(|&id| {
+                let slot = self.live.get(id);
+                slot.request.decode - slot.progress.decoded - 1
+            })
+            .min()
+        else {
             return (now, None);
         };
-        let measured = u64::from(id) >= self.window.first_measured as u64;
+        let n = ids.len() as u64;
+        let first_measured = self.window.first_measured as u64;
+        let measured = ids
+            .iter()
+            .filter(|&&id| u64::from(id) >= first_measured)
+            .count() as u64;
+        let mut shape = BatchShape {
+            decode_entries: n as u32,
+            kv_tokens: ids
+                .iter()
+                .map(|&id| u64::from(self.live.get(id).progress.context()))
+                .sum(),
+            ..BatchShape::default()
+        };
         let (mut ran, mut drawn) = (0, None);
-        let gpu = &mut self.gpus[g];
-        let slot = self.live.get_mut(id);
-        let (decode, p) = (slot.request.decode, &mut slot.progress);
-        while p.decoded + 1 < decode {
-            let shape = BatchShape {
-                decode_entries: 1,
-                kv_tokens: u64::from(p.context()),
-                ..BatchShape::default()
-            };
-            let dur = self.cost.sample(&shape, &mut gpu.rng);
+        while ran < runs {
+            let dur = self.cost.sample(&shape, rng);
             let end = now + dur;
             if !(end < horizon && end <= last) {
                 drawn = Some(dur);
                 break;
             }
-            gpu.stats.busy += dur;
-            gpu.stats.batches += 1;
-            gpu.stats.busy_in_window += self.window.overlap(now, end);
-            p.decoded += 1;
-            if measured {
-                self.itl.record(end - p.last_token);
+            stats.busy += dur;
+            stats.batches += 1;
+            stats.busy_in_window += self.window.overlap(now, end);
+            if ran == 0 {
+                let mut gaps = GapRun::default();
+                for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
+                    gaps.push(end - self.live.get(id).progress.last_token, &mut self.itl);
+                }
+                gaps.flush(&mut self.itl);
+            } else {
+                self.itl.record_n(end - now, measured);
             }
-            p.last_token = end;
-            self.tokens_in_window += u64::from(self.window.contains(end));
+            self.tokens_in_window += n * u64::from(self.window.contains(end));
+            shape.kv_tokens += n;
             now = end;
             ran += 1;
         }
         if ran > 0 {
+            for &id in ids {
+                let p = &mut self.live.get_mut(id).progress;
+                p.decoded += ran;
+                p.last_token = now;
+            }
             let k = &mut self.kinds[BatchKind::Decode as usize];
+            let ran = u64::from(ran);
             k.batches += ran;
-            k.tokens += ran;
-            k.entries += ran;
-            self.loads[g].work_tokens -= ran;
+            k.tokens += ran * n;
+            k.entries += ran * n;
+            self.loads[g].work_tokens -= ran * n;
             if g < self.route_gpus {
                 self.router.update(g, &self.loads[g]);
             }

@@ -33,7 +33,11 @@ impl Scheduler for Fcfs {
         }
     }
 
-    fn decodes_alone(&self, view: &View) -> Option<ReqId> {
-        self.current.filter(|&id| view.prefill_left(id) == 0)
+    /// Its request decodes alone to its end, whatever arrives meanwhile.
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        match &self.current {
+            Some(id) if view.prefill_left(*id) == 0 => std::slice::from_ref(id),
+            _ => &[],
+        }
     }
 }
