@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::dist::LengthDist;
-use llmsim::engine::{EngineConfig, simulate_observed};
+use llmsim::engine::{EngineConfig, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{Phase, SchedulerSpec};
@@ -41,7 +41,7 @@ fn scheduler() -> impl Strategy<Value = SchedulerSpec> {
     ]
 }
 
-/// Any router; `power-of-d` with `d` clamped to the cluster size by the test.
+/// Any router; `power-of-d` with `d` clamped to the cluster size by [`cluster`].
 fn router() -> impl Strategy<Value = RouterSpec> {
     prop_oneof![
         Just(RouterSpec::Random),
@@ -53,29 +53,34 @@ fn router() -> impl Strategy<Value = RouterSpec> {
     ]
 }
 
+/// One to three GPUs under Scheduler A or B behind any router (a `power-of-d` clamped to
+/// the cluster), with linear costs `c = 0.05`, `a = 0.01`, `b0 = 4`, deterministic or
+/// exponential.
+fn cluster() -> impl Strategy<Value = EngineConfig> {
+    let dist = prop_oneof![Just(CostDist::Deterministic), Just(CostDist::Exponential)];
+    (scheduler(), 1usize..4, router(), dist).prop_map(|(spec, gpus, router, dist)| EngineConfig {
+        scheduler: spec,
+        cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
+        gpus,
+        router: match router {
+            RouterSpec::PowerOfD(d) => RouterSpec::PowerOfD(d.min(gpus as u32)),
+            r => r,
+        },
+        kv: KvConfig::unlimited(),
+        prefix_cache: false,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
     fn every_request_completes_once_with_all_its_tokens(
         requests in workload(),
-        spec in scheduler(),
-        gpus in 1usize..4,
-        router in router(),
-        dist in prop_oneof![Just(CostDist::Deterministic), Just(CostDist::Exponential)],
+        config in cluster(),
         seed in 0u64..1000,
     ) {
-        let config = EngineConfig {
-            scheduler: spec.clone(),
-            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, dist)),
-            gpus,
-            router: match router {
-                RouterSpec::PowerOfD(d) => RouterSpec::PowerOfD(d.min(gpus as u32)),
-                r => r,
-            },
-            kv: KvConfig::unlimited(),
-            prefix_cache: false,
-        };
+        let (spec, gpus, router) = (config.scheduler.clone(), config.gpus, config.router);
         let n = requests.len();
         let mut tokens = vec![0u32; n];
         let mut prefilled = vec![0u32; n];
@@ -131,6 +136,29 @@ proptest! {
             // FCFS, on one GPU or from one central queue: service starts in arrival order.
             prop_assert!(out.records.windows(2).all(|w| w[0].start <= w[1].start));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Steady decodes (Scheduler A's lone request, Scheduler B's decoding set with no
+    /// prompt waiting) run in a tight loop when nobody observes the batches; an observer
+    /// turns that off, so the two runs must agree to the last bit on every record and
+    /// statistic, whatever the router and the timing of arrivals.
+    #[test]
+    fn steady_decodes_run_in_a_tight_loop_exactly_as_event_by_event(
+        requests in workload(),
+        config in cluster(),
+        seed in 0u64..1000,
+        warmup in 0usize..3,
+    ) {
+        let fast = simulate_records(&requests, &config, seed, 0, warmup);
+        let mut batches = 0;
+        let slow = simulate_observed(&requests, &config, seed, 0, warmup, &mut |_| batches += 1);
+        prop_assert_eq!(batches, slow.gpus.iter().map(|g| g.batches).sum::<u64>());
+        // Debug prints every float exactly (shortest round-trip form).
+        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
     }
 }
 

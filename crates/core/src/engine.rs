@@ -45,7 +45,7 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
-use crate::cost::CostModel;
+use crate::cost::{BatchShape, CostModel};
 use crate::kv::KvConfig;
 use crate::prefix::{CacheStats, GpuCache};
 use crate::request::NextTurn;
@@ -471,12 +471,17 @@ struct Engine<'a> {
     /// Requests in flight that carry a next turn: until they complete, the last arrival
     /// is not known.
     carrying: u64,
-    observer: &'a mut dyn FnMut(&BatchEvent),
+    /// Called with every batch as it starts; `None` when nobody watches, which lets steady
+    /// decodes run in a tight loop ([`Engine::decode_steady`]).
+    observer: Option<&'a mut dyn FnMut(&BatchEvent)>,
     cost: &'a dyn CostModel,
     kv: KvConfig,
     /// Whether KV blocks are counted: only for a finite cache or a prefix cache, since an
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
+    /// Whether steady decodes may run in a tight loop ([`Engine::decode_steady`]): nobody
+    /// watches the batches and none of them changes the KV count.
+    steady: bool,
     live: InFlight,
     peak_in_flight: usize,
     /// Per-request records, when asked for.
@@ -555,7 +560,7 @@ pub fn simulate<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, STREAM, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, STREAM, None)
 }
 
 /// [`simulate`], also keeping every request's [`RequestRecord`] (memory grows with the run).
@@ -566,7 +571,7 @@ pub fn simulate_records<R: Borrow<Request>>(
     rep: u32,
     warmup: usize,
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, RECORDS, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, RECORDS, None)
 }
 
 /// [`simulate_records`], calling `observer` with every batch as it starts.
@@ -578,7 +583,14 @@ pub fn simulate_observed<R: Borrow<Request>>(
     warmup: usize,
     observer: &mut dyn FnMut(&BatchEvent),
 ) -> SimOutput {
-    run_engine(requests, config, (seed, rep), warmup, RECORDS, observer)
+    run_engine(
+        requests,
+        config,
+        (seed, rep),
+        warmup,
+        RECORDS,
+        Some(observer),
+    )
 }
 
 /// [`simulate`], but stopping at the last arrival instead of serving every request to its
@@ -597,7 +609,7 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
         stop_at_last_arrival: true,
         cancel: None,
     };
-    run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
+    run_engine(requests, config, (seed, rep), warmup, mode, None)
 }
 
 /// Simulates replication `rep` as `mode` says; `None` when `mode.cancel` was set, which
@@ -611,7 +623,7 @@ pub fn simulate_with<R: Borrow<Request>>(
     warmup: usize,
     mode: Mode,
 ) -> Option<SimOutput> {
-    let out = run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {});
+    let out = run_engine(requests, config, (seed, rep), warmup, mode, None);
     let cancelled = mode.cancel.is_some_and(|c| c.load(Atomic::Relaxed));
     (!cancelled).then_some(out)
 }
@@ -622,7 +634,7 @@ fn run_engine<R: Borrow<Request>>(
     (seed, rep): (u64, u32),
     warmup: usize,
     mode: Mode,
-    observer: &mut dyn FnMut(&BatchEvent),
+    observer: Option<&mut dyn FnMut(&BatchEvent)>,
 ) -> SimOutput {
     let disagg = match config.scheduler {
         SchedulerSpec::Disagg(d) => Some(d),
@@ -646,17 +658,20 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
+    let steady = observer.is_none() && config.kv.blocks.is_none() && !config.prefix_cache;
     let mut engine = Engine {
         source: &mut source,
         next: None,
         released: BinaryHeap::new(),
         releases: 0,
         carrying: 0,
-        observer,
+        // Shortened to the engine's lifetime, as a plain reference would be.
+        observer: observer.map(|o| -> &mut dyn FnMut(&BatchEvent) { o }),
         cost: config.cost.as_ref(),
         kv: config.kv,
         // The prefix cache's accounting needs the counts even in an unlimited cache.
         kv_tracked: config.kv.blocks.is_some() || config.prefix_cache,
+        steady,
         live: InFlight::default(),
         peak_in_flight: 0,
         records: mode.records.then(Vec::new),
@@ -726,6 +741,29 @@ fn run_engine<R: Borrow<Request>>(
         end_time,
         kv: config.kv,
         prefix_cache: config.prefix_cache,
+    }
+}
+
+/// A batch's inter-token gaps (seconds) not yet recorded: equal ones, consecutive in the
+/// batch, go into the histogram in one update.
+#[derive(Default)]
+struct GapRun {
+    gap: f64,
+    count: u64,
+}
+
+impl GapRun {
+    fn push(&mut self, gap: f64, itl: &mut StreamingDist) {
+        if gap != self.gap {
+            self.flush(itl);
+            self.gap = gap;
+        }
+        self.count += 1;
+    }
+
+    fn flush(&mut self, itl: &mut StreamingDist) {
+        itl.record_n(self.gap, self.count);
+        self.count = 0;
     }
 }
 
@@ -812,7 +850,27 @@ impl Engine<'_> {
                     let Due { time, what: gpu } = self.heap.pop().expect("peeked");
                     now = time;
                     self.finish_batch(gpu, now);
-                    self.start_batch(gpu, now);
+                    let mut drawn = None;
+                    if self.steady {
+                        // Its batches may run on until anything else happens; with a stop
+                        // at the last arrival, not past it. Finishing the batch may have
+                        // released a turn or started another GPU, so look again.
+                        let arrival = self.next.as_ref().map(|r| r.arrival);
+                        let released = self.released.peek().map(|r| r.time);
+                        let other = self.heap.peek().map(|c| c.time);
+                        let transfer = self.transfers.peek().map(|t| t.time);
+                        let horizon = [arrival, released, other, transfer]
+                            .into_iter()
+                            .flatten()
+                            .fold(f64::INFINITY, f64::min);
+                        let last = if stop_at_last_arrival && arrival.or(released).is_none() {
+                            self.window.end
+                        } else {
+                            f64::INFINITY
+                        };
+                        (now, drawn) = self.decode_steady(gpu, now, horizon, last);
+                    }
+                    self.start_batch(gpu, now, drawn);
                 }
                 (None, None) => return now,
                 (Some(_), None) => unreachable!("guard holds when there is no completion"),
@@ -905,7 +963,7 @@ impl Engine<'_> {
             Some(g) => {
                 self.admit(g, id);
                 if self.idle.remove(&g) {
-                    self.start_batch(g, now);
+                    self.start_batch(g, now, None);
                 }
             }
             // Idle GPUs in index order offer to take it; one whose policy cannot admit it
@@ -917,7 +975,7 @@ impl Engine<'_> {
                         break;
                     }
                     self.idle.remove(&g);
-                    self.start_batch(g, now);
+                    self.start_batch(g, now, None);
                     from = g + 1;
                 }
             }
@@ -1067,7 +1125,7 @@ impl Engine<'_> {
         sched.on_transfer_done(t.id, &view);
         for g in [t.to, t.from] {
             if self.idle.remove(&g) {
-                self.start_batch(g, now);
+                self.start_batch(g, now, None);
             }
         }
     }
@@ -1088,11 +1146,13 @@ impl Engine<'_> {
         let (sched, view) = view!(self, d);
         sched.admit(id, &view);
         if self.idle.remove(&d) {
-            self.start_batch(d, now);
+            self.start_batch(d, now, None);
         }
     }
 
-    fn start_batch(&mut self, g: usize, now: f64) {
+    /// Starts GPU `g`'s next batch at `now`, or leaves it idle; `drawn` is the batch's
+    /// duration (seconds) when [`Engine::decode_steady`] has already drawn it.
+    fn start_batch(&mut self, g: usize, now: f64, drawn: Option<f64>) {
         let mut batch = self.gpus[g]
             .batch
             .take()
@@ -1203,7 +1263,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
         // vLLM swaps between iterations and the GPU waits: the transfers lengthen the batch.
-        let dur = self.cost.sample(&shape, &mut gpu.rng) + swap_time;
+        let dur = drawn.unwrap_or_else(|| self.cost.sample(&shape, &mut gpu.rng)) + swap_time;
         gpu.stats.busy += dur;
         gpu.running = (now, now + dur);
         gpu.stats.batches += 1;
@@ -1217,14 +1277,16 @@ impl Engine<'_> {
         k.tokens += shape.tokens();
         k.entries += batch.entries().len() as u64;
         gpu.busy = true;
-        (self.observer)(&BatchEvent {
-            gpu: g,
-            start: now,
-            end: now + dur,
-            batch: &batch,
-            kv_used: gpu.kv_used,
-            kv_evictable: evictable,
-        });
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&BatchEvent {
+                gpu: g,
+                start: now,
+                end: now + dur,
+                batch: &batch,
+                kv_used: gpu.kv_used,
+                kv_evictable: evictable,
+            });
+        }
         gpu.batch = Some(batch);
         self.heap.push(Due {
             time: now + dur,
@@ -1241,8 +1303,7 @@ impl Engine<'_> {
         let gpu = &mut self.gpus[g];
         gpu.stats.busy_in_window += self.window.overlap(gpu.running.0, now);
         self.kv_change(g, now);
-        // Run of equal gaps not yet recorded: (gap, count).
-        let mut run = (0.0, 0);
+        let mut gaps = GapRun::default();
         let first_measured = self.window.first_measured as u64;
         for e in batch.entries() {
             let slot = self.live.get_mut(e.id);
@@ -1279,12 +1340,7 @@ impl Engine<'_> {
                     self.handed.push(e.id);
                 }
             } else if measured {
-                let gap = now - p.last_token;
-                if gap != run.0 {
-                    self.itl.record_n(run.0, run.1);
-                    run = (gap, 0);
-                }
-                run.1 += 1;
+                gaps.push(now - p.last_token, &mut self.itl);
             }
             p.last_token = now;
             self.tokens_in_window += u64::from(in_window);
@@ -1293,7 +1349,7 @@ impl Engine<'_> {
                 self.finished.push(e.id);
             }
         }
-        self.itl.record_n(run.0, run.1);
+        gaps.flush(&mut self.itl);
         let finished = self.finished.len();
         for i in 0..finished {
             self.complete(g, self.finished[i], now);
@@ -1313,6 +1369,95 @@ impl Engine<'_> {
         if g < self.route_gpus {
             self.router.update(g, &self.loads[g]);
         }
+    }
+
+    /// Runs the batches GPU `g`, just free at `now`, decodes steadily
+    /// ([`Scheduler::steady_decodes`]) as long as each ends before `horizon`, the next other
+    /// event, and by `last` (seconds): the same draws and the same accounting as batches
+    /// started and finished one event at a time, without the event loop, the scheduler or
+    /// the batch, and after the first with O(1) work per batch, as every request then
+    /// emitted its last token when the previous batch ended. Returns when it stopped and,
+    /// when it stopped because the batch it drew ends too late, that batch's duration
+    /// (seconds) for [`Engine::start_batch`] to start it with. A request's last decode is
+    /// left to the general path, which completes it.
+    fn decode_steady(
+        &mut self,
+        g: usize,
+        mut now: f64,
+        horizon: f64,
+        last: f64,
+    ) -> (f64, Option<f64>) {
+        let view = view!(self, g);
+        let Gpu {
+            sched, rng, stats, ..
+        } = &mut self.gpus[g];
+        let ids = sched.steady_decodes(&view);
+        let Some(runs) = ids
+            .iter()
+            .map(|&id| {
+                let slot = self.live.get(id);
+                slot.request.decode - slot.progress.decoded - 1
+            })
+            .min()
+        else {
+            return (now, None);
+        };
+        let n = ids.len() as u64;
+        let first_measured = self.window.first_measured as u64;
+        let measured = ids
+            .iter()
+            .filter(|&&id| u64::from(id) >= first_measured)
+            .count() as u64;
+        let mut shape = BatchShape {
+            decode_entries: n as u32,
+            kv_tokens: ids
+                .iter()
+                .map(|&id| u64::from(self.live.get(id).progress.context()))
+                .sum(),
+            ..BatchShape::default()
+        };
+        let (mut ran, mut drawn) = (0, None);
+        while ran < runs {
+            let dur = self.cost.sample(&shape, rng);
+            let end = now + dur;
+            if !(end < horizon && end <= last) {
+                drawn = Some(dur);
+                break;
+            }
+            stats.busy += dur;
+            stats.batches += 1;
+            stats.busy_in_window += self.window.overlap(now, end);
+            if ran == 0 {
+                let mut gaps = GapRun::default();
+                for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
+                    gaps.push(end - self.live.get(id).progress.last_token, &mut self.itl);
+                }
+                gaps.flush(&mut self.itl);
+            } else {
+                self.itl.record_n(end - now, measured);
+            }
+            self.tokens_in_window += n * u64::from(self.window.contains(end));
+            shape.kv_tokens += n;
+            now = end;
+            ran += 1;
+        }
+        if ran > 0 {
+            for &id in ids {
+                let p = &mut self.live.get_mut(id).progress;
+                p.decoded += ran;
+                p.last_token = now;
+            }
+            let k = &mut self.kinds[BatchKind::Decode as usize];
+            let ran = u64::from(ran);
+            k.batches += ran;
+            k.tokens += ran * n;
+            k.entries += ran * n;
+            self.loads[g].work_tokens -= ran * n;
+            if g < self.route_gpus {
+                self.router.update(g, &self.loads[g]);
+            }
+        }
+        (now, drawn)
     }
 
     /// Releases a conversation's `next` turn, whose predecessor completed at `now`, to

@@ -65,8 +65,16 @@ impl KvConfig {
     }
 
     /// Blocks that hold `tokens` tokens: `ceil(tokens / block_size)`.
+    #[inline]
     pub fn blocks_for(&self, tokens: u64) -> u64 {
-        tokens.div_ceil(u64::from(self.block_size))
+        let size = u64::from(self.block_size);
+        // Paged policies ask this several times per running request per batch; with the
+        // usual power-of-two sizes a shift and a mask replace a 64-bit division.
+        if size.is_power_of_two() {
+            (tokens >> size.trailing_zeros()) + u64::from(tokens & (size - 1) != 0)
+        } else {
+            tokens.div_ceil(size)
+        }
     }
 
     /// Capacity in blocks; `u64::MAX` when unlimited.
@@ -130,5 +138,33 @@ mod tests {
         assert_eq!(kv.blocks_for(16), 1);
         assert_eq!(kv.blocks_for(17), 2);
         assert!(kv.fits_alone(96) && !kv.fits_alone(97));
+    }
+
+    /// The shift for power-of-two block sizes is the division it replaces.
+    #[test]
+    fn blocks_for_is_the_ceiling_of_the_division_for_every_block_size() {
+        for size in [1u32, 2, 3, 7, 16, 17, 32, 100, 128, 1 << 20, u32::MAX] {
+            let kv = KvConfig::with_tokens(1 << 40, size);
+            let edges = [
+                0u64,
+                1,
+                15,
+                16,
+                17,
+                4095,
+                4096,
+                4097,
+                1 << 33,
+                u64::MAX - 1,
+                u64::MAX,
+            ];
+            for t in edges.into_iter().chain((0..2_000).map(|i| i * 37 + 5)) {
+                assert_eq!(
+                    kv.blocks_for(t),
+                    t.div_ceil(u64::from(size)),
+                    "{t} tokens, block {size}"
+                );
+            }
+        }
     }
 }

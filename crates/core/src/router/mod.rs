@@ -53,7 +53,8 @@ pub trait Router: Send {
         None
     }
     /// GPU `gpu`'s load changed to `load`: after an admission, a preemption (which adds the
-    /// dropped context back to its work) or a finished batch.
+    /// dropped context back to its work) or a finished batch. Only the latest load counts:
+    /// the engine may skip the updates of batches that end between two routing decisions.
     fn update(&mut self, _gpu: usize, _load: &GpuLoad) {}
 }
 

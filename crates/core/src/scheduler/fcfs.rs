@@ -32,4 +32,12 @@ impl Scheduler for Fcfs {
             self.current = None;
         }
     }
+
+    /// Its request decodes alone to its end, whatever arrives meanwhile.
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        match &self.current {
+            Some(id) if view.prefill_left(*id) == 0 => std::slice::from_ref(id),
+            _ => &[],
+        }
+    }
 }

@@ -378,6 +378,11 @@ impl Waiting {
     pub fn len(&self, view: &View, batch: &Batch) -> usize {
         self.local.len() + view.held.len() - batch.pulled.len()
     }
+
+    /// True when no request waits, before a batch pulls any.
+    pub fn is_empty(&self, view: &View) -> bool {
+        self.local.is_empty() && view.held.is_empty()
+    }
 }
 
 /// Removes the finished requests from `running` and returns the KV blocks their up-front
@@ -409,6 +414,16 @@ pub trait Scheduler: Send {
     fn on_batch_done(&mut self, batch: &Batch, view: &View);
     /// The KV cache of request `id`, fetched with [`Batch::fetch`], has arrived.
     fn on_transfer_done(&mut self, _id: ReqId, _view: &View) {}
+    /// The requests this GPU's next batches decode, one token each per batch, until one of
+    /// them has one token left or another event (an arrival) happens; empty when the next
+    /// batch may hold anything else. The engine may run those batches in a tight loop
+    /// without calling [`schedule`](Self::schedule) or
+    /// [`on_batch_done`](Self::on_batch_done) for them, so a policy names them only when
+    /// `schedule` would choose exactly them, in this order, and neither call would change
+    /// its state.
+    fn steady_decodes(&self, _view: &View) -> &[ReqId] {
+        &[]
+    }
 }
 
 /// Limits shared by the memory-aware continuous-batching policies (vLLM's names).

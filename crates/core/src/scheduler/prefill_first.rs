@@ -61,4 +61,14 @@ impl Scheduler for PrefillFirst {
             Some(Phase::Decode) | None => {}
         }
     }
+
+    /// With no prompt waiting, the same (oldest) decoding requests run until one finishes
+    /// or a prompt arrives.
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        if self.waiting.is_empty(view) {
+            &self.decoding[..self.decoding.len().min(self.max_decode)]
+        } else {
+            &[]
+        }
+    }
 }
