@@ -518,6 +518,9 @@ struct Engine<'a> {
     finished: Vec<ReqId>,
     /// Requests of the batch being finished that go on to a decode GPU (disaggregation).
     handed: Vec<ReqId>,
+    /// The requests [`Engine::decode_steady`] runs, copied from the policy so that the GPU
+    /// can be borrowed beside them.
+    steady_ids: Vec<ReqId>,
 }
 
 /// What a run keeps and when it stops.
@@ -705,6 +708,7 @@ fn run_engine<R: Borrow<Request>>(
         tokens_in_window: 0,
         finished: Vec::new(),
         handed: Vec::new(),
+        steady_ids: Vec::new(),
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
@@ -1387,11 +1391,12 @@ impl Engine<'_> {
         horizon: f64,
         last: f64,
     ) -> (f64, Option<f64>) {
-        let view = view!(self, g);
-        let Gpu {
-            sched, rng, stats, ..
-        } = &mut self.gpus[g];
-        let ids = sched.steady_decodes(&view);
+        let (sched, view) = view!(self, g);
+        self.steady_ids.clear();
+        self.steady_ids
+            .extend_from_slice(sched.steady_decodes(&view));
+        let ids = &self.steady_ids;
+        let Gpu { rng, stats, .. } = &mut self.gpus[g];
         let Some(runs) = ids
             .iter()
             .map(|&id| {
