@@ -135,26 +135,40 @@ fn from_free(x: f64, (lo, hi): (f64, f64)) -> f64 {
     lo + (hi - lo) / (1.0 + (-x).exp())
 }
 
-/// The catalogue cards (canonical names, sorted) that get efficiencies of their own when
-/// fitting `runs`: every card with runs but the one with the most (the first by name on
-/// a tie), which `[roofline]` prices.
-pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
+/// Runs per catalogue card (canonical names) in `runs`.
+fn runs_per_card(runs: &[ServingRun]) -> std::collections::BTreeMap<&'static str, usize> {
     let mut count = std::collections::BTreeMap::new();
     for r in runs {
         if let Some(g) = crate::gpu::find(&r.gpu) {
             *count.entry(g.name).or_insert(0usize) += 1;
         }
     }
-    let most = count
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(g, _)| *g);
-    count.into_keys().filter(|g| Some(*g) != most).collect()
+    count
+}
+
+/// The catalogue card (canonical name) whose runs `[roofline]`'s efficiencies are fitted
+/// on: the one with the most runs (the first by name on a tie); `None` without any.
+pub fn roofline_card(runs: &[ServingRun]) -> Option<&'static str> {
+    runs_per_card(runs)
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(g, _)| g)
+}
+
+/// The catalogue cards (canonical names, sorted) that get efficiencies of their own when
+/// fitting `runs`: every card with runs but [`roofline_card`]'s, which `[roofline]` prices.
+pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
+    let most = roofline_card(runs);
+    runs_per_card(runs)
+        .into_keys()
+        .filter(|g| Some(*g) != most)
+        .collect()
 }
 
 /// Fits `start`'s parameters, and the efficiencies of the cards `gpus` (canonical names),
 /// to `runs` (see the module doc), starting from `start` (a card without an entry there
-/// starts from `[roofline]`'s efficiencies).
+/// starts from its [`ServingPreset::efficiency`]); the fitted preset's `roofline_gpu` is
+/// [`roofline_card`]`(runs)`.
 pub fn fit(
     runs: &[ServingRun],
     start: &ServingPreset,
@@ -162,6 +176,10 @@ pub fn fit(
     opts: &FitOptions,
     files: &(dyn Files + Sync),
 ) -> Fit {
+    let start = &ServingPreset {
+        roofline_gpu: roofline_card(runs).map(String::from),
+        ..start.clone()
+    };
     let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus)
         .into_iter()
         .map(|(_, lo, hi)| (lo, hi))
@@ -330,6 +348,7 @@ mod tests {
             source: "test".into(),
             request_overhead_s: 0.006,
             schedule_lag_steps: 1.2,
+            roofline_gpu: None,
             roofline: crate::cost::Efficiency {
                 compute: 0.6,
                 memory: 0.8,
@@ -355,6 +374,7 @@ mod tests {
         );
         let start = truth.with_params([0.4, 0.5, 0.003, 3e-5, 0.009, 0.7]);
         let fitted = fit(&runs, &start, &[], &opts, &files);
+        assert_eq!(fitted.preset.roofline_gpu.as_deref(), Some("h100-sxm"));
         let got = fitted.preset.params();
         for ((name, ..), (g, t)) in crate::cost::serving::BOUNDS
             .iter()
@@ -394,6 +414,8 @@ mod tests {
             on(row("e", 0, "m", "2x10", 1.0), "no-such-card"),
         ]);
         assert_eq!(own_cards(&runs), ["a100-80gb", "l40s"]);
+        assert_eq!(roofline_card(&runs), Some("h100-sxm"));
+        assert_eq!(roofline_card(&runs[4..]), None);
         // A tie goes to the first card by name.
         assert_eq!(own_cards(&runs[..2]), ["h100-sxm"]);
         assert!(own_cards(&runs[..1]).is_empty());
