@@ -10,10 +10,12 @@
 //! is a logistic function of a free coordinate, so every point tried lies inside its
 //! physical bounds. A run that does not simulate (unknown model or GPU) is left out.
 //!
-//! The card most of the runs were served on is priced by the preset's `[roofline]`
-//! efficiencies, which every card without an entry of its own also gets; each other card
-//! with runs gets its own compute and memory efficiencies ([`own_cards`]), fitted together
-//! with the rest. A card's efficiencies are the same for every model and run on it.
+//! The card most of the runs were served on ([`roofline_card`], written as the preset's
+//! `roofline_gpu`) is priced by the preset's `[roofline]` efficiencies, which every card
+//! without an entry of its own also gets (its memory efficiency scaled by published copy
+//! bandwidths, [`ServingPreset::efficiency`]); each other card with runs gets its own
+//! compute and memory efficiencies ([`own_cards`]), fitted together with the rest. A
+//! card's efficiencies are the same for every model and run on it.
 
 use std::path::{Path, PathBuf};
 
