@@ -169,8 +169,8 @@ pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
 
 /// Fits `start`'s parameters, and the efficiencies of the cards `gpus` (canonical names),
 /// to `runs` (see the module doc), starting from `start` (a card without an entry there
-/// starts from its [`ServingPreset::efficiency`]); the fitted preset's `roofline_gpu` is
-/// [`roofline_card`]`(runs)`.
+/// starts from its [`ServingPreset::efficiency`] under `start`); the fitted preset's
+/// `roofline_gpu` is [`roofline_card`]`(runs)`.
 pub fn fit(
     runs: &[ServingRun],
     start: &ServingPreset,
@@ -178,7 +178,10 @@ pub fn fit(
     opts: &FitOptions,
     files: &(dyn Files + Sync),
 ) -> Fit {
-    let start = &ServingPreset {
+    // Every card with runs is `[roofline]`'s or has a table of its own, so `roofline_gpu`
+    // changes no prediction while fitting; the start stays `start`'s as given, so that a
+    // fit starts where it did before the field existed.
+    let fitted = ServingPreset {
         roofline_gpu: roofline_card(runs).map(String::from),
         ..start.clone()
     };
@@ -192,7 +195,7 @@ pub fn fit(
             .zip(&bounds)
             .map(|(&x, &b)| from_free(x, b))
             .collect();
-        start.with_fit_params(gpus, &p)
+        fitted.with_fit_params(gpus, &p)
     };
     let objective = |x: &[f64]| loss(runs, &score_preset(runs, &preset_at(x), opts, files));
     let x0: Vec<f64> = start
@@ -421,6 +424,37 @@ mod tests {
         // A tie goes to the first card by name.
         assert_eq!(own_cards(&runs[..2]), ["h100-sxm"]);
         assert!(own_cards(&runs[..1]).is_empty());
+    }
+
+    /// A fit starts where `start` puts each card (an A100 without a table at the global
+    /// memory efficiency 0.8 of the first guess, not scaled), so that naming the fitted
+    /// card changes no fit; the result names it. A zero simplex and one evaluation return
+    /// the start itself.
+    #[test]
+    fn a_fit_starts_from_start_and_names_the_fitted_card() {
+        use crate::serving::tests::row;
+        let decode = row("decode", 0, "meta-llama/Llama-3.1-8B", "2x5", 1.0);
+        let runs = runs_of(&[
+            decode.clone(),
+            decode.replace("decode", "twice"),
+            on(decode.replace("decode", "a-decode"), "A100-80GB"),
+        ]);
+        let opts = FitOptions {
+            max_requests: Some(4),
+            seed: 7,
+            max_evals: 1,
+            step: 0.0,
+        };
+        let start = ServingPreset::first_guess();
+        let files = crate::files::Memory::default();
+        let fitted = fit(&runs, &start, &own_cards(&runs), &opts, &files).preset;
+        assert_eq!(fitted.roofline_gpu.as_deref(), Some("h100-sxm"));
+        let a = fitted.efficiency(Some("a100-80gb"));
+        assert!(
+            (a.memory - 0.8).abs() < 1e-5 && (a.compute - 0.55).abs() < 1e-5,
+            "{a:?}"
+        );
+        assert!((fitted.roofline.memory - 0.8).abs() < 1e-5);
     }
 
     /// Synthetic round trip of a card's own efficiencies: the three runs above, on an H100
