@@ -40,8 +40,8 @@
 //! (`roofline_gpu`): the ratio of the fractions of their datasheet bandwidths that a
 //! published STREAM copy reaches ([`crate::gpu::GpuEntry::copy_bandwidth`]), where both
 //! cards have one (otherwise `[roofline]`'s as it is). Measured against the real runs,
-//! that ratio is about half of the A100's shortfall against the H100 (`llmsim fidelity`
-//! in the README). The overheads are the server's, the same on every card.
+//! that ratio is about two fifths of the A100's shortfall against the H100 (`llmsim
+//! fidelity` in the README). The overheads are the server's, the same on every card.
 
 use std::collections::BTreeMap;
 
