@@ -35,6 +35,7 @@ __all__ = [
     "sweep",
     "validate",
     "calibrate",
+    "fidelity",
     "cost_presets",
     "cost_preset",
     "plan",
@@ -190,6 +191,26 @@ def calibrate(profile: str) -> dict:
     save the text to a file and pass its path as ``cost``."""
     toml, mape, max_error = _llmsim.calibrate(str(profile))
     return {"toml": toml, "mape": mape, "max_error": max_error}
+
+
+def fidelity(runs: str, cost: Optional[str] = None, max_requests: Optional[int] = None,
+             seed: int = 42) -> pd.DataFrame:
+    """Scores the simulator on a real engine's runs file (``llmsim fidelity RUNS``, the
+    same library function; the format of ``shared/fidelity/README.md``, with a
+    ``run_metadata.csv`` beside it read too). ``cost`` is ``--cost`` (default: the
+    built-in serving preset ``vllm``); ``max_requests`` caps the requests simulated per
+    stage. Returns one row per run, stage (-1 the whole run) and metric, with the
+    columns ``llmsim fidelity --out`` writes: ``run_id, stage, metric, measured,
+    predicted, pct_error`` (ms, ms, signed percent). ``attrs["skipped"]`` maps each run
+    that could not be simulated to the reason; ``attrs["mape"]`` maps each metric to its
+    mean absolute percentage error over the whole-run rows. A bad file or setting raises
+    ``ValueError`` naming it (file, line and field for a format error)."""
+    rows, skipped, mape = _llmsim.fidelity(str(runs), cost, max_requests, seed)
+    df = pd.DataFrame(rows, columns=["run_id", "stage", "metric", "measured", "predicted",
+                                     "pct_error"])
+    df.attrs["skipped"] = dict(skipped)
+    df.attrs["mape"] = dict(mape)
+    return df
 
 
 def cost_presets() -> list:

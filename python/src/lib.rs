@@ -23,7 +23,7 @@ use llmsim::cost::{Preset, preset};
 use llmsim::limits::RangeError;
 use llmsim::metrics::Summary;
 use llmsim::plan::{Deployment, Family, Plan, PointResult};
-use llmsim_study::files::{Disk, read_profile};
+use llmsim_study::files::{Disk, read_profile, read_serving_runs};
 
 /// A setting out of range as the message of a ValueError, naming the field as Python
 /// spells it.
@@ -261,6 +261,59 @@ fn calibrate(py: Python<'_>, profile: &str) -> PyResult<(String, f64, f64)> {
     Ok((preset.to_toml(), err.mape, err.max))
 }
 
+/// One row per run, stage and metric, `(run_id, stage, metric, measured, predicted,
+/// pct_error)`, as `llmsim fidelity --out` writes them.
+type FidelityRows = Vec<(String, i32, String, f64, f64, f64)>;
+
+/// What [`fidelity`] returns: the rows, the runs skipped with the reason, and the
+/// whole-run MAPE per metric (percent).
+type FidelityScore = (FidelityRows, Vec<(String, String)>, Vec<(String, f64)>);
+
+/// Scores the simulator on a real engine's runs file as `llmsim fidelity` does (the same
+/// library function, `llmsim::serving::fidelity`; `cost` None for its default).
+#[pyfunction]
+#[pyo3(signature = (runs, cost=None, max_requests=None, seed=42))]
+fn fidelity(
+    py: Python<'_>,
+    runs: &str,
+    cost: Option<&str>,
+    max_requests: Option<usize>,
+    seed: u64,
+) -> PyResult<FidelityScore> {
+    use llmsim::serving::{self, METRICS, pairs, pct_error};
+    let runs = read_serving_runs(std::path::Path::new(runs))
+        .map_err(|e| PyValueError::new_err(format!("runs: {e}")))?;
+    let spec = CostSpec::parse(cost.unwrap_or(serving::DEFAULT_COST));
+    // Scoring has no cancellation point: Ctrl-C takes effect when it ends (seconds).
+    let scored = interruptible(py, |_| {
+        Some(serving::fidelity(&runs, &spec, max_requests, seed, &Disk))
+    })?
+    .map_err(|e| PyValueError::new_err(message(e)))?;
+    let rows = pairs(&runs, &scored)
+        .flat_map(|(run, stage, m, p)| {
+            METRICS.iter().enumerate().map(move |(i, metric)| {
+                let err = pct_error(p[i], m[i]);
+                (run.id.clone(), stage, metric.to_string(), m[i], p[i], err)
+            })
+        })
+        .collect();
+    let skipped = scored
+        .iter()
+        .filter_map(|s| {
+            s.predicted
+                .as_ref()
+                .err()
+                .map(|e| (s.id.clone(), e.clone()))
+        })
+        .collect();
+    let mape = METRICS
+        .iter()
+        .map(|m| m.to_string())
+        .zip(serving::mape(&runs, &scored))
+        .collect();
+    Ok((rows, skipped, mape))
+}
+
 /// Names of the built-in cost presets.
 #[pyfunction]
 fn cost_presets() -> Vec<&'static str> {
@@ -386,6 +439,7 @@ fn _llmsim(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;
     m.add_function(wrap_pyfunction!(calibrate, m)?)?;
+    m.add_function(wrap_pyfunction!(fidelity, m)?)?;
     m.add_function(wrap_pyfunction!(cost_presets, m)?)?;
     m.add_function(wrap_pyfunction!(cost_preset, m)?)?;
     m.add_function(wrap_pyfunction!(plan_families, m)?)?;

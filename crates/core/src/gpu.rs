@@ -39,6 +39,11 @@ pub struct GpuEntry {
     pub source: &'static str,
     /// The peaks.
     pub spec: GpuSpec,
+    /// Memory bandwidth a STREAM copy kernel reaches on this card in a published
+    /// microbenchmark (bytes/s; `None` where no source was found): what a well-tuned
+    /// streaming kernel achieves of [`GpuSpec::bandwidth`], which differs by memory
+    /// generation (HBM2e, HBM3, HBM3e). Its source is named in `source`.
+    pub copy_bandwidth: Option<f64>,
 }
 
 const GB: f64 = 1e9;
@@ -115,12 +120,13 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(300.0 * GB),
             pcie: PCIE4,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "a100-80gb",
         // A100-80GB: the label of the real vLLM runs (`llmsim fidelity`).
         aliases: &["a100", "a100-80", "A100-80GB"],
-        source: "NVIDIA A100 datasheet (nvidia.com/en-us/data-center/a100): 312 TFLOP/s bf16, 2,039 GB/s, NVLink 600 GB/s",
+        source: "NVIDIA A100 datasheet (nvidia.com/en-us/data-center/a100): 312 TFLOP/s bf16, 2,039 GB/s, NVLink 600 GB/s; copy 1.61 TB/s measured on an Azure ND A100 v4 (A100-SXM4-80GB): Azure/AI-benchmarking-guide, Azure_Results/ND_A100_v4_results.md",
         spec: GpuSpec {
             peak_flops: 312.0 * T,
             fp8_flops: None,
@@ -129,6 +135,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(300.0 * GB),
             pcie: PCIE4,
         },
+        copy_bandwidth: Some(1610.0 * GB),
     },
     GpuEntry {
         name: "l4",
@@ -142,6 +149,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "l40s",
@@ -155,12 +163,14 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "h100-sxm",
         aliases: &["h100", "H100-80GB"],
-        source: "NVIDIA H100 datasheet (nvidia.com/en-us/data-center/h100), SXM: 989 TFLOP/s bf16, 1,979 fp8, 3.35 TB/s, NVLink 900 GB/s, PCIe 5.0",
+        source: "NVIDIA H100 datasheet (nvidia.com/en-us/data-center/h100), SXM: 989 TFLOP/s bf16, 1,979 fp8, 3.35 TB/s, NVLink 900 GB/s, PCIe 5.0; copy 2.90 TB/s measured on an Azure ND H100 v5 (H100 80GB HBM3): AI-benchmarking-guide, Azure_Results/ND_H100_v5_results.md (as kept in the fork samuel-bohman/AI-benchmarking-guide)",
         spec: GpuSpec::H100,
+        copy_bandwidth: Some(2900.0 * GB),
     },
     GpuEntry {
         name: "h100-pcie",
@@ -175,12 +185,14 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE5,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "h200",
         aliases: &["h200-sxm"],
-        source: "NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200), SXM: 989 TFLOP/s bf16, 1,979 fp8, 4.8 TB/s, 141 GB, NVLink 900 GB/s",
+        source: "NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200), SXM: 989 TFLOP/s bf16, 1,979 fp8, 4.8 TB/s, 141 GB, NVLink 900 GB/s; copy 4.01 TB/s measured on an Azure ND H200 v5: Azure/AI-benchmarking-guide, Azure_Results/ND_H200_v5_results.md",
         spec: GpuSpec::H200,
+        copy_bandwidth: Some(4010.0 * GB),
     },
     GpuEntry {
         name: "b200",
@@ -194,6 +206,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(900.0 * GB),
             pcie: PCIE5,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "mi300x",
@@ -207,6 +220,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(448.0 * GB),
             pcie: PCIE5,
         },
+        copy_bandwidth: None,
     },
     GpuEntry {
         name: "rtx-4090",
@@ -220,8 +234,17 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        copy_bandwidth: None,
     },
 ];
+
+impl GpuEntry {
+    /// Fraction of its datasheet bandwidth the card's published STREAM copy reaches
+    /// ([`GpuEntry::copy_bandwidth`] / [`GpuSpec::bandwidth`]), where measured.
+    pub fn copy_fraction(&self) -> Option<f64> {
+        self.copy_bandwidth.map(|c| c / self.spec.bandwidth)
+    }
+}
 
 /// The built-in card called `name` (its name or an alias, without case).
 pub fn find(name: &str) -> Option<&'static GpuEntry> {
@@ -255,6 +278,23 @@ mod tests {
         ] {
             assert_eq!(find(label).unwrap().name, name);
         }
+    }
+
+    /// A measured copy reaches 75-95% of the datasheet bandwidth on every card that has
+    /// one: (1.61 / 2.039, 2.90 / 3.35, 4.01 / 4.8) by hand.
+    #[test]
+    fn measured_copy_bandwidths_are_fractions_of_the_peaks() {
+        for g in GPUS {
+            if let Some(f) = g.copy_fraction() {
+                assert!((0.75..0.95).contains(&f), "{}: {f}", g.name);
+                assert!(g.source.contains("copy"), "{}: its source", g.name);
+            }
+        }
+        let f = |n| find(n).unwrap().copy_fraction().unwrap();
+        assert!((f("a100-80gb") - 0.789_603).abs() < 1e-6);
+        assert!((f("h100") - 0.865_672).abs() < 1e-6);
+        assert!((f("h200") - 0.835_417).abs() < 1e-6);
+        assert_eq!(find("l40s").unwrap().copy_fraction(), None);
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //! requests of all stages. A client's latency is the engine's plus the serving preset's
 //! client-side overheads ([`Client`]); ITL follows the file's definition, `(mean E2E - mean TTFT) /
 //! (N - 1)` with `N` the client-counted output tokens where the metadata gives them.
-//! What the simulation leaves out: CPU KV offload (the runs' cache never overflowed the
-//! GPU), `max_model_len` (every prompt and output fit it), and the re-tokenisation that
-//! makes real prompts a few tokens longer than the preset's lengths.
+//! A run whose prompt plus output exceeds its `max_model_len` has every request rejected,
+//! as vLLM rejects them (HTTP 400 before scheduling), so no latency is measured: it is
+//! skipped with the reason. What the simulation leaves out: CPU KV offload (a second,
+//! CPU-side tier of the prefix cache, which matters only when the GPU's cache evicts
+//! prefixes that recur), and the re-tokenisation that makes real prompts a few tokens
+//! longer than the preset's lengths.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -102,6 +105,9 @@ pub struct ServingRun {
     pub max_seqs: u32,
     /// `--gpu-memory-utilization`, where known.
     pub gpu_mem_util: Option<f64>,
+    /// `--max-model-len` (tokens of prompt plus output a request may ask for), where the
+    /// file has the column.
+    pub max_model_len: Option<u32>,
     /// Whether prefix caching was on, where a source says (vLLM V1's default is on).
     pub prefix_caching: Option<bool>,
     /// The load stages, in order.
@@ -133,6 +139,8 @@ struct RunRow {
     max_num_batched_tokens: u32,
     max_num_seqs: u32,
     gpu_memory_utilization: Option<f64>,
+    #[serde(default)]
+    max_model_len: Option<u32>,
     prefix_caching: String,
     stages: String,
     system_prompt_len: u32,
@@ -203,6 +211,9 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
     ] {
         positive(field, v)?;
     }
+    if r.max_model_len == Some(0) {
+        return Err(("max_model_len", "must be at least 1 token, or empty".into()));
+    }
     if r.system_prompt_len + r.question_len == 0 {
         return Err((
             "question_len",
@@ -250,6 +261,7 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
         max_batched_tokens: r.max_num_batched_tokens,
         max_seqs: r.max_num_seqs,
         gpu_mem_util: r.gpu_memory_utilization,
+        max_model_len: r.max_model_len,
         prefix_caching,
         stages,
         system_len: r.system_prompt_len,
@@ -393,6 +405,22 @@ impl ServingRun {
         self.system_len + self.question_len
     }
 
+    /// Why vLLM rejects every request of the run, if it does: prompt plus output tokens
+    /// above `max_model_len` (vLLM checks `prompt + max_tokens <= max_model_len` before a
+    /// request reaches the scheduler).
+    pub fn rejected(&self) -> Option<RangeError> {
+        let asked = self.prompt_len() + self.output_len;
+        let limit = self.max_model_len?;
+        (asked > limit).then(|| RangeError {
+            field: "max_model_len",
+            why: format!(
+                "every request asks for {asked} tokens (prompt {} + output {}), above max_model_len {limit}: vLLM rejects them all, so there is nothing to score",
+                self.prompt_len(),
+                self.output_len
+            ),
+        })
+    }
+
     /// The config of stage `stage` (its first `max_requests` requests, if given) under
     /// `cost`: vLLM V1's policy (`sarathi`: one token budget per step shared by decodes
     /// and prefill chunks, recompute preemption) with the run's knobs, prefix caching
@@ -471,6 +499,9 @@ impl ServingRun {
         seed: u64,
         files: &dyn Files,
     ) -> Result<Vec<(i32, Latencies)>, RangeError> {
+        if let Some(e) = self.rejected() {
+            return Err(e);
+        }
         let prompts = self.prompts();
         let mut all = (Vec::new(), Vec::new());
         let mut out = Vec::new();
@@ -592,6 +623,43 @@ pub fn score(
                 .map_err(|e| format!("{}: {}", e.field, e.why)),
         }
     })
+}
+
+/// The cost model a run gets unless told otherwise (`llmsim fidelity` without `--cost`):
+/// the built-in serving preset fitted to real vLLM runs, a roofline with its efficiencies
+/// and overheads for any model, GPU and TP degree.
+pub const DEFAULT_COST: &str = "vllm";
+
+/// `llmsim fidelity`'s scoring: simulates every run under `cost` (a serving preset's
+/// client-side overheads added when `cost` is one) with at most `max_requests` requests
+/// per stage (all if `None`). A `cost` file that `files` lacks, or fewer than 2 requests,
+/// are errors naming the setting (`cost`, `max-requests`).
+pub fn fidelity(
+    runs: &[ServingRun],
+    cost: &CostSpec,
+    max_requests: Option<usize>,
+    seed: u64,
+    files: &(dyn Files + Sync),
+) -> Result<Vec<Scored>, RangeError> {
+    if let CostSpec::File { path } = cost
+        && !files.has_file(path)
+    {
+        return Err(RangeError {
+            field: "cost",
+            why: format!(
+                "'{}' is neither a built-in cost model nor a file",
+                path.display()
+            ),
+        });
+    }
+    if max_requests.is_some_and(|n| n < 2) {
+        return Err(RangeError {
+            field: "max-requests",
+            why: "must be at least 2".into(),
+        });
+    }
+    let client = serving_preset(cost, files).map_or(Client::default(), |p| Client::of(&p));
+    Ok(score(runs, cost, client, max_requests, seed, files))
 }
 
 /// `(run, stage, measured, predicted)` of every stage that both sides have, in run order.
@@ -807,6 +875,54 @@ pub(crate) mod tests {
         // The whole run pools its one stage.
         assert_eq!(base[1].0, -1);
         assert_eq!(base[0].1, base[1].1);
+    }
+
+    /// `max_model_len` is optional (a file without the column, an empty cell: no limit); a
+    /// run whose prompt + output (500 + 50 tokens here) exceeds it is skipped with the
+    /// reason, one that fits it exactly is simulated; 0 is a format error.
+    #[test]
+    fn max_model_len_rejects_requests_that_exceed_it() {
+        let header = HEADER.replace(
+            ",gpu_memory_utilization,",
+            ",gpu_memory_utilization,max_model_len,",
+        );
+        let row_with = |id: &str, len: &str| {
+            row(id, 0, "meta-llama/Llama-3.1-8B", "0.5x10", 1.0)
+                .replace(",128,,unknown,", &format!(",128,,{len},unknown,"))
+        };
+        let text = format!(
+            "{header}\n{}\n{}\n{}\n",
+            row_with("over", "549"),
+            row_with("exact", "550"),
+            row_with("none", "")
+        );
+        let runs = parse(&text).unwrap();
+        let limits: Vec<_> = runs.iter().map(|r| r.max_model_len).collect();
+        assert_eq!(limits, [Some(549), Some(550), None]);
+        assert_eq!(
+            parse(&format!("{HEADER}\n{}", row("a", 0, "m", "5x10", 1.0))).unwrap()[0]
+                .max_model_len,
+            None
+        );
+        let files = crate::files::Memory::default();
+        let s = score(
+            &runs,
+            &CostSpec::Roofline { gpu: None },
+            Client::default(),
+            None,
+            1,
+            &files,
+        );
+        let why = s[0].predicted.as_ref().unwrap_err();
+        assert!(
+            why.starts_with("max_model_len:") && why.contains("550 tokens") && why.contains("549"),
+            "{why}"
+        );
+        assert!(s[1].predicted.is_ok() && s[2].predicted.is_ok());
+        let e = parse(&format!("{header}\n{}\n", row_with("zero", "0")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("max_model_len"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! is a logistic function of a free coordinate, so every point tried lies inside its
 //! physical bounds. A run that does not simulate (unknown model or GPU) is left out.
 //!
-//! The card most of the runs were served on is priced by the preset's `[roofline]`
-//! efficiencies, which every card without an entry of its own also gets; each other card
-//! with runs gets its own compute and memory efficiencies ([`own_cards`]), fitted together
-//! with the rest. A card's efficiencies are the same for every model and run on it.
+//! The card most of the runs were served on ([`roofline_card`], written as the preset's
+//! `roofline_gpu`) is priced by the preset's `[roofline]` efficiencies, which every card
+//! without an entry of its own also gets (its memory efficiency scaled by published copy
+//! bandwidths, [`ServingPreset::efficiency`]); each other card with runs gets its own
+//! compute and memory efficiencies ([`own_cards`]), fitted together with the rest. A
+//! card's efficiencies are the same for every model and run on it.
 
 use std::path::{Path, PathBuf};
 
@@ -135,26 +137,40 @@ fn from_free(x: f64, (lo, hi): (f64, f64)) -> f64 {
     lo + (hi - lo) / (1.0 + (-x).exp())
 }
 
-/// The catalogue cards (canonical names, sorted) that get efficiencies of their own when
-/// fitting `runs`: every card with runs but the one with the most (the first by name on
-/// a tie), which `[roofline]` prices.
-pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
+/// Runs per catalogue card (canonical names) in `runs`.
+fn runs_per_card(runs: &[ServingRun]) -> std::collections::BTreeMap<&'static str, usize> {
     let mut count = std::collections::BTreeMap::new();
     for r in runs {
         if let Some(g) = crate::gpu::find(&r.gpu) {
             *count.entry(g.name).or_insert(0usize) += 1;
         }
     }
-    let most = count
-        .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(g, _)| *g);
-    count.into_keys().filter(|g| Some(*g) != most).collect()
+    count
+}
+
+/// The catalogue card (canonical name) whose runs `[roofline]`'s efficiencies are fitted
+/// on: the one with the most runs (the first by name on a tie); `None` without any.
+pub fn roofline_card(runs: &[ServingRun]) -> Option<&'static str> {
+    runs_per_card(runs)
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|(g, _)| g)
+}
+
+/// The catalogue cards (canonical names, sorted) that get efficiencies of their own when
+/// fitting `runs`: every card with runs but [`roofline_card`]'s, which `[roofline]` prices.
+pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
+    let most = roofline_card(runs);
+    runs_per_card(runs)
+        .into_keys()
+        .filter(|g| Some(*g) != most)
+        .collect()
 }
 
 /// Fits `start`'s parameters, and the efficiencies of the cards `gpus` (canonical names),
 /// to `runs` (see the module doc), starting from `start` (a card without an entry there
-/// starts from `[roofline]`'s efficiencies).
+/// starts from its [`ServingPreset::efficiency`] under `start`); the fitted preset's
+/// `roofline_gpu` is [`roofline_card`]`(runs)`.
 pub fn fit(
     runs: &[ServingRun],
     start: &ServingPreset,
@@ -162,6 +178,13 @@ pub fn fit(
     opts: &FitOptions,
     files: &(dyn Files + Sync),
 ) -> Fit {
+    // Every card with runs is `[roofline]`'s or has a table of its own, so `roofline_gpu`
+    // changes no prediction while fitting; the start stays `start`'s as given, so that a
+    // fit starts where it did before the field existed.
+    let fitted = ServingPreset {
+        roofline_gpu: roofline_card(runs).map(String::from),
+        ..start.clone()
+    };
     let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus)
         .into_iter()
         .map(|(_, lo, hi)| (lo, hi))
@@ -172,7 +195,7 @@ pub fn fit(
             .zip(&bounds)
             .map(|(&x, &b)| from_free(x, b))
             .collect();
-        start.with_fit_params(gpus, &p)
+        fitted.with_fit_params(gpus, &p)
     };
     let objective = |x: &[f64]| loss(runs, &score_preset(runs, &preset_at(x), opts, files));
     let x0: Vec<f64> = start
@@ -330,6 +353,7 @@ mod tests {
             source: "test".into(),
             request_overhead_s: 0.006,
             schedule_lag_steps: 1.2,
+            roofline_gpu: None,
             roofline: crate::cost::Efficiency {
                 compute: 0.6,
                 memory: 0.8,
@@ -355,6 +379,7 @@ mod tests {
         );
         let start = truth.with_params([0.4, 0.5, 0.003, 3e-5, 0.009, 0.7]);
         let fitted = fit(&runs, &start, &[], &opts, &files);
+        assert_eq!(fitted.preset.roofline_gpu.as_deref(), Some("h100-sxm"));
         let got = fitted.preset.params();
         for ((name, ..), (g, t)) in crate::cost::serving::BOUNDS
             .iter()
@@ -394,9 +419,42 @@ mod tests {
             on(row("e", 0, "m", "2x10", 1.0), "no-such-card"),
         ]);
         assert_eq!(own_cards(&runs), ["a100-80gb", "l40s"]);
+        assert_eq!(roofline_card(&runs), Some("h100-sxm"));
+        assert_eq!(roofline_card(&runs[4..]), None);
         // A tie goes to the first card by name.
         assert_eq!(own_cards(&runs[..2]), ["h100-sxm"]);
         assert!(own_cards(&runs[..1]).is_empty());
+    }
+
+    /// A fit starts where `start` puts each card (an A100 without a table at the global
+    /// memory efficiency 0.8 of the first guess, not scaled), so that naming the fitted
+    /// card changes no fit; the result names it. A zero simplex and one evaluation return
+    /// the start itself.
+    #[test]
+    fn a_fit_starts_from_start_and_names_the_fitted_card() {
+        use crate::serving::tests::row;
+        let decode = row("decode", 0, "meta-llama/Llama-3.1-8B", "2x5", 1.0);
+        let runs = runs_of(&[
+            decode.clone(),
+            decode.replace("decode", "twice"),
+            on(decode.replace("decode", "a-decode"), "A100-80GB"),
+        ]);
+        let opts = FitOptions {
+            max_requests: Some(4),
+            seed: 7,
+            max_evals: 1,
+            step: 0.0,
+        };
+        let start = ServingPreset::first_guess();
+        let files = crate::files::Memory::default();
+        let fitted = fit(&runs, &start, &own_cards(&runs), &opts, &files).preset;
+        assert_eq!(fitted.roofline_gpu.as_deref(), Some("h100-sxm"));
+        let a = fitted.efficiency(Some("a100-80gb"));
+        assert!(
+            (a.memory - 0.8).abs() < 1e-5 && (a.compute - 0.55).abs() < 1e-5,
+            "{a:?}"
+        );
+        assert!((fitted.roofline.memory - 0.8).abs() < 1e-5);
     }
 
     /// Synthetic round trip of a card's own efficiencies: the three runs above, on an H100

@@ -11,14 +11,10 @@ use std::path::PathBuf;
 use super::UsageError;
 use llmsim::config::CostSpec;
 use llmsim::serving::{
-    self, Client, Latencies, METRICS, Scored, ServingRun, pairs, pct_error, serving_preset,
+    self, DEFAULT_COST, Latencies, METRICS, Scored, ServingRun, pairs, pct_error,
 };
 use llmsim_study::files::{Disk, read_serving_runs};
 use llmsim_study::output::write_atomic;
-
-/// The cost model a run gets without `--cost`: the built-in serving preset fitted to real
-/// vLLM runs, a roofline with its efficiencies and overheads for any model, GPU and TP.
-pub const DEFAULT_COST: &str = "vllm";
 
 /// Flags of `llmsim fidelity`.
 #[derive(Args, Debug)]
@@ -58,22 +54,14 @@ pub fn simulate(
     seed: u64,
 ) -> Result<(CostSpec, Vec<Scored>), UsageError> {
     let spec = CostSpec::parse(cost.unwrap_or(DEFAULT_COST));
-    if let CostSpec::File { path } = &spec
-        && !path.is_file()
-    {
-        return Err(UsageError::new(
-            "--cost",
-            format!(
-                "'{}' is neither a built-in cost model nor a file",
-                path.display()
-            ),
-        ));
-    }
-    if max_requests.is_some_and(|n| n < 2) {
-        return Err(UsageError::new("--max-requests", "must be at least 2"));
-    }
-    let client = serving_preset(&spec, &Disk).map_or(Client::default(), |p| Client::of(&p));
-    let scored = serving::score(runs, &spec, client, max_requests, seed, &Disk);
+    let scored = serving::fidelity(runs, &spec, max_requests, seed, &Disk).map_err(|e| {
+        let flag = if e.field == "max-requests" {
+            "--max-requests"
+        } else {
+            "--cost"
+        };
+        UsageError::new(flag, e.why)
+    })?;
     Ok((spec, scored))
 }
 

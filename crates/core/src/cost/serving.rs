@@ -9,6 +9,7 @@
 //! source = "where the numbers come from"
 //! request_overhead_s = 0.012
 //! schedule_lag_steps = 1.0
+//! roofline_gpu = "h100-sxm"
 //!
 //! [roofline]
 //! compute = 0.6
@@ -33,8 +34,14 @@
 //!
 //! The fractions of its datasheet peaks a card achieves differ by card (kernels tuned for
 //! one generation, clocks under load), so a `[gpu.NAME]` table, keyed by the GPU
-//! catalogue's canonical name, overrides `compute` and `memory` on that card; every other
-//! card uses `[roofline]`'s. The overheads are the server's, the same on every card.
+//! catalogue's canonical name, overrides `compute` and `memory` on that card. Every other
+//! card gets `[roofline]`'s compute efficiency, and its memory efficiency scaled by how
+//! its memory streams compared with the card `[roofline]` was fitted on
+//! (`roofline_gpu`): the ratio of the fractions of their datasheet bandwidths that a
+//! published STREAM copy reaches ([`crate::gpu::GpuEntry::copy_bandwidth`]), where both
+//! cards have one (otherwise `[roofline]`'s as it is). Measured against the real runs,
+//! that ratio is about two fifths of the A100's shortfall against the H100 (`llmsim
+//! fidelity` in the README). The overheads are the server's, the same on every card.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +89,11 @@ pub struct ServingPreset {
     /// this many of its own mean inter-token times, on its TTFT and E2E alike.
     #[serde(default)]
     pub schedule_lag_steps: f64,
+    /// The card (the GPU catalogue's canonical name) whose runs `roofline`'s efficiencies
+    /// were fitted on, from which a card without a table of its own scales its memory
+    /// efficiency; `None`: not known, no scaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline_gpu: Option<String>,
     /// The roofline's efficiencies and per-iteration overheads.
     pub roofline: Efficiency,
     /// Efficiencies of particular cards, by the GPU catalogue's canonical name, in place
@@ -132,6 +144,8 @@ impl ServingPreset {
 
     /// The roofline's efficiencies and overheads on the catalogue card `gpu` (its
     /// canonical name; `None` for a card from a file, which gets `roofline`'s).
+    /// A card without a table of its own gets `roofline`'s, its memory efficiency scaled
+    /// by [`ServingPreset::memory_scale`] (at most 1).
     pub fn efficiency(&self, gpu: Option<&str>) -> Efficiency {
         match gpu.and_then(|g| self.gpu.get(g)) {
             Some(g) => Efficiency {
@@ -139,7 +153,22 @@ impl ServingPreset {
                 memory: g.memory,
                 ..self.roofline
             },
-            None => self.roofline,
+            None => Efficiency {
+                memory: (self.roofline.memory * self.memory_scale(gpu)).min(1.0),
+                ..self.roofline
+            },
+        }
+    }
+
+    /// How much better (above 1) or worse the catalogue card `gpu` streams its memory than
+    /// `roofline_gpu`: the ratio of the fractions of their datasheet bandwidths that a
+    /// published copy benchmark reaches; 1 where either card or its measurement is
+    /// unknown.
+    pub fn memory_scale(&self, gpu: Option<&str>) -> f64 {
+        let fraction = |g: Option<&str>| g.and_then(crate::gpu::find)?.copy_fraction();
+        match (fraction(gpu), fraction(self.roofline_gpu.as_deref())) {
+            (Some(card), Some(reference)) => card / reference,
+            _ => 1.0,
         }
     }
 
@@ -191,6 +220,14 @@ impl ServingPreset {
     /// Checks every parameter against [`BOUNDS`] (efficiencies above 0) and every card's
     /// name against the GPU catalogue, naming the first one wrong.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(g) = &self.roofline_gpu
+            && crate::gpu::find(g).map(|e| e.name) != Some(g.as_str())
+        {
+            return Err(format!(
+                "roofline_gpu: '{g}' is not a built-in GPU's canonical name ({})",
+                crate::gpu::names().join(", ")
+            ));
+        }
         for g in self.gpu.keys() {
             if crate::gpu::find(g).map(|e| e.name) != Some(g.as_str()) {
                 return Err(format!(
@@ -242,6 +279,7 @@ impl ServingPreset {
             source: "llmsim's neutral first guess, fitted on nothing".into(),
             request_overhead_s: 0.01,
             schedule_lag_steps: 1.0,
+            roofline_gpu: None,
             roofline: Efficiency {
                 compute: 0.55,
                 memory: 0.8,
@@ -328,6 +366,43 @@ mod tests {
         let text = p.to_toml();
         assert!(text.contains("[gpu.a100-80gb]"), "{text}");
         assert_eq!(ServingPreset::parse(&text, "rt").unwrap(), p);
+    }
+
+    /// A card without a table streams its memory at `[roofline]`'s efficiency times the
+    /// ratio of the published copy fractions, (1.61 / 2.039) / (2.90 / 3.35) = 0.9121 for
+    /// the A100 against the H100 by hand, capped at 1; its compute efficiency and the
+    /// overheads stay `[roofline]`'s. Unknown on either side (the L40S has no published
+    /// copy here; no `roofline_gpu`): no scaling. A card's own table wins.
+    #[test]
+    fn a_card_without_a_table_scales_memory_by_the_published_copy_fractions() {
+        let mut p = ServingPreset::first_guess();
+        p.roofline_gpu = Some("h100-sxm".into());
+        let a = p.efficiency(Some("a100-80gb"));
+        let want = 0.8 * (1.61 / 2.039) / (2.90 / 3.35);
+        assert!((a.memory - want).abs() < 1e-12, "{}", a.memory);
+        assert!((want - 0.8 * 0.912_13).abs() < 1e-4);
+        assert_eq!((a.compute, a.overhead, a.per_seq), (0.55, 0.002, 3e-5));
+        assert_eq!(p.efficiency(Some("h100-sxm")), p.roofline);
+        assert_eq!(p.efficiency(Some("l40s")), p.roofline);
+        assert_eq!(p.efficiency(None), p.roofline);
+        // Fitted on the A100, the H100 streams better; the cap keeps it physical.
+        p.roofline_gpu = Some("a100-80gb".into());
+        p.roofline.memory = 0.95;
+        assert_eq!(p.efficiency(Some("h100-sxm")).memory, 1.0);
+        p.roofline_gpu = None;
+        assert_eq!(p.efficiency(Some("a100-80gb")), p.roofline);
+        let mut own = with_a100();
+        own.roofline_gpu = Some("h100-sxm".into());
+        assert_eq!(own.efficiency(Some("a100-80gb")).memory, 0.6);
+        let text = own.to_toml();
+        assert!(text.contains("roofline_gpu = \"h100-sxm\""), "{text}");
+        assert_eq!(ServingPreset::parse(&text, "rt").unwrap(), own);
+        let e =
+            ServingPreset::parse(&text.replace("\"h100-sxm\"", "\"H100\""), "x.toml").unwrap_err();
+        assert!(
+            e.contains("x.toml") && e.contains("roofline_gpu") && e.contains("h100-sxm"),
+            "{e}"
+        );
     }
 
     #[test]

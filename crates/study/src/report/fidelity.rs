@@ -75,7 +75,7 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
         } else {
             let names: Vec<String> = cards.iter().map(|c| format!("`{c}`")).collect();
             format!(
-                "{} with efficiencies of its own, every other card with the preset's global ones",
+                "{} with efficiencies of its own, every other card with the preset's global ones (its memory efficiency scaled by the published STREAM copy fractions of that card and of the card they were fitted on, where both are known)",
                 names.join(", ")
             )
         },
