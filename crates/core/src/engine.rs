@@ -480,7 +480,7 @@ struct Engine<'a> {
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
     /// Whether steady decodes may run in a tight loop ([`Engine::decode_steady`]): nobody
-    /// watches the batches and none of them changes the KV count.
+    /// watches the batches and no prefix cache takes part in their memory.
     steady: bool,
     live: InFlight,
     peak_in_flight: usize,
@@ -521,6 +521,8 @@ struct Engine<'a> {
     /// The requests [`Engine::decode_steady`] runs, copied from the policy so that the GPU
     /// can be borrowed beside them.
     steady_ids: Vec<ReqId>,
+    /// [`Engine::decode_steady`]'s requests counted by context modulo the block size.
+    residues: Vec<u32>,
 }
 
 /// What a run keeps and when it stops.
@@ -548,6 +550,10 @@ const RECORDS: Mode = Mode {
     stop_at_last_arrival: false,
     cancel: None,
 };
+
+/// Largest block size (tokens) for which [`Engine::decode_steady`] counts a KV cache's
+/// growth by residue class; real engines use 16 to 128.
+const STEADY_MAX_BLOCK: usize = 4096;
 
 /// Events between two looks at a cancellation flag: often enough that a run stops within
 /// about a millisecond, rarely enough that the atomic load costs nothing measurable.
@@ -661,7 +667,7 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
-    let steady = observer.is_none() && config.kv.blocks.is_none() && !config.prefix_cache;
+    let steady = observer.is_none() && !config.prefix_cache;
     let mut engine = Engine {
         source: &mut source,
         next: None,
@@ -709,6 +715,7 @@ fn run_engine<R: Borrow<Request>>(
         finished: Vec::new(),
         handed: Vec::new(),
         steady_ids: Vec::new(),
+        residues: Vec::new(),
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
@@ -1396,7 +1403,13 @@ impl Engine<'_> {
         self.steady_ids
             .extend_from_slice(sched.steady_decodes(&view));
         let ids = &self.steady_ids;
-        let Gpu { rng, stats, .. } = &mut self.gpus[g];
+        let Gpu {
+            rng,
+            stats,
+            kv_used,
+            kv_since,
+            ..
+        } = &mut self.gpus[g];
         let Some(runs) = ids
             .iter()
             .map(|&id| {
@@ -1421,8 +1434,32 @@ impl Engine<'_> {
                 .sum(),
             ..BatchShape::default()
         };
+        // A counted KV cache grows by one block for each request whose context fills its
+        // last block: with the requests counted by context modulo the block size, the
+        // class whose next token opens a block gives the growth in O(1).
+        let block = self.kv.block_size as usize;
+        if self.kv_tracked {
+            if block > STEADY_MAX_BLOCK {
+                return (now, None);
+            }
+            self.residues.clear();
+            self.residues.resize(block, 0);
+            for &id in ids {
+                self.residues[self.live.get(id).progress.context() as usize % block] += 1;
+            }
+        }
+        let mut opening = 0;
         let (mut ran, mut drawn) = (0, None);
         while ran < runs {
+            let growth = if self.kv_tracked {
+                u64::from(self.residues[opening])
+            } else {
+                0
+            };
+            // Without the blocks the policy would preempt: the general path does that.
+            if growth > self.kv.capacity_blocks() - *kv_used {
+                break;
+            }
             let dur = self.cost.sample(&shape, rng);
             let end = now + dur;
             if !(end < horizon && end <= last) {
@@ -1432,6 +1469,13 @@ impl Engine<'_> {
             stats.busy += dur;
             stats.batches += 1;
             stats.busy_in_window += self.window.overlap(now, end);
+            if self.kv_tracked {
+                *kv_used += growth;
+                stats.kv_peak_blocks = stats.kv_peak_blocks.max(*kv_used);
+                stats.kv_block_seconds += *kv_used as f64 * self.window.overlap(*kv_since, end);
+                *kv_since = end;
+                opening = (opening + block - 1) % block;
+            }
             if ran == 0 {
                 let mut gaps = GapRun::default();
                 for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {

@@ -206,6 +206,18 @@ impl Queues {
         tokens
     }
 
+    /// The running requests, when the next iterations decode exactly them: nothing waits or
+    /// is swapped out and every one is past its prefill. Iterations go on so until one
+    /// finishes, one arrives, or a decode cannot get its block (the engine checks that).
+    pub fn steady(&self, view: &View) -> &[ReqId] {
+        let decoding = || self.running.iter().all(|&id| view.prefill_left(id) == 0);
+        if self.waiting.is_empty(view) && self.swapped.is_empty() && decoding() {
+            &self.running
+        } else {
+            &[]
+        }
+    }
+
     /// Drops finished requests from the running set.
     pub fn retire(&mut self, view: &View) {
         if view.finished > 0 {

@@ -58,4 +58,8 @@ impl Scheduler for Vllm {
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.queues.retire(view);
     }
+
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        self.queues.steady(view)
+    }
 }
