@@ -13,8 +13,8 @@ use llmsim::theory;
 use llmsim_study::files::Disk;
 
 fn solve(plan: &Plan) -> (Vec<llmsim::plan::Deployment>, PlanResult) {
-    let d = plan.deployments(&Disk).expect("a valid plan");
-    let r = plan.run(&d, &|_| {});
+    let (d, skipped) = plan.deployments(&Disk).expect("a valid plan");
+    let r = plan.run(&d, skipped, &|_| {});
     (d, r)
 }
 

@@ -237,6 +237,9 @@ pub struct SimOutput {
     pub kv: KvConfig,
     /// Whether the GPUs kept a prefix cache ([`EngineConfig::prefix_cache`]).
     pub prefix_cache: bool,
+    /// The run gave up when it broke a limit of its [`StopRule`]: its statistics cover
+    /// only the run so far.
+    pub stopped: bool,
 }
 
 /// An event due at `time` (seconds): a GPU's batch completion (`Due<usize>`, the GPU) or a
@@ -535,6 +538,10 @@ struct Engine<'a> {
     finished: Vec<ReqId>,
     /// Requests of the batch being finished that go on to a decode GPU (disaggregation).
     handed: Vec<ReqId>,
+    /// The limits the run stops at, with their counts.
+    watch: Option<Watch<'a>>,
+    /// A limit was broken: the run ends before its next event.
+    stopped: bool,
 }
 
 /// What a run keeps and when it stops.
@@ -547,6 +554,114 @@ pub struct Mode<'a> {
     pub stop_at_last_arrival: bool,
     /// Give up soon after this flag is set (see [`simulate_with`]).
     pub cancel: Option<&'a AtomicBool>,
+    /// Stop as soon as the measured latencies break one of these limits
+    /// ([`SimOutput::stopped`]).
+    pub stop: Option<&'a StopRule>,
+}
+
+/// Latency limits a run gives up at, as soon as more of its measured values lie past a
+/// limit than the limit allows: a percentile bound or an attainment goal known to fail
+/// whatever the rest of the run does. Limits apply to measured requests only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StopRule {
+    /// Limits on times to first token.
+    pub ttft: Vec<Limit>,
+    /// Limits on requests' mean times between tokens (TPOT).
+    pub tbt: Vec<Limit>,
+    /// Limits on end-to-end latencies.
+    pub e2e: Vec<Limit>,
+    /// Limit on the requests that miss a per-request bound.
+    pub misses: Option<MissLimit>,
+}
+
+/// At most `allowed` values may lie past `above_s`: those above it that a distribution's
+/// quantile would also report above it ([`StreamingDist::reports_above`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// The bound (seconds).
+    pub above_s: f64,
+    /// Values past the bound the run may record before it stops.
+    pub allowed: u64,
+}
+
+/// At most `allowed` requests may miss one of their bounds: a TTFT above `ttft_s`, a mean
+/// time between tokens above `tbt_s` (requests with `B >= 1`), an end-to-end latency above
+/// `e2e_s` (seconds; infinite where none is bounded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MissLimit {
+    /// TTFT bound (seconds).
+    pub ttft_s: f64,
+    /// Mean time between tokens bound (seconds).
+    pub tbt_s: f64,
+    /// End-to-end bound (seconds).
+    pub e2e_s: f64,
+    /// Requests that may miss before the run stops.
+    pub allowed: u64,
+}
+
+/// A [`StopRule`] with its counts so far.
+struct Watch<'a> {
+    rule: &'a StopRule,
+    ttft: Vec<u64>,
+    tbt: Vec<u64>,
+    e2e: Vec<u64>,
+    misses: u64,
+}
+
+/// Counts `x` against each of `limits` (recorded in `dist`); true when one is broken.
+fn past(limits: &[Limit], counts: &mut [u64], dist: &StreamingDist, x: f64) -> bool {
+    let mut broken = false;
+    for (l, c) in limits.iter().zip(counts) {
+        if dist.reports_above(x, l.above_s) {
+            *c += 1;
+            broken |= *c > l.allowed;
+        }
+    }
+    broken
+}
+
+impl<'a> Watch<'a> {
+    fn new(rule: &'a StopRule) -> Self {
+        Watch {
+            rule,
+            ttft: vec![0; rule.ttft.len()],
+            tbt: vec![0; rule.tbt.len()],
+            e2e: vec![0; rule.e2e.len()],
+            misses: 0,
+        }
+    }
+
+    /// Counts one more request missing its bounds; true when too many have.
+    fn miss(&mut self, m: &MissLimit) -> bool {
+        self.misses += 1;
+        self.misses > m.allowed
+    }
+
+    /// A measured request's first token, `ttft` seconds after its arrival; true when a
+    /// limit is broken.
+    fn first_token(&mut self, dist: &StreamingDist, ttft: f64) -> bool {
+        let mut broken = past(&self.rule.ttft, &mut self.ttft, dist, ttft);
+        if let Some(m) = self.rule.misses.filter(|m| ttft > m.ttft_s) {
+            broken |= self.miss(&m);
+        }
+        broken
+    }
+
+    /// A measured request's completion: its TTFT, mean time between tokens (when it
+    /// decoded) and end-to-end latency (seconds); true when a limit is broken.
+    fn completed(&mut self, (tbt_dist, e2e_dist): (&StreamingDist, &StreamingDist), ttft: f64, tbt: Option<f64>, e2e: f64) -> bool {
+        let mut broken = past(&self.rule.e2e, &mut self.e2e, e2e_dist, e2e);
+        if let Some(t) = tbt {
+            broken |= past(&self.rule.tbt, &mut self.tbt, tbt_dist, t);
+        }
+        // A request whose first token was late is already counted.
+        if let Some(m) = self.rule.misses.filter(|m| {
+            ttft <= m.ttft_s && (e2e > m.e2e_s || tbt.is_some_and(|t| t > m.tbt_s))
+        }) {
+            broken |= self.miss(&m);
+        }
+        broken
+    }
 }
 
 /// A run to its end with streamed statistics only.
@@ -554,6 +669,7 @@ const STREAM: Mode = Mode {
     records: false,
     stop_at_last_arrival: false,
     cancel: None,
+    stop: None,
 };
 
 /// A run to its end that keeps per-request records.
@@ -561,6 +677,7 @@ const RECORDS: Mode = Mode {
     records: true,
     stop_at_last_arrival: false,
     cancel: None,
+    stop: None,
 };
 
 /// Events between two looks at a cancellation flag: often enough that a run stops within
@@ -615,9 +732,8 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
     warmup: usize,
 ) -> SimOutput {
     let mode = Mode {
-        records: false,
         stop_at_last_arrival: true,
-        cancel: None,
+        ..STREAM
     };
     run_engine(requests, config, (seed, rep), warmup, mode, &mut |_| {})
 }
@@ -712,6 +828,8 @@ fn run_engine<R: Borrow<Request>>(
         tokens_in_window: 0,
         finished: Vec::new(),
         handed: Vec::new(),
+        watch: mode.stop.map(Watch::new),
+        stopped: false,
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
@@ -748,6 +866,7 @@ fn run_engine<R: Borrow<Request>>(
         end_time,
         kv: config.kv,
         prefix_cache: config.prefix_cache,
+        stopped: engine.stopped,
     }
 }
 
@@ -782,6 +901,9 @@ impl Engine<'_> {
         let mut now = 0.0;
         let mut until_check = CANCEL_CHECK_EVENTS;
         loop {
+            if self.stopped {
+                return now;
+            }
             if let Some(flag) = cancel {
                 until_check -= 1;
                 if until_check == 0 {
@@ -1294,7 +1416,11 @@ impl Engine<'_> {
             if p.recompute == 0 && e.phase == Phase::Prefill {
                 slot.first_token = now;
                 if measured {
-                    self.ttft.record(now - req.arrival);
+                    let ttft = now - req.arrival;
+                    self.ttft.record(ttft);
+                    if let Some(w) = &mut self.watch {
+                        self.stopped |= w.first_token(&self.ttft, ttft);
+                    }
                 }
                 if self.disagg.is_some() && p.decoded < req.decode {
                     self.handed.push(e.id);
@@ -1372,8 +1498,17 @@ impl Engine<'_> {
         }
         if u64::from(id) >= self.window.first_measured as u64 {
             self.e2e.record(now - arrival);
-            if decode > 0 {
-                self.tbt.record((now - first_token) / f64::from(decode));
+            let tbt = (decode > 0).then(|| (now - first_token) / f64::from(decode));
+            if let Some(t) = tbt {
+                self.tbt.record(t);
+            }
+            if let Some(w) = &mut self.watch {
+                self.stopped |= w.completed(
+                    (&self.tbt, &self.e2e),
+                    first_token - arrival,
+                    tbt,
+                    now - arrival,
+                );
             }
         }
         self.count_to(now);
