@@ -361,7 +361,11 @@ fn plan_assemble(plan: &str, families: Vec<String>) -> PyResult<String> {
             .map_err(|e| PyValueError::new_err(format!("families[{i}]: {e}")))?;
         points.extend(part);
     }
-    Ok(to_json(&plan.assemble(plan.target(&deployments), points, skipped)))
+    Ok(to_json(&plan.assemble(
+        plan.target(&deployments),
+        points,
+        skipped,
+    )))
 }
 
 /// Runs a plan (JSON) here: families in parallel on a worker thread with the GIL released;
@@ -377,7 +381,11 @@ fn plan_run(py: Python<'_>, plan: &str) -> PyResult<String> {
             .collect()
     })?;
     let points = searched.into_iter().flatten().collect();
-    Ok(to_json(&plan.assemble(plan.target(&deployments), points, skipped)))
+    Ok(to_json(&plan.assemble(
+        plan.target(&deployments),
+        points,
+        skipped,
+    )))
 }
 
 #[pymodule]

@@ -649,15 +649,23 @@ impl<'a> Watch<'a> {
 
     /// A measured request's completion: its TTFT, mean time between tokens (when it
     /// decoded) and end-to-end latency (seconds); true when a limit is broken.
-    fn completed(&mut self, (tbt_dist, e2e_dist): (&StreamingDist, &StreamingDist), ttft: f64, tbt: Option<f64>, e2e: f64) -> bool {
+    fn completed(
+        &mut self,
+        (tbt_dist, e2e_dist): (&StreamingDist, &StreamingDist),
+        ttft: f64,
+        tbt: Option<f64>,
+        e2e: f64,
+    ) -> bool {
         let mut broken = past(&self.rule.e2e, &mut self.e2e, e2e_dist, e2e);
         if let Some(t) = tbt {
             broken |= past(&self.rule.tbt, &mut self.tbt, tbt_dist, t);
         }
         // A request whose first token was late is already counted.
-        if let Some(m) = self.rule.misses.filter(|m| {
-            ttft <= m.ttft_s && (e2e > m.e2e_s || tbt.is_some_and(|t| t > m.tbt_s))
-        }) {
+        if let Some(m) = self
+            .rule
+            .misses
+            .filter(|m| ttft <= m.ttft_s && (e2e > m.e2e_s || tbt.is_some_and(|t| t > m.tbt_s)))
+        {
             broken |= self.miss(&m);
         }
         broken

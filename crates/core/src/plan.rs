@@ -748,9 +748,12 @@ impl Plan {
                                             c.decode_gpus = d;
                                             c.reps = self.reps;
                                             match c.build(files) {
-                                                Ok(built) => out.push(
-                                                    self.deployment(out.len(), t, c, built),
-                                                ),
+                                                Ok(built) => out.push(self.deployment(
+                                                    out.len(),
+                                                    t,
+                                                    c,
+                                                    built,
+                                                )),
                                                 Err(e) => {
                                                     skipped.push(Skipped {
                                                         label: self.label(t, &c, None),
@@ -967,10 +970,7 @@ impl Plan {
                         )
                     })
                     .count();
-                (
-                    Some(out),
-                    Some(met as f64 / measured.len() as f64),
-                )
+                (Some(out), Some(met as f64 / measured.len() as f64))
             }
         };
         let out = out.expect("a run without a cancellation flag ends");
@@ -1004,7 +1004,8 @@ impl Plan {
                     let n = d.built.run.engine.gpus;
                     // Every rate is run once: the target's run, needed for its latencies,
                     // is also the search's first step where it starts there.
-                    let mut runs: Vec<(f64, Eval)> = vec![(target, self.evaluate(d, target, rep, false))];
+                    let mut runs: Vec<(f64, Eval)> =
+                        vec![(target, self.evaluate(d, target, rep, false))];
                     let start = match d.built.run.capacity() {
                         Some(cap) => Start::Below(1.25 * cap),
                         None => match neighbour_guess(&prev, n) {
@@ -1449,7 +1450,10 @@ mod tests {
         );
         assert_eq!(skipped[0].field, "max-batched-tokens");
         assert!(skipped[0].reason.contains("128"), "{}", skipped[0].reason);
-        assert_eq!(d.iter().map(|d| d.index).collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            d.iter().map(|d| d.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5]
+        );
         plan.space.schedulers = vec![SchedulerKind::Vllm];
         plan.space.token_budgets = vec![64];
         assert_eq!(

@@ -109,11 +109,7 @@ impl RunConfig {
 
     /// [`RunConfig::simulate_records`] as `mode` says (which may stop it early); `None`
     /// when `mode.cancel` was set.
-    pub fn simulate_records_with(
-        &self,
-        rep: u32,
-        mode: Mode,
-    ) -> Option<(Vec<Request>, SimOutput)> {
+    pub fn simulate_records_with(&self, rep: u32, mode: Mode) -> Option<(Vec<Request>, SimOutput)> {
         let requests = self.workload.generate(self.seed, rep);
         let mode = Mode {
             records: true,

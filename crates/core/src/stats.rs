@@ -133,12 +133,7 @@ impl StreamingDist {
     /// grow with `x`, so once more than `n - ceil(q n)` of a distribution's `n` values pass
     /// this, its `q`-quantile is above `bound` ([`StreamingDist::values_past_allowed`]).
     pub fn reports_above(&self, x: f64, bound: f64) -> bool {
-        x > bound
-            && self
-                .hist
-                .median_equivalent(nanos(x)) as f64
-                * 1e-9
-                > bound
+        x > bound && self.hist.median_equivalent(nanos(x)) as f64 * 1e-9 > bound
     }
 
     /// How many of `n` values may pass [`StreamingDist::reports_above`] with the
