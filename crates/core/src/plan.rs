@@ -15,7 +15,7 @@
 //! Work is saved three ways: a closed-form capacity (Schedulers A and B, linear cost)
 //! bounds the search from above; deployments that differ only in GPU count form a
 //! [`Family`] searched in increasing count, each starting close to the line through the
-//! previous counts' capacities and galloping by steps of twice the resolution; and a run whose number in system already grows over its first
+//! previous counts' capacities and galloping by steps of the resolution; and a run whose number in system already grows over its first
 //! quarter fails without the rest ([`PROBE_FRACTION`]). A family is the unit of parallel
 //! (and distributed) work, a pure function of the plan and its index, so the result does
 //! not depend on where or in which order families run.
@@ -1009,9 +1009,14 @@ impl Plan {
                     let start = match d.built.run.capacity() {
                         Some(cap) => Start::Below(1.25 * cap),
                         None => match neighbour_guess(&prev, n) {
+                            // The line through two neighbours is close enough that a
+                            // step of the resolution mostly brackets the capacity at once,
+                            // in two runs; from one neighbour, whose pooling gain is not
+                            // known yet, steps start twice as large.
                             Some(rate) => Start::Guess {
                                 rate,
-                                factor: 1.0 + 2.0 * self.rel_tol,
+                                factor: 1.0
+                                    + if prev.len() >= 2 { 1.0 } else { 2.0 } * self.rel_tol,
                             },
                             None => Start::Guess {
                                 rate: target,

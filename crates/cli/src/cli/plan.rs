@@ -223,8 +223,9 @@ fn print_table(result: &PlanResult, elapsed: f64, deployments: usize) {
     }
     if !result.skipped.is_empty() {
         println!(
-            "{} deployments skipped (their settings do not build):",
-            result.skipped.len()
+            "Skipped, their settings do not build: {} of {} deployments",
+            result.skipped.len(),
+            result.skipped.len() + result.points.len()
         );
         for s in &result.skipped {
             println!("skipped   {:<44} {}: {}", s.label, s.field, s.reason);
