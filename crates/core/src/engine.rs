@@ -198,6 +198,19 @@ pub struct Growth {
     pub at_end: u64,
 }
 
+impl Growth {
+    /// Whether the number in system grew over the window by more than a stable queue
+    /// plausibly could: by over 2% of the window's arrivals and over 4 standard deviations
+    /// of a critically loaded random walk (`4 sqrt(n)`). A stable queue's length is
+    /// stationary, so its growth stays O(1) however long the run; an overloaded one grows
+    /// linearly.
+    pub fn detected(&self) -> bool {
+        let arrivals = self.arrivals as f64;
+        let growth = self.at_end as f64 - self.at_start as f64;
+        growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
+    }
+}
+
 /// Everything one simulation produced.
 #[derive(Debug, Clone)]
 pub struct SimOutput {
@@ -540,8 +553,13 @@ struct Engine<'a> {
     handed: Vec<ReqId>,
     /// The limits the run stops at, with their counts.
     watch: Option<Watch<'a>>,
-    /// A limit was broken: the run ends before its next event.
+    /// A limit was broken, or the growth probe found growth: the run ends before its
+    /// next event.
     stopped: bool,
+    /// The growth probe's request count, until it is judged ([`Mode::probe`]).
+    probe: Option<u64>,
+    /// The last arrival of the probe's requests (seconds; infinite until it comes).
+    probe_end: f64,
 }
 
 /// What a run keeps and when it stops.
@@ -557,6 +575,14 @@ pub struct Mode<'a> {
     /// Stop as soon as the measured latencies break one of these limits
     /// ([`SimOutput::stopped`]).
     pub stop: Option<&'a StopRule>,
+    /// A growth probe on the first `n` requests: once every event up to the last of their
+    /// arrivals is processed, judge the growth of the number in system as
+    /// [`simulate_to_last_arrival`] of those requests alone, with the same warm-up, would
+    /// ([`Growth::detected`]), and stop there ([`SimOutput::stopped`]) when it grew. Events
+    /// up to that arrival do not depend on later requests, so the verdict is the separate
+    /// run's, without simulating its part twice. Open-loop workloads only (a closed-loop
+    /// conversation's later turns are not among the first requests read).
+    pub probe: Option<usize>,
 }
 
 /// Latency limits a run gives up at, as soon as more of its measured values lie past a
@@ -678,14 +704,13 @@ const STREAM: Mode = Mode {
     stop_at_last_arrival: false,
     cancel: None,
     stop: None,
+    probe: None,
 };
 
 /// A run to its end that keeps per-request records.
 const RECORDS: Mode = Mode {
     records: true,
-    stop_at_last_arrival: false,
-    cancel: None,
-    stop: None,
+    ..STREAM
 };
 
 /// Events between two looks at a cancellation flag: often enough that a run stops within
@@ -838,6 +863,8 @@ fn run_engine<R: Borrow<Request>>(
         handed: Vec::new(),
         watch: mode.stop.map(Watch::new),
         stopped: false,
+        probe: mode.probe.map(|n| n as u64),
+        probe_end: f64::INFINITY,
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
@@ -933,6 +960,16 @@ impl Engine<'_> {
                 (Some(c), Some(t)) => Some(c.min(t)),
                 (c, t) => c.or(t),
             };
+            if self.probe.is_some() {
+                let next = match (arrival, batch_or_transfer) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or(f64::INFINITY),
+                };
+                if next > self.probe_end {
+                    self.judge_probe();
+                    continue;
+                }
+            }
             if stop_at_last_arrival
                 && arrival.is_none()
                 && batch_or_transfer.is_some_and(|t| t > self.window.end)
@@ -967,6 +1004,22 @@ impl Engine<'_> {
                 (Some(_), None) => unreachable!("guard holds when there is no completion"),
             }
         }
+    }
+
+    /// Judges the growth probe, every event up to its last arrival processed: over the
+    /// window from the first measured arrival to that one, the counts a run of the probe's
+    /// requests alone would have at its end.
+    #[inline(never)]
+    fn judge_probe(&mut self) {
+        let n = self.probe.take().expect("a probe under way");
+        let c = &self.counts;
+        let completed = c.arrived - c.in_system;
+        let growth = Growth {
+            arrivals: n.saturating_sub(self.window.first_measured as u64),
+            at_start: c.arrived_by_start - c.completed_by_start,
+            at_end: n - completed,
+        };
+        self.stopped |= growth.detected();
     }
 
     /// Reads the workload's next request.
@@ -1034,6 +1087,9 @@ impl Engine<'_> {
         c.arrived += 1;
         c.in_system += 1;
         c.in_queue += 1;
+        if self.probe == Some(c.arrived) {
+            self.probe_end = now;
+        }
         if now <= self.window.start {
             c.arrived_by_start += 1;
         }

@@ -12,13 +12,16 @@
 //! there, its runners-up and the Pareto front of cost against latency are the answer
 //! ([`PlanResult`]).
 //!
-//! Work is saved three ways: a closed-form capacity (Schedulers A and B, linear cost)
+//! Work is saved four ways: a closed-form capacity (Schedulers A and B, linear cost)
 //! bounds the search from above; deployments that differ only in GPU count form a
 //! [`Family`] searched in increasing count, each starting close to the line through the
-//! previous counts' capacities and galloping by steps of the resolution; and a run whose number in system already grows over its first
-//! quarter fails without the rest ([`PROBE_FRACTION`]). A family is the unit of parallel
-//! (and distributed) work, a pure function of the plan and its index, so the result does
-//! not depend on where or in which order families run.
+//! previous counts' capacities and galloping by steps of the resolution; a run whose number
+//! in system already grows over its first quarter fails there ([`PROBE_FRACTION`], judged
+//! inside the run, [`Mode::probe`]); and a search's run stops as soon as a percentile
+//! bound or the attainment goal is certain to fail ([`Plan::stop_rule`]). Neither the
+//! inline probe nor the early stop changes a verdict: they only skip work. A family is the unit of parallel (and
+//! distributed) work, a pure function of the plan and its index, so the result does not
+//! depend on where or in which order families run.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -922,6 +925,21 @@ impl Plan {
     /// certain to fail ([`Plan::stop_rule`]): the verdict is the full run's, the summary
     /// is lost.
     pub fn evaluate(&self, d: &Deployment, rate: f64, rep: u32, stop_early: bool) -> Eval {
+        self.judge(d, rate, rep, stop_early, true)
+    }
+
+    /// [`Plan::evaluate`], with the growth probe inside the run where `inline_probe` and
+    /// it can be ([`Mode::probe`]: an open-loop workload whose warm-up is the probe's),
+    /// else as a run of its own before it. Both give the same verdict; the inline one
+    /// does not simulate the probe's part twice.
+    fn judge(
+        &self,
+        d: &Deployment,
+        rate: f64,
+        rep: u32,
+        stop_early: bool,
+        inline_probe: bool,
+    ) -> Eval {
         let fail = Eval {
             pass: false,
             summary: None,
@@ -930,26 +948,33 @@ impl Plan {
         if run.workload.validate().is_err() || (self.slo.stable && run.overloaded()) {
             return fail;
         }
+        let mut inline = None;
         if self.slo.stable {
             let n = run.workload.requests();
             let probe = ((n as f64 * PROBE_FRACTION) as usize).max(PROBE_MIN);
             if probe < n {
                 let warmup = run.warmup.min(probe / 2);
-                let out = simulate_to_last_arrival(
-                    run.workload.iter(run.seed, rep).take(probe),
-                    &run.engine,
-                    run.seed,
-                    rep,
-                    warmup,
-                );
-                if growth_detected(&out) {
-                    return fail;
+                let open_loop = !matches!(run.workload, Workload::MultiTurn(_));
+                if inline_probe && open_loop && warmup == run.warmup {
+                    inline = Some(probe);
+                } else {
+                    let out = simulate_to_last_arrival(
+                        run.workload.iter(run.seed, rep).take(probe),
+                        &run.engine,
+                        run.seed,
+                        rep,
+                        warmup,
+                    );
+                    if growth_detected(&out) {
+                        return fail;
+                    }
                 }
             }
         }
         let rule = stop_early.then(|| self.stop_rule(&run));
         let mode = Mode {
             stop: rule.as_ref(),
+            probe: inline,
             ..Mode::default()
         };
         let (out, attained) = match self.slo.attainment {
@@ -1277,9 +1302,10 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
-        /// A run stopped by its limits fails, as the full run does; one not stopped
-        /// gives the full run's verdict and summary. Bounds are drawn around the full
-        /// run's own percentiles (some exactly at them), so that both sides are hit.
+        /// A run stopped by its limits or its inline growth probe fails, as the full run
+        /// after a probe of its own does; one not stopped gives the full run's verdict and
+        /// summary. Bounds are drawn around the full run's own percentiles (some exactly at
+        /// them), and loads on both sides of capacity, so that both verdicts are hit.
         #[test]
         fn an_early_stop_gives_the_full_runs_verdict(
             sched in 0..3_usize,
@@ -1288,6 +1314,7 @@ mod tests {
             load in 0.3..1.2_f64,
             metrics in proptest::collection::vec((0..3_usize, 0..4_usize, 0..5_usize), 1..3),
             attainment in proptest::option::of(0.5..1.0_f64),
+            stable: bool,
         ) {
             let sched = [SchedulerKind::Sarathi, SchedulerKind::Vllm, SchedulerKind::A][sched];
             let mut plan = varied(sched, gpus, 600, seed);
@@ -1304,9 +1331,9 @@ mod tests {
                 plan.slo.bounds.push(b);
             }
             plan.slo.attainment = attainment;
-            plan.slo.stable = false;
-            let early = plan.evaluate(&d, rate, 0, true);
-            let whole = plan.evaluate(&d, rate, 0, false);
+            plan.slo.stable = stable;
+            let early = plan.judge(&d, rate, 0, true, true);
+            let whole = plan.judge(&d, rate, 0, false, false);
             proptest::prop_assert_eq!(early.pass, whole.pass);
             if let Some(s) = &early.summary {
                 let json = |s| serde_json::to_string(s).unwrap();
@@ -1341,6 +1368,26 @@ mod tests {
         // At the bound the full run reports, nothing stops.
         plan.slo.bounds[0].max_s = full.ttft.p99;
         assert!(plan.evaluate(&d, 0.5, 0, true).pass);
+        // Far above capacity the inline growth probe stops the run within its first
+        // quarter, where the probe run of its own finds growth too.
+        plan.slo.bounds.clear();
+        let over = with_rate(&d.built.run, 20.0);
+        let probe = over.workload.requests() / 4;
+        let mode = Mode {
+            probe: Some(probe),
+            ..Mode::default()
+        };
+        let out = over.simulate_streamed(0, mode).unwrap();
+        assert!(out.stopped && out.growth.arrivals as usize <= probe);
+        let alone = simulate_to_last_arrival(
+            over.workload.iter(over.seed, 0).take(probe),
+            &over.engine,
+            over.seed,
+            0,
+            over.warmup,
+        );
+        assert!(growth_detected(&alone));
+        assert!(!plan.judge(&d, 20.0, 0, false, false).pass);
     }
 
     #[test]
@@ -1454,7 +1501,11 @@ mod tests {
             ]
         );
         assert_eq!(skipped[0].field, "max-batched-tokens");
-        assert!(skipped[0].reason.contains("128"), "{}", skipped[0].reason);
+        assert!(
+            skipped[0].reason.contains("'vllm' runs whole"),
+            "{}",
+            skipped[0].reason
+        );
         assert_eq!(
             d.iter().map(|d| d.index).collect::<Vec<_>>(),
             [0, 1, 2, 3, 4, 5]
