@@ -115,9 +115,7 @@ pub fn capacity(
                     // Two steps of `factor` first: a guess off by up to two of them
                     // is bracketed without overshooting.
                     if evals >= 3 {
-                        if evals >= 3 {
-                            factor *= factor;
-                        }
+                        factor *= factor;
                     }
                 }
             } else {
@@ -137,7 +135,9 @@ pub fn capacity(
                         break (down, x);
                     }
                     x = down;
-                    factor *= factor;
+                    if evals >= 3 {
+                        factor *= factor;
+                    }
                 }
             }
         }
