@@ -229,8 +229,9 @@ class PlanResult:
     with its 95% half-width, latencies and price per million tokens at the target rate),
     ``cheapest`` (the cheapest deployment meeting the objectives at the target rate, as a
     dict, or None), ``runners_up`` and ``front`` (the Pareto front of price per hour
-    against latency) as DataFrames, ``target_rps``, and ``raw``, the dict ``llmsim plan
-    --json`` prints."""
+    against latency) as DataFrames, ``skipped`` (a DataFrame of the deployments left out
+    because their settings do not build: ``label``, ``field``, the setting at fault, and
+    ``reason``), ``target_rps``, and ``raw``, the dict ``llmsim plan --json`` prints."""
 
     def __init__(self, raw: dict):
         self.raw = raw
@@ -240,11 +241,13 @@ class PlanResult:
         self.cheapest = None if i is None else dict(raw["points"][i])
         self.runners_up = self.points.iloc[raw["runners_up"]].reset_index(drop=True)
         self.front = self.points.iloc[raw["front"]].reset_index(drop=True)
+        self.skipped = pd.DataFrame(raw["skipped"], columns=["label", "field", "reason"])
 
     def __repr__(self) -> str:
         best = self.cheapest["label"] if self.cheapest else "none"
         return (f"<llmsim.PlanResult {len(self.points)} deployments at "
-                f"{self.target_rps:.4g} req/s: cheapest {best}, front of {len(self.front)}>")
+                f"{self.target_rps:.4g} req/s: cheapest {best}, front of {len(self.front)}, "
+                f"{len(self.skipped)} skipped>")
 
     def to_json(self) -> str:
         """The answer as ``llmsim plan --json`` prints it (compact)."""

@@ -74,14 +74,16 @@ def cost_presets() -> list[str]: ...
 def cost_preset(name: str) -> str: ...
 
 class PlanResult:
-    """The answer of :func:`plan`: ``points``, ``runners_up``, ``front`` (DataFrames),
-    ``cheapest`` (dict or None), ``target_rps``, ``raw`` (the ``--json`` dict)."""
+    """The answer of :func:`plan`: ``points``, ``runners_up``, ``front``, ``skipped``
+    (DataFrames), ``cheapest`` (dict or None), ``target_rps``, ``raw`` (the ``--json``
+    dict)."""
     raw: dict
     target_rps: float
     points: pd.DataFrame
     cheapest: Optional[dict]
     runners_up: pd.DataFrame
     front: pd.DataFrame
+    skipped: pd.DataFrame
     def to_json(self) -> str: ...
 
 def plan(

@@ -22,7 +22,7 @@ use llmsim::config::{Built, Config, CostSpec};
 use llmsim::cost::{Preset, preset};
 use llmsim::limits::RangeError;
 use llmsim::metrics::Summary;
-use llmsim::plan::{Deployment, Family, Plan, PointResult};
+use llmsim::plan::{Deployment, Family, Plan, PointResult, Skipped};
 use llmsim_study::files::{Disk, read_profile, read_serving_runs};
 
 /// A setting out of range as the message of a ValueError, naming the field as Python
@@ -363,22 +363,25 @@ fn parse_plan(plan: &str) -> Result<Plan, String> {
     })
 }
 
-/// The checked plan (JSON), its deployments and their families, or ValueError naming the
-/// first bad setting.
-fn plan_parts(plan: &str) -> PyResult<(Plan, Vec<Deployment>, Vec<Family>)> {
+/// A checked plan: the plan, its deployments, those skipped and the families.
+type PlanParts = (Plan, Vec<Deployment>, Vec<Skipped>, Vec<Family>);
+
+/// The checked plan (JSON), its deployments, those skipped and their families, or
+/// ValueError naming the first bad setting.
+fn plan_parts(plan: &str) -> PyResult<PlanParts> {
     let plan = parse_plan(plan).map_err(PyValueError::new_err)?;
-    let deployments = plan
+    let (deployments, skipped) = plan
         .deployments(&Disk)
         .map_err(|e| PyValueError::new_err(message(e)))?;
     let families = Plan::families(&deployments);
-    Ok((plan, deployments, families))
+    Ok((plan, deployments, skipped, families))
 }
 
 /// Checks a plan (JSON); returns the number of its families (the units of work) and the
 /// notes of its first deployment's config.
 #[pyfunction]
 fn plan_families(plan: &str) -> PyResult<(usize, Vec<String>)> {
-    let (_, deployments, families) = plan_parts(plan)?;
+    let (_, deployments, _, families) = plan_parts(plan)?;
     let notes = deployments
         .first()
         .map(|d| d.built.notes.clone())
@@ -390,7 +393,7 @@ fn plan_families(plan: &str) -> PyResult<(usize, Vec<String>)> {
 /// arguments: Ray workers call it, and any worker gives the same answer.
 #[pyfunction]
 fn plan_family(py: Python<'_>, plan: &str, index: usize) -> PyResult<String> {
-    let (plan, deployments, families) = plan_parts(plan)?;
+    let (plan, deployments, _, families) = plan_parts(plan)?;
     let family = families.get(index).ok_or_else(|| {
         PyValueError::new_err(format!(
             "index: the plan has {} families (got {index})",
@@ -404,14 +407,18 @@ fn plan_family(py: Python<'_>, plan: &str, index: usize) -> PyResult<String> {
 /// The answer (JSON) from every family's points (JSON lists, in any order).
 #[pyfunction]
 fn plan_assemble(plan: &str, families: Vec<String>) -> PyResult<String> {
-    let (plan, deployments, _) = plan_parts(plan)?;
+    let (plan, deployments, skipped, _) = plan_parts(plan)?;
     let mut points: Vec<PointResult> = Vec::new();
     for (i, f) in families.iter().enumerate() {
         let part: Vec<PointResult> = serde_json::from_str(f)
             .map_err(|e| PyValueError::new_err(format!("families[{i}]: {e}")))?;
         points.extend(part);
     }
-    Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
+    Ok(to_json(&plan.assemble(
+        plan.target(&deployments),
+        points,
+        skipped,
+    )))
 }
 
 /// Runs a plan (JSON) here: families in parallel on a worker thread with the GIL released;
@@ -419,7 +426,7 @@ fn plan_assemble(plan: &str, families: Vec<String>) -> PyResult<String> {
 /// answer as JSON, the same as `llmsim plan --json`.
 #[pyfunction]
 fn plan_run(py: Python<'_>, plan: &str) -> PyResult<String> {
-    let (plan, deployments, families) = plan_parts(plan)?;
+    let (plan, deployments, skipped, families) = plan_parts(plan)?;
     let searched: Vec<Vec<PointResult>> = interruptible(py, |cancel| {
         families
             .par_iter()
@@ -427,7 +434,11 @@ fn plan_run(py: Python<'_>, plan: &str) -> PyResult<String> {
             .collect()
     })?;
     let points = searched.into_iter().flatten().collect();
-    Ok(to_json(&plan.assemble(plan.target(&deployments), points)))
+    Ok(to_json(&plan.assemble(
+        plan.target(&deployments),
+        points,
+        skipped,
+    )))
 }
 
 #[pymodule]

@@ -70,6 +70,17 @@ def test_unknown_executor_is_refused():
         llmsim.plan(**SMALL, executor="dask")
 
 
+def test_deployments_that_do_not_build_are_skipped():
+    # vllm prefills whole 128-token prompts: a 64-token budget cannot hold them.
+    space = dict(requests=1000, max_seqs=32, reps=2, slo=["ttft:p99:3"])
+    p = llmsim.plan(**space, schedulers=["vllm", "sarathi"], token_budgets=[64, 256])
+    assert len(p.points) == 3
+    assert list(p.skipped["label"]) == ["linear vllm x1 round-robin tokens=64"]
+    assert list(p.skipped["field"]) == ["max-batched-tokens"]
+    with pytest.raises(ValueError, match="^max_batched_tokens"):
+        llmsim.plan(**space, schedulers=["vllm"], token_budgets=[64])
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

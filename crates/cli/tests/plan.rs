@@ -13,8 +13,8 @@ use llmsim::theory;
 use llmsim_study::files::Disk;
 
 fn solve(plan: &Plan) -> (Vec<llmsim::plan::Deployment>, PlanResult) {
-    let d = plan.deployments(&Disk).expect("a valid plan");
-    let r = plan.run(&d, &|_| {});
+    let (d, skipped) = plan.deployments(&Disk).expect("a valid plan");
+    let r = plan.run(&d, skipped, &|_| {});
     (d, r)
 }
 
@@ -191,6 +191,59 @@ fn bad_input_exits_2_naming_the_flag() {
         assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// A deployment whose knobs do not build (vllm prefills whole 128-token prompts, which a
+/// 64-token budget cannot hold) is skipped with its reason in the table, the CSV and the
+/// JSON; the plan fails, naming the flag, only when no deployment builds.
+#[test]
+fn deployments_that_do_not_build_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |budgets: &'static str, schedulers: &'static str| {
+        vec![
+            "--requests",
+            "1000",
+            "--max-seqs",
+            "32",
+            "--schedulers",
+            schedulers,
+            "--token-budgets",
+            budgets,
+            "--reps",
+            "2",
+            "--slo",
+            "ttft:p99:3",
+        ]
+    };
+    let mut table_args = args("64,256", "vllm,sarathi");
+    table_args.extend(["--out", dir.path().to_str().unwrap()]);
+    let out = plan_cli(&table_args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Skipped, their settings do not build: 1 of 4 deployments")
+            && text.contains("skipped   linear vllm x1 round-robin tokens=64")
+            && text.contains("max-batched-tokens: "),
+        "{text}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("plan_skipped.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[1].starts_with("linear vllm x1 round-robin tokens=64,max-batched-tokens,"));
+    let mut json_args = args("64,256", "vllm,sarathi");
+    json_args.push("--json");
+    let r: PlanResult = serde_json::from_slice(&plan_cli(&json_args).stdout).unwrap();
+    assert_eq!(r.points.len(), 3);
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(r.skipped[0].field, "max-batched-tokens");
+    let none = plan_cli(&args("64", "vllm"));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(2), "{err}");
+    assert!(err.contains("--max-batched-tokens"), "{err}");
 }
 
 /// A small search's files and JSON, identical whatever the thread count.

@@ -200,6 +200,19 @@ pub struct Growth {
     pub at_end: u64,
 }
 
+impl Growth {
+    /// Whether the number in system grew over the window by more than a stable queue
+    /// plausibly could: by over 2% of the window's arrivals and over 4 standard deviations
+    /// of a critically loaded random walk (`4 sqrt(n)`). A stable queue's length is
+    /// stationary, so its growth stays O(1) however long the run; an overloaded one grows
+    /// linearly.
+    pub fn detected(&self) -> bool {
+        let arrivals = self.arrivals as f64;
+        let growth = self.at_end as f64 - self.at_start as f64;
+        growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
+    }
+}
+
 /// Everything one simulation produced.
 #[derive(Debug, Clone)]
 pub struct SimOutput {
@@ -239,6 +252,9 @@ pub struct SimOutput {
     pub kv: KvConfig,
     /// Whether the GPUs kept a prefix cache ([`EngineConfig::prefix_cache`]).
     pub prefix_cache: bool,
+    /// The run gave up when it broke a limit of its [`StopRule`]: its statistics cover
+    /// only the run so far.
+    pub stopped: bool,
 }
 
 /// An event due at `time` (seconds): a GPU's batch completion (`Due<usize>`, the GPU) or a
@@ -523,6 +539,15 @@ struct Engine<'a> {
     steady_ids: Vec<ReqId>,
     /// [`Engine::decode_steady`]'s requests counted by context modulo the block size.
     residues: Vec<u32>,
+    /// The limits the run stops at, with their counts.
+    watch: Option<Watch<'a>>,
+    /// A limit was broken, or the growth probe found growth: the run ends before its
+    /// next event.
+    stopped: bool,
+    /// The growth probe's request count, until it is judged ([`Mode::probe`]).
+    probe: Option<u64>,
+    /// The last arrival of the probe's requests (seconds; infinite until it comes).
+    probe_end: f64,
 }
 
 /// What a run keeps and when it stops.
@@ -535,6 +560,130 @@ pub struct Mode<'a> {
     pub stop_at_last_arrival: bool,
     /// Give up soon after this flag is set (see [`simulate_with`]).
     pub cancel: Option<&'a AtomicBool>,
+    /// Stop as soon as the measured latencies break one of these limits
+    /// ([`SimOutput::stopped`]).
+    pub stop: Option<&'a StopRule>,
+    /// A growth probe on the first `n` requests: once every event up to the last of their
+    /// arrivals is processed, judge the growth of the number in system as
+    /// [`simulate_to_last_arrival`] of those requests alone, with the same warm-up, would
+    /// ([`Growth::detected`]), and stop there ([`SimOutput::stopped`]) when it grew. Events
+    /// up to that arrival do not depend on later requests, so the verdict is the separate
+    /// run's, without simulating its part twice. Open-loop workloads only (a closed-loop
+    /// conversation's later turns are not among the first requests read).
+    pub probe: Option<usize>,
+}
+
+/// Latency limits a run gives up at, as soon as more of its measured values lie past a
+/// limit than the limit allows: a percentile bound or an attainment goal known to fail
+/// whatever the rest of the run does. Limits apply to measured requests only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StopRule {
+    /// Limits on times to first token.
+    pub ttft: Vec<Limit>,
+    /// Limits on requests' mean times between tokens (TPOT).
+    pub tbt: Vec<Limit>,
+    /// Limits on end-to-end latencies.
+    pub e2e: Vec<Limit>,
+    /// Limit on the requests that miss a per-request bound.
+    pub misses: Option<MissLimit>,
+}
+
+/// At most `allowed` values may lie past `above_s`: those above it that a distribution's
+/// quantile would also report above it ([`StreamingDist::reports_above`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    /// The bound (seconds).
+    pub above_s: f64,
+    /// Values past the bound the run may record before it stops.
+    pub allowed: u64,
+}
+
+/// At most `allowed` requests may miss one of their bounds: a TTFT above `ttft_s`, a mean
+/// time between tokens above `tbt_s` (requests with `B >= 1`), an end-to-end latency above
+/// `e2e_s` (seconds; infinite where none is bounded).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MissLimit {
+    /// TTFT bound (seconds).
+    pub ttft_s: f64,
+    /// Mean time between tokens bound (seconds).
+    pub tbt_s: f64,
+    /// End-to-end bound (seconds).
+    pub e2e_s: f64,
+    /// Requests that may miss before the run stops.
+    pub allowed: u64,
+}
+
+/// A [`StopRule`] with its counts so far.
+struct Watch<'a> {
+    rule: &'a StopRule,
+    ttft: Vec<u64>,
+    tbt: Vec<u64>,
+    e2e: Vec<u64>,
+    misses: u64,
+}
+
+/// Counts `x` against each of `limits` (recorded in `dist`); true when one is broken.
+fn past(limits: &[Limit], counts: &mut [u64], dist: &StreamingDist, x: f64) -> bool {
+    let mut broken = false;
+    for (l, c) in limits.iter().zip(counts) {
+        if dist.reports_above(x, l.above_s) {
+            *c += 1;
+            broken |= *c > l.allowed;
+        }
+    }
+    broken
+}
+
+impl<'a> Watch<'a> {
+    fn new(rule: &'a StopRule) -> Self {
+        Watch {
+            rule,
+            ttft: vec![0; rule.ttft.len()],
+            tbt: vec![0; rule.tbt.len()],
+            e2e: vec![0; rule.e2e.len()],
+            misses: 0,
+        }
+    }
+
+    /// Counts one more request missing its bounds; true when too many have.
+    fn miss(&mut self, m: &MissLimit) -> bool {
+        self.misses += 1;
+        self.misses > m.allowed
+    }
+
+    /// A measured request's first token, `ttft` seconds after its arrival; true when a
+    /// limit is broken.
+    fn first_token(&mut self, dist: &StreamingDist, ttft: f64) -> bool {
+        let mut broken = past(&self.rule.ttft, &mut self.ttft, dist, ttft);
+        if let Some(m) = self.rule.misses.filter(|m| ttft > m.ttft_s) {
+            broken |= self.miss(&m);
+        }
+        broken
+    }
+
+    /// A measured request's completion: its TTFT, mean time between tokens (when it
+    /// decoded) and end-to-end latency (seconds); true when a limit is broken.
+    fn completed(
+        &mut self,
+        (tbt_dist, e2e_dist): (&StreamingDist, &StreamingDist),
+        ttft: f64,
+        tbt: Option<f64>,
+        e2e: f64,
+    ) -> bool {
+        let mut broken = past(&self.rule.e2e, &mut self.e2e, e2e_dist, e2e);
+        if let Some(t) = tbt {
+            broken |= past(&self.rule.tbt, &mut self.tbt, tbt_dist, t);
+        }
+        // A request whose first token was late is already counted.
+        if let Some(m) = self
+            .rule
+            .misses
+            .filter(|m| ttft <= m.ttft_s && (e2e > m.e2e_s || tbt.is_some_and(|t| t > m.tbt_s)))
+        {
+            broken |= self.miss(&m);
+        }
+        broken
+    }
 }
 
 /// A run to its end with streamed statistics only.
@@ -542,13 +691,14 @@ const STREAM: Mode = Mode {
     records: false,
     stop_at_last_arrival: false,
     cancel: None,
+    stop: None,
+    probe: None,
 };
 
 /// A run to its end that keeps per-request records.
 const RECORDS: Mode = Mode {
     records: true,
-    stop_at_last_arrival: false,
-    cancel: None,
+    ..STREAM
 };
 
 /// Largest block size (tokens) for which [`Engine::decode_steady`] counts a KV cache's
@@ -614,9 +764,8 @@ pub fn simulate_to_last_arrival<R: Borrow<Request>>(
     warmup: usize,
 ) -> SimOutput {
     let mode = Mode {
-        records: false,
         stop_at_last_arrival: true,
-        cancel: None,
+        ..STREAM
     };
     run_engine(requests, config, (seed, rep), warmup, mode, None)
 }
@@ -716,6 +865,10 @@ fn run_engine<R: Borrow<Request>>(
         handed: Vec::new(),
         steady_ids: Vec::new(),
         residues: Vec::new(),
+        watch: mode.stop.map(Watch::new),
+        stopped: false,
+        probe: mode.probe.map(|n| n as u64),
+        probe_end: f64::INFINITY,
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
     engine.close(end_time);
@@ -752,6 +905,7 @@ fn run_engine<R: Borrow<Request>>(
         end_time,
         kv: config.kv,
         prefix_cache: config.prefix_cache,
+        stopped: engine.stopped,
     }
 }
 
@@ -812,6 +966,9 @@ impl Engine<'_> {
         let mut now = 0.0;
         let mut until_check = CANCEL_CHECK_EVENTS;
         loop {
+            if self.stopped {
+                return now;
+            }
             if let Some(flag) = cancel {
                 until_check -= 1;
                 if until_check == 0 {
@@ -833,6 +990,16 @@ impl Engine<'_> {
                 (Some(c), Some(t)) => Some(c.min(t)),
                 (c, t) => c.or(t),
             };
+            if self.probe.is_some() {
+                let next = match (arrival, batch_or_transfer) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or(f64::INFINITY),
+                };
+                if next > self.probe_end {
+                    self.judge_probe();
+                    continue;
+                }
+            }
             if stop_at_last_arrival
                 && arrival.is_none()
                 && batch_or_transfer.is_some_and(|t| t > self.window.end)
@@ -862,10 +1029,12 @@ impl Engine<'_> {
                     now = time;
                     self.finish_batch(gpu, now);
                     let mut drawn = None;
-                    if self.steady {
+                    // A run that has broken a limit ends here, as before the next event.
+                    if self.steady && !self.stopped {
                         // Its batches may run on until anything else happens; with a stop
-                        // at the last arrival, not past it. Finishing the batch may have
-                        // released a turn or started another GPU, so look again.
+                        // at the last arrival, not past it, nor past a growth probe's end
+                        // before it is judged. Finishing the batch may have released a
+                        // turn or started another GPU, so look again.
                         let arrival = self.next.as_ref().map(|r| r.arrival);
                         let released = self.released.peek().map(|r| r.time);
                         let other = self.heap.peek().map(|c| c.time);
@@ -874,11 +1043,14 @@ impl Engine<'_> {
                             .into_iter()
                             .flatten()
                             .fold(f64::INFINITY, f64::min);
-                        let last = if stop_at_last_arrival && arrival.or(released).is_none() {
+                        let mut last = if stop_at_last_arrival && arrival.or(released).is_none() {
                             self.window.end
                         } else {
                             f64::INFINITY
                         };
+                        if self.probe.is_some() {
+                            last = last.min(self.probe_end);
+                        }
                         (now, drawn) = self.decode_steady(gpu, now, horizon, last);
                     }
                     self.start_batch(gpu, now, drawn);
@@ -887,6 +1059,22 @@ impl Engine<'_> {
                 (Some(_), None) => unreachable!("guard holds when there is no completion"),
             }
         }
+    }
+
+    /// Judges the growth probe, every event up to its last arrival processed: over the
+    /// window from the first measured arrival to that one, the counts a run of the probe's
+    /// requests alone would have at its end.
+    #[inline(never)]
+    fn judge_probe(&mut self) {
+        let n = self.probe.take().expect("a probe under way");
+        let c = &self.counts;
+        let completed = c.arrived - c.in_system;
+        let growth = Growth {
+            arrivals: n.saturating_sub(self.window.first_measured as u64),
+            at_start: c.arrived_by_start - c.completed_by_start,
+            at_end: n - completed,
+        };
+        self.stopped |= growth.detected();
     }
 
     /// Reads the workload's next request.
@@ -954,6 +1142,9 @@ impl Engine<'_> {
         c.arrived += 1;
         c.in_system += 1;
         c.in_queue += 1;
+        if self.probe == Some(c.arrived) {
+            self.probe_end = now;
+        }
         if now <= self.window.start {
             c.arrived_by_start += 1;
         }
@@ -1345,7 +1536,11 @@ impl Engine<'_> {
             if p.recompute == 0 && e.phase == Phase::Prefill {
                 slot.first_token = now;
                 if measured {
-                    self.ttft.record(now - req.arrival);
+                    let ttft = now - req.arrival;
+                    self.ttft.record(ttft);
+                    if let Some(w) = &mut self.watch {
+                        self.stopped |= w.first_token(&self.ttft, ttft);
+                    }
                 }
                 if self.disagg.is_some() && p.decoded < req.decode {
                     self.handed.push(e.id);
@@ -1542,8 +1737,17 @@ impl Engine<'_> {
         }
         if u64::from(id) >= self.window.first_measured as u64 {
             self.e2e.record(now - arrival);
-            if decode > 0 {
-                self.tbt.record((now - first_token) / f64::from(decode));
+            let tbt = (decode > 0).then(|| (now - first_token) / f64::from(decode));
+            if let Some(t) = tbt {
+                self.tbt.record(t);
+            }
+            if let Some(w) = &mut self.watch {
+                self.stopped |= w.completed(
+                    (&self.tbt, &self.e2e),
+                    first_token - arrival,
+                    tbt,
+                    now - arrival,
+                );
             }
         }
         self.count_to(now);

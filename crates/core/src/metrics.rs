@@ -164,14 +164,9 @@ pub struct PrefixSummary {
 }
 
 /// Whether the number in system grew over the window by more than a stable queue plausibly
-/// could: by over 2% of the window's arrivals and over 4 standard deviations of a
-/// critically loaded random walk (`4 sqrt(n)`). A stable queue's length is stationary, so
-/// its growth stays O(1) however long the run; an overloaded one grows linearly.
+/// could ([`Growth::detected`](crate::engine::Growth::detected)).
 pub fn growth_detected(out: &SimOutput) -> bool {
-    let g = out.growth;
-    let arrivals = g.arrivals as f64;
-    let growth = g.at_end as f64 - g.at_start as f64;
-    growth > (0.02 * arrivals).max(4.0 * arrivals.sqrt())
+    out.growth.detected()
 }
 
 /// One request's time to first token, arrival to the end of its prefill (seconds).

@@ -12,20 +12,23 @@
 //! there, its runners-up and the Pareto front of cost against latency are the answer
 //! ([`PlanResult`]).
 //!
-//! Work is saved three ways: a closed-form capacity (Schedulers A and B, linear cost)
+//! Work is saved four ways: a closed-form capacity (Schedulers A and B, linear cost)
 //! bounds the search from above; deployments that differ only in GPU count form a
 //! [`Family`] searched in increasing count, each starting close to the line through the
-//! previous counts' capacities and galloping by steps of twice the resolution; and a run whose number in system already grows over its first
-//! quarter fails without the rest ([`PROBE_FRACTION`]). A family is the unit of parallel
-//! (and distributed) work, a pure function of the plan and its index, so the result does
-//! not depend on where or in which order families run.
+//! previous counts' capacities and galloping by steps of the resolution; a run whose number
+//! in system already grows over its first quarter fails there ([`PROBE_FRACTION`], judged
+//! inside the run, [`Mode::probe`]); and a search's run stops as soon as a percentile
+//! bound or the attainment goal is certain to fail ([`Plan::stop_rule`]). Neither the
+//! inline probe nor the early stop changes a verdict: they only skip work. A family is the unit of parallel (and
+//! distributed) work, a pure function of the plan and its index, so the result does not
+//! depend on where or in which order families run.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
 use crate::config::{Built, Config, CostSpec};
-use crate::engine::simulate_to_last_arrival;
+use crate::engine::{Limit, MissLimit, Mode, StopRule, simulate_to_last_arrival};
 use crate::files::Files;
 use crate::limits::{RangeError, num, require};
 use crate::metrics::{Dist, Summary, growth_detected, request_tbt, request_ttft};
@@ -33,7 +36,7 @@ use crate::router::RouterSpec;
 use crate::scheduler::SchedulerKind;
 use crate::search::{self, Start};
 use crate::sim::{RunConfig, map_reps};
-use crate::stats::MeanCi;
+use crate::stats::{MeanCi, StreamingDist};
 use crate::workload::Workload;
 
 /// The share of a run's requests simulated first, to the last of their arrivals, to reject
@@ -166,6 +169,11 @@ impl Bound {
             95 => d.p95,
             _ => d.p99,
         }
+    }
+
+    /// The bounded quantile, in (0, 1): the same number [`Dist::of`] asks for.
+    pub fn quantile(&self) -> f64 {
+        f64::from(self.percentile) / 100.0
     }
 
     fn check(&self) -> Result<(), RangeError> {
@@ -408,6 +416,17 @@ pub struct Deployment {
     pub built: Built,
 }
 
+/// A deployment of the space whose config does not build, left out of the search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Readable name, as a searched deployment's.
+    pub label: String,
+    /// The setting at fault, named as its flag.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// Deployments that differ only in GPU count, in increasing count: searched in order, each
 /// count starting from the capacities of the previous ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -519,6 +538,8 @@ pub struct PlanResult {
     pub front: Vec<usize>,
     /// The front's latency, as `METRIC:pQ`.
     pub front_latency: String,
+    /// Deployments left out because their settings do not build, in expansion order.
+    pub skipped: Vec<Skipped>,
 }
 
 /// `run` with its arrivals at `rate` (requests/s): a synthetic law's rate, a replay's time
@@ -615,9 +636,14 @@ impl Plan {
     }
 
     /// Expands the space into checked deployments, in a fixed order (GPU type, policy,
-    /// router, knobs, count). The first config that does not build is the error, naming
-    /// its setting.
-    pub fn deployments(&self, files: &dyn Files) -> Result<Vec<Deployment>, RangeError> {
+    /// router, knobs, count), and those skipped because their config does not build (a
+    /// knob a policy cannot take, such as a token budget below vllm's longest prompt).
+    /// Fails on a setting bad on its own, and when no deployment builds (with the first
+    /// one's error, naming its setting).
+    pub fn deployments(
+        &self,
+        files: &dyn Files,
+    ) -> Result<(Vec<Deployment>, Vec<Skipped>), RangeError> {
         use SchedulerKind::*;
         self.check()?;
         let s = &self.space;
@@ -665,6 +691,8 @@ impl Plan {
             s.splits.iter().map(|&(p, d)| (Some(p), Some(d))).collect()
         };
         let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        let mut first_error = None;
         for t in &types {
             for &sched in &schedulers {
                 let continuous = [Orca, Vllm, Sarathi, DecodeFirst, Disagg].contains(&sched);
@@ -722,7 +750,22 @@ impl Plan {
                                             c.prefill_gpus = p;
                                             c.decode_gpus = d;
                                             c.reps = self.reps;
-                                            out.push(self.deployment(out.len(), t, c, files)?);
+                                            match c.build(files) {
+                                                Ok(built) => out.push(self.deployment(
+                                                    out.len(),
+                                                    t,
+                                                    c,
+                                                    built,
+                                                )),
+                                                Err(e) => {
+                                                    skipped.push(Skipped {
+                                                        label: self.label(t, &c, None),
+                                                        field: e.field.into(),
+                                                        reason: e.why.clone(),
+                                                    });
+                                                    first_error.get_or_insert(e);
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -732,20 +775,35 @@ impl Plan {
                 }
             }
         }
-        Ok(out)
+        match first_error {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok((out, skipped)),
+        }
     }
 
-    fn deployment(
-        &self,
-        index: usize,
-        t: &GpuType,
-        config: Config,
-        files: &dyn Files,
-    ) -> Result<Deployment, RangeError> {
-        let built = config.build(files)?;
+    fn deployment(&self, index: usize, t: &GpuType, config: Config, built: Built) -> Deployment {
         let r = &built.resolved;
         let replicas = built.run.engine.gpus as u64;
         let gpus_total = replicas * u64::from(r.tp * r.pp);
+        Deployment {
+            index,
+            label: self.label(t, r, Some(replicas)),
+            gpu_type: t.name.clone(),
+            gpus_total,
+            usd_per_hour: gpus_total as f64 * t.usd_per_hour,
+            config,
+            built,
+        }
+    }
+
+    /// A deployment's readable name from its config (`r`, resolved when it built): GPU
+    /// type, policy, replicas (the built run's, else the config's), router, and the knobs
+    /// the space varies.
+    fn label(&self, t: &GpuType, r: &Config, replicas: Option<u64>) -> String {
+        let replicas = replicas.unwrap_or(match r.prefill_gpus.zip(r.decode_gpus) {
+            Some((p, d)) if r.scheduler == SchedulerKind::Disagg => u64::from(p + d),
+            _ => r.gpus,
+        });
         let mut label = format!("{} {} x{} {}", t.name, r.scheduler, replicas, r.router);
         let mut knob = |name: &str, v: Option<String>, given: bool| {
             if let (Some(v), true) = (v, given) {
@@ -785,15 +843,7 @@ impl Plan {
                 .map(|(p, d)| format!("{p}:{d}")),
             true,
         );
-        Ok(Deployment {
-            index,
-            label,
-            gpu_type: t.name.clone(),
-            gpus_total,
-            usd_per_hour: gpus_total as f64 * t.usd_per_hour,
-            config,
-            built,
-        })
+        label
     }
 
     /// Groups deployments that differ only in GPU count, each group in increasing count,
@@ -819,8 +869,77 @@ impl Plan {
             .collect()
     }
 
-    /// One run of `d` at `rate`, replication `rep`, judged against the objectives.
-    pub fn evaluate(&self, d: &Deployment, rate: f64, rep: u32) -> Eval {
+    /// The limits at which a run of `run` is certain to fail the objectives, whatever its
+    /// remaining requests do: more of its `n` measured values past a `pQ` bound than the
+    /// `n - ceil(Q n / 100)` the percentile may leave above it, or more requests missing
+    /// their bounds than the attainment goal allows. `n` is the requests measured in a
+    /// full run, an upper bound on the values of each latency (ITL, whose count preemptions
+    /// change, is not limited).
+    pub fn stop_rule(&self, run: &RunConfig) -> StopRule {
+        let n = run.workload.requests().saturating_sub(run.warmup) as u64;
+        let mut rule = StopRule::default();
+        for b in &self.slo.bounds {
+            let limit = Limit {
+                above_s: b.max_s,
+                allowed: StreamingDist::values_past_allowed(n, b.quantile()),
+            };
+            match b.metric {
+                Metric::Ttft => rule.ttft.push(limit),
+                Metric::Tbt => rule.tbt.push(limit),
+                Metric::E2e => rule.e2e.push(limit),
+                Metric::Itl => {}
+            }
+        }
+        rule.misses = self.slo.attainment.map(|goal| {
+            let tightest = |m: Metric| {
+                self.slo
+                    .bounds
+                    .iter()
+                    .filter(|b| b.metric == m)
+                    .map(|b| b.max_s)
+                    .fold(f64::INFINITY, f64::min)
+            };
+            // The attainment met / n >= goal computed as `evaluate` does; it falls as
+            // misses grow, so the largest number of misses it allows is found by walking
+            // from its rounded value.
+            let meets = |misses: u64| (n - misses) as f64 / n as f64 >= goal;
+            let mut allowed = (((1.0 - goal) * n as f64).floor() as u64).min(n);
+            while allowed < n && meets(allowed + 1) {
+                allowed += 1;
+            }
+            while allowed > 0 && !meets(allowed) {
+                allowed -= 1;
+            }
+            MissLimit {
+                ttft_s: tightest(Metric::Ttft),
+                tbt_s: tightest(Metric::Tbt),
+                e2e_s: tightest(Metric::E2e),
+                allowed,
+            }
+        });
+        rule
+    }
+
+    /// One run of `d` at `rate`, replication `rep`, judged against the objectives. With
+    /// `stop_early`, a run stops as soon as a percentile bound or the attainment goal is
+    /// certain to fail ([`Plan::stop_rule`]): the verdict is the full run's, the summary
+    /// is lost.
+    pub fn evaluate(&self, d: &Deployment, rate: f64, rep: u32, stop_early: bool) -> Eval {
+        self.judge(d, rate, rep, stop_early, true)
+    }
+
+    /// [`Plan::evaluate`], with the growth probe inside the run where `inline_probe` and
+    /// it can be ([`Mode::probe`]: an open-loop workload whose warm-up is the probe's),
+    /// else as a run of its own before it. Both give the same verdict; the inline one
+    /// does not simulate the probe's part twice.
+    fn judge(
+        &self,
+        d: &Deployment,
+        rate: f64,
+        rep: u32,
+        stop_early: bool,
+        inline_probe: bool,
+    ) -> Eval {
         let fail = Eval {
             pass: false,
             summary: None,
@@ -829,27 +948,41 @@ impl Plan {
         if run.workload.validate().is_err() || (self.slo.stable && run.overloaded()) {
             return fail;
         }
+        let mut inline = None;
         if self.slo.stable {
             let n = run.workload.requests();
             let probe = ((n as f64 * PROBE_FRACTION) as usize).max(PROBE_MIN);
             if probe < n {
                 let warmup = run.warmup.min(probe / 2);
-                let out = simulate_to_last_arrival(
-                    run.workload.iter(run.seed, rep).take(probe),
-                    &run.engine,
-                    run.seed,
-                    rep,
-                    warmup,
-                );
-                if growth_detected(&out) {
-                    return fail;
+                let open_loop = !matches!(run.workload, Workload::MultiTurn(_));
+                if inline_probe && open_loop && warmup == run.warmup {
+                    inline = Some(probe);
+                } else {
+                    let out = simulate_to_last_arrival(
+                        run.workload.iter(run.seed, rep).take(probe),
+                        &run.engine,
+                        run.seed,
+                        rep,
+                        warmup,
+                    );
+                    if growth_detected(&out) {
+                        return fail;
+                    }
                 }
             }
         }
-        let (summary, attained) = match self.slo.attainment {
-            None => (run.run_one(rep), None),
+        let rule = stop_early.then(|| self.stop_rule(&run));
+        let mode = Mode {
+            stop: rule.as_ref(),
+            probe: inline,
+            ..Mode::default()
+        };
+        let (out, attained) = match self.slo.attainment {
+            None => (run.simulate_streamed(rep, mode), None),
             Some(_) => {
-                let (requests, out) = run.simulate_records(rep);
+                let (requests, out) = run
+                    .simulate_records_with(rep, mode)
+                    .expect("a run without a cancellation flag ends");
                 let measured = &requests[run.warmup..];
                 let met = measured
                     .iter()
@@ -862,12 +995,14 @@ impl Plan {
                         )
                     })
                     .count();
-                (
-                    run.summarize(&out),
-                    Some(met as f64 / measured.len() as f64),
-                )
+                (Some(out), Some(met as f64 / measured.len() as f64))
             }
         };
+        let out = out.expect("a run without a cancellation flag ends");
+        if out.stopped {
+            return fail;
+        }
+        let summary = run.summarize(&out);
         let pass = !(self.slo.stable && summary.unstable)
             && self.slo.bounds.iter().all(|b| b.value(&summary) <= b.max_s)
             && attained
@@ -894,13 +1029,19 @@ impl Plan {
                     let n = d.built.run.engine.gpus;
                     // Every rate is run once: the target's run, needed for its latencies,
                     // is also the search's first step where it starts there.
-                    let mut runs: Vec<(f64, Eval)> = vec![(target, self.evaluate(d, target, rep))];
+                    let mut runs: Vec<(f64, Eval)> =
+                        vec![(target, self.evaluate(d, target, rep, false))];
                     let start = match d.built.run.capacity() {
                         Some(cap) => Start::Below(1.25 * cap),
                         None => match neighbour_guess(&prev, n) {
+                            // The line through two neighbours is close enough that a
+                            // step of the resolution mostly brackets the capacity at once,
+                            // in two runs; from one neighbour, whose pooling gain is not
+                            // known yet, steps start twice as large.
                             Some(rate) => Start::Guess {
                                 rate,
-                                factor: 1.0 + 2.0 * self.rel_tol,
+                                factor: 1.0
+                                    + if prev.len() >= 2 { 1.0 } else { 2.0 } * self.rel_tol,
                             },
                             None => Start::Guess {
                                 rate: target,
@@ -912,7 +1053,7 @@ impl Plan {
                         |rate| match runs.iter().find(|r| r.0 == rate) {
                             Some(r) => r.1.pass,
                             None => {
-                                let e = self.evaluate(d, rate, rep);
+                                let e = self.evaluate(d, rate, rep, true);
                                 let pass = e.pass;
                                 runs.push((rate, e));
                                 pass
@@ -1006,7 +1147,7 @@ impl Plan {
             .iter()
             .map(|&rate| {
                 let xs: Vec<f64> = map_reps(self.reps, |rep| {
-                    self.evaluate(d, rate, rep)
+                    self.evaluate(d, rate, rep, false)
                         .summary
                         .map_or(f64::NAN, |s| bound.value(&s))
                 });
@@ -1024,9 +1165,15 @@ impl Plan {
         })
     }
 
-    /// The answer from every family's points (in any order): points in expansion order,
-    /// the cheapest meeting the target, runners-up and the Pareto front.
-    pub fn assemble(&self, target_rps: f64, mut points: Vec<PointResult>) -> PlanResult {
+    /// The answer from every family's points (in any order) and the deployments skipped:
+    /// points in expansion order, the cheapest meeting the target, runners-up and the
+    /// Pareto front.
+    pub fn assemble(
+        &self,
+        target_rps: f64,
+        mut points: Vec<PointResult>,
+        skipped: Vec<Skipped>,
+    ) -> PlanResult {
         points.sort_by_key(|p| p.index);
         let mut ok: Vec<usize> = (0..points.len())
             .filter(|&i| points[i].meets_target)
@@ -1062,12 +1209,19 @@ impl Plan {
             front,
             front_latency: format!("{}:p{}", b.metric.name(), b.percentile),
             points,
+            skipped,
         }
     }
 
     /// Searches every family (in parallel with the `parallel` feature), calling `progress`
-    /// with the deployments of each family done, and assembles the answer.
-    pub fn run(&self, deployments: &[Deployment], progress: &(dyn Fn(u64) + Sync)) -> PlanResult {
+    /// with the deployments of each family done, and assembles the answer with the
+    /// deployments `skipped`.
+    pub fn run(
+        &self,
+        deployments: &[Deployment],
+        skipped: Vec<Skipped>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> PlanResult {
         let families = Plan::families(deployments);
         let points = map_reps(families.len() as u32, |f| {
             let fam = &families[f as usize];
@@ -1078,6 +1232,7 @@ impl Plan {
         self.assemble(
             self.target(deployments),
             points.into_iter().flatten().collect(),
+            skipped,
         )
     }
 }
@@ -1110,6 +1265,129 @@ mod tests {
             reps: 2,
             ..Plan::default()
         }
+    }
+
+    /// A small run of `sched` on `gpus` GPUs with random lengths and noisy batch times, so
+    /// that every latency spreads.
+    fn varied(sched: SchedulerKind, gpus: u64, requests: usize, seed: u64) -> Plan {
+        Plan {
+            base: Config {
+                scheduler: sched,
+                gpus,
+                requests: Some(requests),
+                prompt: Some("geometric:200:2000".parse().unwrap()),
+                decode: Some("geometric:40:400".parse().unwrap()),
+                cost: CostSpec::with_noise(CostSpec::default(), Some(0.3)),
+                router: RouterSpec::RoundRobin,
+                seed,
+                ..Config::default()
+            },
+            reps: 1,
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn percentiles_are_those_the_summaries_carry() {
+        let q = |percentile| {
+            Bound {
+                metric: Metric::Ttft,
+                percentile,
+                max_s: 1.0,
+            }
+            .quantile()
+        };
+        assert_eq!([q(50), q(90), q(95), q(99)], [0.50, 0.90, 0.95, 0.99]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A run stopped by its limits or its inline growth probe fails, as the full run
+        /// after a probe of its own does; one not stopped gives the full run's verdict and
+        /// summary. Bounds are drawn around the full run's own percentiles (some exactly at
+        /// them), and loads on both sides of capacity, so that both verdicts are hit.
+        #[test]
+        fn an_early_stop_gives_the_full_runs_verdict(
+            sched in 0..3_usize,
+            gpus in 1..3_u64,
+            seed in 0..1000_u64,
+            load in 0.3..1.2_f64,
+            metrics in proptest::collection::vec((0..3_usize, 0..4_usize, 0..5_usize), 1..3),
+            attainment in proptest::option::of(0.5..1.0_f64),
+            stable: bool,
+        ) {
+            let sched = [SchedulerKind::Sarathi, SchedulerKind::Vllm, SchedulerKind::A][sched];
+            let mut plan = varied(sched, gpus, 600, seed);
+            let d = plan.deployments(&NoFiles).unwrap().0.remove(0);
+            // About `load` times one GPU's service rate for these lengths.
+            let rate = load * gpus as f64 * 0.6;
+            let full = d.built.run.summarize(&with_rate(&d.built.run, rate).simulate_streamed(0, Mode::default()).unwrap());
+            for (m, q, scale) in metrics {
+                let metric = [Metric::Ttft, Metric::Tbt, Metric::E2e][m];
+                let percentile = PERCENTILES[q];
+                let mut b = Bound { metric, percentile, max_s: 1.0 };
+                let at = b.value(&full);
+                b.max_s = at * [0.8, 0.99, 1.0, 1.01, 1.2][scale];
+                plan.slo.bounds.push(b);
+            }
+            plan.slo.attainment = attainment;
+            plan.slo.stable = stable;
+            let early = plan.judge(&d, rate, 0, true, true);
+            let whole = plan.judge(&d, rate, 0, false, false);
+            proptest::prop_assert_eq!(early.pass, whole.pass);
+            if let Some(s) = &early.summary {
+                let json = |s| serde_json::to_string(s).unwrap();
+                proptest::prop_assert_eq!(json(s), json(whole.summary.as_ref().unwrap()));
+            }
+        }
+    }
+
+    #[test]
+    fn runs_past_their_bounds_stop_early() {
+        // The property above holds trivially if nothing ever stops: some runs must.
+        let mut plan = varied(SchedulerKind::Sarathi, 1, 2_000, 7);
+        let d = plan.deployments(&NoFiles).unwrap().0.remove(0);
+        let run = with_rate(&d.built.run, 0.5);
+        let full = run.summarize(&run.simulate_streamed(0, Mode::default()).unwrap());
+        plan.slo.bounds = vec![Bound {
+            metric: Metric::Ttft,
+            percentile: 99,
+            max_s: 0.5 * full.ttft.p99,
+        }];
+        let out = run
+            .simulate_streamed(
+                0,
+                Mode {
+                    stop: Some(&plan.stop_rule(&run)),
+                    ..Mode::default()
+                },
+            )
+            .unwrap();
+        assert!(out.stopped && out.ttft.count() < full.completed);
+        assert!(!plan.evaluate(&d, 0.5, 0, true).pass);
+        // At the bound the full run reports, nothing stops.
+        plan.slo.bounds[0].max_s = full.ttft.p99;
+        assert!(plan.evaluate(&d, 0.5, 0, true).pass);
+        // Far above capacity the inline growth probe stops the run within its first
+        // quarter, where the probe run of its own finds growth too.
+        plan.slo.bounds.clear();
+        let over = with_rate(&d.built.run, 20.0);
+        let probe = over.workload.requests() / 4;
+        let mode = Mode {
+            probe: Some(probe),
+            ..Mode::default()
+        };
+        let out = over.simulate_streamed(0, mode).unwrap();
+        assert!(out.stopped && out.growth.arrivals as usize <= probe);
+        let alone = simulate_to_last_arrival(
+            over.workload.iter(over.seed, 0).take(probe),
+            &over.engine,
+            over.seed,
+            0,
+            over.warmup,
+        );
+        assert!(growth_detected(&alone));
+        assert!(!plan.judge(&d, 20.0, 0, false, false).pass);
     }
 
     #[test]
@@ -1163,7 +1441,7 @@ mod tests {
             },
             ..small()
         };
-        let d = plan.deployments(&NoFiles).unwrap();
+        let d = plan.deployments(&NoFiles).unwrap().0;
         // A: 2 counts; B: 2 K x 2 counts; disagg: 2 splits.
         assert_eq!(d.len(), 2 + 4 + 2);
         assert_eq!(d[6].gpus_total, 2);
@@ -1200,6 +1478,47 @@ mod tests {
     }
 
     #[test]
+    fn deployments_that_do_not_build_are_skipped_unless_none_does() {
+        // 128-token prompts: vllm prefills whole prompts, so a 64-token budget cannot
+        // serve them, where sarathi chunks them (32 running requests fit either budget).
+        let mut plan = Plan {
+            space: Space {
+                schedulers: vec![SchedulerKind::Vllm, SchedulerKind::Sarathi],
+                token_budgets: vec![64, 256],
+                gpu_counts: vec![1, 2],
+                ..Space::default()
+            },
+            ..small()
+        };
+        plan.base.max_seqs = Some(32);
+        let (d, skipped) = plan.deployments(&NoFiles).unwrap();
+        assert_eq!(d.len(), 6);
+        assert_eq!(
+            skipped.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(),
+            [
+                "linear vllm x1 round-robin tokens=64",
+                "linear vllm x2 round-robin tokens=64"
+            ]
+        );
+        assert_eq!(skipped[0].field, "max-batched-tokens");
+        assert!(
+            skipped[0].reason.contains("'vllm' runs whole"),
+            "{}",
+            skipped[0].reason
+        );
+        assert_eq!(
+            d.iter().map(|d| d.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4, 5]
+        );
+        plan.space.schedulers = vec![SchedulerKind::Vllm];
+        plan.space.token_budgets = vec![64];
+        assert_eq!(
+            plan.deployments(&NoFiles).unwrap_err().field,
+            "max-batched-tokens"
+        );
+    }
+
+    #[test]
     fn neighbours_guess_along_their_line() {
         assert_eq!(neighbour_guess(&[], 2), None);
         assert_eq!(neighbour_guess(&[(2, 10.0)], 3), Some(15.0));
@@ -1210,7 +1529,7 @@ mod tests {
 
     #[test]
     fn the_rate_moves_arrivals_and_nothing_else() {
-        let d = small().deployments(&NoFiles).unwrap();
+        let d = small().deployments(&NoFiles).unwrap().0;
         let run = &d[0].built.run;
         let a: Vec<_> = run.workload.generate(run.seed, 0);
         let b: Vec<_> = with_rate(run, 2.0 * run.workload.rate())
@@ -1260,6 +1579,7 @@ mod tests {
                 p(2, 3.0, 3.0, true),
                 p(4, 5.0, 0.2, true),
             ],
+            vec![],
         );
         assert_eq!(
             r.points.iter().map(|p| p.index).collect::<Vec<_>>(),

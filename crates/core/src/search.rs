@@ -66,9 +66,9 @@ pub fn bisect<T: Clone>(
 pub enum Start {
     /// Rates at or above this fail (requests/s): bisect below it.
     Below(f64),
-    /// No bound known: gallop from this rate (requests/s) up or down, by `factor` first
-    /// and by its square at each further step, so that a good guess brackets the capacity
-    /// closely and a bad one still does in few steps.
+    /// No bound known: gallop from this rate (requests/s) up or down, by `factor` for two
+    /// steps, then squaring the step at each further one, so that a good guess brackets the
+    /// capacity closely and a bad one still does in few steps.
     Guess {
         /// The first rate run (requests/s).
         rate: f64,
@@ -112,7 +112,11 @@ pub fn capacity(
                         break (x, up);
                     }
                     x = up;
-                    factor *= factor;
+                    // Two steps of `factor` first: a guess off by up to two of them
+                    // is bracketed without overshooting.
+                    if evals >= 3 {
+                        factor *= factor;
+                    }
                 }
             } else {
                 loop {
@@ -131,7 +135,9 @@ pub fn capacity(
                         break (down, x);
                     }
                     x = down;
-                    factor *= factor;
+                    if evals >= 3 {
+                        factor *= factor;
+                    }
                 }
             }
         }

@@ -98,11 +98,22 @@ impl RunConfig {
         rep: u32,
         cancel: Option<&AtomicBool>,
     ) -> Option<(Vec<Request>, SimOutput)> {
+        self.simulate_records_with(
+            rep,
+            Mode {
+                cancel,
+                ..Mode::default()
+            },
+        )
+    }
+
+    /// [`RunConfig::simulate_records`] as `mode` says (which may stop it early); `None`
+    /// when `mode.cancel` was set.
+    pub fn simulate_records_with(&self, rep: u32, mode: Mode) -> Option<(Vec<Request>, SimOutput)> {
         let requests = self.workload.generate(self.seed, rep);
         let mode = Mode {
             records: true,
-            cancel,
-            ..Mode::default()
+            ..mode
         };
         let out = simulate_with(&requests, &self.engine, (self.seed, rep), self.warmup, mode)?;
         if requests.iter().all(|r| r.next.is_none()) {
@@ -142,13 +153,22 @@ impl RunConfig {
     /// [`RunConfig::run_one`], giving up (`None`) soon after `cancel` is set.
     pub fn run_one_cancellable(&self, rep: u32, cancel: Option<&AtomicBool>) -> Option<Summary> {
         let mode = Mode {
-            stop_at_last_arrival: self.overloaded(),
             cancel,
             ..Mode::default()
         };
+        Some(self.summarize(&self.simulate_streamed(rep, mode)?))
+    }
+
+    /// Replication `rep` as `mode` says, keeping no records and stopping at the last
+    /// arrival when [`overloaded`](RunConfig::overloaded) (see [`RunConfig::run_one`]);
+    /// `None` when `mode.cancel` was set.
+    pub fn simulate_streamed(&self, rep: u32, mode: Mode) -> Option<SimOutput> {
+        let mode = Mode {
+            stop_at_last_arrival: self.overloaded(),
+            ..mode
+        };
         let requests = self.workload.iter(self.seed, rep);
-        let out = simulate_with(requests, &self.engine, (self.seed, rep), self.warmup, mode)?;
-        Some(self.summarize(&out))
+        simulate_with(requests, &self.engine, (self.seed, rep), self.warmup, mode)
     }
 
     /// Replication `rep`, stopped at its last arrival: enough for the stability verdict,

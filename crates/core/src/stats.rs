@@ -59,6 +59,16 @@ impl Default for StreamingDist {
     }
 }
 
+/// A value (seconds, finite and not negative) in whole nanoseconds, as the histogram keeps
+/// it. Adding a half and truncating rounds to the nearest without a call to libm's `round`
+/// on every token; the conversion to i64 saturates and is cheaper than to u64. Past 2^62 ns
+/// (146 years) values share the last bucket; the clamp of quantiles to the exact maximum
+/// keeps them right there.
+#[inline]
+fn nanos(x: f64) -> u64 {
+    ((x * 1e9 + 0.5) as i64 as u64).min(1 << 62)
+}
+
 impl StreamingDist {
     /// Records one value (seconds, finite and not negative).
     pub fn record(&mut self, x: f64) {
@@ -83,13 +93,8 @@ impl StreamingDist {
         if x > self.max {
             self.max = x;
         }
-        // Adding a half and truncating rounds a non-negative value to the nearest, without
-        // a call to libm's `round` on every token; the conversion to i64 saturates and is
-        // cheaper than to u64. Past 2^62 ns (146 years) values share the last bucket; the
-        // clamp to the exact maximum keeps quantiles there right. The histogram resizes
-        // itself, so it cannot fail below that bound.
-        let ns = ((x * 1e9 + 0.5) as i64 as u64).min(1 << 62);
-        let _ = self.hist.record_n(ns, n);
+        // The histogram resizes itself, so it cannot fail below `nanos`'s bound.
+        let _ = self.hist.record_n(nanos(x), n);
     }
 
     /// Values recorded.
@@ -121,6 +126,22 @@ impl StreamingDist {
         let bucket = self.hist.value_at_quantile(q);
         let mid = self.hist.median_equivalent(bucket) as f64 * 1e-9;
         Some(mid.clamp(self.min, self.max))
+    }
+
+    /// Whether a quantile whose order statistic is `x` (seconds) is above `bound` however
+    /// the other values fall: `x` is, and so is the middle of its bucket. Both tests only
+    /// grow with `x`, so once more than `n - ceil(q n)` of a distribution's `n` values pass
+    /// this, its `q`-quantile is above `bound` ([`StreamingDist::values_past_allowed`]).
+    pub fn reports_above(&self, x: f64, bound: f64) -> bool {
+        x > bound && self.hist.median_equivalent(nanos(x)) as f64 * 1e-9 > bound
+    }
+
+    /// How many of `n` values may pass [`StreamingDist::reports_above`] with the
+    /// `q`-quantile still at or below the bound: `n` less the rank of the quantile's order
+    /// statistic (computed as the histogram does). Grows with `n`, so an upper bound on the
+    /// values to come gives a limit that is never too strict.
+    pub fn values_past_allowed(n: u64, q: f64) -> u64 {
+        n.saturating_sub(((q * n as f64).ceil() as u64).max(1))
     }
 }
 
@@ -267,6 +288,38 @@ mod tests {
         }
         assert_eq!(d.max(), Some(xs[xs.len() - 1]));
         assert_eq!(d.count(), 10_000);
+    }
+
+    #[test]
+    fn values_past_the_allowed_count_move_the_quantile_past_the_bound() {
+        // `n` values, `above` of them past the bound 1 s: the quantile is above the bound
+        // exactly when more than the allowed count are.
+        for n in 1..=400_u64 {
+            for q in [0.5, 0.9, 0.95, 0.99] {
+                let allowed = StreamingDist::values_past_allowed(n, q);
+                for above in [allowed, allowed + 1] {
+                    let mut d = StreamingDist::default();
+                    d.record_n(0.5, n - above);
+                    d.record_n(1.5, above);
+                    let past = d.quantile(q).unwrap() > 1.0;
+                    assert_eq!(past, above > allowed, "n {n}, q {q}, {above} above");
+                    assert!(d.reports_above(1.5, 1.0));
+                }
+            }
+        }
+        // Near 1 s buckets are 2^19 ns wide: [999817216, 1000341504) ns holds 1.0002 s and
+        // 1.0003 s, and its middle, 1.00007936 s, is not above 1.0002 s. A quantile falling
+        // there reports its middle unless clamped to the extremes, so 1.0003 s does not
+        // count as past 1.0002 s, but 1.0004 s, in the next bucket, does.
+        let d = StreamingDist::default();
+        assert!(!d.reports_above(1.0003, 1.0002) && !d.reports_above(1.0001, 1.0002));
+        assert!(d.reports_above(1.0004, 1.0002));
+        let mut three = StreamingDist::default();
+        for x in [1.0, 1.0003, 2.0] {
+            three.record(x);
+        }
+        let median = three.quantile(0.5).unwrap();
+        assert!((median - 1.00007936).abs() < 1e-12, "{median}");
     }
 
     #[test]

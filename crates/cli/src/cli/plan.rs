@@ -86,8 +86,9 @@ pub struct PlanArgs {
     /// Deployments listed after the cheapest [default: 4].
     #[arg(long, value_name = "N")]
     runners_up: Option<usize>,
-    /// Folder for plan_points.csv (every deployment) and plan_front.csv (the Pareto
-    /// front), written atomically.
+    /// Folder for plan_points.csv (every deployment searched), plan_front.csv (the Pareto
+    /// front) and plan_skipped.csv (deployments whose settings do not build, with the
+    /// reason), written atomically.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Also write a self-contained HTML page (the answer's tables, the Pareto plot and the
@@ -220,6 +221,16 @@ fn print_table(result: &PlanResult, elapsed: f64, deployments: usize) {
     for &i in &result.front {
         line("front", i);
     }
+    if !result.skipped.is_empty() {
+        println!(
+            "Skipped, their settings do not build: {} of {} deployments",
+            result.skipped.len(),
+            result.skipped.len() + result.points.len()
+        );
+        for s in &result.skipped {
+            println!("skipped   {:<44} {}: {}", s.label, s.field, s.reason);
+        }
+    }
 }
 
 /// Runs the plan's search on Ray through the Python package: the plan goes to
@@ -250,7 +261,7 @@ fn run_on_ray(plan: &Plan, address: &str) -> Result<PlanResult> {
 
 pub fn main(args: PlanArgs) -> Result<()> {
     let (plan, notes) = args.plan()?;
-    let deployments = plan.deployments(&Disk).map_err(UsageError::from)?;
+    let (deployments, skipped) = plan.deployments(&Disk).map_err(UsageError::from)?;
     for dir in args.out.iter() {
         output::check_folder(dir).map_err(|e| UsageError::new("--out", e.to_string()))?;
     }
@@ -282,7 +293,7 @@ pub fn main(args: PlanArgs) -> Result<()> {
                 .expect("valid template")
                 .progress_chars("=> "),
             );
-            let r = plan.run(&deployments, &|n| bar.inc(n));
+            let r = plan.run(&deployments, skipped, &|n| bar.inc(n));
             bar.finish_and_clear();
             r
         }
@@ -298,6 +309,9 @@ pub fn main(args: PlanArgs) -> Result<()> {
             let table = planning::table("plan", &result, which, meta.clone(), String::new());
             output::write_atomic(&path, &output::to_csv(&table, &path)?)?;
         }
+        let path = dir.join("plan_skipped.csv");
+        let table = planning::skipped_table("plan", &result, meta);
+        output::write_atomic(&path, &output::to_csv(&table, &path)?)?;
     }
     if let Some(path) = &args.html {
         // Each front deployment from a tenth of its capacity to its capacity.

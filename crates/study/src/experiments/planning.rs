@@ -56,8 +56,8 @@ pub fn planned_runs() -> u64 {
 
 pub fn run(ctx: &Ctx) -> Table {
     let plan = plan(ctx.study.seed);
-    let deployments = plan.deployments(&Disk).expect("the study's plan is valid");
-    let result = plan.run(&deployments, &|n| ctx.tick(n));
+    let (deployments, skipped) = plan.deployments(&Disk).expect("the study's plan is valid");
+    let result = plan.run(&deployments, skipped, &|n| ctx.tick(n));
     let headline = match result.cheapest {
         Some(i) => format!(
             "cheapest deployment for p99 TTFT <= {SLO_TTFT_S} s at {TARGET_RPS} req/s: {}",

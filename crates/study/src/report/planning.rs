@@ -99,6 +99,28 @@ pub fn table(
     }
 }
 
+/// The deployments the plan skipped (their settings do not build), as a table named
+/// `name`: label, the setting at fault (its flag) and why.
+pub fn skipped_table(name: &'static str, result: &PlanResult, meta: Value) -> Table {
+    Table {
+        name,
+        header: vec!["label", "field", "reason"],
+        rows: result
+            .skipped
+            .iter()
+            .map(|s| {
+                vec![
+                    s.label.clone().into(),
+                    s.field.clone().into(),
+                    s.reason.clone().into(),
+                ]
+            })
+            .collect(),
+        meta,
+        headline: String::new(),
+    }
+}
+
 /// Price per hour against the front's latency: every deployment meeting the objectives at
 /// the target rate, and the front through them.
 pub fn pareto_chart(
@@ -199,10 +221,16 @@ pub fn page(
         "# Capacity plan\n\n{question}\n\n{answer}\n\n## Cheapest and runners-up\n\n{}\n## Pareto front\n\n{}\n\
 ![Price per hour against {metric} at the target rate: every deployment meeting the objectives, and the front.](figures/plan_pareto.svg)\n\n\
 ![{metric} against the arrival rate for the front's deployments (mean and 95% interval over replications).](figures/plan_curves.svg)\n\n\
-{} deployments were searched; `--out` writes every one to `plan_points.csv`.\n",
+{} deployments were searched; `--out` writes every one to `plan_points.csv`.{}\n",
         markdown_rows(result, &winners),
         markdown_rows(result, &front),
-        result.points.len()
+        result.points.len(),
+        match result.skipped.len() {
+            0 => String::new(),
+            n => format!(
+                " {n} more were skipped because their settings do not build (`plan_skipped.csv`)."
+            ),
+        }
     );
     let flags = |f: &dyn Fn(&PointResult, usize) -> bool| -> Vec<bool> {
         result
