@@ -171,15 +171,17 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
     use llmsim::metrics::{growth_detected, summarize};
     use llmsim::workload::{ArrivalKind, SyntheticWorkload};
 
-    for (spec, rate) in [
-        (SchedulerSpec::A, 2.0),
-        (
-            SchedulerSpec::B {
-                k: 4,
-                max_decode_batch: None,
-            },
-            6.0,
-        ),
+    let b = SchedulerSpec::B {
+        k: 4,
+        max_decode_batch: None,
+    };
+    // Several GPUs run their steady decodes ahead of one another's events: the run must
+    // still end exactly at the last arrival.
+    for (spec, rate, gpus, router) in [
+        (SchedulerSpec::A, 2.0, 1, RouterSpec::RoundRobin),
+        (b.clone(), 6.0, 1, RouterSpec::RoundRobin),
+        (SchedulerSpec::A, 5.0, 3, RouterSpec::LeastWork),
+        (b, 20.0, 3, RouterSpec::Jsq),
     ] {
         let requests = SyntheticWorkload {
             rate,
@@ -193,8 +195,8 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
         let config = EngineConfig {
             scheduler: spec,
             cost: Arc::new(LinearCost::new(0.01, 0.001, 0.0, CostDist::Exponential)),
-            gpus: 1,
-            router: RouterSpec::RoundRobin,
+            gpus,
+            router,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
         };
@@ -209,7 +211,11 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
             c.completed < f.completed,
             "the cut run left work unfinished"
         );
-        assert!(cut.end_time <= requests.last().unwrap().arrival);
+        assert_eq!(
+            cut.end_time,
+            requests.last().unwrap().arrival,
+            "{gpus} GPUs"
+        );
     }
 }
 

@@ -341,6 +341,10 @@ struct Gpu {
     /// requests into it while it forms a batch ([`View::reuse_cached`]), and boxed so
     /// that lending it to the view copies a pointer, with no check on the no-cache path.
     prefix: Option<Box<RefCell<GpuCache>>>,
+    /// Inter-token gaps of this GPU's requests (seconds). Kept per GPU, so that the order
+    /// in which GPUs' batches are accounted never changes the floating-point sum: a GPU
+    /// may run its steady decodes ahead of others' events ([`Engine::decode_steady`]).
+    itl: StreamingDist,
 }
 
 /// One batch as it was scheduled, for observers (tests, traces).
@@ -527,7 +531,6 @@ struct Engine<'a> {
     ttft: StreamingDist,
     tbt: StreamingDist,
     e2e: StreamingDist,
-    itl: StreamingDist,
     kinds: [KindStats; 3],
     tokens_in_window: u64,
     /// Completions of the batch being finished, handled once its entries are accounted.
@@ -810,6 +813,7 @@ fn run_engine<R: Borrow<Request>>(
             kv_used: 0,
             kv_since: 0.0,
             prefix: config.prefix_cache.then(Box::default),
+            itl: StreamingDist::default(),
         })
         .collect();
     let router = config
@@ -858,7 +862,6 @@ fn run_engine<R: Borrow<Request>>(
         ttft: StreamingDist::default(),
         tbt: StreamingDist::default(),
         e2e: StreamingDist::default(),
-        itl: StreamingDist::default(),
         kinds: [KindStats::default(); 3],
         tokens_in_window: 0,
         finished: Vec::new(),
@@ -884,7 +887,13 @@ fn run_engine<R: Borrow<Request>>(
         ttft: engine.ttft,
         tbt: engine.tbt,
         e2e: engine.e2e,
-        itl: engine.itl,
+        itl: engine
+            .gpus
+            .iter()
+            .fold(StreamingDist::default(), |mut all, g| {
+                all.merge(&g.itl);
+                all
+            }),
         completions_in_window: c.completions_in_window,
         in_system_seconds: c.system_seconds,
         in_queue_seconds: c.queue_seconds,
@@ -1026,18 +1035,20 @@ impl Engine<'_> {
                 }
                 (_, Some(_)) => {
                     let Due { time, what: gpu } = self.heap.pop().expect("peeked");
-                    now = time;
-                    self.finish_batch(gpu, now);
-                    let mut drawn = None;
+                    self.finish_batch(gpu, time);
+                    let (mut at, mut drawn) = (time, None);
                     // A run that has broken a limit ends here, as before the next event.
                     if self.steady && !self.stopped {
-                        // Its batches may run on until anything else happens; with a stop
-                        // at the last arrival, not past it, nor past a growth probe's end
-                        // before it is judged. Finishing the batch may have released a
-                        // turn or started another GPU, so look again.
+                        // Its batches may run on until anything else happens to it; with a
+                        // stop at the last arrival, not past it, nor past a growth probe's
+                        // end before it is judged. Finishing the batch may have released a
+                        // turn or started another GPU, so look again. Other GPUs' batches
+                        // touch nothing of this one's until an arrival, unless they can
+                        // release turns or hand requests over: then they bound it too.
                         let arrival = self.next.as_ref().map(|r| r.arrival);
                         let released = self.released.peek().map(|r| r.time);
-                        let other = self.heap.peek().map(|c| c.time);
+                        let coupled = self.carrying > 0 || self.disagg.is_some();
+                        let other = self.heap.peek().map(|c| c.time).filter(|_| coupled);
                         let transfer = self.transfers.peek().map(|t| t.time);
                         let horizon = [arrival, released, other, transfer]
                             .into_iter()
@@ -1051,9 +1062,12 @@ impl Engine<'_> {
                         if self.probe.is_some() {
                             last = last.min(self.probe_end);
                         }
-                        (now, drawn) = self.decode_steady(gpu, now, horizon, last);
+                        (at, drawn) = self.decode_steady(gpu, time, horizon, last);
                     }
-                    self.start_batch(gpu, now, drawn);
+                    self.start_batch(gpu, at, drawn);
+                    // GPUs that ran ahead make events come out of time order: the run
+                    // ends at the latest.
+                    now = now.max(at);
                 }
                 (None, None) => return now,
                 (Some(_), None) => unreachable!("guard holds when there is no completion"),
@@ -1546,7 +1560,7 @@ impl Engine<'_> {
                     self.handed.push(e.id);
                 }
             } else if measured {
-                gaps.push(now - p.last_token, &mut self.itl);
+                gaps.push(now - p.last_token, &mut self.gpus[g].itl);
             }
             p.last_token = now;
             self.tokens_in_window += u64::from(in_window);
@@ -1555,7 +1569,7 @@ impl Engine<'_> {
                 self.finished.push(e.id);
             }
         }
-        gaps.flush(&mut self.itl);
+        gaps.flush(&mut self.gpus[g].itl);
         let finished = self.finished.len();
         for i in 0..finished {
             self.complete(g, self.finished[i], now);
@@ -1603,6 +1617,7 @@ impl Engine<'_> {
             stats,
             kv_used,
             kv_since,
+            itl,
             ..
         } = &mut self.gpus[g];
         let Some(runs) = ids
@@ -1674,11 +1689,11 @@ impl Engine<'_> {
             if ran == 0 {
                 let mut gaps = GapRun::default();
                 for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
-                    gaps.push(end - self.live.get(id).progress.last_token, &mut self.itl);
+                    gaps.push(end - self.live.get(id).progress.last_token, itl);
                 }
-                gaps.flush(&mut self.itl);
+                gaps.flush(itl);
             } else {
-                self.itl.record_n(end - now, measured);
+                itl.record_n(end - now, measured);
             }
             self.tokens_in_window += n * u64::from(self.window.contains(end));
             shape.kv_tokens += n;

@@ -97,6 +97,19 @@ impl StreamingDist {
         let _ = self.hist.record_n(nanos(x), n);
     }
 
+    /// Adds every value `other` recorded, as if recorded here after this one's.
+    pub fn merge(&mut self, other: &StreamingDist) {
+        if other.count == 0 {
+            return;
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        // Both histograms resize themselves and share one precision, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.count
