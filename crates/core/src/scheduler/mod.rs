@@ -379,6 +379,11 @@ impl Waiting {
         self.local.len() + view.held.len() - batch.pulled.len()
     }
 
+    /// The request at the head of this GPU's own queue, if any (before the shared one).
+    pub fn local_front(&self) -> Option<ReqId> {
+        self.local.front().copied()
+    }
+
     /// True when no request waits, before a batch pulls any.
     pub fn is_empty(&self, view: &View) -> bool {
         self.local.is_empty() && view.held.is_empty()

@@ -31,6 +31,15 @@ impl Orca {
             reserved: 0,
         }
     }
+
+    /// Whether waiting request `id` can start in a batch of `tokens` tokens so far: a
+    /// running slot, its whole prompt within the token budget and its whole reservation
+    /// within the cache.
+    fn admits(&self, view: &View, id: ReqId, tokens: u32) -> bool {
+        self.running.len() < self.limits.max_seqs as usize
+            && tokens + view.prefill_left(id) <= self.limits.max_tokens
+            && self.reserved + view.full_reservation(id) <= view.kv.capacity_blocks()
+    }
 }
 
 impl Scheduler for Orca {
@@ -44,17 +53,13 @@ impl Scheduler for Orca {
         }
         let mut tokens = batch.shape().decode_entries;
         while let Some(id) = self.waiting.front(view, batch) {
-            let need = view.full_reservation(id);
-            let prompt = view.prefill_left(id);
-            if self.running.len() >= self.limits.max_seqs as usize
-                || tokens + prompt > self.limits.max_tokens
-                || self.reserved + need > view.kv.capacity_blocks()
-            {
+            if !self.admits(view, id, tokens) {
                 break;
             }
             self.waiting.pop_front(view, batch);
             self.running.push(id);
-            self.reserved += need;
+            self.reserved += view.full_reservation(id);
+            let prompt = view.prefill_left(id);
             batch.push_prefill(id, prompt);
             tokens += prompt;
         }
@@ -62,5 +67,22 @@ impl Scheduler for Orca {
 
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.reserved -= release_finished(&mut self.running, view);
+    }
+
+    /// The running requests decode alone while nothing waits, or while the head of the
+    /// local line cannot start: the limits it fails stay as they are until one finishes,
+    /// and no other GPU takes it (a shared line's head can change under this GPU).
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        let tokens = self.running.len() as u32;
+        let blocked = self
+            .waiting
+            .local_front()
+            .is_some_and(|id| !self.admits(view, id, tokens));
+        let decoding = || self.running.iter().all(|&id| view.prefill_left(id) == 0);
+        if (self.waiting.is_empty(view) || blocked) && decoding() {
+            &self.running
+        } else {
+            &[]
+        }
     }
 }
