@@ -97,6 +97,23 @@ fn setup() -> impl Strategy<Value = (SchedulerSpec, KvConfig)> {
         })
 }
 
+/// `gpus` GPUs under `spec` with the KV cache `kv`, fed by the central router or round
+/// robin, with linear costs `c = 0.05`, `a = 0.01`, `b0 = 4`, exponential.
+fn cluster(spec: SchedulerSpec, kv: KvConfig, gpus: usize, central: bool) -> EngineConfig {
+    EngineConfig {
+        scheduler: spec,
+        cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
+        gpus,
+        router: if central {
+            RouterSpec::Central
+        } else {
+            RouterSpec::RoundRobin
+        },
+        kv,
+        prefix_cache: false,
+    }
+}
+
 /// The engine's progress, re-derived from the batches the observer sees.
 #[derive(Clone, Copy, Default)]
 struct Shadow {
@@ -142,14 +159,7 @@ proptest! {
         central in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let config = EngineConfig {
-            scheduler: spec,
-            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
-            gpus,
-            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
-            kv,
-            prefix_cache: false,
-        };
+        let config = cluster(spec, kv, gpus, central);
         let fast = simulate_records(&requests, &config, seed, 0, 1);
         let slow = simulate_observed(&requests, &config, seed, 0, 1, &mut |_| {});
         // Debug prints every float exactly (shortest round-trip form).
@@ -168,14 +178,7 @@ proptest! {
         central in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let config = EngineConfig {
-            scheduler: spec.clone(),
-            cost: Arc::new(LinearCost::new(0.05, 0.01, 4.0, CostDist::Exponential)),
-            gpus,
-            router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
-            kv,
-            prefix_cache: false,
-        };
+        let config = cluster(spec.clone(), kv, gpus, central);
         let n = requests.len();
         let mut sh = vec![Shadow::default(); n];
         let mut recomputed = 0u64;

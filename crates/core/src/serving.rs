@@ -698,6 +698,13 @@ pub fn mape(runs: &[ServingRun], scored: &[Scored]) -> Latencies {
 pub(crate) mod tests {
     use super::*;
 
+    /// `runs` scored on the plain roofline, with no client overheads and no files.
+    fn score_on_roofline(runs: &[ServingRun]) -> Vec<Scored> {
+        let files = crate::files::Memory::default();
+        let cost = CostSpec::Roofline { gpu: None };
+        score(runs, &cost, Client::default(), None, 1, &files)
+    }
+
     /// The header of a runs file with every column [`RUN_COLUMNS`] names, plus one it
     /// ignores.
     pub(crate) const HEADER: &str = "run_id,stage,model,gpu,tp,max_num_batched_tokens,max_num_seqs,gpu_memory_utilization,prefix_caching,stages,system_prompt_len,question_len,output_len,num_system_prompts,users_per_system_prompt,ttft_mean_ms,ttft_p90_ms,ttft_p99_ms,e2e_mean_ms,e2e_p90_ms,e2e_p99_ms,itl_mean_ms,source";
@@ -904,15 +911,7 @@ pub(crate) mod tests {
                 .max_model_len,
             None
         );
-        let files = crate::files::Memory::default();
-        let s = score(
-            &runs,
-            &CostSpec::Roofline { gpu: None },
-            Client::default(),
-            None,
-            1,
-            &files,
-        );
+        let s = score_on_roofline(&runs);
         let why = s[0].predicted.as_ref().unwrap_err();
         assert!(
             why.starts_with("max_model_len:") && why.contains("550 tokens") && why.contains("549"),
@@ -932,15 +931,7 @@ pub(crate) mod tests {
             row("a", 0, "nobody/NoModel-1B", "5x10", 1.0)
         );
         let runs = parse(&text).unwrap();
-        let files = crate::files::Memory::default();
-        let s = score(
-            &runs,
-            &CostSpec::Roofline { gpu: None },
-            Client::default(),
-            None,
-            1,
-            &files,
-        );
+        let s = score_on_roofline(&runs);
         let why = s[0].predicted.as_ref().unwrap_err();
         assert!(
             why.starts_with("model:") && why.contains("nobody/NoModel-1B"),
