@@ -6,7 +6,7 @@ mod common;
 use proptest::prelude::*;
 use std::sync::Arc;
 
-use common::{llmsim, shared};
+use common::{llmsim, shared, succeed};
 use llmsim::calibrate::{fit_error, fit_profiled};
 use llmsim::cost::{BatchShape, CostModel, GpuSpec, Preset, RooflineCost, preset};
 use llmsim::engine::{EngineConfig, simulate_observed};
@@ -87,22 +87,21 @@ fn calibrate_writes_a_preset_that_run_accepts() {
         "{stdout}"
     );
     assert!(stdout.contains("2 rows: MAPE"), "{stdout}");
-    let o = llmsim()
-        .args([
-            "run",
-            "--json",
-            "--scheduler",
-            "b",
-            "--requests",
-            "500",
-            "--rate",
-            "2",
-            "--cost",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(
+        llmsim()
+            .args([
+                "run",
+                "--json",
+                "--scheduler",
+                "b",
+                "--requests",
+                "500",
+                "--rate",
+                "2",
+                "--cost",
+            ])
+            .arg(&out),
+    );
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // Context-dependent cost: no closed-form capacity is claimed.
     assert!(doc["capacity_rps"].is_null(), "{}", doc["capacity_rps"]);
@@ -187,28 +186,27 @@ fn roofline_efficiencies_are_the_fit_of_the_h200_profile() {
 #[test]
 fn roofline_cost_ranks_h100_below_h200() {
     let tbt = |gpu: &str| {
-        let o = llmsim()
-            .args([
-                "run",
-                "--json",
-                "--scheduler",
-                "b",
-                "--requests",
-                "400",
-                "--rate",
-                "4",
-            ])
-            .args([
-                "--prompt",
-                "256",
-                "--decode",
-                "128",
-                "--cost",
-                &format!("roofline:{gpu}"),
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = succeed(
+            llmsim()
+                .args([
+                    "run",
+                    "--json",
+                    "--scheduler",
+                    "b",
+                    "--requests",
+                    "400",
+                    "--rate",
+                    "4",
+                ])
+                .args([
+                    "--prompt",
+                    "256",
+                    "--decode",
+                    "128",
+                    "--cost",
+                    &format!("roofline:{gpu}"),
+                ]),
+        );
         let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         doc["tbt"]["mean"].as_f64().unwrap()
     };
@@ -496,12 +494,11 @@ fn extreme_cost_parameters_are_usage_errors() {
         assert!(o.stdout.is_empty(), "{args:?}");
     }
     // The largest values allowed run and give finite numbers.
-    let o = llmsim()
-        .args(["run", "--json", "--requests", "2000", "--noise-cv", "10"])
-        .args(["--cost-dist", "gamma:10", "--c", "3600", "--rate", "1e-5"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(
+        llmsim()
+            .args(["run", "--json", "--requests", "2000", "--noise-cv", "10"])
+            .args(["--cost-dist", "gamma:10", "--c", "3600", "--rate", "1e-5"]),
+    );
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in ["utilization", "throughput_rps"] {
         let x = doc[key].as_f64().unwrap();
@@ -567,15 +564,14 @@ fn calibrate_checks_every_argument_before_printing() {
         assert!(o.stdout.is_empty(), "{args:?}: printed before failing");
     }
     let out = dir.path().join("ok.toml");
-    let o = llmsim()
-        .arg("calibrate")
-        .arg(&csv)
-        .arg("--out")
-        .arg(&out)
-        .args(["--roofline", "h200"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(
+        llmsim()
+            .arg("calibrate")
+            .arg(&csv)
+            .arg("--out")
+            .arg(&out)
+            .args(["--roofline", "h200"]),
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("9 rows: MAPE"));
     read_preset(&out).unwrap();
 }

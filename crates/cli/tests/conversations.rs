@@ -198,40 +198,35 @@ proptest! {
 #[test]
 fn conversations_are_the_same_whatever_the_thread_count() {
     let run = |threads: &str| {
-        let out = common::llmsim()
-            .args([
-                "run",
-                "--workload",
-                "multiturn",
-                "--rate",
-                "1",
-                "--turns",
-                "4",
-                "--think",
-                "5",
-                "--requests",
-                "800",
-                "--reps",
-                "4",
-                "--scheduler",
-                "vllm",
-                "--gpus",
-                "2",
-                "--router",
-                "session",
-                "--kv-capacity",
-                "20000",
-                "--prefix-cache",
-                "on",
-                "--json",
-            ])
-            .env("RAYON_NUM_THREADS", threads)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::succeed(
+            common::llmsim()
+                .args([
+                    "run",
+                    "--workload",
+                    "multiturn",
+                    "--rate",
+                    "1",
+                    "--turns",
+                    "4",
+                    "--think",
+                    "5",
+                    "--requests",
+                    "800",
+                    "--reps",
+                    "4",
+                    "--scheduler",
+                    "vllm",
+                    "--gpus",
+                    "2",
+                    "--router",
+                    "session",
+                    "--kv-capacity",
+                    "20000",
+                    "--prefix-cache",
+                    "on",
+                    "--json",
+                ])
+                .env("RAYON_NUM_THREADS", threads),
         );
         out.stdout
     };

@@ -98,20 +98,12 @@ fn unknown_runs_are_listed_and_the_outputs_agree() {
         ],
     );
     let csv = dir.path().join("errors.csv");
-    let out = common::llmsim()
-        .args([
-            "fidelity",
-            path.to_str().unwrap(),
-            "--out",
-            csv.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::succeed(common::llmsim().args([
+        "fidelity",
+        path.to_str().unwrap(),
+        "--out",
+        csv.to_str().unwrap(),
+    ]));
     let text = stdout(&out);
     assert!(
         text.contains("skipped model: model:") && text.contains("someone/Unknown-7B"),
@@ -169,21 +161,16 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
         ],
     );
     let preset = dir.path().join("fitted.toml");
-    let out = common::llmsim()
-        .args([
-            "calibrate",
-            "--serving",
-            path.to_str().unwrap(),
-            "--max-evals",
-            "10",
-        ])
-        .args(["--loo-evals", "3", "--out", preset.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::succeed(
+        common::llmsim()
+            .args([
+                "calibrate",
+                "--serving",
+                path.to_str().unwrap(),
+                "--max-evals",
+                "10",
+            ])
+            .args(["--loo-evals", "3", "--out", preset.to_str().unwrap()]),
     );
     let text = stdout(&out);
     for want in [
@@ -199,31 +186,26 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
     }
     let written = std::fs::read_to_string(&preset).unwrap();
     assert!(written.contains("[gpu.h100-sxm]"), "{written}");
-    let run = common::llmsim()
-        .args([
-            "run",
-            "--scheduler",
-            "sarathi",
-            "--cost",
-            preset.to_str().unwrap(),
-        ])
-        .args([
-            "--model",
-            "llama-3.1-70b",
-            "--gpu",
-            "h100",
-            "--tp",
-            "4",
-            "--rate",
-            "2",
-        ])
-        .args(["--requests", "200", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+    common::succeed(
+        common::llmsim()
+            .args([
+                "run",
+                "--scheduler",
+                "sarathi",
+                "--cost",
+                preset.to_str().unwrap(),
+            ])
+            .args([
+                "--model",
+                "llama-3.1-70b",
+                "--gpu",
+                "h100",
+                "--tp",
+                "4",
+                "--rate",
+                "2",
+            ])
+            .args(["--requests", "200", "--json"]),
     );
     let fid = common::llmsim()
         .args([
@@ -258,15 +240,8 @@ fn the_real_runs_score_within_the_targets() {
     let Some(runs) = common::shared("fidelity/vllm_runs.csv") else {
         return;
     };
-    let out = common::llmsim()
-        .args(["fidelity", runs.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        common::succeed(common::llmsim().args(["fidelity", runs.to_str().unwrap(), "--json"]));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["skipped"].as_array().unwrap().len(), 0);
     let mape = &doc["mape_whole_run"];

@@ -250,30 +250,25 @@ fn deployments_that_do_not_build_are_skipped() {
 #[test]
 fn writes_csvs_and_json_the_same_on_any_thread_count() {
     let run = |threads: &str, dir: &std::path::Path| {
-        let out = common::llmsim()
-            .env("RAYON_NUM_THREADS", threads)
-            .args([
-                "plan",
-                "--requests",
-                "2000",
-                "--schedulers",
-                "a,b",
-                "--gpu-counts",
-                "1-3",
-                "--slo",
-                "ttft:p99:3",
-                "--target-rate",
-                "2",
-                "--json",
-                "--out",
-            ])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = common::succeed(
+            common::llmsim()
+                .env("RAYON_NUM_THREADS", threads)
+                .args([
+                    "plan",
+                    "--requests",
+                    "2000",
+                    "--schedulers",
+                    "a,b",
+                    "--gpu-counts",
+                    "1-3",
+                    "--slo",
+                    "ttft:p99:3",
+                    "--target-rate",
+                    "2",
+                    "--json",
+                    "--out",
+                ])
+                .arg(dir),
         );
         out.stdout
     };

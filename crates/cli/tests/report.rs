@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::llmsim;
+use common::{llmsim, succeed};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -292,26 +292,24 @@ fn only_keeps_a_finished_folder_reportable() {
         let f = f.unwrap();
         std::fs::copy(f.path(), data.join(f.file_name())).unwrap();
     }
-    let o = llmsim()
-        .args([
-            "reproduce",
-            "--quick",
-            "--only",
-            "sensitivity_regime",
-            "--seed",
-            "7",
-        ])
-        .arg("--out")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = llmsim()
-        .args(["report", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.path().join("report"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    succeed(
+        llmsim()
+            .args([
+                "reproduce",
+                "--quick",
+                "--only",
+                "sensitivity_regime",
+                "--seed",
+                "7",
+            ])
+            .arg("--out")
+            .arg(&data),
+    );
+    succeed(
+        llmsim()
+            .args(["report", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("report")),
+    );
 }

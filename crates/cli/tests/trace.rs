@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{llmsim, shared};
+use common::{llmsim, shared, succeed};
 use std::path::Path;
 
 const HEADER: &str = "TIMESTAMP,ContextTokens,GeneratedTokens\n";
@@ -24,12 +24,7 @@ fn small_trace(dir: &Path) -> std::path::PathBuf {
 }
 
 fn run_json(args: &[&str]) -> serde_json::Value {
-    let o = llmsim()
-        .args(["run", "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = succeed(llmsim().args(["run", "--json"]).args(args));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 

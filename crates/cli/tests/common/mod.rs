@@ -33,6 +33,18 @@ pub fn llmsim() -> std::process::Command {
     cmd
 }
 
+/// Runs `cmd` to its end and returns its output, failing the test with the command's
+/// stderr unless it exited successfully.
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().expect("the binary starts");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `cmd` with its output captured, killing it once `limit` has passed: its output, or
 /// `None` when it had to be killed (a hang, for a caller that expects a quick answer).
 pub fn output_within(
