@@ -304,6 +304,30 @@ pub fn nelder_mead(
 mod tests {
     use super::*;
 
+    /// The fitting options of the synthetic round trips.
+    fn round_trip_options() -> FitOptions {
+        FitOptions {
+            max_requests: None,
+            seed: 7,
+            max_evals: 2500,
+            step: 0.5,
+        }
+    }
+
+    /// Sets every run's measured metrics to what `truth` predicts for it: runs whose true
+    /// parameters are known.
+    fn measure_as(
+        runs: &mut [ServingRun],
+        truth: &ServingPreset,
+        opts: &FitOptions,
+        files: &(dyn Files + Sync),
+    ) {
+        let simulated = score_preset(runs, truth, opts, files);
+        for (run, s) in runs.iter_mut().zip(simulated) {
+            run.measured = s.predicted.unwrap();
+        }
+    }
+
     /// Nelder-Mead finds the minimum of Rosenbrock's function, (1, 1), from (-1.2, 1).
     #[test]
     fn nelder_mead_finds_rosenbrocks_minimum() {
@@ -362,17 +386,8 @@ mod tests {
             },
             gpu: Default::default(),
         };
-        let files = crate::files::Memory::default();
-        let opts = FitOptions {
-            max_requests: None,
-            seed: 7,
-            max_evals: 2500,
-            step: 0.5,
-        };
-        let simulated = score_preset(&runs, &truth, &opts, &files);
-        for (run, s) in runs.iter_mut().zip(simulated) {
-            run.measured = s.predicted.unwrap();
-        }
+        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
+        measure_as(&mut runs, &truth, &opts, &files);
         assert_eq!(
             loss(&runs, &score_preset(&runs, &truth, &opts, &files)),
             0.0
@@ -490,17 +505,8 @@ mod tests {
                 memory: 0.6,
             },
         );
-        let files = crate::files::Memory::default();
-        let opts = FitOptions {
-            max_requests: None,
-            seed: 7,
-            max_evals: 2500,
-            step: 0.5,
-        };
-        let simulated = score_preset(&runs, &truth, &opts, &files);
-        for (run, s) in runs.iter_mut().zip(simulated) {
-            run.measured = s.predicted.unwrap();
-        }
+        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
+        measure_as(&mut runs, &truth, &opts, &files);
         let cards = ["a100-80gb"];
         let fitted = fit(&runs, &ServingPreset::first_guess(), &cards, &opts, &files);
         let got = fitted.preset.fit_params(&cards);
