@@ -347,6 +347,20 @@ struct Gpu {
     itl: StreamingDist,
 }
 
+impl Gpu {
+    /// Accounts this GPU's KV use (and its prefix cache's) inside `window` up to `now`,
+    /// before it changes.
+    fn kv_to(&mut self, window: &Window, now: f64) {
+        let inside = window.overlap(self.kv_since, now);
+        self.stats.kv_block_seconds += self.kv_used as f64 * inside;
+        if let Some(px) = self.prefix.as_deref_mut().map(RefCell::get_mut) {
+            let cached = px.cache.referenced() + px.cache.evictable();
+            self.stats.cache_block_seconds += cached as f64 * inside;
+        }
+        self.kv_since = now;
+    }
+}
+
 /// One batch as it was scheduled, for observers (tests, traces).
 #[derive(Debug)]
 pub struct BatchEvent<'a> {
@@ -1209,17 +1223,9 @@ impl Engine<'_> {
 
     /// Accounts GPU `g`'s KV use up to `now`, before it changes.
     fn kv_change(&mut self, g: usize, now: f64) {
-        if !self.kv_tracked {
-            return;
+        if self.kv_tracked {
+            self.gpus[g].kv_to(&self.window, now);
         }
-        let gpu = &mut self.gpus[g];
-        let inside = self.window.overlap(gpu.kv_since, now);
-        gpu.stats.kv_block_seconds += gpu.kv_used as f64 * inside;
-        if let Some(px) = gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
-            let cached = px.cache.referenced() + px.cache.evictable();
-            gpu.stats.cache_block_seconds += cached as f64 * inside;
-        }
-        gpu.kv_since = now;
     }
 
     /// Drops request `id`'s KV cache on GPU `g`. Its next prefill recomputes the prompt and
@@ -1612,14 +1618,7 @@ impl Engine<'_> {
         self.steady_ids
             .extend_from_slice(sched.steady_decodes(&view));
         let ids = &self.steady_ids;
-        let Gpu {
-            rng,
-            stats,
-            kv_used,
-            kv_since,
-            itl,
-            ..
-        } = &mut self.gpus[g];
+        let gpu = &mut self.gpus[g];
         let Some(runs) = ids
             .iter()
             .map(|&id| {
@@ -1667,33 +1666,32 @@ impl Engine<'_> {
                 0
             };
             // Without the blocks the policy would preempt: the general path does that.
-            if growth > self.kv.capacity_blocks() - *kv_used {
+            if growth > self.kv.capacity_blocks() - gpu.kv_used {
                 break;
             }
-            let dur = self.cost.sample(&shape, rng);
+            let dur = self.cost.sample(&shape, &mut gpu.rng);
             let end = now + dur;
             if !(end < horizon && end <= last) {
                 drawn = Some(dur);
                 break;
             }
-            stats.busy += dur;
-            stats.batches += 1;
-            stats.busy_in_window += self.window.overlap(now, end);
+            gpu.stats.busy += dur;
+            gpu.stats.batches += 1;
+            gpu.stats.busy_in_window += self.window.overlap(now, end);
             if self.kv_tracked {
-                *kv_used += growth;
-                stats.kv_peak_blocks = stats.kv_peak_blocks.max(*kv_used);
-                stats.kv_block_seconds += *kv_used as f64 * self.window.overlap(*kv_since, end);
-                *kv_since = end;
+                gpu.kv_used += growth;
+                gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
+                gpu.kv_to(&self.window, end);
                 opening = (opening + block - 1) % block;
             }
             if ran == 0 {
                 let mut gaps = GapRun::default();
                 for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
-                    gaps.push(end - self.live.get(id).progress.last_token, itl);
+                    gaps.push(end - self.live.get(id).progress.last_token, &mut gpu.itl);
                 }
-                gaps.flush(itl);
+                gaps.flush(&mut gpu.itl);
             } else {
-                itl.record_n(end - now, measured);
+                gpu.itl.record_n(end - now, measured);
             }
             self.tokens_in_window += n * u64::from(self.window.contains(end));
             shape.kv_tokens += n;
