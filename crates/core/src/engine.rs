@@ -1659,6 +1659,9 @@ impl Engine<'_> {
         }
         let mut opening = 0;
         let (mut ran, mut drawn) = (0, None);
+        // Every batch the loop can run ends before `horizon` and at or before `last`: when
+        // the window holds all of that, each batch lies wholly inside it.
+        let inside = self.window.start <= now && horizon.min(last) <= self.window.end;
         while ran < runs {
             let growth = if self.kv_tracked {
                 u64::from(self.residues[opening])
@@ -1677,7 +1680,11 @@ impl Engine<'_> {
             }
             gpu.stats.busy += dur;
             gpu.stats.batches += 1;
-            gpu.stats.busy_in_window += self.window.overlap(now, end);
+            gpu.stats.busy_in_window += if inside {
+                end - now
+            } else {
+                self.window.overlap(now, end)
+            };
             if self.kv_tracked {
                 gpu.kv_used += growth;
                 gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
@@ -1693,7 +1700,7 @@ impl Engine<'_> {
             } else {
                 gpu.itl.record_n(end - now, measured);
             }
-            self.tokens_in_window += n * u64::from(self.window.contains(end));
+            self.tokens_in_window += n * u64::from(inside || self.window.contains(end));
             shape.kv_tokens += n;
             now = end;
             ran += 1;

@@ -31,13 +31,15 @@ pub struct Dist {
 impl Dist {
     /// Summarises a streamed distribution.
     pub fn of(d: &StreamingDist) -> Self {
-        let q = |q| d.quantile(q).unwrap_or(f64::NAN);
+        let [p50, p90, p95, p99] = d
+            .quantiles([0.50, 0.90, 0.95, 0.99])
+            .unwrap_or([f64::NAN; 4]);
         Dist {
             mean: d.mean().unwrap_or(f64::NAN),
-            p50: q(0.50),
-            p90: q(0.90),
-            p95: q(0.95),
-            p99: q(0.99),
+            p50,
+            p90,
+            p95,
+            p99,
             max: d.max().unwrap_or(f64::NAN),
         }
     }

@@ -43,7 +43,7 @@ pub struct BenchArgs {
     /// With --suite: save the figures as JSON, for a later --baseline.
     #[arg(long, value_name = "FILE", requires = "suite")]
     save: Option<PathBuf>,
-    /// With --suite: leave out the two `reproduce` figures (about a minute on 2 cores).
+    /// With --suite: leave out the `reproduce` figures (about a minute and a half on 2 cores).
     #[arg(long, requires = "suite")]
     skip_reproduce: bool,
     /// With --suite: the folder holding traces/ (the Azure and Mooncake traces); figures
