@@ -371,8 +371,9 @@ mod tests {
     /// A card without a table streams its memory at `[roofline]`'s efficiency times the
     /// ratio of the published copy fractions, (1.61 / 2.039) / (2.90 / 3.35) = 0.9121 for
     /// the A100 against the H100 by hand, capped at 1; its compute efficiency and the
-    /// overheads stay `[roofline]`'s. Unknown on either side (the L40S has no published
-    /// copy here; no `roofline_gpu`): no scaling. A card's own table wins.
+    /// overheads stay `[roofline]`'s; the L40S (0.77 / 0.864) streams better than the H100.
+    /// Unknown on either side (the L4 has no published copy here; no `roofline_gpu`): no
+    /// scaling. A card's own table wins.
     #[test]
     fn a_card_without_a_table_scales_memory_by_the_published_copy_fractions() {
         let mut p = ServingPreset::first_guess();
@@ -383,7 +384,10 @@ mod tests {
         assert!((want - 0.8 * 0.912_13).abs() < 1e-4);
         assert_eq!((a.compute, a.overhead, a.per_seq), (0.55, 0.002, 3e-5));
         assert_eq!(p.efficiency(Some("h100-sxm")), p.roofline);
-        assert_eq!(p.efficiency(Some("l40s")), p.roofline);
+        let l40s = 0.8 * (0.77 / 0.864) / (2.90 / 3.35);
+        assert!((p.efficiency(Some("l40s")).memory - l40s).abs() < 1e-12);
+        assert!(l40s > 0.8 * 1.029 && l40s < 0.8 * 1.03);
+        assert_eq!(p.efficiency(Some("l4")), p.roofline);
         assert_eq!(p.efficiency(None), p.roofline);
         // Fitted on the A100, the H100 streams better; the cap keeps it physical.
         p.roofline_gpu = Some("a100-80gb".into());
