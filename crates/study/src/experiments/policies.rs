@@ -11,9 +11,13 @@
 //! so the bound is the same for all.
 //!
 //! A policy's maximum stable rate is found by bisection on the arrival rate
-//! ([`llmsim::search::bisect`], the planner's), separately in each replication (common random numbers: the same seed gives the same arrival pattern,
-//! scaled by the rate), using the run's growth verdict
-//! ([`growth_detected`](llmsim::metrics::growth_detected)); replications give the interval.
+//! ([`llmsim::search::bisect`], the planner's), separately in each replication (common
+//! random numbers: the same seed gives the same arrival pattern, scaled by the rate), using
+//! the run's growth verdict ([`growth_detected`](llmsim::metrics::growth_detected));
+//! replications give the interval. Only replication 0 bisects the whole range: the others
+//! start from its result and gallop on the same grid ([`llmsim::search::bisect_near`]),
+//! which ends on the bracket bisection would (verdicts are monotone in the rate in each
+//! replication) in about half the runs, as replications' capacities lie a few cells apart.
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,7 +34,7 @@ use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
-use llmsim::search::{Bisection, bisect};
+use llmsim::search::{Bisection, bisect, bisect_near};
 use llmsim::sim::RunConfig;
 use llmsim::stats::MeanCi;
 use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
@@ -239,53 +243,62 @@ pub(super) fn stable(s: &Summary) -> bool {
 pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<CapacityRow> {
     let bound = setting.bound();
     let (lo, hi) = (0.0, 1.2 * bound);
-    let mut rows = Vec::new();
-    for m in memories {
-        let kv = m.kv();
-        for policy in setting.policies() {
-            let results: Vec<Bisection<Summary>> = (0..effort.reps)
+    let cases: Vec<(Memory, SchedulerSpec)> = memories
+        .iter()
+        .flat_map(|m| setting.policies().into_iter().map(move |p| (*m, p)))
+        .collect();
+    let searched: Vec<Vec<Bisection<Summary>>> = cases
+        .par_iter()
+        .map(|(m, policy)| {
+            let kv = m.kv();
+            // Only the verdict, throughput and counts are used: no need to drain the backlog.
+            let run = |rep| move |rate| setting.run_config(policy, kv, rate, effort).verdict(rep);
+            // Replication 0 bisects the whole range; the others, whose capacities differ
+            // from it by a few cells, gallop from its result.
+            let first = bisect(run(0), stable, (lo, hi), effort.steps);
+            let rest: Vec<Bisection<Summary>> = (1..effort.reps)
                 .into_par_iter()
-                .map(|rep| {
-                    // Only the verdict, throughput and counts are used: no need to drain
-                    // the backlog.
-                    let run = |rate| setting.run_config(&policy, kv, rate, effort).verdict(rep);
-                    bisect(run, stable, (lo, hi), effort.steps)
-                })
+                .map(|rep| bisect_near(run(rep), stable, (lo, hi), effort.steps, first.rate))
                 .collect();
-            let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
-            let fractions: Vec<f64> = rates.iter().map(|r| r / bound).collect();
-            let at_max = |f: fn(&Summary) -> f64| {
-                let xs: Vec<f64> = results
+            std::iter::once(first).chain(rest).collect()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for ((m, policy), results) in cases.iter().zip(searched) {
+        let kv = m.kv();
+        let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
+        let fractions: Vec<f64> = rates.iter().map(|r| r / bound).collect();
+        let at_max = |f: fn(&Summary) -> f64| {
+            let xs: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r.at_max.as_ref().map(f))
+                .collect();
+            MeanCi::of(&xs).mean
+        };
+        let rate = MeanCi::of(&rates);
+        let frac = MeanCi::of(&fractions);
+        rows.push(CapacityRow {
+            policy: policy.name().into(),
+            memory: m.name.into(),
+            kv_tokens: kv.capacity_tokens().unwrap_or(0),
+            bound_rps: bound,
+            max_stable_rps: rate.mean,
+            max_stable_ci95: rate.ci95,
+            fraction_of_bound: frac.mean,
+            fraction_ci95: frac.ci95,
+            tokens_per_s_at_max: at_max(|s| s.tokens_per_s),
+            preemptions_at_max: at_max(|s| s.preemptions as f64),
+            saturated_rps: MeanCi::of(
+                &results
                     .iter()
-                    .filter_map(|r| r.at_max.as_ref().map(f))
-                    .collect();
-                MeanCi::of(&xs).mean
-            };
-            let rate = MeanCi::of(&rates);
-            let frac = MeanCi::of(&fractions);
-            rows.push(CapacityRow {
-                policy: policy.name().into(),
-                memory: m.name.into(),
-                kv_tokens: kv.capacity_tokens().unwrap_or(0),
-                bound_rps: bound,
-                max_stable_rps: rate.mean,
-                max_stable_ci95: rate.ci95,
-                fraction_of_bound: frac.mean,
-                fraction_ci95: frac.ci95,
-                tokens_per_s_at_max: at_max(|s| s.tokens_per_s),
-                preemptions_at_max: at_max(|s| s.preemptions as f64),
-                saturated_rps: MeanCi::of(
-                    &results
-                        .iter()
-                        .map(|r| r.at_top.throughput_rps)
-                        .collect::<Vec<_>>(),
-                )
-                .mean,
-                reps: effort.reps,
-                requests: effort.requests,
-                resolution_rps: (hi - lo) / f64::from(1u32 << effort.steps),
-            });
-        }
+                    .map(|r| r.at_top.throughput_rps)
+                    .collect::<Vec<_>>(),
+            )
+            .mean,
+            reps: effort.reps,
+            requests: effort.requests,
+            resolution_rps: (hi - lo) / f64::from(1u32 << effort.steps),
+        });
     }
     rows
 }
@@ -474,12 +487,11 @@ pub fn capacity_table(ctx: &Ctx) -> Table {
         "largest stable rate / bound with ample memory: {}",
         ample.join(", ")
     );
-    table(
-        "policy_capacity",
-        &rows,
-        describe(&setting, effort),
-        headline,
-    )
+    let mut meta = describe(&setting, effort);
+    meta["search"] = json!(
+        "per replication, the largest rate judged stable on a grid of 2^bisection_steps cells over [0, 1.2 x bound_rps]: replication 0 bisects it, the others gallop from replication 0's result (1, 2, 4... cells) and then bisect"
+    );
+    table("policy_capacity", &rows, meta, headline)
 }
 
 /// `data_policy_comparison.csv`: every policy's latencies at three loads, same requests.
