@@ -101,8 +101,8 @@ pub fn bisect_near<T: Clone>(
         }
         passed
     };
-    let start = ((guess - lo) / cell).round().clamp(1.0, (cells - 1) as f64) as u64;
     if cells > 1 {
+        let start = ((guess - lo) / cell).round().clamp(1.0, (cells - 1) as f64) as u64;
         let up = judge(start, &mut ok, &mut bad, &mut at_max);
         let mut stride = 1;
         loop {
@@ -336,6 +336,9 @@ mod tests {
                 );
             }
         }
+        // No steps: the top run alone.
+        let none = bisect_near(|r| r, |&r| r < 0.5, (0.0, 1.0), 0, 0.5);
+        assert_eq!((none.rate, none.fail, none.evals), (0.0, 1.0, 1));
         // A guess on the bracket takes the top run and its two ends.
         let exact = bisect_near(|r| r, |&r| r < 3.35, range, steps, 3.3);
         assert_eq!((exact.evals, exact.at_max), (3, Some(3.3000000000000003)));
