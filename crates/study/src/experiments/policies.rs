@@ -251,6 +251,8 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
     let searched: Vec<Vec<Vec<Bisection<Summary>>>> = policies
         .par_iter()
         .map(|policy| {
+            // Replication 0's rate (requests/s) and peak KV use (tokens) at the previous
+            // memory.
             let mut previous: Option<(f64, f64)> = None;
             memories
                 .iter()
@@ -261,8 +263,8 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
                     // the backlog.
                     let run =
                         |rep| move |rate| setting.run_config(policy, kv, rate, effort).verdict(rep);
-                    // Replication 0 bisects the whole range, unless the memory did not
-                    // matter at the previous size; the others, whose capacities differ from
+                    // Replication 0 bisects the whole range, unless the previous memory's
+                    // cache never held more than this one; the others, whose capacities differ from
                     // it by a few cells, gallop from its result. Where a search starts
                     // changes its cost, not its bracket (verdicts monotone in the rate).
                     let first = match previous.filter(|&(_, peak)| peak <= tokens) {
