@@ -60,6 +60,78 @@ pub fn bisect<T: Clone>(
     }
 }
 
+/// [`bisect`] starting near `guess` (requests/s), typically another replication's result:
+/// after the same first run at `hi`, it gallops on the grid of `2^steps` cells that
+/// bisection's brackets are made of, from the grid rate nearest `guess`, by 1, 2, 4, ...
+/// cells until the verdict changes, then bisects between the last two. The final bracket
+/// is one cell wide, as [`bisect`]'s; when verdicts are monotone in the rate it is the same
+/// bracket, found in at most `2 log2(d) + 4` runs for a guess `d` cells off instead of
+/// `steps + 1`.
+pub fn bisect_near<T: Clone>(
+    mut run: impl FnMut(f64) -> T,
+    pass: impl Fn(&T) -> bool,
+    (lo, hi): (f64, f64),
+    steps: u32,
+    guess: f64,
+) -> Bisection<T> {
+    let at_top = run(hi);
+    if pass(&at_top) {
+        return Bisection {
+            rate: hi,
+            fail: hi,
+            at_max: Some(at_top.clone()),
+            at_top,
+            evals: 1,
+        };
+    }
+    let cells = 1_u64 << steps;
+    let cell = (hi - lo) / cells as f64;
+    let rate = |k: u64| if k == cells { hi } else { lo + k as f64 * cell };
+    // Grid indices: `ok` passed (0, the bottom, is taken to), `bad` failed (the top did).
+    let (mut ok, mut bad, mut at_max, mut evals) = (0, cells, None, 1);
+    let mut judge = |k: u64, ok: &mut u64, bad: &mut u64, at_max: &mut Option<T>| {
+        evals += 1;
+        let t = run(rate(k));
+        let passed = pass(&t);
+        if passed {
+            *ok = k;
+            *at_max = Some(t);
+        } else {
+            *bad = k;
+        }
+        passed
+    };
+    if cells > 1 {
+        let start = ((guess - lo) / cell).round().clamp(1.0, (cells - 1) as f64) as u64;
+        let up = judge(start, &mut ok, &mut bad, &mut at_max);
+        let mut stride = 1;
+        loop {
+            let next = if up {
+                ok + stride
+            } else {
+                bad - stride.min(bad)
+            };
+            if next <= ok || next >= bad {
+                break;
+            }
+            if judge(next, &mut ok, &mut bad, &mut at_max) != up {
+                break;
+            }
+            stride *= 2;
+        }
+    }
+    while bad - ok > 1 {
+        judge((ok + bad) / 2, &mut ok, &mut bad, &mut at_max);
+    }
+    Bisection {
+        rate: rate(ok),
+        fail: rate(bad),
+        at_max,
+        at_top,
+        evals,
+    }
+}
+
 /// Where a rate search starts: a known failing rate (a closed-form capacity that is a hard
 /// limit), or a guess to gallop from (a neighbouring point's capacity, the target rate).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -228,6 +300,48 @@ mod tests {
         assert_eq!((all.rate, all.evals), (2.0, 1));
         let none = bisect(|r| r, |_| false, (0.0, 2.0), 3);
         assert_eq!((none.rate, none.at_max), (0.0, None));
+    }
+
+    /// From any guess, galloping ends on the bracket bisection finds (verdicts monotone in
+    /// the rate), within 2 log2(d) + 4 runs for a guess d cells off.
+    #[test]
+    fn bisect_near_ends_on_bisections_bracket_from_any_guess() {
+        let (range, steps) = ((0.0, 12.8), 7);
+        let cell = 0.1;
+        for threshold in [0.0, 0.05, 0.1, 3.33, 6.4, 12.75, 12.8, 20.0] {
+            let pass = |r: &f64| *r <= threshold + 1e-9;
+            let plain = bisect(|r| r, pass, range, steps);
+            for guess in [-1.0, 0.0, 0.1, 3.3, 3.4, 7.0, 12.7, 12.8, 99.0] {
+                let near = bisect_near(|r| r, pass, range, steps, guess);
+                assert!(
+                    (near.rate - plain.rate).abs() < 1e-9,
+                    "{threshold} {guess}: {near:?}"
+                );
+                assert!(
+                    (near.fail - plain.fail).abs() < 1e-9,
+                    "{threshold} {guess}: {near:?}"
+                );
+                assert_eq!(near.at_max.is_some(), plain.at_max.is_some());
+                if let Some(r) = near.at_max {
+                    assert!((r - near.rate).abs() < 1e-9);
+                }
+                assert_eq!(near.at_top, 12.8);
+                let off = ((guess.clamp(0.1, 12.7) - plain.rate) / cell)
+                    .abs()
+                    .max(1.0);
+                assert!(
+                    f64::from(near.evals) <= 2.0 * off.log2() + 4.0,
+                    "{threshold} {guess}: {} runs",
+                    near.evals
+                );
+            }
+        }
+        // No steps: the top run alone.
+        let none = bisect_near(|r| r, |&r| r < 0.5, (0.0, 1.0), 0, 0.5);
+        assert_eq!((none.rate, none.fail, none.evals), (0.0, 1.0, 1));
+        // A guess on the bracket takes the top run and its two ends.
+        let exact = bisect_near(|r| r, |&r| r < 3.35, range, steps, 3.3);
+        assert_eq!((exact.evals, exact.at_max), (3, Some(3.3000000000000003)));
     }
 
     #[test]

@@ -11,9 +11,15 @@
 //! so the bound is the same for all.
 //!
 //! A policy's maximum stable rate is found by bisection on the arrival rate
-//! ([`llmsim::search::bisect`], the planner's), separately in each replication (common random numbers: the same seed gives the same arrival pattern,
-//! scaled by the rate), using the run's growth verdict
-//! ([`growth_detected`](llmsim::metrics::growth_detected)); replications give the interval.
+//! ([`llmsim::search::bisect`], the planner's), separately in each replication (common
+//! random numbers: the same seed gives the same arrival pattern, scaled by the rate), using
+//! the run's growth verdict ([`growth_detected`](llmsim::metrics::growth_detected));
+//! replications give the interval. Only replication 0 bisects the whole range: the others
+//! start from its result and gallop on the same grid ([`llmsim::search::bisect_near`]),
+//! which ends on the bracket bisection would (verdicts are monotone in the rate in each
+//! replication) in about half the runs, as replications' capacities lie a few cells apart;
+//! so does replication 0 itself from the previous memory's result where memory did not
+//! matter there (static batching and decode-first use a few percent of any cache here).
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,7 +36,7 @@ use llmsim::kv::{DEFAULT_BLOCK_SIZE, KvConfig, ModelShape};
 use llmsim::metrics::Summary;
 use llmsim::router::RouterSpec;
 use llmsim::scheduler::{BatchLimits, SchedulerSpec};
-use llmsim::search::{Bisection, bisect};
+use llmsim::search::{Bisection, bisect, bisect_near};
 use llmsim::sim::RunConfig;
 use llmsim::stats::MeanCi;
 use llmsim::workload::{ArrivalKind, SyntheticWorkload, Workload};
@@ -239,19 +245,53 @@ pub(super) fn stable(s: &Summary) -> bool {
 pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<CapacityRow> {
     let bound = setting.bound();
     let (lo, hi) = (0.0, 1.2 * bound);
-    let mut rows = Vec::new();
-    for m in memories {
-        let kv = m.kv();
-        for policy in setting.policies() {
-            let results: Vec<Bisection<Summary>> = (0..effort.reps)
-                .into_par_iter()
-                .map(|rep| {
+    let policies = setting.policies();
+    // One task per policy, its memories in turn: a search can start from the previous
+    // memory's result when that memory's cache was never fuller than this one.
+    let searched: Vec<Vec<Vec<Bisection<Summary>>>> = policies
+        .par_iter()
+        .map(|policy| {
+            // Replication 0's rate (requests/s) and peak KV use (tokens) at the previous
+            // memory.
+            let mut previous: Option<(f64, f64)> = None;
+            memories
+                .iter()
+                .map(|m| {
+                    let kv = m.kv();
+                    let tokens = kv.capacity_tokens().map_or(f64::INFINITY, |t| t as f64);
                     // Only the verdict, throughput and counts are used: no need to drain
                     // the backlog.
-                    let run = |rate| setting.run_config(&policy, kv, rate, effort).verdict(rep);
-                    bisect(run, stable, (lo, hi), effort.steps)
+                    let run =
+                        |rep| move |rate| setting.run_config(policy, kv, rate, effort).verdict(rep);
+                    // Replication 0 bisects the whole range, unless the previous memory's
+                    // cache never held more than this one; the others, whose capacities differ from
+                    // it by a few cells, gallop from its result. Where a search starts
+                    // changes its cost, not its bracket (verdicts monotone in the rate).
+                    let first = match previous.filter(|&(_, peak)| peak <= tokens) {
+                        Some((rate, _)) => {
+                            bisect_near(run(0), stable, (lo, hi), effort.steps, rate)
+                        }
+                        None => bisect(run(0), stable, (lo, hi), effort.steps),
+                    };
+                    previous = first
+                        .at_max
+                        .as_ref()
+                        .map(|s| (first.rate, s.kv_peak_utilization * tokens));
+                    let rest: Vec<Bisection<Summary>> = (1..effort.reps)
+                        .into_par_iter()
+                        .map(|rep| {
+                            bisect_near(run(rep), stable, (lo, hi), effort.steps, first.rate)
+                        })
+                        .collect();
+                    std::iter::once(first).chain(rest).collect()
                 })
-                .collect();
+                .collect()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (j, m) in memories.iter().enumerate() {
+        for (policy, searched) in policies.iter().zip(&searched) {
+            let results = &searched[j];
             let rates: Vec<f64> = results.iter().map(|r| r.rate).collect();
             let fractions: Vec<f64> = rates.iter().map(|r| r / bound).collect();
             let at_max = |f: fn(&Summary) -> f64| {
@@ -266,7 +306,7 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
             rows.push(CapacityRow {
                 policy: policy.name().into(),
                 memory: m.name.into(),
-                kv_tokens: kv.capacity_tokens().unwrap_or(0),
+                kv_tokens: m.kv().capacity_tokens().unwrap_or(0),
                 bound_rps: bound,
                 max_stable_rps: rate.mean,
                 max_stable_ci95: rate.ci95,
@@ -474,12 +514,11 @@ pub fn capacity_table(ctx: &Ctx) -> Table {
         "largest stable rate / bound with ample memory: {}",
         ample.join(", ")
     );
-    table(
-        "policy_capacity",
-        &rows,
-        describe(&setting, effort),
-        headline,
-    )
+    let mut meta = describe(&setting, effort);
+    meta["search"] = json!(
+        "per replication, the largest rate judged stable on a grid of 2^bisection_steps cells over [0, 1.2 x bound_rps]: replication 0 bisects it (or gallops from its result at the previous memory, when the KV cache there never held more than this memory's capacity), the others gallop from replication 0's result (1, 2, 4... cells), then bisect"
+    );
+    table("policy_capacity", &rows, meta, headline)
 }
 
 /// `data_policy_comparison.csv`: every policy's latencies at three loads, same requests.
@@ -539,6 +578,40 @@ mod tests {
         let s = Setting::default();
         let eb = 128.0 * (1.0 - (127.0f64 / 128.0).powi(1024));
         assert!((s.bound() - 2048.0 / 0.1224 / (256.0 + eb)).abs() < 1e-9);
+    }
+
+    /// Galloping from other searches' results changes the cost, not the answer: every row
+    /// is what bisecting each replication's whole range gives, at a reduced size.
+    #[test]
+    fn capacity_is_what_plain_bisection_finds() {
+        let (setting, effort) = (Setting::default(), Effort::QUICK);
+        let rows = capacity(&setting, &MEMORIES, effort);
+        let hi = 1.2 * setting.bound();
+        let mut i = 0;
+        for m in MEMORIES {
+            for policy in setting.policies() {
+                let rates: Vec<f64> = (0..effort.reps)
+                    .map(|rep| {
+                        let run = |rate| {
+                            setting
+                                .run_config(&policy, m.kv(), rate, effort)
+                                .verdict(rep)
+                        };
+                        bisect(run, stable, (0.0, hi), effort.steps).rate
+                    })
+                    .collect();
+                let row = &rows[i];
+                assert_eq!(
+                    (row.policy.as_str(), row.memory.as_str()),
+                    (policy.name(), m.name)
+                );
+                assert!(
+                    (row.max_stable_rps - MeanCi::of(&rates).mean).abs() < 1e-9,
+                    "{row:?} {rates:?}"
+                );
+                i += 1;
+            }
+        }
     }
 
     /// Li, Dai and Peng's qualitative result in our model, at a reduced size: the mixed
