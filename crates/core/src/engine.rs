@@ -350,6 +350,20 @@ struct Gpu {
 impl Gpu {
     /// Accounts this GPU's KV use (and its prefix cache's) inside `window` up to `now`,
     /// before it changes.
+    /// Evicts the least recently used unreferenced cached blocks that a batch's new blocks
+    /// need, in-use plus cached blocks kept within `capacity` (blocks); returns the
+    /// unreferenced blocks left cached (0 without a prefix cache).
+    fn make_room(&mut self, capacity: u64) -> u64 {
+        match self.prefix.as_deref_mut().map(RefCell::get_mut) {
+            Some(px) => {
+                let occupied = self.kv_used + px.cache.evictable();
+                px.cache.evict(occupied.saturating_sub(capacity));
+                px.cache.evictable()
+            }
+            None => 0,
+        }
+    }
+
     fn kv_to(&mut self, window: &Window, now: f64) {
         let inside = window.overlap(self.kv_since, now);
         self.stats.kv_block_seconds += self.kv_used as f64 * inside;
@@ -514,7 +528,7 @@ struct Engine<'a> {
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
     /// Whether steady decodes may run in a tight loop ([`Engine::decode_steady`]): nobody
-    /// watches the batches and no prefix cache takes part in their memory.
+    /// watches the batches.
     steady: bool,
     live: InFlight,
     peak_in_flight: usize,
@@ -834,7 +848,7 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
-    let steady = observer.is_none() && !config.prefix_cache;
+    let steady = observer.is_none();
     let mut engine = Engine {
         source: &mut source,
         next: None,
@@ -1444,18 +1458,8 @@ impl Engine<'_> {
                     self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
             }
         }
-        // The batch's new blocks take the least recently used unreferenced cached ones.
         // Nothing below touches the cache, so the batch's event reports what is left here.
-        let gpu = &mut self.gpus[g];
-        let evictable = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
-            Some(px) => {
-                let occupied = gpu.kv_used + px.cache.evictable();
-                px.cache
-                    .evict(occupied.saturating_sub(self.kv.capacity_blocks()));
-                px.cache.evictable()
-            }
-            None => 0,
-        };
+        let evictable = self.gpus[g].make_room(self.kv.capacity_blocks());
         debug_assert!(
             !batch.is_empty() || !swaps,
             "a batch that swaps must run something"
@@ -1680,6 +1684,7 @@ impl Engine<'_> {
             gpu.stats.busy_in_window += self.window.overlap(now, end);
             if self.kv_tracked {
                 gpu.kv_used += growth;
+                gpu.make_room(self.kv.capacity_blocks());
                 gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
                 gpu.kv_to(&self.window, end);
                 opening = (opening + block - 1) % block;
