@@ -579,6 +579,8 @@ struct Engine<'a> {
     probe: Option<u64>,
     /// The last arrival of the probe's requests (seconds; infinite until it comes).
     probe_end: f64,
+    /// Whether inter-token gaps are recorded ([`Mode::skip_itl`]).
+    itl: bool,
 }
 
 /// What a run keeps and when it stops.
@@ -602,6 +604,10 @@ pub struct Mode<'a> {
     /// run's, without simulating its part twice. Open-loop workloads only (a closed-loop
     /// conversation's later turns are not among the first requests read).
     pub probe: Option<usize>,
+    /// Record no inter-token gaps: [`SimOutput::itl`] stays empty, everything else is the
+    /// same. For callers that read no ITL statistic, since the gaps are a histogram update
+    /// per decode step, a fifth of a lone request's decode loop.
+    pub skip_itl: bool,
 }
 
 /// Latency limits a run gives up at, as soon as more of its measured values lie past a
@@ -724,6 +730,7 @@ const STREAM: Mode = Mode {
     cancel: None,
     stop: None,
     probe: None,
+    skip_itl: false,
 };
 
 /// A run to its end that keeps per-request records.
@@ -899,6 +906,7 @@ fn run_engine<R: Borrow<Request>>(
         watch: mode.stop.map(Watch::new),
         stopped: false,
         probe: mode.probe.map(|n| n as u64),
+        itl: !mode.skip_itl,
         probe_end: f64::INFINITY,
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
@@ -1569,7 +1577,7 @@ impl Engine<'_> {
                 if self.disagg.is_some() && p.decoded < req.decode {
                     self.handed.push(e.id);
                 }
-            } else if measured {
+            } else if measured && self.itl {
                 gaps.push(now - p.last_token, &mut self.gpus[g].itl);
             }
             p.last_token = now;
@@ -1689,7 +1697,9 @@ impl Engine<'_> {
                 gpu.kv_to(&self.window, end);
                 opening = (opening + block - 1) % block;
             }
-            if ran == 0 {
+            if !self.itl {
+                // Nothing to record.
+            } else if ran == 0 {
                 let mut gaps = GapRun::default();
                 for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
                     gaps.push(end - self.live.get(id).progress.last_token, &mut gpu.itl);
