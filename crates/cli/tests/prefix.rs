@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use llmsim::cost::{CostDist, LinearCost};
-use llmsim::engine::{EngineConfig, SimOutput, simulate, simulate_observed};
+use llmsim::engine::{EngineConfig, SimOutput, simulate, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
 use llmsim::prefix::Prefix;
 use llmsim::router::RouterSpec;
@@ -132,6 +132,62 @@ proptest! {
     ) {
         check_small_cache(&lens, chunk, kv_tokens, policy)?;
     }
+
+    /// Steady decodes run in a tight loop with the cache on too, evicting for each batch's
+    /// growth as a batch started event by event does; an observer turns the loop off, so
+    /// both runs must agree to the last bit on every record and statistic (hits,
+    /// evictions and cached block-seconds included), on caches tight enough to evict and
+    /// preempt, on one GPU or several behind any router.
+    #[test]
+    fn steady_decodes_with_the_cache_run_exactly_as_event_by_event(
+        lens in prop::collection::vec((1u32..400, 0u32..300, 0usize..40, 0u32..12), 2..40),
+        chunk in 1u32..70,
+        gap in 0.001f64..0.5,
+        kv_tokens in 800u64..8000,
+        policy in 0usize..3,
+        gpus in 1usize..4,
+        router in 0usize..4,
+        seed in 0u64..1000,
+    ) {
+        let requests = shared_prefixes(&lens, chunk, gap);
+        let cfg = EngineConfig {
+            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
+            gpus,
+            router: [
+                RouterSpec::RoundRobin,
+                RouterSpec::Jsq,
+                RouterSpec::Session,
+                RouterSpec::PrefixAware,
+            ][router],
+            ..config(paged(policy), kv_tokens, true)
+        };
+        let fast = simulate_records(&requests, &cfg, seed, 0, 1);
+        let slow = simulate_observed(&requests, &cfg, seed, 0, 1, &mut |_| {});
+        // Debug prints every float exactly (shortest round-trip form).
+        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+    }
+}
+
+/// Paged policy `policy` (vllm, sarathi, decode-first) with at most 8 requests running and
+/// Sarathi's chunks under 512 tokens.
+fn paged(policy: usize) -> SchedulerSpec {
+    let limits = BatchLimits {
+        max_tokens: 512,
+        max_seqs: 8,
+        ..BatchLimits::default()
+    };
+    [
+        SchedulerSpec::Vllm(BatchLimits {
+            max_tokens: 1 << 20,
+            ..limits
+        }),
+        SchedulerSpec::Sarathi(limits),
+        SchedulerSpec::DecodeFirst(BatchLimits {
+            max_tokens: 1 << 20,
+            ..limits
+        }),
+    ][policy]
+        .clone()
 }
 
 /// Requests `lens` sharing prefixes of `chunk`-token ids, 10 ms apart, in a KV cache of
@@ -144,23 +200,7 @@ fn check_small_cache(
     kv_tokens: u64,
     policy: usize,
 ) -> Result<(), TestCaseError> {
-    let limits = BatchLimits {
-        max_tokens: 512,
-        max_seqs: 8,
-        ..BatchLimits::default()
-    };
-    let spec = [
-        SchedulerSpec::Vllm(BatchLimits {
-            max_tokens: 1 << 20,
-            ..limits
-        }),
-        SchedulerSpec::Sarathi(limits),
-        SchedulerSpec::DecodeFirst(BatchLimits {
-            max_tokens: 1 << 20,
-            ..limits
-        }),
-    ][policy]
-        .clone();
+    let spec = paged(policy);
     let requests = shared_prefixes(lens, chunk, 0.01);
     let cfg = config(spec, kv_tokens, true);
     let cap = cfg.kv.blocks.unwrap();

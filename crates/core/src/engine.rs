@@ -350,6 +350,20 @@ struct Gpu {
 impl Gpu {
     /// Accounts this GPU's KV use (and its prefix cache's) inside `window` up to `now`,
     /// before it changes.
+    /// Evicts the least recently used unreferenced cached blocks that a batch's new blocks
+    /// need, in-use plus cached blocks kept within `capacity` (blocks); returns the
+    /// unreferenced blocks left cached (0 without a prefix cache).
+    fn make_room(&mut self, capacity: u64) -> u64 {
+        match self.prefix.as_deref_mut().map(RefCell::get_mut) {
+            Some(px) => {
+                let occupied = self.kv_used + px.cache.evictable();
+                px.cache.evict(occupied.saturating_sub(capacity));
+                px.cache.evictable()
+            }
+            None => 0,
+        }
+    }
+
     fn kv_to(&mut self, window: &Window, now: f64) {
         let inside = window.overlap(self.kv_since, now);
         self.stats.kv_block_seconds += self.kv_used as f64 * inside;
@@ -514,7 +528,7 @@ struct Engine<'a> {
     /// unlimited one constrains nothing and counting costs time on every batch entry.
     kv_tracked: bool,
     /// Whether steady decodes may run in a tight loop ([`Engine::decode_steady`]): nobody
-    /// watches the batches and no prefix cache takes part in their memory.
+    /// watches the batches.
     steady: bool,
     live: InFlight,
     peak_in_flight: usize,
@@ -565,6 +579,8 @@ struct Engine<'a> {
     probe: Option<u64>,
     /// The last arrival of the probe's requests (seconds; infinite until it comes).
     probe_end: f64,
+    /// Whether inter-token gaps are recorded ([`Mode::skip_itl`]).
+    itl: bool,
 }
 
 /// What a run keeps and when it stops.
@@ -588,6 +604,10 @@ pub struct Mode<'a> {
     /// run's, without simulating its part twice. Open-loop workloads only (a closed-loop
     /// conversation's later turns are not among the first requests read).
     pub probe: Option<usize>,
+    /// Record no inter-token gaps: [`SimOutput::itl`] stays empty, everything else is the
+    /// same. For callers that read no ITL statistic, since the gaps are a histogram update
+    /// per decode step, a fifth of a lone request's decode loop.
+    pub skip_itl: bool,
 }
 
 /// Latency limits a run gives up at, as soon as more of its measured values lie past a
@@ -710,6 +730,7 @@ const STREAM: Mode = Mode {
     cancel: None,
     stop: None,
     probe: None,
+    skip_itl: false,
 };
 
 /// A run to its end that keeps per-request records.
@@ -834,7 +855,7 @@ fn run_engine<R: Borrow<Request>>(
         .router
         .build(route_gpus, stream(seed, rep, Source::Router));
     let mut source = requests.into_iter().map(|r| r.borrow().clone());
-    let steady = observer.is_none() && !config.prefix_cache;
+    let steady = observer.is_none();
     let mut engine = Engine {
         source: &mut source,
         next: None,
@@ -885,6 +906,7 @@ fn run_engine<R: Borrow<Request>>(
         watch: mode.stop.map(Watch::new),
         stopped: false,
         probe: mode.probe.map(|n| n as u64),
+        itl: !mode.skip_itl,
         probe_end: f64::INFINITY,
     };
     let end_time = engine.run(mode.stop_at_last_arrival, mode.cancel);
@@ -1444,18 +1466,8 @@ impl Engine<'_> {
                     self.kv.blocks_for(ctx + u64::from(e.tokens)) - self.kv.blocks_for(ctx);
             }
         }
-        // The batch's new blocks take the least recently used unreferenced cached ones.
         // Nothing below touches the cache, so the batch's event reports what is left here.
-        let gpu = &mut self.gpus[g];
-        let evictable = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
-            Some(px) => {
-                let occupied = gpu.kv_used + px.cache.evictable();
-                px.cache
-                    .evict(occupied.saturating_sub(self.kv.capacity_blocks()));
-                px.cache.evictable()
-            }
-            None => 0,
-        };
+        let evictable = self.gpus[g].make_room(self.kv.capacity_blocks());
         debug_assert!(
             !batch.is_empty() || !swaps,
             "a batch that swaps must run something"
@@ -1565,7 +1577,7 @@ impl Engine<'_> {
                 if self.disagg.is_some() && p.decoded < req.decode {
                     self.handed.push(e.id);
                 }
-            } else if measured {
+            } else if measured && self.itl {
                 gaps.push(now - p.last_token, &mut self.gpus[g].itl);
             }
             p.last_token = now;
@@ -1687,11 +1699,14 @@ impl Engine<'_> {
             };
             if self.kv_tracked {
                 gpu.kv_used += growth;
+                gpu.make_room(self.kv.capacity_blocks());
                 gpu.stats.kv_peak_blocks = gpu.stats.kv_peak_blocks.max(gpu.kv_used);
                 gpu.kv_to(&self.window, end);
                 opening = (opening + block - 1) % block;
             }
-            if ran == 0 {
+            if !self.itl {
+                // Nothing to record.
+            } else if ran == 0 {
                 let mut gaps = GapRun::default();
                 for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
                     gaps.push(end - self.live.get(id).progress.last_token, &mut gpu.itl);

@@ -28,6 +28,7 @@
 //! 32 (a Mooncake replay spent most of its time in per-block lookups and evictions).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use foldhash::fast::FixedState;
 
@@ -69,26 +70,66 @@ impl Prefix {
         block_size: u32,
         blocks: usize,
     ) -> impl Iterator<Item = BlockKey> + Clone + '_ {
+        self.block_runs(block_size, 0..blocks)
+            .flat_map(BlockRun::keys)
+    }
+
+    /// KV blocks `blocks` (indices of `block_size`-token blocks) as runs of consecutive
+    /// blocks of one page each, in order, computed as they are read: one page key per
+    /// page, nothing per block. The ids must cover `blocks.end · block_size` tokens.
+    pub fn block_runs(
+        &self,
+        block_size: u32,
+        blocks: Range<usize>,
+    ) -> impl Iterator<Item = BlockRun> + Clone + '_ {
         let (b, t) = (u64::from(block_size), u64::from(self.block_tokens));
-        let mut chunk = u64::MAX;
-        let mut key = BlockKey {
-            page: 0,
-            offset: 0,
-            len: self.block_tokens.div_ceil(block_size),
-        };
-        (0..blocks as u64).map(move |j| {
-            let last = j * b + b - 1;
-            let c = last / t;
-            if c == chunk {
-                key.offset += 1;
-            } else {
-                // A new page: chained on the one before, and named by its chunk's id
-                // and where its first block ends in the chunk.
-                chunk = c;
-                key.page = mix(key.page ^ mix(self.ids[c as usize]).wrapping_add(last % t));
-                key.offset = 0;
+        let len = self.block_tokens.div_ceil(block_size);
+        let (start, end) = (blocks.start as u64, blocks.end as u64);
+        let (mut page, mut j) = (0u64, 0u64);
+        std::iter::from_fn(move || {
+            while j < end {
+                // A new page, block `j` its first: chained on the one before, and named
+                // by its chunk's id and where its first block ends in the chunk. Its
+                // blocks are those whose last tokens lie in the chunk, up to
+                // `(c + 1) · t / b` (exclusive).
+                let last = j * b + b - 1;
+                let c = last / t;
+                page = mix(page ^ mix(self.ids[c as usize]).wrapping_add(last % t));
+                let (first, to) = (j, ((c + 1) * t / b).min(end));
+                j = to;
+                let from = first.max(start);
+                if from < to {
+                    return Some(BlockRun {
+                        key: BlockKey {
+                            page,
+                            offset: (from - first) as u32,
+                            len,
+                        },
+                        count: (to - from) as u32,
+                    });
+                }
             }
-            key
+            None
+        })
+    }
+}
+
+/// Consecutive KV blocks of one page: the blocks at positions `key.offset` to
+/// `key.offset + count - 1` of page `key.page`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRun {
+    /// The run's first block.
+    pub key: BlockKey,
+    /// Blocks in the run (at least 1).
+    pub count: u32,
+}
+
+impl BlockRun {
+    /// The keys of the run's blocks, in order.
+    pub fn keys(self) -> impl Iterator<Item = BlockKey> + Clone {
+        (0..self.count).map(move |i| BlockKey {
+            offset: self.key.offset + i,
+            ..self.key
         })
     }
 }
@@ -191,10 +232,6 @@ impl Default for PrefixCache {
     }
 }
 
-/// The last page looked up along a walk over keys, and what was found: consecutive keys
-/// mostly share a page, looked up once.
-type Walk = Option<(u64, Option<u32>)>;
-
 impl PrefixCache {
     /// Blocks cached and referenced (blocks).
     pub fn referenced(&self) -> u64 {
@@ -211,39 +248,36 @@ impl PrefixCache {
         self.cached == 0
     }
 
-    /// The node of block `k` if it is cached; `walk` remembers the last page looked up.
-    fn node(&self, k: &BlockKey, walk: &mut Walk) -> Option<u32> {
-        let page = match *walk {
-            Some((key, page)) if key == k.page => page,
-            _ => {
-                let page = self.index.get(&k.page).copied();
-                *walk = Some((k.page, page));
-                page
-            }
-        };
-        let p = self.pages[page? as usize];
-        let n = p.base + k.offset;
-        (k.offset < p.len && self.nodes[n as usize].cached).then_some(n)
+    /// The nodes of run `r`'s blocks, from its first, that its page has room for, if the
+    /// page is indexed (its blocks may be cached or not).
+    fn nodes_of(&self, r: &BlockRun) -> Option<Range<usize>> {
+        let p = self.pages[*self.index.get(&r.key.page)? as usize];
+        let from = p.base + r.key.offset;
+        let count = r.count.min(p.len.saturating_sub(r.key.offset));
+        Some(from as usize..(from + count) as usize)
     }
 
-    /// How many leading `keys` are cached, referenced or not; changes nothing.
-    pub fn matched(&self, keys: impl IntoIterator<Item = BlockKey>) -> usize {
-        self.peek(keys, usize::MAX).0
+    /// How many leading blocks of `runs` are cached, referenced or not; changes nothing.
+    pub fn matched(&self, runs: impl IntoIterator<Item = BlockRun>) -> usize {
+        self.peek(runs).0
     }
 
-    /// The longest cached prefix of `keys`, at most `limit` blocks, as
-    /// [`acquire`](Self::acquire) would find it: its length (blocks) and how many of its
-    /// blocks no request references (acquiring them takes them off the evictable list);
-    /// changes nothing.
-    pub fn peek(&self, keys: impl IntoIterator<Item = BlockKey>, limit: usize) -> (usize, u64) {
-        let mut walk = None;
+    /// The longest cached prefix of `runs`, as [`acquire`](Self::acquire) would find it:
+    /// its length (blocks) and how many of its blocks no request references (acquiring
+    /// them takes them off the evictable list); changes nothing.
+    pub fn peek(&self, runs: impl IntoIterator<Item = BlockRun>) -> (usize, u64) {
         let (mut hit, mut unreferenced) = (0, 0);
-        for k in keys.into_iter().take(limit) {
-            let Some(n) = self.node(&k, &mut walk) else {
+        for r in runs {
+            let Some(range) = self.nodes_of(&r) else {
                 break;
             };
-            hit += 1;
-            unreferenced += u64::from(self.nodes[n as usize].refs == 0);
+            let nodes = &self.nodes[range];
+            let cached = nodes.iter().take_while(|n| n.cached).count();
+            hit += cached;
+            unreferenced += nodes[..cached].iter().filter(|n| n.refs == 0).count() as u64;
+            if cached < r.count as usize {
+                break;
+            }
         }
         (hit, unreferenced)
     }
@@ -287,23 +321,30 @@ impl PrefixCache {
         revived
     }
 
-    /// Finds the longest cached prefix of `keys`, at most `limit` blocks, references its
-    /// blocks and appends their nodes to `held`. Returns how many of them were
-    /// unreferenced before (they leave the evictable list).
+    /// Finds the longest cached prefix of `runs`, references its blocks and appends their
+    /// nodes to `held`. Returns how many of them were unreferenced before (they leave the
+    /// evictable list).
     pub fn acquire(
         &mut self,
-        keys: impl IntoIterator<Item = BlockKey>,
-        limit: usize,
+        runs: impl IntoIterator<Item = BlockRun>,
         held: &mut Vec<u32>,
     ) -> u64 {
         let mut revived = 0;
-        let mut walk = None;
-        for k in keys.into_iter().take(limit) {
-            let Some(n) = self.node(&k, &mut walk) else {
+        for r in runs {
+            let Some(range) = self.nodes_of(&r) else {
                 break;
             };
-            revived += u64::from(self.reference(n));
-            held.push(n);
+            let whole = range.len() == r.count as usize;
+            for n in range {
+                if !self.nodes[n].cached {
+                    return revived;
+                }
+                revived += u64::from(self.reference(n as u32));
+                held.push(n as u32);
+            }
+            if !whole {
+                break;
+            }
         }
         revived
     }
@@ -340,31 +381,33 @@ impl PrefixCache {
         })
     }
 
-    /// Caches `keys`, the full blocks a request just computed, referenced by it, appending
+    /// Caches `runs`, the full blocks a request just computed, referenced by it, appending
     /// their nodes to `held`. A key already cached (computed meanwhile by another request)
     /// is referenced instead, and the request's own copy of that block is dropped.
     /// Returns the blocks so dropped that were referenced already (a revived unreferenced
     /// one takes the dropped copy's place in the memory in use).
-    pub fn insert(&mut self, keys: impl IntoIterator<Item = BlockKey>, held: &mut Vec<u32>) -> u64 {
+    pub fn insert(&mut self, runs: impl IntoIterator<Item = BlockRun>, held: &mut Vec<u32>) -> u64 {
         let mut dropped = 0;
-        let mut page = (0, NIL);
-        for k in keys {
-            if page.1 == NIL || page.0 != k.page {
-                page = (k.page, self.page(&k));
+        for r in runs {
+            let p = self.page(&r.key);
+            let page = &mut self.pages[p as usize];
+            debug_assert!(
+                r.key.offset + r.count <= page.len,
+                "one chunk size per workload"
+            );
+            let from = page.base + r.key.offset;
+            for n in from..from + r.count {
+                if self.nodes[n as usize].cached {
+                    dropped += u64::from(!self.reference(n));
+                } else {
+                    self.pages[p as usize].live += 1;
+                    let node = &mut self.nodes[n as usize];
+                    node.cached = true;
+                    node.refs = 1;
+                    self.cached += 1;
+                }
+                held.push(n);
             }
-            let p = &mut self.pages[page.1 as usize];
-            debug_assert!(k.offset < p.len, "one chunk size per workload");
-            let n = p.base + k.offset;
-            if self.nodes[n as usize].cached {
-                dropped += u64::from(!self.reference(n));
-            } else {
-                p.live += 1;
-                let node = &mut self.nodes[n as usize];
-                node.cached = true;
-                node.refs = 1;
-                self.cached += 1;
-            }
-            held.push(n);
         }
         dropped
     }
@@ -453,10 +496,8 @@ impl GpuCache {
         let Some(prefix) = &req.prefix else {
             return CacheHit::default();
         };
-        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
-        let (blocks, revived) = self
-            .cache
-            .peek(keys, ((req.prompt - 1) / block_size) as usize);
+        let runs = prefix.block_runs(block_size, 0..((req.prompt - 1) / block_size) as usize);
+        let (blocks, revived) = self.cache.peek(runs);
         CacheHit {
             tokens: blocks as u32 * block_size,
             revived,
@@ -473,7 +514,7 @@ impl GpuCache {
         let blocks = (hit.tokens / block_size) as usize;
         let revived = self
             .cache
-            .acquire(prefix.block_keys(block_size, blocks), blocks, nodes);
+            .acquire(prefix.block_runs(block_size, 0..blocks), nodes);
         debug_assert_eq!((nodes.len(), revived), (blocks, hit.revived));
         self.admitted.push((id, hit.tokens));
         self.revived += revived;
@@ -487,8 +528,9 @@ impl GpuCache {
         let (Some(prefix), Some(nodes)) = (&req.prefix, self.held.get_mut(&id)) else {
             return 0;
         };
-        let keys = prefix.block_keys(block_size, (req.prompt / block_size) as usize);
-        self.cache.insert(keys.skip(nodes.len()), nodes)
+        let blocks = nodes.len()..(req.prompt / block_size) as usize;
+        self.cache
+            .insert(prefix.block_runs(block_size, blocks), nodes)
     }
 
     /// Drops request `id`'s references (it finished or was preempted); returns how many
@@ -559,19 +601,64 @@ mod tests {
         );
     }
 
-    /// Keys of one-block pages, as a router keys whole chunks.
-    fn keys(pages: &[u64]) -> impl Iterator<Item = BlockKey> + '_ {
-        pages.iter().map(|&page| BlockKey {
-            page,
-            offset: 0,
-            len: 1,
+    /// Runs of one-block pages, as a router keys whole chunks.
+    fn keys(pages: &[u64]) -> impl Iterator<Item = BlockRun> + '_ {
+        pages.iter().map(|&page| BlockRun {
+            key: BlockKey {
+                page,
+                offset: 0,
+                len: 1,
+            },
+            count: 1,
         })
+    }
+
+    /// Each block's key computed on its own, as the format defines it: the chain of the
+    /// pages before, and the block's position in its page.
+    fn key_of(p: &Prefix, b: u64, j: u64) -> BlockKey {
+        let t = u64::from(p.block_tokens);
+        let (mut page, mut chunk, mut first) = (0, u64::MAX, 0);
+        for i in 0..=j {
+            let last = i * b + b - 1;
+            if last / t != chunk {
+                chunk = last / t;
+                page = mix(page ^ mix(p.ids[chunk as usize]).wrapping_add(last % t));
+                first = i;
+            }
+        }
+        BlockKey {
+            page,
+            offset: (j - first) as u32,
+            len: p.block_tokens.div_ceil(b as u32),
+        }
+    }
+
+    #[test]
+    fn runs_cover_a_range_of_blocks_page_by_page() {
+        for (t, b) in [(512, 16), (24, 16), (7, 16), (16, 16), (50, 3)] {
+            let ids: Vec<u64> = (0..200).map(|i| i * 7 + 3).collect();
+            let p = prefix(&ids, t);
+            let n = (200 * t / b) as usize;
+            for (from, to) in [(0, n), (0, 1), (1, n), (5, 9), (n - 1, n), (3, 3), (31, 80)] {
+                let runs: Vec<BlockRun> = p.block_runs(b, from..to).collect();
+                let keys: Vec<BlockKey> = runs.iter().copied().flat_map(BlockRun::keys).collect();
+                let want: Vec<BlockKey> =
+                    (from..to).map(|j| key_of(&p, b.into(), j as u64)).collect();
+                assert_eq!(keys, want, "t {t}, b {b}, {from}..{to}");
+                // One run per page: consecutive runs are different pages.
+                assert!(runs.windows(2).all(|w| w[0].key.page != w[1].key.page));
+                assert!(
+                    runs.iter()
+                        .all(|r| r.count > 0 && r.key.offset + r.count <= r.key.len)
+                );
+            }
+        }
     }
 
     #[test]
     fn a_page_leaves_when_its_last_block_is_evicted() {
         let mut c = PrefixCache::default();
-        let k = prefix(&[1, 2], 64).block_keys(16, 8).collect::<Vec<_>>();
+        let k = prefix(&[1, 2], 64).block_runs(16, 0..8).collect::<Vec<_>>();
         let (mut a, mut b) = (Vec::new(), Vec::new());
         c.insert(k.iter().copied(), &mut a);
         assert_eq!((c.len(), c.index.len(), c.nodes.len()), (8, 2, 8));
@@ -583,7 +670,7 @@ mod tests {
         c.evict(1);
         assert_eq!((c.matched(k.iter().copied()), c.index.len()), (4, 1));
         // A new page takes the emptied one's nodes.
-        let other = prefix(&[1, 3], 64).block_keys(16, 8).collect::<Vec<_>>();
+        let other = prefix(&[1, 3], 64).block_runs(16, 0..8).collect::<Vec<_>>();
         c.insert(other.iter().copied(), &mut b);
         assert_eq!(
             (
@@ -601,7 +688,7 @@ mod tests {
         let mut c = PrefixCache::default();
         let (mut a, mut b) = (Vec::new(), Vec::new());
         assert_eq!(c.insert(keys(&[1, 2, 3]), &mut a), 0);
-        assert_eq!(c.acquire(keys(&[1, 2, 7]), 3, &mut b), 0);
+        assert_eq!(c.acquire(keys(&[1, 2, 7]), &mut b), 0);
         assert_eq!(b.len(), 2);
         // Released by the first owner: block 3 becomes free; 1 and 2 still referenced.
         assert_eq!(c.release(&mut a), 1);
@@ -610,7 +697,7 @@ mod tests {
         // Released last first: 3 (oldest), then 2, then 1.
         c.evict(2);
         assert_eq!(c.stats.evictions, 2);
-        assert_eq!(c.acquire(keys(&[1, 2]), 2, &mut a), 1);
+        assert_eq!(c.acquire(keys(&[1, 2]), &mut a), 1);
         assert_eq!(a.len(), 1);
         // Only what is unreferenced can go.
         c.evict(5);
@@ -618,7 +705,7 @@ mod tests {
             (c.referenced(), c.evictable(), c.stats.evictions),
             (1, 0, 2)
         );
-        assert_eq!(c.acquire(keys(&[1]), 0, &mut b), 0);
+        assert_eq!(c.acquire(keys(&[]), &mut b), 0);
         assert!(b.is_empty());
         // An evicted slot is reused by the next new block.
         c.insert(keys(&[8]), &mut b);

@@ -189,7 +189,16 @@ impl RunConfig {
     /// Runs all replications (in parallel with the `parallel` feature); results in
     /// replication order.
     pub fn run(&self) -> Vec<Summary> {
-        map_reps(self.reps, |rep| self.run_one(rep))
+        self.run_with(Mode::default())
+    }
+
+    /// [`RunConfig::run`] as `mode` says (for instance [`Mode::skip_itl`] where the caller
+    /// reads no ITL statistic); `mode.cancel` must be unset.
+    pub fn run_with(&self, mode: Mode) -> Vec<Summary> {
+        map_reps(self.reps, |rep| {
+            let out = self.simulate_streamed(rep, mode);
+            self.summarize(&out.expect("a run without a cancellation flag ends"))
+        })
     }
 }
 
@@ -225,6 +234,36 @@ mod tests {
             let plain = serde_json::to_string(&run.run_one(rep)).unwrap();
             let watched = run.run_one_cancellable(rep, Some(&flag)).unwrap();
             assert_eq!(plain, serde_json::to_string(&watched).unwrap());
+        }
+    }
+
+    /// Skipping the inter-token gaps empties the ITL statistics and changes nothing else,
+    /// under a lone request's decode loop (A) and a paged policy on two GPUs.
+    #[test]
+    fn a_run_without_itl_is_the_plain_run_less_its_itl() {
+        use crate::scheduler::SchedulerKind;
+        for (scheduler, gpus) in [(SchedulerKind::A, 1), (SchedulerKind::Vllm, 2)] {
+            let config = Config {
+                scheduler,
+                gpus,
+                rate: Some(0.8 * gpus as f64),
+                requests: Some(3000),
+                reps: 2,
+                ..Config::default()
+            };
+            let run = config.build(&Memory::default()).unwrap().run;
+            let skip = Mode {
+                skip_itl: true,
+                ..Mode::default()
+            };
+            for (mut plain, skipped) in run.run().into_iter().zip(run.run_with(skip)) {
+                assert!(plain.itl.mean > 0.0 && skipped.itl.mean.is_nan());
+                plain.itl = skipped.itl;
+                assert_eq!(
+                    serde_json::to_string(&plain).unwrap(),
+                    serde_json::to_string(&skipped).unwrap()
+                );
+            }
         }
     }
 

@@ -15,21 +15,27 @@ pub struct LogNormalNoise {
     cv: f64,
     /// `sigma` of `ln N`: `sqrt(ln(1 + cv^2))`.
     sigma: f64,
+    /// `sigma^2 / 2`, by which `ln N`'s mean is below 0 so that `N`'s mean is exactly 1.
+    half_var: f64,
 }
 
 impl LogNormalNoise {
     /// Wraps `inner` with noise of coefficient of variation `cv` (> 0, finite).
     pub fn new(inner: Arc<dyn CostModel>, cv: f64) -> Self {
         let sigma = (1.0 + cv * cv).ln().sqrt();
-        LogNormalNoise { inner, cv, sigma }
+        LogNormalNoise {
+            inner,
+            cv,
+            sigma,
+            half_var: 0.5 * sigma * sigma,
+        }
     }
 }
 
 impl CostModel for LogNormalNoise {
     fn sample(&self, shape: &BatchShape, rng: &mut SimRng) -> f64 {
         let z: f64 = StandardNormal.sample(rng);
-        // Minus sigma^2 / 2 makes the factor's mean exactly 1.
-        self.inner.sample(shape, rng) * (self.sigma * z - 0.5 * self.sigma * self.sigma).exp()
+        self.inner.sample(shape, rng) * (self.sigma * z - self.half_var).exp()
     }
 
     fn mean(&self, shape: &BatchShape) -> f64 {

@@ -65,7 +65,7 @@ impl ProfiledCost {
             1.0,
             if shape.prefill_tokens > 0 { 1.0 } else { 0.0 },
             (shape.tokens() as f64 - b0).max(0.0),
-            shape.prefill_squares as f64,
+            shape.prefill_squares_f64(),
             if shape.decode_entries > 0 {
                 shape.kv_tokens as f64 * (r / seqs).max(1.0)
             } else {

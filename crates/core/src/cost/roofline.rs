@@ -33,7 +33,7 @@ impl ModelShape {
             2.0 * f64::from(self.layers) * f64::from(self.heads) * f64::from(self.head_dim);
         // Causal prefill: QK^T and AV over prefill_squares / 2 query-key pairs each (L^2 / 2
         // for a whole prompt of L), 2 FLOPs per multiply-add.
-        let prefill_attention = per_pair * shape.prefill_squares as f64;
+        let prefill_attention = per_pair * shape.prefill_squares_f64();
         let decode_attention = 2.0 * per_pair * shape.kv_tokens as f64;
         dense + logits + prefill_attention + decode_attention
     }

@@ -63,7 +63,7 @@ impl Router for PrefixAware {
             return Some(least);
         };
         let chunk = prefix.block_tokens;
-        let keys = prefix.block_keys(chunk, (req.prompt / chunk) as usize);
+        let keys = prefix.block_runs(chunk, 0..(req.prompt / chunk) as usize);
         let gpu = if imbalanced {
             least
         } else {

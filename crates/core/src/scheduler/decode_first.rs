@@ -37,7 +37,7 @@ impl Scheduler for DecodeFirst {
     }
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
-        let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
+        let mut kv = KvBudget::new(view, &self.queues.prefilling, self.limits.watermark);
         let preempted = self.queues.decode_running(view, &mut kv, batch);
         if !preempted {
             self.queues.swap_in(view, &mut kv, &self.limits, batch);

@@ -21,9 +21,11 @@ pub(crate) struct KvBudget {
 
 impl KvBudget {
     /// The blocks free on this GPU, less those set aside for the unfinished prefills of
-    /// `running`; admissions must leave `watermark` (a fraction of all blocks) free.
-    pub fn new(view: &View, running: &[ReqId], watermark: f64) -> Self {
-        let set_aside: u64 = running
+    /// `prefilling`, which must hold every running request with prompt left to prefill
+    /// (the others set nothing aside); admissions must leave `watermark` (a fraction of all
+    /// blocks) free.
+    pub fn new(view: &View, prefilling: &[ReqId], watermark: f64) -> Self {
+        let set_aside: u64 = prefilling
             .iter()
             .map(|&id| reserved(view, id) - view.kv.blocks_for(u64::from(view.context(id))))
             .sum();
@@ -93,6 +95,11 @@ pub(crate) struct Queues {
     pub waiting: Waiting,
     /// Admitted requests, oldest admission first; they hold KV blocks.
     pub running: Vec<ReqId>,
+    /// The running requests admitted to prefill whose prefill had not ended when the last
+    /// batch ended, in `running`'s order: every running request with prompt left to
+    /// prefill. Kept so that a batch's set-aside memory and continued prefills cost work in
+    /// the prefills under way, not in the whole running set.
+    pub prefilling: Vec<ReqId>,
     /// Requests swapped out to host memory, in arrival order; they hold no KV blocks.
     pub swapped: VecDeque<ReqId>,
     /// Whether victims are swapped out rather than recomputed.
@@ -128,6 +135,10 @@ impl Queues {
                 i += 1;
             } else {
                 let victim = self.running.pop().expect("i < len");
+                // The newest running request is the newest prefilling one, if prefilling.
+                if self.prefilling.last() == Some(&victim) {
+                    self.prefilling.pop();
+                }
                 kv.release(view, victim);
                 preempted = true;
                 if self.swap && view.prefill_left(victim) == 0 {
@@ -200,6 +211,7 @@ impl Queues {
             view.reuse_cached(id, hit);
             self.waiting.pop_front(view, batch);
             self.running.push(id);
+            self.prefilling.push(id);
             batch.push_prefill(id, chunk);
             tokens += chunk;
         }
@@ -210,7 +222,7 @@ impl Queues {
     /// is swapped out and every one is past its prefill. Iterations go on so until one
     /// finishes, one arrives, or a decode cannot get its block (the engine checks that).
     pub fn steady(&self, view: &View) -> &[ReqId] {
-        let decoding = || self.running.iter().all(|&id| view.prefill_left(id) == 0);
+        let decoding = || self.prefilling.iter().all(|&id| view.prefill_left(id) == 0);
         if self.waiting.is_empty(view) && self.swapped.is_empty() && decoding() {
             &self.running
         } else {
@@ -218,8 +230,10 @@ impl Queues {
         }
     }
 
-    /// Drops finished requests from the running set.
+    /// Drops finished requests from the running set, and requests whose prefill has ended
+    /// from the prefilling ones; call it at the end of every batch.
     pub fn retire(&mut self, view: &View) {
+        self.prefilling.retain(|&id| view.prefill_left(id) > 0);
         if view.finished > 0 {
             self.running.retain(|&id| !view.is_done(id));
         }

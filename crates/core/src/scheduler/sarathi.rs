@@ -48,11 +48,12 @@ impl Scheduler for Sarathi {
     }
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
-        let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
+        let mut kv = KvBudget::new(view, &self.queues.prefilling, self.limits.watermark);
         let preempted = self.queues.decode_running(view, &mut kv, batch);
         // Decodes fit the budget: there are at most max_seqs <= max_tokens of them.
         let mut tokens = batch.shape().decode_entries;
-        for &id in &self.queues.running {
+        // The running requests with prompt left, oldest first.
+        for &id in &self.queues.prefilling {
             let chunk = view.prefill_left(id).min(self.limits.max_tokens - tokens);
             if chunk > 0 {
                 // Its blocks were set aside at admission.

@@ -45,7 +45,7 @@ impl Scheduler for Vllm {
     }
 
     fn schedule(&mut self, view: &View, batch: &mut Batch) {
-        let mut kv = KvBudget::new(view, &self.queues.running, self.limits.watermark);
+        let mut kv = KvBudget::new(view, &self.queues.prefilling, self.limits.watermark);
         if self.queues.swapped.is_empty() {
             self.queues
                 .admit_waiting(view, &mut kv, &self.limits, batch, 0, false);
