@@ -147,8 +147,9 @@ impl Shadow {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
-    /// vllm's and sarathi's steady decodes (nothing waiting or swapped, every running
-    /// request past its prefill) run in a tight loop that counts the KV cache's growth,
+    /// vllm's, sarathi's and orca's steady decodes (nothing waiting or swapped, every
+    /// running request past its prefill) and decode-first's (the same, whatever waits) run
+    /// in a tight loop that counts the KV cache's growth,
     /// unless an observer watches the batches: both runs must agree to the last bit, on
     /// tight caches that preempt as on roomy ones.
     #[test]

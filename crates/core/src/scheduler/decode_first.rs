@@ -54,4 +54,10 @@ impl Scheduler for DecodeFirst {
     fn on_batch_done(&mut self, _batch: &Batch, view: &View) {
         self.queues.retire(view);
     }
+
+    /// Waiting prompts start only when nothing decodes, so they never break a run of
+    /// decodes: an overloaded GPU drains its backlog's decodes in the engine's tight loop.
+    fn steady_decodes(&self, view: &View) -> &[ReqId] {
+        self.queues.all_decoding(view)
+    }
 }

@@ -222,8 +222,18 @@ impl Queues {
     /// is swapped out and every one is past its prefill. Iterations go on so until one
     /// finishes, one arrives, or a decode cannot get its block (the engine checks that).
     pub fn steady(&self, view: &View) -> &[ReqId] {
+        if self.waiting.is_empty(view) {
+            self.all_decoding(view)
+        } else {
+            &[]
+        }
+    }
+
+    /// The running requests when nothing is swapped out and every one is past its prefill,
+    /// whatever waits: the steady decodes of a policy that admits nothing while any decodes.
+    pub fn all_decoding(&self, view: &View) -> &[ReqId] {
         let decoding = || self.prefilling.iter().all(|&id| view.prefill_left(id) == 0);
-        if self.waiting.is_empty(view) && self.swapped.is_empty() && decoding() {
+        if self.swapped.is_empty() && decoding() {
             &self.running
         } else {
             &[]
