@@ -5,6 +5,8 @@
 //! common random numbers are the caller's: evaluating every rate of one replication with the
 //! same seed makes the verdicts of neighbouring rates differ only by the rate.
 
+use std::ops::ControlFlow;
+
 /// A bisection's outcome: the largest rate found passing, and what the runs returned.
 #[derive(Debug, Clone)]
 pub struct Bisection<T> {
@@ -21,6 +23,27 @@ pub struct Bisection<T> {
     pub evals: u32,
 }
 
+/// A rate search's first run, at the top of its range `hi` (requests/s): the whole search
+/// when it passes, else its result to go on from.
+fn run_top<T: Clone>(
+    run: &mut impl FnMut(f64) -> T,
+    pass: &impl Fn(&T) -> bool,
+    hi: f64,
+) -> ControlFlow<Bisection<T>, T> {
+    let at_top = run(hi);
+    if pass(&at_top) {
+        ControlFlow::Break(Bisection {
+            rate: hi,
+            fail: hi,
+            at_max: Some(at_top.clone()),
+            at_top,
+            evals: 1,
+        })
+    } else {
+        ControlFlow::Continue(at_top)
+    }
+}
+
 /// Bisects the arrival rate in `[lo, hi]` for the largest at which `run(rate)` passes
 /// (`pass`), in `steps` halvings, after a first run at `hi` (which ends the search when it
 /// passes). The final bracket `(rate, fail)` is `(hi - lo) / 2^steps` wide.
@@ -30,16 +53,10 @@ pub fn bisect<T: Clone>(
     (mut lo, mut hi): (f64, f64),
     steps: u32,
 ) -> Bisection<T> {
-    let at_top = run(hi);
-    if pass(&at_top) {
-        return Bisection {
-            rate: hi,
-            fail: hi,
-            at_max: Some(at_top.clone()),
-            at_top,
-            evals: 1,
-        };
-    }
+    let at_top = match run_top(&mut run, &pass, hi) {
+        ControlFlow::Break(done) => return done,
+        ControlFlow::Continue(at_top) => at_top,
+    };
     let mut at_max = None;
     for _ in 0..steps {
         let mid = 0.5 * (lo + hi);
@@ -74,16 +91,10 @@ pub fn bisect_near<T: Clone>(
     steps: u32,
     guess: f64,
 ) -> Bisection<T> {
-    let at_top = run(hi);
-    if pass(&at_top) {
-        return Bisection {
-            rate: hi,
-            fail: hi,
-            at_max: Some(at_top.clone()),
-            at_top,
-            evals: 1,
-        };
-    }
+    let at_top = match run_top(&mut run, &pass, hi) {
+        ControlFlow::Break(done) => return done,
+        ControlFlow::Continue(at_top) => at_top,
+    };
     let cells = 1_u64 << steps;
     let cell = (hi - lo) / cells as f64;
     let rate = |k: u64| if k == cells { hi } else { lo + k as f64 * cell };
