@@ -151,7 +151,10 @@ def test_the_gil_is_released_while_simulating():
 def interrupt_after(code, wait=1.0):
     """Runs `code` in a fresh Python, sends SIGINT `wait` s after it printed 'started';
     returns (seconds from the signal to the process's end, its stderr)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import llmsim; print('started', flush=True); " + code],
+    # A shell's background job inherits SIGINT ignored, and Python then leaves it ignored:
+    # the child restores Ctrl-C's KeyboardInterrupt whatever it inherited.
+    setup = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    proc = subprocess.Popen([sys.executable, "-c", setup + "import llmsim; print('started', flush=True); " + code],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
     time.sleep(wait)
