@@ -319,6 +319,52 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
     assert_eq!(hits(&simulate(&requests, &unlimited, 1, 0, 0)), (96, 281));
 }
 
+/// A finished request's full blocks of generated tokens stay cached, unmatched, ahead of
+/// its prompt in the eviction order, and push prompts out of a small cache as vLLM's do.
+/// One request at a time, 16-token blocks: A (prompt 64 = 4 blocks, 63 decodes: context
+/// 127, 7 full blocks, 3 of them generated) finishes leaving 3 retired then 4 prompt
+/// blocks evictable; X (prompt 16, 111 decodes: 8 blocks at its peak, 6 retired) and Y
+/// (prompt 16, 95 decodes: 7 blocks, 5 retired) run; then B repeats A's prompt, whose
+/// lookup stops short of its last token: 3 blocks, 48 tokens, if A's are still there.
+/// In 12 blocks X evicts A's 3 retired (7 + 8 = 15), Y then needs 4 + 6 + 1 + 7 = 18 and
+/// evicts A's 4 prompt blocks and 2 of X's retired, so B hits nothing and evicts 3 more
+/// (Y's retired 5 and prompt 1 join X's 4 and 1: 11 + 4 = 15): 12 evictions. Caching
+/// prompts only, Y would find 4 + 1 + 7 = 12 and evict nothing, and B would hit 48. In 18
+/// blocks X evicts nothing, Y evicts A's 3 retired blocks (14 + 7 = 21), which go first,
+/// so B still hits 48 (3 prompt blocks revived, 1 allocated: 4 + 14 = 18).
+#[test]
+fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
+    let request = |arrival: f64, ids: &[u64], prompt: u32, decode: u32| Request {
+        arrival,
+        prompt,
+        decode,
+        prefix: Some(Arc::new(Prefix {
+            block_tokens: 16,
+            ids: ids.into(),
+            session: None,
+        })),
+        next: None,
+    };
+    let requests = [
+        request(0.0, &[0, 1, 2, 3], 64, 63),
+        request(100.0, &[100], 16, 111),
+        request(200.0, &[200], 16, 95),
+        request(300.0, &[0, 1, 2, 3], 64, 0),
+    ];
+    let prompts = 64 + 16 + 16 + 64;
+    for (blocks, hit, evictions) in [(12u64, 0, 12), (18, 48, 3)] {
+        let out = simulate(
+            &requests,
+            &config(vllm(), blocks * u64::from(BLOCK), true),
+            1,
+            0,
+            0,
+        );
+        assert_eq!(hits(&out), (hit, prompts), "{blocks} blocks");
+        assert_eq!(out.gpus[0].prefix.evictions, evictions, "{blocks} blocks");
+    }
+}
+
 /// Hits never fall as the cache grows, on the Mooncake conversation trace's first 1,500
 /// requests replayed one at a time (LRU is a stack algorithm: a larger cache holds a
 /// superset of a smaller one's blocks for the same sequence of requests).

@@ -1257,7 +1257,7 @@ impl Engine<'_> {
     /// preempted before its first token simply starts its prefill again.
     fn preempt(&mut self, g: usize, id: ReqId) {
         let dropped = self.live.get(id).progress.context();
-        self.free_blocks(g, id);
+        self.free_blocks(g, id, false);
         let stats = &mut self.gpus[g].stats;
         stats.preemptions += 1;
         stats.recomputed_tokens += u64::from(dropped);
@@ -1283,7 +1283,7 @@ impl Engine<'_> {
             self.gpus[g].kv_used += self.blocks(u64::from(ctx));
             self.gpus[g].stats.swaps_in += 1;
         } else {
-            self.free_blocks(g, id);
+            self.free_blocks(g, id, false);
             self.gpus[g].stats.swaps_out += 1;
         }
         let gpu = &mut self.gpus[g];
@@ -1296,11 +1296,21 @@ impl Engine<'_> {
     /// Frees request `id`'s KV blocks on GPU `g`: its own, and its references to cached
     /// blocks, which stay cached (evictable once no request references them); a victim of
     /// preemption dropped those while the batch was formed ([`View::release_cached`]).
-    fn free_blocks(&mut self, g: usize, id: ReqId) {
-        let own = self.blocks(u64::from(self.live.get(id).progress.context()));
+    /// A request that has completed (`done`) leaves its own full blocks cached and
+    /// evictable ([`GpuCache::finish`]), unless the KV cache is unlimited, where blocks no
+    /// lookup can match would never be evicted and change nothing.
+    fn free_blocks(&mut self, g: usize, id: ReqId, done: bool) {
+        let ctx = u64::from(self.live.get(id).progress.context());
+        let own = self.blocks(ctx);
+        let full = self
+            .kv
+            .blocks
+            .is_some()
+            .then(|| ctx / u64::from(self.kv.block_size));
         let gpu = &mut self.gpus[g];
-        let (cached, unreferenced) = match gpu.prefix.as_mut() {
-            Some(px) => px.get_mut().release(id),
+        let (cached, unreferenced) = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
+            Some(px) if done => px.finish(id, full),
+            Some(px) => px.release(id),
             None => (0, 0),
         };
         gpu.kv_used -= own - cached + unreferenced;
@@ -1766,10 +1776,7 @@ impl Engine<'_> {
         let (arrival, prompt, decode) = (r.arrival, r.prompt, r.decode);
         let (start, first_token, gpu) = (slot.start, slot.first_token, slot.gpu);
         self.loads[g].outstanding -= 1;
-        self.free_blocks(g, id);
-        if let Some(px) = self.gpus[g].prefix.as_mut() {
-            px.get_mut().forget(id);
-        }
+        self.free_blocks(g, id, true);
         if u64::from(id) >= self.window.first_measured as u64 {
             self.e2e.record(now - arrival);
             let tbt = (decode > 0).then(|| (now - first_token) / f64::from(decode));

@@ -12,10 +12,15 @@
 //!   block `j` (tokens `[j·b, (j + 1)·b)` for KV block size `b`) takes the id of the chunk
 //!   holding its last token, `(j·b + b - 1) / block_tokens`: its page, chained with the
 //!   pages before ([`Prefix::block_keys`]).
-//! - Only a prompt's full KV blocks are cached. Cached blocks referenced by a running
-//!   request are never evicted; unreferenced ones are evicted least recently released
-//!   first when memory is needed (vLLM's free-block queue; a request's blocks are released
-//!   last block first, so a prefix's tail goes before its head).
+//! - A prompt's full KV blocks are cached when its prefill ends. When a request finishes,
+//!   its other full blocks (those holding generated tokens, and a prompt's without a
+//!   prefix identity) stay cached too, as vLLM hashes every full block: under keys no
+//!   lookup matches (a workload gives ids to prompts only), so they only take room until
+//!   evicted ([`PrefixCache::retire`]). Cached blocks referenced by a running request are
+//!   never evicted; unreferenced ones are evicted least recently released first when
+//!   memory is needed (vLLM's free-block queue; a request's blocks are released last block
+//!   first, so its generated tokens' blocks go before its prompt's, and a prefix's tail
+//!   before its head).
 //! - A request looks the cache up when its policy admits it to the running batch, as
 //!   vLLM's scheduler calls `get_computed_blocks` for a waiting request each step it tries
 //!   to schedule it ([`View::cache_hit`](crate::scheduler::View::cache_hit)): a waiting
@@ -189,6 +194,9 @@ struct Page {
     base: u32,
     len: u32,
     live: u32,
+    /// Whether the index finds it by `key`; a retired block's page is not indexed, so no
+    /// lookup can match it ([`PrefixCache::retire`]).
+    indexed: bool,
 }
 
 /// One GPU's cached blocks.
@@ -349,36 +357,62 @@ impl PrefixCache {
         revived
     }
 
+    /// An empty page of `len` nodes, an evicted one reused if any, under `key`.
+    fn new_page(&mut self, key: u64, len: u32, indexed: bool) -> u32 {
+        let p = match self.vacant.get_mut(len as usize).and_then(Vec::pop) {
+            Some(p) => p,
+            None => {
+                let p = self.pages.len() as u32;
+                let base = self.nodes.len() as u32;
+                let free = Node {
+                    refs: 0,
+                    prev: NIL,
+                    next: NIL,
+                    page: p,
+                    cached: false,
+                };
+                self.nodes.resize(self.nodes.len() + len as usize, free);
+                self.pages.push(Page {
+                    key,
+                    base,
+                    len,
+                    live: 0,
+                    indexed,
+                });
+                p
+            }
+        };
+        let page = &mut self.pages[p as usize];
+        (page.key, page.indexed) = (key, indexed);
+        p
+    }
+
     /// The page of `k`, made (empty) if absent.
     fn page(&mut self, k: &BlockKey) -> u32 {
-        let (pages, nodes, vacant) = (&mut self.pages, &mut self.nodes, &mut self.vacant);
-        *self.index.entry(k.page).or_insert_with(|| {
-            let len = k.len as usize;
-            let p = match vacant.get_mut(len).and_then(Vec::pop) {
-                Some(p) => p,
-                None => {
-                    let p = pages.len() as u32;
-                    let base = nodes.len() as u32;
-                    let free = Node {
-                        refs: 0,
-                        prev: NIL,
-                        next: NIL,
-                        page: p,
-                        cached: false,
-                    };
-                    nodes.resize(nodes.len() + len, free);
-                    pages.push(Page {
-                        key: 0,
-                        base,
-                        len: k.len,
-                        live: 0,
-                    });
-                    p
-                }
-            };
-            pages[p as usize].key = k.page;
-            p
-        })
+        if let Some(&p) = self.index.get(&k.page) {
+            return p;
+        }
+        let p = self.new_page(k.page, k.len, true);
+        self.index.insert(k.page, p);
+        p
+    }
+
+    /// Caches `n` blocks that no lookup can match, unreferenced, the last first in the
+    /// eviction order: a finished request's own full blocks, which vLLM hashes and leaves
+    /// in its free-block queue (their generated tokens make their keys the request's own),
+    /// so that they take cache space from prefixes until evicted. Each is a one-block page
+    /// left out of the index.
+    pub fn retire(&mut self, n: u64) {
+        for _ in 0..n {
+            let p = self.new_page(0, 1, false);
+            let page = &mut self.pages[p as usize];
+            page.live = 1;
+            let at = page.base;
+            let node = &mut self.nodes[at as usize];
+            (node.cached, node.refs) = (true, 0);
+            self.cached += 1;
+            self.push_tail(at);
+        }
     }
 
     /// Caches `runs`, the full blocks a request just computed, referenced by it, appending
@@ -442,7 +476,9 @@ impl PrefixCache {
             let page = &mut self.pages[p as usize];
             page.live -= 1;
             if page.live == 0 {
-                self.index.remove(&page.key);
+                if page.indexed {
+                    self.index.remove(&page.key);
+                }
                 let len = page.len as usize;
                 if self.vacant.len() <= len {
                     self.vacant.resize_with(len + 1, Vec::new);
@@ -551,9 +587,21 @@ impl GpuCache {
         cached - unreferenced
     }
 
-    /// Forgets request `id`, which has completed.
-    pub fn forget(&mut self, id: ReqId) {
+    /// Request `id` has completed with `full` full KV blocks, if they are to be kept: the
+    /// ones past those it references in the cache (its generated tokens', and its
+    /// prompt's when it has no prefix identity) stay cached, unmatched and evicted before
+    /// its prompt's, as vLLM frees a finished request's blocks last first into its
+    /// free-block queue ([`PrefixCache::retire`]). Returns what [`GpuCache::release`]
+    /// returns; the engine frees the request's blocks as usual, the retired ones becoming
+    /// evictable.
+    pub fn finish(&mut self, id: ReqId, full: Option<u64>) -> (u64, u64) {
+        if let Some(full) = full {
+            let referenced = self.held.get(&id).map_or(0, |n| n.len() as u64);
+            self.cache.retire(full - referenced);
+        }
+        let released = self.release(id);
         self.held.remove(&id);
+        released
     }
 }
 
@@ -710,6 +758,31 @@ mod tests {
         // An evicted slot is reused by the next new block.
         c.insert(keys(&[8]), &mut b);
         assert_eq!(c.nodes.len(), 3);
+    }
+
+    #[test]
+    fn retired_blocks_take_room_match_nothing_and_go_first() {
+        let mut c = PrefixCache::default();
+        let mut a = Vec::new();
+        c.insert(keys(&[1, 2]), &mut a);
+        c.retire(3);
+        assert_eq!((c.len(), c.referenced(), c.evictable()), (5, 2, 3));
+        assert_eq!(c.index.len(), 2);
+        c.release(&mut a);
+        // Retired before the prompt was released: they go first, the index untouched.
+        c.evict(3);
+        assert_eq!((c.len(), c.index.len()), (2, 2));
+        assert_eq!(c.matched(keys(&[1, 2])), 2);
+        // Their one-block pages are reused, and the next eviction is the prompt's tail.
+        c.retire(2);
+        assert_eq!(c.nodes.len(), 5);
+        c.evict(1);
+        assert_eq!((c.matched(keys(&[1, 2])), c.index.len()), (1, 1));
+        c.evict(1);
+        assert_eq!((c.len(), c.evictable(), c.index.len()), (2, 2, 0));
+        // An indexed page reuses an evicted retired block's page.
+        c.insert(keys(&[7]), &mut a);
+        assert_eq!((c.nodes.len(), c.matched(keys(&[7]))), (5, 1));
     }
 
     #[test]

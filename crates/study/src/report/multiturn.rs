@@ -23,8 +23,10 @@ and 95% interval).
 
 The loop is closed: a turn arrives an exponential think time after the reply to the turn
 before it is complete, and every session brings all its turns, so the mix of first and
-later turns is the same at every think time. Only prompts are cached (a prefill's full
-blocks, not the reply's), so a turn can reuse at most the previous turn's prompt: were every
+later turns is the same at every think time. Only prompts are matched: a reply's full
+blocks stay cached once its turn is done, as vLLM's do, but under keys of their own that
+the next turn, resending the reply under its conversation's prefix ids, does not match, so
+they only take room, and a turn can reuse at most the previous turn's prompt: were every
 prompt still cached at the next turn, the hit rate would be {{ceiling}}; were only the
 system prompts, {{floor}}.
 

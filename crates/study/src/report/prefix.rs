@@ -20,7 +20,9 @@ Chat traffic repeats itself: each turn of a conversation resends the turns befor
 the prefix cache on, a GPU keeps the finished prefills' full KV blocks ({{block}} tokens
 each) keyed by their whole prefix, a new request prefills only what its longest cached
 prefix lacks, and unreferenced blocks are evicted least recently used when running
-requests need the space. The Mooncake conversation trace ({{trace_requests}} requests over
+requests need the space. A finished request's full blocks of generated tokens stay cached
+too, as vLLM's do: nothing matches them, but they take room, ahead of its prompt's in the
+eviction order. The Mooncake conversation trace ({{trace_requests}} requests over
 {{span_min}} minutes; {{replayed}} replayed{{quick}}) is replayed at its recorded times on
 H200s running the `{{preset}}` cost preset without noise (one replication is exact), with
 {{kv_tokens}} KV tokens per GPU, under {{policies}}, behind the routers {{routers}}
