@@ -348,8 +348,6 @@ struct Gpu {
 }
 
 impl Gpu {
-    /// Accounts this GPU's KV use (and its prefix cache's) inside `window` up to `now`,
-    /// before it changes.
     /// Evicts the least recently used unreferenced cached blocks that a batch's new blocks
     /// need, in-use plus cached blocks kept within `capacity` (blocks); returns the
     /// unreferenced blocks left cached (0 without a prefix cache).
@@ -364,6 +362,8 @@ impl Gpu {
         }
     }
 
+    /// Accounts this GPU's KV use (and its prefix cache's) inside `window` up to `now`,
+    /// before it changes.
     fn kv_to(&mut self, window: &Window, now: f64) {
         let inside = window.overlap(self.kv_since, now);
         self.stats.kv_block_seconds += self.kv_used as f64 * inside;
@@ -1302,14 +1302,10 @@ impl Engine<'_> {
     fn free_blocks(&mut self, g: usize, id: ReqId, done: bool) {
         let ctx = u64::from(self.live.get(id).progress.context());
         let own = self.blocks(ctx);
-        let full = self
-            .kv
-            .blocks
-            .is_some()
-            .then(|| ctx / u64::from(self.kv.block_size));
+        let kv = self.kv;
         let gpu = &mut self.gpus[g];
         let (cached, unreferenced) = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
-            Some(px) if done => px.finish(id, full),
+            Some(px) if done => px.finish(id, kv.blocks.map(|_| ctx / u64::from(kv.block_size))),
             Some(px) => px.release(id),
             None => (0, 0),
         };
@@ -1350,7 +1346,7 @@ impl Engine<'_> {
         }
     }
 
-    /// Routes request `id` to GPU `g`'s scheduler, at `now`.
+    /// Routes request `id` to GPU `g`'s scheduler.
     fn admit(&mut self, g: usize, id: ReqId) {
         self.assign(g, id);
         let (sched, view) = view!(self, g);
@@ -1714,16 +1710,16 @@ impl Engine<'_> {
                 gpu.kv_to(&self.window, end);
                 opening = (opening + block - 1) % block;
             }
-            if !self.itl {
-                // Nothing to record.
-            } else if ran == 0 {
-                let mut gaps = GapRun::default();
-                for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
-                    gaps.push(end - self.live.get(id).progress.last_token, &mut gpu.itl);
+            if self.itl {
+                if ran == 0 {
+                    let mut gaps = GapRun::default();
+                    for &id in ids.iter().filter(|&&id| u64::from(id) >= first_measured) {
+                        gaps.push(end - self.live.get(id).progress.last_token, &mut gpu.itl);
+                    }
+                    gaps.flush(&mut gpu.itl);
+                } else {
+                    gpu.itl.record_n(end - now, measured);
                 }
-                gaps.flush(&mut gpu.itl);
-            } else {
-                gpu.itl.record_n(end - now, measured);
             }
             self.tokens_in_window += n * u64::from(inside || self.window.contains(end));
             shape.kv_tokens += n;

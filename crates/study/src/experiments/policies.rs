@@ -264,9 +264,10 @@ pub fn capacity(setting: &Setting, memories: &[Memory], effort: Effort) -> Vec<C
                     let run =
                         |rep| move |rate| setting.run_config(policy, kv, rate, effort).verdict(rep);
                     // Replication 0 bisects the whole range, unless the previous memory's
-                    // cache never held more than this one; the others, whose capacities differ from
-                    // it by a few cells, gallop from its result. Where a search starts
-                    // changes its cost, not its bracket (verdicts monotone in the rate).
+                    // cache never held more than this one; the others, whose capacities
+                    // differ from it by a few cells, gallop from its result. Where a search
+                    // starts changes its cost, not its bracket (verdicts monotone in the
+                    // rate).
                     let first = match previous.filter(|&(_, peak)| peak <= tokens) {
                         Some((rate, _)) => {
                             bisect_near(run(0), stable, (lo, hi), effort.steps, rate)
