@@ -4,6 +4,7 @@
 mod common;
 
 use proptest::prelude::*;
+use std::ffi::OsStr;
 use std::sync::Arc;
 
 use common::{llmsim, shared, succeed};
@@ -17,6 +18,23 @@ use llmsim::workload::Request;
 use llmsim_study::files::{read_preset, read_profile};
 
 const PROFILE: &str = "calibration/h200_llama-3.1-8b.csv";
+
+/// `llmsim run --json` under Scheduler B with `(requests, rate)` and the `extra` flags, which
+/// must succeed; its JSON document.
+fn run_b_json((requests, rate): (&str, &str), extra: &[&OsStr]) -> serde_json::Value {
+    let args = [
+        "run",
+        "--json",
+        "--scheduler",
+        "b",
+        "--requests",
+        requests,
+        "--rate",
+        rate,
+    ];
+    let o = succeed(llmsim().args(args).args(extra));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
 
 /// The issue's bar: the built-in preset predicts every measured H200 iteration with a mean
 /// absolute error of at most 5% and no row off by more than 15%.
@@ -71,38 +89,22 @@ fn calibrate_writes_a_preset_that_run_accepts() {
          m,decode,0,0,0,64,1024,64,8.0\n",
     )
     .unwrap();
-    let o = llmsim()
-        .arg("calibrate")
-        .arg(&path)
-        .arg("--check")
-        .arg(&check)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = succeed(
+        llmsim()
+            .arg("calibrate")
+            .arg(&path)
+            .arg("--check")
+            .arg(&check)
+            .arg("--out")
+            .arg(&out),
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         stdout.contains("57 rows: MAPE") && stdout.contains("mixed 1x512 + 32@1024"),
         "{stdout}"
     );
     assert!(stdout.contains("2 rows: MAPE"), "{stdout}");
-    let o = succeed(
-        llmsim()
-            .args([
-                "run",
-                "--json",
-                "--scheduler",
-                "b",
-                "--requests",
-                "500",
-                "--rate",
-                "2",
-                "--cost",
-            ])
-            .arg(&out),
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let doc = run_b_json(("500", "2"), &["--cost".as_ref(), out.as_os_str()]);
     // Context-dependent cost: no closed-form capacity is claimed.
     assert!(doc["capacity_rps"].is_null(), "{}", doc["capacity_rps"]);
     assert!(doc["throughput_rps"].as_f64().unwrap() > 1.0);
@@ -186,28 +188,9 @@ fn roofline_efficiencies_are_the_fit_of_the_h200_profile() {
 #[test]
 fn roofline_cost_ranks_h100_below_h200() {
     let tbt = |gpu: &str| {
-        let o = succeed(
-            llmsim()
-                .args([
-                    "run",
-                    "--json",
-                    "--scheduler",
-                    "b",
-                    "--requests",
-                    "400",
-                    "--rate",
-                    "4",
-                ])
-                .args([
-                    "--prompt",
-                    "256",
-                    "--decode",
-                    "128",
-                    "--cost",
-                    &format!("roofline:{gpu}"),
-                ]),
-        );
-        let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let cost = format!("roofline:{gpu}");
+        let extra = ["--prompt", "256", "--decode", "128", "--cost", &cost];
+        let doc = run_b_json(("400", "4"), &extra.map(OsStr::new));
         doc["tbt"]["mean"].as_f64().unwrap()
     };
     assert!(tbt("h100") > tbt("h200"));
