@@ -177,6 +177,7 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
         "fitted to 2 runs",
         "roofline.memory",
         "schedule_lag_steps",
+        "roofline.exposed_compute 5.000000e-1  (not fitted",
         // One run on each card: the first by name prices with [roofline], the other its own.
         "gpu.h100-sxm.compute",
         "in-sample MAPE",

@@ -29,8 +29,9 @@ pub struct CalibrateArgs {
     /// the simulator in the loop; prints the in-sample and leave-one-run-out errors.
     #[arg(long, value_name = "RUNS")]
     serving: Option<PathBuf>,
-    /// Serving fit: the preset to start from: `first-guess` (llmsim's neutral first
-    /// guess, fitted on nothing), a built-in serving preset or a file [default: first-guess].
+    /// Serving fit: the preset to start from: `first-guess` (llmsim's first guess, fitted
+    /// on nothing), a built-in serving preset or a file [default: first-guess]. The fit
+    /// keeps its `exposed_compute` (0.5 in `first-guess`).
     #[arg(long, value_name = "PRESET", requires = "serving")]
     start: Option<String>,
     /// Serving fit: requests simulated per stage while fitting.
@@ -377,6 +378,10 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
     {
         println!("  {name:<20} {v:.6e}  (bounds {lo} to {hi})");
     }
+    println!(
+        "  {:<20} {:.6e}  (not fitted: --start's)",
+        "roofline.exposed_compute", preset.roofline.exposed_compute
+    );
     let full = FitOptions {
         max_requests: None,
         ..opts

@@ -76,6 +76,16 @@ pub struct Efficiency {
     /// 0 in profiles of the GPU step alone.
     #[serde(default)]
     pub per_seq: f64,
+    /// Fraction of a memory-bound step's arithmetic time that its memory traffic does not
+    /// hide, in [0, 1]: a step of arithmetic time `c` and memory time `m` takes
+    /// `max(c, m + exposed_compute x c)`. A decode's small matrix products stream the
+    /// weights but still leave part of their multiply-adds on the critical path (pipeline
+    /// fill and drain, the epilogues), so a running sequence costs a card time in
+    /// proportion to the model's FLOPs per token over the card's FLOP/s; a compute-bound
+    /// step (a long prefill chunk) hides its loads under its arithmetic. 0 (the default)
+    /// is the plain roofline, `max(c, m)`.
+    #[serde(default)]
+    pub exposed_compute: f64,
 }
 
 impl Efficiency {
@@ -86,6 +96,7 @@ impl Efficiency {
         memory: 0.996,
         overhead: 0.003_029_074_994_926_653,
         per_seq: 0.0,
+        exposed_compute: 0.0,
     };
 }
 
@@ -222,7 +233,8 @@ impl RooflineCost {
             .map(|m| {
                 let (c, mem, link) = self.step_times(shape, m);
                 let link = if comm { link } else { 0.0 };
-                f64::from(m + self.parallel.pp - 1) * (c.max(mem) + link)
+                f64::from(m + self.parallel.pp - 1)
+                    * (c.max(mem + self.eff.exposed_compute * c) + link)
             })
             .fold(f64::INFINITY, f64::min)
     }
@@ -350,6 +362,32 @@ mod tests {
         assert!((pp4.compute_memory_time(&p) / one.compute_memory_time(&p) - 1.0).abs() < 1e-12);
     }
 
+    /// Exposed compute lengthens a memory-bound step by that fraction of its arithmetic
+    /// and leaves a compute-bound one alone: a decode of 64 sequences at context 1,000 on
+    /// an H100 (arithmetic well under the weights read) takes `m + c / 2` at 0.5, a
+    /// 4,096-token prefill (arithmetic about 7 times the weights read) still `c`.
+    #[test]
+    fn exposed_compute_lengthens_memory_bound_steps_only() {
+        let plain = RooflineCost::llama_3_1_8b(GpuSpec::H100);
+        let half = RooflineCost {
+            eff: Efficiency {
+                exposed_compute: 0.5,
+                ..plain.eff
+            },
+            ..plain
+        };
+        let decode = BatchShape::decode(64, 64_000);
+        let (c, m, _) = plain.step_times(&decode, 1);
+        assert!(c < 0.5 * m, "{c} {m}");
+        let want = plain.eff.overhead + m + 0.5 * c;
+        assert!((half.mean(&decode) / want - 1.0).abs() < 1e-12);
+        assert!(half.mean(&decode) > plain.mean(&decode));
+        let prefill = BatchShape::prefill(4096);
+        let (c, m, _) = plain.step_times(&prefill, 1);
+        assert!(c > 5.0 * m, "{c} {m}");
+        assert_eq!(half.mean(&prefill), plain.mean(&prefill));
+    }
+
     fn shapes() -> impl Strategy<Value = BatchShape> {
         (0u32..64, 1u64..4096, 0u32..512, 0u64..4096).prop_map(|(pe, pl, d, ctx)| {
             let mut s = BatchShape::decode(d, u64::from(d) * ctx);
@@ -374,6 +412,28 @@ mod tests {
             let (c, m) = roof.ideal_times(&shape);
             let plain = roof.eff.overhead + (c / roof.eff.compute).max(m / roof.eff.memory);
             prop_assert_eq!(roof.mean(&shape), plain);
+        }
+
+        /// With exposed compute, a step lies between the larger of its arithmetic and
+        /// memory times and their sum (both reached at 0 and 1), and more exposure never
+        /// shortens it.
+        #[test]
+        fn exposed_compute_lies_between_the_larger_and_the_sum(
+            shape in shapes(),
+            x in 0.0f64..1.0,
+            more in 0.0f64..1.0,
+        ) {
+            let roof = RooflineCost::llama_3_1_8b(GpuSpec::H100);
+            let at = |exposed_compute| RooflineCost {
+                eff: Efficiency { exposed_compute, ..roof.eff },
+                ..roof
+            }
+            .mean(&shape) - roof.eff.overhead;
+            let (c, m, _) = roof.step_times(&shape, 1);
+            let tol = 1e-12 * (c + m);
+            prop_assert!(at(x) >= c.max(m) - tol && at(x) <= c + m + tol);
+            prop_assert!(at(x + (1.0 - x) * more) >= at(x) - tol);
+            prop_assert!((at(0.0) - c.max(m)).abs() <= tol && (at(1.0) - (c + m)).abs() <= tol);
         }
 
         /// More GPUs per replica never lengthen an iteration's arithmetic and memory time;

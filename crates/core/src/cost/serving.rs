@@ -16,6 +16,7 @@
 //! memory = 0.85
 //! overhead = 0.002
 //! per_seq = 3e-5
+//! exposed_compute = 0.5
 //!
 //! [gpu.a100-80gb]
 //! compute = 0.5
@@ -23,8 +24,9 @@
 //! ```
 //!
 //! `[roofline]` prices each iteration ([`Efficiency`]: fractions of the GPU's peaks, the
-//! fixed per-step cost of scheduling and launching, and the per-sequence cost of
-//! sampling, detokenising and streaming); `request_overhead_s` and `schedule_lag_steps`
+//! fixed per-step cost of scheduling and launching, the per-sequence cost of
+//! sampling, detokenising and streaming, and the share of a memory-bound step's
+//! arithmetic that its memory traffic does not hide, which no fit varies); `request_overhead_s` and `schedule_lag_steps`
 //! are what a client measures beyond the engine's own request latency: the API server's
 //! HTTP handling and tokenisation before the request reaches the scheduler, the streaming
 //! of its first and last chunks, and the steps a request waits before the scheduler
@@ -127,7 +129,8 @@ impl ServingPreset {
         ]
     }
 
-    /// `self` with the parameters `p` in [`BOUNDS`]' order.
+    /// `self` with the parameters `p` in [`BOUNDS`]' order (the exposed compute, which no
+    /// fit varies, kept).
     pub fn with_params(&self, p: [f64; 6]) -> ServingPreset {
         ServingPreset {
             request_overhead_s: p[4],
@@ -137,6 +140,7 @@ impl ServingPreset {
                 memory: p[1],
                 overhead: p[2],
                 per_seq: p[3],
+                exposed_compute: self.roofline.exposed_compute,
             },
             ..self.clone()
         }
@@ -249,6 +253,13 @@ impl ServingPreset {
                 ));
             }
         }
+        let x = self.roofline.exposed_compute;
+        if !(0.0..=1.0).contains(&x) {
+            return Err(format!(
+                "roofline.exposed_compute must be at least 0 and at most 1 (got {})",
+                crate::limits::num(x)
+            ));
+        }
         Ok(())
     }
 
@@ -272,7 +283,9 @@ impl ServingPreset {
     /// `--start`), fitted on nothing: round fractions of the peaks an inference engine
     /// typically reaches on large matrix products and weight streaming, and overheads of
     /// the order a Python server pays (a few ms per step and request, tens of us per
-    /// sequence, a step of scheduling lag).
+    /// sequence, a step of scheduling lag), and half of a memory-bound step's arithmetic
+    /// exposed ([`Efficiency::exposed_compute`]; the 24 H100 runs in `shared/fidelity`
+    /// fit best there, README "Against a real engine").
     pub fn first_guess() -> ServingPreset {
         ServingPreset {
             name: FIRST_GUESS.into(),
@@ -285,6 +298,7 @@ impl ServingPreset {
                 memory: 0.8,
                 overhead: 0.002,
                 per_seq: 3e-5,
+                exposed_compute: 0.5,
             },
             gpu: BTreeMap::new(),
         }
@@ -303,7 +317,8 @@ impl ServingPreset {
         format!(
             "# llmsim serving preset: use with `llmsim run --cost FILE --gpu G --model M` or\n\
              # `llmsim fidelity --cost FILE`. Units: seconds (per_seq per sequence per step);\n\
-             # compute and memory are fractions of the GPU's peaks. See src/cost/serving.rs.\n{body}"
+             # compute and memory are fractions of the GPU's peaks, exposed_compute of a\n\
+             # memory-bound step's arithmetic time. See src/cost/serving.rs.\n{body}"
         )
     }
 }
@@ -336,6 +351,10 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.contains("roofline.per_seq") && e.contains("0.002"), "{e}");
+        let mut q = p.clone();
+        q.roofline.exposed_compute = 1.5;
+        let e = q.check().unwrap_err();
+        assert!(e.contains("roofline.exposed_compute") && e.contains("1.5"), "{e}");
         let text = p.to_toml().replace("per_seq", "per_sec");
         let e = ServingPreset::parse(&text, "x.toml").unwrap_err();
         assert!(e.contains("x.toml") && e.contains("per_sec"), "{e}");

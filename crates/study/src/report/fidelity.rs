@@ -19,7 +19,7 @@ study (H100 and A100 GPUs, tensor parallelism 1 to 4; staged Poisson load with s
 prompts, streamed, measured on the client). `llmsim fidelity` simulates each with the cost
 model a user gets without a flag, the built-in serving preset `{{preset}}` (a roofline with
 fitted efficiencies, per-step, per-sequence and per-request overheads and a scheduling
-lag; {{cards}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
+lag; {{cards}}{{exposed}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
 prefix caching on. **The preset was fitted on these same runs** ({{fitted_on}}), so
 llmsim's errors here are in-sample; the leave-one-run-out errors of `llmsim calibrate
 --serving` are in README.md. The other simulators' errors are as they published them
@@ -78,6 +78,20 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
                 "{} with efficiencies of its own, every other card with the preset's global ones (its memory efficiency scaled by the published STREAM copy fractions of that card and of the card they were fitted on, where both are known)",
                 names.join(", ")
             )
+        },
+    );
+    let exposed = meta["preset_parameters"]["roofline"]["exposed_compute"]
+        .as_f64()
+        .unwrap_or(0.0);
+    v.insert(
+        "exposed".into(),
+        if exposed > 0.0 {
+            format!(
+                "; a memory-bound step also pays {:.0}% of its arithmetic, which its memory traffic does not hide",
+                100.0 * exposed
+            )
+        } else {
+            String::new()
         },
     );
     v.insert(
@@ -155,7 +169,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             dir.path().join(META),
-            r#"{"parameters": {"runs": 3, "cost_preset": "vllm", "fitted_on": ["1", "2", "x"], "skipped": []}}"#,
+            r#"{"parameters": {"runs": 3, "cost_preset": "vllm", "fitted_on": ["1", "2", "x"], "skipped": [], "preset_parameters": {"roofline": {"exposed_compute": 0.5}}}}"#,
         )
         .unwrap();
         let s = section(dir.path()).unwrap().unwrap();
@@ -172,6 +186,11 @@ mod tests {
         );
         assert!(s.markdown.contains("| peer | 2 | - | 20.0% |"));
         assert!(s.markdown.contains("(runs 1, 2, x)") && s.markdown.contains("3 real vLLM"));
+        assert!(
+            s.markdown.contains("also pays 50% of its arithmetic"),
+            "{}",
+            s.markdown
+        );
         let fig = &s.figures[0].1;
         assert_eq!(fig.series.len(), 2);
         assert_eq!(fig.series[1].points.len(), 1);
