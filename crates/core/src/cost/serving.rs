@@ -354,7 +354,10 @@ mod tests {
         let mut q = p.clone();
         q.roofline.exposed_compute = 1.5;
         let e = q.check().unwrap_err();
-        assert!(e.contains("roofline.exposed_compute") && e.contains("1.5"), "{e}");
+        assert!(
+            e.contains("roofline.exposed_compute") && e.contains("1.5"),
+            "{e}"
+        );
         let text = p.to_toml().replace("per_seq", "per_sec");
         let e = ServingPreset::parse(&text, "x.toml").unwrap_err();
         assert!(e.contains("x.toml") && e.contains("per_sec"), "{e}");
