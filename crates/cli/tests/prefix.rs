@@ -28,6 +28,7 @@ fn config(scheduler: SchedulerSpec, kv_tokens: u64, cache: bool) -> EngineConfig
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(kv_tokens, BLOCK),
         prefix_cache: cache,
+        cpu_kv: None,
     }
 }
 

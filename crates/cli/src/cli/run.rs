@@ -141,6 +141,14 @@ pub struct SimArgs {
     #[arg(long, value_name = "on|off", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub prefix_cache: Option<bool>,
+    /// Blocks of a CPU-side tier of each GPU's prefix cache (vLLM's KV offloading, from 1 to
+    /// 2^30; needs --prefix-cache on and --gpu, whose PCIe link loads them): every full
+    /// block computed is copied to host memory (evicted LRU), and an arriving request whose
+    /// GPU hit it extends waits for those blocks to load instead of prefilling them. vLLM's
+    /// `--kv-offloading-size GIB` holds GIB x 2^30 / (block size x KV bytes per token on
+    /// one GPU) blocks [default: off].
+    #[arg(long, value_name = "BLOCKS")]
+    pub cpu_kv_blocks: Option<u64>,
     /// Turns per conversation (--workload multiturn; --rate is then sessions per second,
     /// --prompt each new user message, --decode each reply's B) [default: 4].
     #[arg(long)]
@@ -306,6 +314,7 @@ impl SimArgs {
             gpus: Some(cfg.gpus),
             router: Some(cfg.router),
             prefix_cache: Some(cfg.prefix_cache),
+            cpu_kv_blocks: cfg.cpu_kv_blocks,
             turns: cfg.turns,
             think: cfg.think,
             system_prompt: cfg.system_prompt,
@@ -348,6 +357,7 @@ impl SimArgs {
         set(&mut cfg.gpus, &self.gpus);
         set(&mut cfg.router, &self.router);
         set(&mut cfg.prefix_cache, &self.prefix_cache);
+        set_some(&mut cfg.cpu_kv_blocks, &self.cpu_kv_blocks);
         set_some(&mut cfg.turns, &self.turns);
         set_some(&mut cfg.think, &self.think);
         set_some(&mut cfg.system_prompt, &self.system_prompt);
@@ -506,6 +516,17 @@ fn print_table(doc: &Value, config: &Config) {
         ] {
             println!("{label:>18}: {:.4}{} {unit}", num(&pc[key]), ci(pc, key));
         }
+        let cpu = &pc["cpu_tier"];
+        if cpu.is_object() {
+            for (label, key, unit) in [
+                ("CPU tier hits", "hit_tokens", "tok"),
+                ("CPU tier loads", "loads", ""),
+                ("CPU load time", "load_seconds", "s"),
+                ("CPU tier evictions", "evictions", "blocks"),
+            ] {
+                println!("{label:>18}: {:.4}{} {unit}", num(&cpu[key]), ci(cpu, key));
+            }
+        }
     }
     print_per_gpu(doc);
     if let Some(cap) = doc["capacity_rps"].as_f64() {
@@ -631,6 +652,7 @@ mod tests {
             gpus: 5,
             router: RouterSpec::PowerOfD(2),
             prefix_cache: true,
+            cpu_kv_blocks: Some(1023),
             turns: None,
             think: None,
             system_prompt: None,
