@@ -935,6 +935,40 @@ mod tests {
         assert_eq!((c.nodes.len(), c.matched(keys(&[7]))), (5, 1));
     }
 
+    /// The CPU tier writes through and evicts least recently used first, a stored or
+    /// touched request's head most recent; keys already held are refreshed, not copied.
+    #[test]
+    fn the_cpu_tier_evicts_least_recently_used_first() {
+        let mut t = CpuTier {
+            blocks: PrefixCache::default(),
+            capacity: 4,
+            scratch: Vec::new(),
+        };
+        let held = |t: &CpuTier, k: u64| t.blocks.matched(keys(&[k])) == 1;
+        let contents = |t: &CpuTier| (1..=9).filter(|&k| held(t, k)).collect::<Vec<_>>();
+        // Stored [3 2 1], then 4: [3 2 1 4]; 5 evicts 3, the request's tail.
+        t.store(keys(&[1, 2, 3]));
+        t.store(keys(&[4]));
+        t.store(keys(&[5]));
+        assert_eq!(contents(&t), [1, 2, 4, 5]);
+        assert_eq!(t.blocks.stats.evictions, 1);
+        // Touching 1 and 2 ([4 5 2 1]) keeps them past 6 and 7, which evict 4 and 5:
+        // [2 1 6 7].
+        t.blocks.touch(keys(&[1, 2, 8]), &mut t.scratch);
+        t.store(keys(&[6]));
+        t.store(keys(&[7]));
+        assert_eq!(contents(&t), [1, 2, 6, 7]);
+        // Storing a held key refreshes it: [2 1 6 7] -> store 6 -> [2 1 7 6]; 9 evicts 2.
+        t.store(keys(&[6]));
+        assert_eq!(t.blocks.len(), 4);
+        t.store(keys(&[9]));
+        assert_eq!(contents(&t), [1, 6, 7, 9]);
+        // Unmatched blocks take room like any other: 1, 7 and 6 go.
+        t.blocks.retire(3);
+        t.fit();
+        assert_eq!((contents(&t), t.blocks.stats.evictions), (vec![9], 7));
+    }
+
     #[test]
     fn inserting_a_cached_key_references_it_once_more() {
         let mut c = PrefixCache::default();
