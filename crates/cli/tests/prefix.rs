@@ -184,23 +184,14 @@ proptest! {
         router in 0usize..4,
         seed in 0u64..1000,
     ) {
+        let router = [
+            RouterSpec::RoundRobin,
+            RouterSpec::Jsq,
+            RouterSpec::Session,
+            RouterSpec::PrefixAware,
+        ][router];
         let requests = shared_prefixes(&lens, chunk, gap);
-        let cfg = EngineConfig {
-            cpu_kv: None,
-            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
-            gpus,
-            router: [
-                RouterSpec::RoundRobin,
-                RouterSpec::Jsq,
-                RouterSpec::Session,
-                RouterSpec::PrefixAware,
-            ][router],
-            ..config(paged(policy), kv_tokens, true)
-        };
-        let fast = simulate_records(&requests, &cfg, seed, 0, 1);
-        let slow = simulate_observed(&requests, &cfg, seed, 0, 1, &mut |_| {});
-        // Debug prints every float exactly (shortest round-trip form).
-        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        check_steady(&requests, policy, kv_tokens, (gpus, router), None, seed)?;
     }
 }
 
@@ -221,17 +212,35 @@ proptest! {
         seed in 0u64..1000,
     ) {
         let requests = shared_prefixes(&lens, chunk, gap);
-        let cfg = EngineConfig {
-            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
-            gpus,
-            router: RouterSpec::Session,
-            cpu_kv: Some(tier(cpu_blocks)),
-            ..config(paged(policy), kv_tokens, true)
-        };
-        let fast = simulate_records(&requests, &cfg, seed, 0, 1);
-        let slow = simulate_observed(&requests, &cfg, seed, 0, 1, &mut |_| {});
-        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        let tier = Some(tier(cpu_blocks));
+        check_steady(&requests, policy, kv_tokens, (gpus, RouterSpec::Session), tier, seed)?;
     }
+}
+
+/// `requests` under paged policy `policy` in a KV cache of `kv_tokens` tokens on `gpus`
+/// GPUs behind a router, with the CPU tier `cpu` if given, costs drawn from `seed`: steady
+/// decodes in the tight loop and event by event (an observer turns the loop off) agree
+/// to the last bit on every record and statistic.
+fn check_steady(
+    requests: &[Request],
+    policy: usize,
+    kv_tokens: u64,
+    (gpus, router): (usize, RouterSpec),
+    cpu: Option<CpuKv>,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let cfg = EngineConfig {
+        cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
+        gpus,
+        router,
+        cpu_kv: cpu,
+        ..config(paged(policy), kv_tokens, true)
+    };
+    let fast = simulate_records(requests, &cfg, seed, 0, 1);
+    let slow = simulate_observed(requests, &cfg, seed, 0, 1, &mut |_| {});
+    // Debug prints every float exactly (shortest round-trip form).
+    prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+    Ok(())
 }
 
 /// A CPU tier of `blocks` blocks over a 1 GB/s link carrying 1 MB per token, so that a
@@ -424,8 +433,9 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
 /// prompts only, Y would find 4 + 1 + 7 = 12 and evict nothing, and B would hit 48. In 18
 /// blocks X evicts nothing, Y evicts A's 3 retired blocks (14 + 7 = 21), which go first,
 /// so B still hits 48 (3 prompt blocks revived, 1 allocated: 4 + 14 = 18).
-#[test]
-fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
+/// A (prompt 64, 63 decodes), X (16, 111), Y (16, 95), then B (A's prompt, no decode),
+/// 100 s apart: one request at a time.
+fn a_x_y_b() -> [Request; 4] {
     let request = |arrival: f64, ids: &[u64], prompt: u32, decode: u32| Request {
         arrival,
         prompt,
@@ -437,12 +447,17 @@ fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
         })),
         next: None,
     };
-    let requests = [
+    [
         request(0.0, &[0, 1, 2, 3], 64, 63),
         request(100.0, &[100], 16, 111),
         request(200.0, &[200], 16, 95),
         request(300.0, &[0, 1, 2, 3], 64, 0),
-    ];
+    ]
+}
+
+#[test]
+fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
+    let requests = a_x_y_b();
     let prompts = 64 + 16 + 16 + 64;
     for (blocks, hit, evictions) in [(12u64, 0, 12), (18, 48, 3)] {
         let out = simulate(
@@ -470,23 +485,7 @@ fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
 /// = 10 ms, A = 0.1 ms per token. The first three requests run as without the tier.
 #[test]
 fn a_prefix_the_gpu_evicted_is_loaded_from_the_cpu_tier() {
-    let request = |arrival: f64, ids: &[u64], prompt: u32, decode: u32| Request {
-        arrival,
-        prompt,
-        decode,
-        prefix: Some(Arc::new(Prefix {
-            block_tokens: 16,
-            ids: ids.into(),
-            session: None,
-        })),
-        next: None,
-    };
-    let requests = [
-        request(0.0, &[0, 1, 2, 3], 64, 63),
-        request(100.0, &[100], 16, 111),
-        request(200.0, &[200], 16, 95),
-        request(300.0, &[0, 1, 2, 3], 64, 0),
-    ];
+    let requests = a_x_y_b();
     let run = |cpu: Option<u64>| {
         let cfg = EngineConfig {
             cpu_kv: cpu.map(tier),

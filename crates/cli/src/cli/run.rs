@@ -465,6 +465,12 @@ fn print_table(doc: &Value, config: &Config) {
             .map(|h| format!(" ± {:.4}", num(h)))
             .unwrap_or_default()
     };
+    // One line per (label, key, unit): the figure and its confidence interval.
+    let print_figures = |obj: &Value, rows: &[(&str, &str, &str)]| {
+        for (label, key, unit) in rows {
+            println!("{label:>18}: {:.4}{} {unit}", num(&obj[*key]), ci(obj, key));
+        }
+    };
     let c = &doc["config"];
     println!(
         "scheduler {} | cost {} | rate {:.4} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
@@ -483,49 +489,52 @@ fn print_table(doc: &Value, config: &Config) {
             "UNSTABLE: the number in system grew over the window, or the rate is at or above a hard capacity; steady-state figures below are not meaningful"
         );
     }
-    for (label, key, unit) in [
-        ("throughput", "throughput_rps", "req/s"),
-        ("token throughput", "tokens_per_s", "tok/s"),
-        ("GPU utilisation", "utilization", ""),
-        ("mean in system", "mean_in_system", ""),
-        ("mean in queue", "mean_in_queue", ""),
-        (
-            "load imbalance",
-            "load_imbalance",
-            "(max/mean GPU busy time)",
-        ),
-        ("KV utilisation", "kv_utilization", ""),
-        ("KV peak", "kv_peak_utilization", ""),
-        ("preemptions", "preemptions", ""),
-        ("recomputed tokens", "recomputed_tokens", "tok"),
-        ("swaps out", "swaps_out", ""),
-        ("swaps in", "swaps_in", ""),
-        ("swap time", "swap_seconds", "s"),
-    ] {
-        println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
-    }
+    print_figures(
+        doc,
+        &[
+            ("throughput", "throughput_rps", "req/s"),
+            ("token throughput", "tokens_per_s", "tok/s"),
+            ("GPU utilisation", "utilization", ""),
+            ("mean in system", "mean_in_system", ""),
+            ("mean in queue", "mean_in_queue", ""),
+            (
+                "load imbalance",
+                "load_imbalance",
+                "(max/mean GPU busy time)",
+            ),
+            ("KV utilisation", "kv_utilization", ""),
+            ("KV peak", "kv_peak_utilization", ""),
+            ("preemptions", "preemptions", ""),
+            ("recomputed tokens", "recomputed_tokens", "tok"),
+            ("swaps out", "swaps_out", ""),
+            ("swaps in", "swaps_in", ""),
+            ("swap time", "swap_seconds", "s"),
+        ],
+    );
     let pc = &doc["prefix_cache"];
     if pc.is_object() {
-        for (label, key, unit) in [
-            ("token hit rate", "token_hit_rate", ""),
-            ("block hit rate", "block_hit_rate", ""),
-            ("prompt tokens", "prompt_tokens", "tok"),
-            ("prefilled of them", "computed_tokens", "tok"),
-            ("evictions", "evictions", "blocks"),
-            ("cache share of KV", "kv_share", ""),
-        ] {
-            println!("{label:>18}: {:.4}{} {unit}", num(&pc[key]), ci(pc, key));
-        }
+        print_figures(
+            pc,
+            &[
+                ("token hit rate", "token_hit_rate", ""),
+                ("block hit rate", "block_hit_rate", ""),
+                ("prompt tokens", "prompt_tokens", "tok"),
+                ("prefilled of them", "computed_tokens", "tok"),
+                ("evictions", "evictions", "blocks"),
+                ("cache share of KV", "kv_share", ""),
+            ],
+        );
         let cpu = &pc["cpu_tier"];
         if cpu.is_object() {
-            for (label, key, unit) in [
-                ("CPU tier hits", "hit_tokens", "tok"),
-                ("CPU tier loads", "loads", ""),
-                ("CPU load time", "load_seconds", "s"),
-                ("CPU tier evictions", "evictions", "blocks"),
-            ] {
-                println!("{label:>18}: {:.4}{} {unit}", num(&cpu[key]), ci(cpu, key));
-            }
+            print_figures(
+                cpu,
+                &[
+                    ("CPU tier hits", "hit_tokens", "tok"),
+                    ("CPU tier loads", "loads", ""),
+                    ("CPU load time", "load_seconds", "s"),
+                    ("CPU tier evictions", "evictions", "blocks"),
+                ],
+            );
         }
     }
     print_per_gpu(doc);
