@@ -33,9 +33,9 @@
 //!   the others, unmatched, when it finishes), whether or not the GPU keeps it, and it
 //!   evicts least recently used blocks when full (a request's head most recent, as vLLM's
 //!   manager touches a request's blocks). A request that arrives looks it up after the GPU
-//!   cache ([`GpuCache::cpu_lookup`]): the blocks that extend its GPU hit, one by one, are
+//!   cache (`GpuCache::cpu_lookup`): the blocks that extend its GPU hit, one by one, are
 //!   loaded over the host link, and the request reaches its policy only once they are in
-//!   the GPU's cache ([`GpuCache::load`]), where its admission finds them as a GPU hit.
+//!   the GPU's cache (`GpuCache::load`), where its admission finds them as a GPU hit.
 //!
 //! Every operation is O(1) per block ([`PrefixCache`]). The blocks whose last tokens lie
 //! in one prefix chunk form a page ([`BlockKey`]): the cache finds a page by hash and its
