@@ -25,6 +25,11 @@
 //! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
 //! while it moves.
 //!
+//! With a CPU tier of the prefix cache ([`EngineConfig::cpu_kv`]), a load from it is a
+//! fourth kind of event: an arriving request whose GPU hit the tier extends waits, off
+//! its policy's queue, while those blocks cross its GPU's host link (one load at a time
+//! per GPU), then joins the queue with them cached on the GPU.
+//!
 //! A request may carry the next turn of its conversation ([`Request::next`]): when it
 //! completes, the engine releases that turn to arrive its think time later, into a queue
 //! of released turns that is merged with the workload's arrivals in time order (the
@@ -680,7 +685,6 @@ struct Watch<'a> {
     misses: u64,
 }
 
-/// Counts `x` against each of `limits` (recorded in `dist`); true when one is broken.
 /// The earlier of two event times, if either is due (seconds).
 fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -689,6 +693,7 @@ fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// Counts `x` against each of `limits` (recorded in `dist`); true when one is broken.
 fn past(limits: &[Limit], counts: &mut [u64], dist: &StreamingDist, x: f64) -> bool {
     let mut broken = false;
     for (l, c) in limits.iter().zip(counts) {
