@@ -45,6 +45,7 @@ class Config(dict):
         gpus: int = ...,
         router: str = ...,
         prefix_cache: bool = ...,
+        cpu_kv_blocks: Optional[int] = ...,
         turns: Optional[int] = ...,
         think: Optional[float] = ...,
         system_prompt: Optional[int] = ...,

@@ -58,6 +58,7 @@ def test_config_round_trips_through_json_and_the_resolved_config():
     (dict(cost="roofline"), "gpu"),
     (dict(turns=3), "turns"),
     (dict(prefix_cache=True), "prefix_cache"),
+    (dict(cpu_kv_blocks=10), "cpu_kv_blocks"),
 ])
 def test_bad_settings_raise_value_error_naming_the_field(settings, field):
     with pytest.raises(ValueError, match=rf"^{field}\b"):

@@ -293,6 +293,7 @@ fn prefill_makespan(prompts: &[u32], budget: u32, cost: Arc<dyn CostModel>) -> (
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
         prefix_cache: false,
+        cpu_kv: None,
     };
     let (mut end, mut batches) = (0.0f64, 0);
     simulate_observed(&requests, &config, 1, 0, 0, &mut |ev| {
@@ -391,6 +392,7 @@ fn batch_attention_counts_each_chunk_from_its_offset() {
                 // Room for the longest request and little more: preemptions are common.
                 kv: KvConfig::with_tokens(320, 16),
                 prefix_cache: false,
+                cpu_kv: None,
             };
             let mut offset = vec![0u64; requests.len()];
             let mut wrong = Vec::new();

@@ -65,6 +65,7 @@ fn config(
             router,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
+            cpu_kv: None,
         },
         seed: 99,
         reps,
@@ -362,6 +363,7 @@ fn least_work_hears_of_a_preemption_at_once() {
         router: RouterSpec::LeastWork,
         kv: KvConfig::with_tokens(12, 4),
         prefix_cache: false,
+        cpu_kv: None,
     };
     let mut preempted_at = Vec::new();
     let out = simulate_observed(requests, &config, 0, 0, 0, &mut |ev| {

@@ -40,6 +40,7 @@ fn config(gpus: usize, router: RouterSpec, cache: bool) -> EngineConfig {
             KvConfig::unlimited()
         },
         prefix_cache: cache,
+        cpu_kv: None,
     }
 }
 

@@ -68,6 +68,7 @@ fn cluster() -> impl Strategy<Value = EngineConfig> {
         },
         kv: KvConfig::unlimited(),
         prefix_cache: false,
+        cpu_kv: None,
     })
 }
 
@@ -199,6 +200,7 @@ fn stopping_at_the_last_arrival_keeps_every_window_metric() {
             router,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
+            cpu_kv: None,
         };
         let full = simulate(&requests, &config, 5, 0, 300);
         let cut = simulate_to_last_arrival(&requests, &config, 5, 0, 300);
@@ -263,6 +265,7 @@ fn streamed_summary_matches_the_per_request_records() {
             router: RouterSpec::Central,
             kv: KvConfig::with_tokens(1_024, 16),
             prefix_cache: false,
+            cpu_kv: None,
         };
         let warmup = 400;
         let out = if stop {
@@ -373,6 +376,7 @@ fn memory_holds_only_the_requests_in_flight() {
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
         prefix_cache: false,
+        cpu_kv: None,
     };
     // About 85% busy: a stable queue, whose length is stationary.
     let w = synthetic(1.7, 200_000);
@@ -401,6 +405,7 @@ fn latencies_without_values_are_null_and_percentiles_stay_below_the_maximum() {
         router: RouterSpec::RoundRobin,
         kv: KvConfig::unlimited(),
         prefix_cache: false,
+        cpu_kv: None,
     };
     let requests: Vec<Request> = (0..3)
         .map(|i| Request {

@@ -231,6 +231,8 @@ fn engine_flags() -> Vec<BoxedStrategy<Vec<String>>> {
         flag("--kv-link-gbps", float(1.0, 400.0)),
         flag("--kv-link-latency", float(0.0, 0.01)),
         flag("--gpus", int(1, 8)),
+        flag("--prefix-cache", words(&["on", "off"])),
+        flag("--cpu-kv-blocks", int(0, 5000)),
         flag(
             "--router",
             prop_oneof![

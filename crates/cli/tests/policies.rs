@@ -111,6 +111,7 @@ fn cluster(spec: SchedulerSpec, kv: KvConfig, gpus: usize, central: bool) -> Eng
         },
         kv,
         prefix_cache: false,
+        cpu_kv: None,
     }
 }
 
@@ -415,6 +416,7 @@ proptest! {
             router: if central { RouterSpec::Central } else { RouterSpec::RoundRobin },
             kv,
             prefix_cache: false,
+            cpu_kv: None,
         };
         let n = requests.len();
         let mut emitted = vec![0u32; n];
@@ -496,6 +498,7 @@ fn tight_memory_preempts_and_still_completes_everything() {
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
             prefix_cache: false,
+            cpu_kv: None,
         };
         let out = simulate_records(&requests, &config, 1, 0, 0);
         let s = llmsim::metrics::summarize(&out);
@@ -544,6 +547,7 @@ fn recompute_emits_the_next_token_in_its_prefill() {
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(12, 4),
         prefix_cache: false,
+        cpu_kv: None,
     };
     let mut batches = Vec::new();
     let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {
@@ -616,6 +620,7 @@ fn tight_memory_swaps_and_still_completes_everything() {
             router: RouterSpec::RoundRobin,
             kv: KvConfig::with_tokens(256, 16),
             prefix_cache: false,
+            cpu_kv: None,
         };
         let out = simulate_records(&requests, &config, 1, 0, 0);
         let s = llmsim::metrics::summarize(&out);
@@ -677,6 +682,7 @@ fn swap_adds_its_transfer_time_to_the_batch() {
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(12, 4),
         prefix_cache: false,
+        cpu_kv: None,
     };
     let mut batches = Vec::new();
     let out = simulate_observed(&requests, &config, 0, 0, 0, &mut |ev| {

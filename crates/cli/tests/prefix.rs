@@ -2,7 +2,8 @@
 //! independently, monotonicity in capacity, a conversation's second turn, the cache off
 //! changing nothing, and invariants over random workloads with shared prefixes (KV use
 //! with the cache counted never above capacity; every request served in full; hit and
-//! computed tokens adding up to the prompts).
+//! computed tokens adding up to the prompts), with and without the CPU tier; the CPU tier
+//! by hand (a prefix the GPU evicted loaded back, its LRU order over written blocks).
 
 mod common;
 
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use llmsim::cost::{CostDist, LinearCost};
 use llmsim::engine::{EngineConfig, SimOutput, simulate, simulate_observed, simulate_records};
 use llmsim::kv::KvConfig;
-use llmsim::prefix::Prefix;
+use llmsim::prefix::{CpuKv, Prefix};
 use llmsim::router::RouterSpec;
-use llmsim::scheduler::{BatchLimits, SchedulerSpec};
+use llmsim::scheduler::{BatchLimits, SchedulerSpec, SwapLink};
 use llmsim::workload::Request;
 
 const BLOCK: u32 = 16;
@@ -28,6 +29,7 @@ fn config(scheduler: SchedulerSpec, kv_tokens: u64, cache: bool) -> EngineConfig
         router: RouterSpec::RoundRobin,
         kv: KvConfig::with_tokens(kv_tokens, BLOCK),
         prefix_cache: cache,
+        cpu_kv: None,
     }
 }
 
@@ -130,7 +132,40 @@ proptest! {
         kv_tokens in 800u64..4000,
         policy in 0usize..3,
     ) {
-        check_small_cache(&lens, chunk, kv_tokens, policy)?;
+        check_small_cache(&lens, chunk, kv_tokens, policy, None)?;
+    }
+
+    /// The same with a CPU tier of random size: loads are waited for, never break the
+    /// cache's capacity, and the tokens they bring are hits, never prefilled.
+    #[test]
+    fn with_a_cpu_tier_kv_within_capacity_and_tokens_conserved(
+        lens in lens(),
+        chunk in 1u32..70,
+        kv_tokens in 800u64..4000,
+        policy in 0usize..3,
+        cpu_blocks in 1u64..300,
+    ) {
+        check_small_cache(&lens, chunk, kv_tokens, policy, Some(tier(cpu_blocks)))?;
+    }
+
+    /// A GPU cache that never evicts leaves a CPU tier nothing to add: every record and
+    /// statistic is the run's without the tier, bit for bit.
+    #[test]
+    fn a_cpu_tier_behind_a_cache_that_never_evicts_changes_nothing(
+        lens in lens(),
+        chunk in 1u32..70,
+        gap in 0.001f64..2.0,
+        policy in 0usize..3,
+        cpu_blocks in 1u64..300,
+    ) {
+        let requests = shared_prefixes(&lens, chunk, gap);
+        let off = config(paged(policy), 1 << 30, true);
+        let on = EngineConfig { cpu_kv: Some(tier(cpu_blocks)), ..off.clone() };
+        let (a, b) = (simulate_records(&requests, &off, 5, 0, 1), simulate_records(&requests, &on, 5, 0, 1));
+        prop_assert_eq!(b.gpus[0].prefix.cpu_hit_tokens, 0);
+        prop_assert_eq!(format!("{:?}", a.records), format!("{:?}", b.records));
+        prop_assert_eq!(format!("{:?}", (&a.ttft, &a.e2e, &a.itl)), format!("{:?}", (&b.ttft, &b.e2e, &b.itl)));
+        prop_assert_eq!(a.gpus[0].prefix.hit_tokens, b.gpus[0].prefix.hit_tokens);
     }
 
     /// Steady decodes run in a tight loop with the cache on too, evicting for each batch's
@@ -149,22 +184,74 @@ proptest! {
         router in 0usize..4,
         seed in 0u64..1000,
     ) {
+        let router = [
+            RouterSpec::RoundRobin,
+            RouterSpec::Jsq,
+            RouterSpec::Session,
+            RouterSpec::PrefixAware,
+        ][router];
         let requests = shared_prefixes(&lens, chunk, gap);
-        let cfg = EngineConfig {
-            cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
-            gpus,
-            router: [
-                RouterSpec::RoundRobin,
-                RouterSpec::Jsq,
-                RouterSpec::Session,
-                RouterSpec::PrefixAware,
-            ][router],
-            ..config(paged(policy), kv_tokens, true)
-        };
-        let fast = simulate_records(&requests, &cfg, seed, 0, 1);
-        let slow = simulate_observed(&requests, &cfg, seed, 0, 1, &mut |_| {});
-        // Debug prints every float exactly (shortest round-trip form).
-        prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+        check_steady(&requests, policy, kv_tokens, (gpus, router), None, seed)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Loads from the CPU tier bound a GPU's run of steady decodes like any other event:
+    /// with the tier on, the tight loop and the event-by-event path agree to the last bit.
+    #[test]
+    fn steady_decodes_with_a_cpu_tier_run_exactly_as_event_by_event(
+        lens in prop::collection::vec((1u32..400, 0u32..300, 0usize..40, 0u32..12), 2..40),
+        chunk in 1u32..70,
+        gap in 0.001f64..0.5,
+        kv_tokens in 800u64..8000,
+        policy in 0usize..3,
+        gpus in 1usize..4,
+        cpu_blocks in 1u64..300,
+        seed in 0u64..1000,
+    ) {
+        let requests = shared_prefixes(&lens, chunk, gap);
+        let tier = Some(tier(cpu_blocks));
+        check_steady(&requests, policy, kv_tokens, (gpus, RouterSpec::Session), tier, seed)?;
+    }
+}
+
+/// `requests` under paged policy `policy` in a KV cache of `kv_tokens` tokens on `gpus`
+/// GPUs behind a router, with the CPU tier `cpu` if given, costs drawn from `seed`: steady
+/// decodes in the tight loop and event by event (an observer turns the loop off) agree
+/// to the last bit on every record and statistic.
+fn check_steady(
+    requests: &[Request],
+    policy: usize,
+    kv_tokens: u64,
+    (gpus, router): (usize, RouterSpec),
+    cpu: Option<CpuKv>,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let cfg = EngineConfig {
+        cost: Arc::new(LinearCost::new(0.01, 0.0001, 0.0, CostDist::Exponential)),
+        gpus,
+        router,
+        cpu_kv: cpu,
+        ..config(paged(policy), kv_tokens, true)
+    };
+    let fast = simulate_records(requests, &cfg, seed, 0, 1);
+    let slow = simulate_observed(requests, &cfg, seed, 0, 1, &mut |_| {});
+    // Debug prints every float exactly (shortest round-trip form).
+    prop_assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+    Ok(())
+}
+
+/// A CPU tier of `blocks` blocks over a 1 GB/s link carrying 1 MB per token, so that a
+/// block of 16 tokens loads in 16 ms.
+fn tier(blocks: u64) -> CpuKv {
+    CpuKv {
+        blocks,
+        link: SwapLink {
+            gbytes_per_s: 1.0,
+            kv_bytes_per_token: 1e6,
+        },
     }
 }
 
@@ -191,18 +278,23 @@ fn paged(policy: usize) -> SchedulerSpec {
 }
 
 /// Requests `lens` sharing prefixes of `chunk`-token ids, 10 ms apart, in a KV cache of
-/// `kv_tokens` tokens under paged policy `policy` (vllm, sarathi, decode-first): the blocks
-/// in use plus the unreferenced cached ones never exceed capacity, every request emits
-/// its `B + 1` tokens, and tokens computed plus hit make up the prompts.
+/// `kv_tokens` tokens under paged policy `policy` (vllm, sarathi, decode-first), with the
+/// CPU tier `cpu` if given: the blocks in use plus the unreferenced cached ones never
+/// exceed capacity, every request emits its `B + 1` tokens, tokens computed plus hit make
+/// up the prompts, and no request finds more than its prompt less one token cached.
 fn check_small_cache(
     lens: &[(u32, u32, usize, u32)],
     chunk: u32,
     kv_tokens: u64,
     policy: usize,
+    cpu: Option<CpuKv>,
 ) -> Result<(), TestCaseError> {
     let spec = paged(policy);
     let requests = shared_prefixes(lens, chunk, 0.01);
-    let cfg = config(spec, kv_tokens, true);
+    let cfg = EngineConfig {
+        cpu_kv: cpu,
+        ..config(spec, kv_tokens, true)
+    };
     let cap = cfg.kv.blocks.unwrap();
     let (mut prefill, mut decodes) = (0u64, 0u64);
     let out = simulate_observed(&requests, &cfg, 3, 0, 0, &mut |ev| {
@@ -238,6 +330,15 @@ fn check_small_cache(
     // per preemption past the first token (its recompute emits that one).
     let budget: u64 = requests.iter().map(|r| u64::from(r.decode)).sum();
     prop_assert!(decodes <= budget && decodes + g.preemptions >= budget);
+    // Whole blocks short of the last token, from the GPU or loaded from the CPU.
+    let most: u64 = requests
+        .iter()
+        .map(|r| u64::from((r.prompt - 1) / BLOCK * BLOCK))
+        .sum();
+    prop_assert!(g.prefix.hit_tokens <= most && g.prefix.cpu_hit_tokens <= most);
+    if cpu.is_none() {
+        prop_assert_eq!((g.prefix.cpu_hit_tokens, g.prefix.cpu_loads), (0, 0));
+    }
     Ok(())
 }
 
@@ -268,7 +369,7 @@ fn waiting_requests_pin_no_cached_blocks() {
         (260, 16, 3, 11),
         (399, 2, 0, 8),
     ];
-    check_small_cache(&lens, 43, 974, 1).unwrap();
+    check_small_cache(&lens, 43, 974, 1, None).unwrap();
 }
 
 /// The second case the property test found (seed in `prefix.proptest-regressions`), under
@@ -289,7 +390,7 @@ fn a_victims_shared_cached_blocks_stay_in_use() {
         (321, 10, 5, 0),
         (32, 7, 7, 2),
     ];
-    check_small_cache(&lens, 22, 1200, 0).unwrap();
+    check_small_cache(&lens, 22, 1200, 0, None).unwrap();
 }
 
 /// A conversation's second turn (its first turn's prompt and reply, then a new message)
@@ -332,8 +433,9 @@ fn a_second_turn_hits_the_first_turns_full_blocks() {
 /// prompts only, Y would find 4 + 1 + 7 = 12 and evict nothing, and B would hit 48. In 18
 /// blocks X evicts nothing, Y evicts A's 3 retired blocks (14 + 7 = 21), which go first,
 /// so B still hits 48 (3 prompt blocks revived, 1 allocated: 4 + 14 = 18).
-#[test]
-fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
+/// A (prompt 64, 63 decodes), X (16, 111), Y (16, 95), then B (A's prompt, no decode),
+/// 100 s apart: one request at a time.
+fn a_x_y_b() -> [Request; 4] {
     let request = |arrival: f64, ids: &[u64], prompt: u32, decode: u32| Request {
         arrival,
         prompt,
@@ -345,12 +447,17 @@ fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
         })),
         next: None,
     };
-    let requests = [
+    [
         request(0.0, &[0, 1, 2, 3], 64, 63),
         request(100.0, &[100], 16, 111),
         request(200.0, &[200], 16, 95),
         request(300.0, &[0, 1, 2, 3], 64, 0),
-    ];
+    ]
+}
+
+#[test]
+fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
+    let requests = a_x_y_b();
     let prompts = 64 + 16 + 16 + 64;
     for (blocks, hit, evictions) in [(12u64, 0, 12), (18, 48, 3)] {
         let out = simulate(
@@ -363,6 +470,62 @@ fn generated_blocks_stay_cached_and_evict_prompts_first_in_their_turn() {
         assert_eq!(hits(&out), (hit, prompts), "{blocks} blocks");
         assert_eq!(out.gpus[0].prefix.evictions, evictions, "{blocks} blocks");
     }
+}
+
+/// The CPU tier by hand, on the requests of the test above in 12 GPU blocks, where B finds
+/// none of A's prompt on the GPU. Every full block computed is written to the tier: A's 4
+/// prompt blocks when its prefill ends ([A3 A2 A1 A0], least recently used first, its
+/// head most recent), its 3 generated ones when it finishes, then its prompt touched
+/// ([a a a A3 A2 A1 A0]); X adds 1 prompt and 6 generated blocks, Y 1 and 5, each
+/// finishing with its prompt touched: 20 writes, the last 5 of them Y's. B's lookup (cap:
+/// 3 blocks, short of its last token) finds A0 to A2 in a tier of 16 blocks or more (a
+/// a a A3 evicted), A0 and A1 in 15, A0 in 14, nothing in 13 (evictions start at X's
+/// finish, 14 writes) or 12. Each block loaded saves 16 prefilled tokens and costs 16 MB
+/// over 1 GB/s, 16 ms: B's TTFT is the load, then one batch of C + A x (64 - hit) with C
+/// = 10 ms, A = 0.1 ms per token. The first three requests run as without the tier.
+#[test]
+fn a_prefix_the_gpu_evicted_is_loaded_from_the_cpu_tier() {
+    let requests = a_x_y_b();
+    let run = |cpu: Option<u64>| {
+        let cfg = EngineConfig {
+            cpu_kv: cpu.map(tier),
+            ..config(vllm(), 12 * u64::from(BLOCK), true)
+        };
+        let mut prefilled = 0;
+        let out = simulate_observed(&requests, &cfg, 1, 0, 0, &mut |ev| {
+            for e in ev.batch.entries() {
+                if e.phase == llmsim::scheduler::Phase::Prefill {
+                    prefilled += u64::from(e.tokens);
+                }
+            }
+        });
+        (out, prefilled)
+    };
+    let (off, off_prefilled) = run(None);
+    assert_eq!((hits(&off), off_prefilled), ((0, 160), 160));
+    for (blocks, loaded) in [(100, 3u32), (16, 3), (15, 2), (14, 1), (13, 0), (12, 0)] {
+        let (on, prefilled) = run(Some(blocks));
+        let tokens = loaded * 16;
+        let p = &on.gpus[0].prefix;
+        assert_eq!(
+            (p.cpu_hit_tokens, p.cpu_loads, p.hit_tokens),
+            (u64::from(tokens), u64::from(loaded > 0), u64::from(tokens)),
+            "{blocks} blocks"
+        );
+        assert_eq!(prefilled, 160 - u64::from(tokens), "{blocks} blocks");
+        let load = f64::from(tokens) * 1e6 / 1e9;
+        let ttft = on.records[3].first_token - 300.0;
+        let want = load + 0.01 + 0.0001 * f64::from(64 - tokens);
+        assert!(
+            (ttft - want).abs() < 1e-9,
+            "{blocks} blocks: {ttft} vs {want}"
+        );
+        assert_eq!(
+            format!("{:?}", &on.records[..3]),
+            format!("{:?}", &off.records[..3])
+        );
+    }
+    assert!((off.records[3].first_token - 300.0 - 0.0164).abs() < 1e-9);
 }
 
 /// Hits never fall as the cache grows, on the Mooncake conversation trace's first 1,500
@@ -509,6 +672,117 @@ fn off_is_the_default_and_on_reports_the_cache() {
     // Synthetic prompts share nothing: nothing is looked up, so no rate is defined.
     assert_eq!(on["prefix_cache"]["prompt_tokens"], 0.0);
     assert!(on["prefix_cache"]["token_hit_rate"].is_null());
+}
+
+/// `--cpu-kv-blocks` needs the prefix cache and a GPU (whose link loads the blocks), and
+/// a size in range, each refused with exit 2 naming the flag and the fix; on, the JSON
+/// echoes it and reports the tier, which extends the hits of conversations in a GPU cache
+/// too small for them; off, neither appears.
+#[test]
+fn the_cpu_tier_flag_is_checked_and_reported() {
+    let run = |extra: &[&str]| {
+        common::llmsim()
+            .args([
+                "run",
+                "--scheduler",
+                "sarathi",
+                "--requests",
+                "600",
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for (args, says) in [
+        (
+            &[
+                "--kv-capacity",
+                "20000",
+                "--gpu",
+                "h100",
+                "--cpu-kv-blocks",
+                "10",
+            ][..],
+            "add --prefix-cache on",
+        ),
+        (
+            &[
+                "--kv-capacity",
+                "20000",
+                "--prefix-cache",
+                "on",
+                "--cpu-kv-blocks",
+                "10",
+            ][..],
+            "give --gpu",
+        ),
+        (
+            &[
+                "--kv-capacity",
+                "20000",
+                "--prefix-cache",
+                "on",
+                "--gpu",
+                "h100",
+                "--cpu-kv-blocks",
+                "0",
+            ][..],
+            "must be 1 to",
+        ),
+        (&["--cpu-kv-blocks", "lots"][..], "--cpu-kv-blocks"),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--cpu-kv-blocks") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    let conversations = [
+        "--workload",
+        "multiturn",
+        "--system-prompt",
+        "2000",
+        "--system-prompts",
+        "8",
+        "--rate",
+        "1",
+        "--prefix-cache",
+        "on",
+        "--gpu",
+        "h100",
+        "--kv-capacity",
+        "40000",
+    ];
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let out = run(&[&conversations[..], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (off, on) = (json(&[]), json(&["--cpu-kv-blocks", "20000"]));
+    assert!(off["config"].get("cpu_kv_blocks").is_none());
+    assert!(off["prefix_cache"].get("cpu_tier").is_none());
+    assert_eq!(on["config"]["cpu_kv_blocks"], 20000);
+    let tier = &on["prefix_cache"]["cpu_tier"];
+    let loaded = tier["hit_tokens"].as_f64().unwrap();
+    assert!(
+        loaded > 0.0 && tier["loads"].as_f64().unwrap() > 0.0,
+        "{tier}"
+    );
+    // H100's PCIe 5 link (64 GB/s) and Llama-3.1-8B's 128 KiB per token.
+    let secs = tier["load_seconds"].as_f64().unwrap();
+    assert!(
+        (secs - loaded * 131_072.0 / 64e9).abs() < 1e-9 * secs,
+        "{tier}"
+    );
+    let computed = |v: &serde_json::Value| v["prefix_cache"]["computed_tokens"].as_f64().unwrap();
+    assert!(computed(&on) < computed(&off));
 }
 
 /// On conversations spread over 4 GPUs, keeping a session on one GPU (session affinity,

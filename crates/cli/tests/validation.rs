@@ -92,6 +92,7 @@ fn scheduler_b(b0: f64, max_decode_batch: Option<u32>, rate: f64) -> RunConfig {
             router: RouterSpec::RoundRobin,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
+            cpu_kv: None,
         },
         seed: 7,
         reps: 1,

@@ -25,10 +25,11 @@ use crate::csvio::CsvError;
 use crate::dist::LengthDist;
 use crate::engine::EngineConfig;
 use crate::files::Files;
-use crate::kv::{DEFAULT_BLOCK_SIZE, KvConfig};
+use crate::kv::{self, DEFAULT_BLOCK_SIZE, KvConfig};
 use crate::limits::{self, RangeError, num, require};
 use crate::metrics::Summary;
 use crate::multiturn::MultiTurn;
+use crate::prefix::CpuKv;
 use crate::router::RouterSpec;
 use crate::scheduler::{
     BatchLimits, DisaggSpec, Preemption, SchedulerKind, SchedulerSpec, SwapLink,
@@ -502,6 +503,11 @@ pub struct Config {
     pub router: RouterSpec,
     /// Prefix caching (vllm, sarathi, decode-first, with a finite KV cache).
     pub prefix_cache: bool,
+    /// Blocks of a CPU-side tier of each GPU's prefix cache (vLLM's KV offloading; needs
+    /// `prefix_cache` and a GPU, whose host link loads the blocks) [off]. Absent from a
+    /// printed config when off, so such a run prints what it always did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_kv_blocks: Option<u64>,
     /// Turns per conversation (multiturn) [4].
     pub turns: Option<u32>,
     /// Mean user think time from a reply to the next turn (seconds, multiturn) [30].
@@ -553,6 +559,7 @@ impl Default for Config {
             gpus: 1,
             router: RouterSpec::RoundRobin,
             prefix_cache: false,
+            cpu_kv_blocks: None,
             turns: None,
             think: None,
             system_prompt: None,
@@ -779,6 +786,7 @@ impl Config {
             router: self.router,
             kv,
             prefix_cache: self.prefix_cache,
+            cpu_kv: self.cpu_kv(&hw)?,
         };
         limits::prefix_cache(&engine)?;
         limits::replications(&workload, &engine, self.reps)?;
@@ -974,6 +982,27 @@ impl Config {
             ));
         }
         tokens
+    }
+
+    /// The CPU tier of `cpu_kv_blocks`, checked, its loads crossing the GPU's host link
+    /// (PCIe) with each GPU's share of a token's KV bytes.
+    fn cpu_kv(&self, hw: &Hardware) -> Result<Option<CpuKv>, RangeError> {
+        let Some(blocks) = self.cpu_kv_blocks else {
+            return Ok(None);
+        };
+        limits::cpu_kv(blocks, self.prefix_cache)?;
+        let gpu = hw.gpu.ok_or_else(|| RangeError {
+            field: "cpu-kv-blocks",
+            why: "loads blocks over the GPU's host link: give --gpu (or --cost roofline:GPU)"
+                .into(),
+        })?;
+        Ok(Some(CpuKv {
+            blocks,
+            link: SwapLink {
+                gbytes_per_s: gpu.pcie / 1e9,
+                kv_bytes_per_token: kv::bytes_per_token_per_gpu(&hw.model.shape, hw.parallel),
+            },
+        }))
     }
 
     /// The preemption mode, with the swap link for swap.

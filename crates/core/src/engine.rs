@@ -25,6 +25,11 @@
 //! (bandwidth), and each transfer adds the link latency. The cache occupies both GPUs
 //! while it moves.
 //!
+//! With a CPU tier of the prefix cache ([`EngineConfig::cpu_kv`]), a load from it is a
+//! fourth kind of event: an arriving request whose GPU hit the tier extends waits, off
+//! its policy's queue, while those blocks cross its GPU's host link (one load at a time
+//! per GPU), then joins the queue with them cached on the GPU.
+//!
 //! A request may carry the next turn of its conversation ([`Request::next`]): when it
 //! completes, the engine releases that turn to arrive its think time later, into a queue
 //! of released turns that is merged with the workload's arrivals in time order (the
@@ -47,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 
 use crate::cost::{BatchShape, CostModel};
 use crate::kv::KvConfig;
-use crate::prefix::{CacheStats, GpuCache};
+use crate::prefix::{CacheStats, CpuKv, GpuCache};
 use crate::request::NextTurn;
 use crate::rng::{SimRng, Source, stream};
 use crate::router::{GpuLoad, Router, RouterSpec};
@@ -73,6 +78,9 @@ pub struct EngineConfig {
     /// Whether each GPU keeps the full KV blocks of finished prefills for later requests
     /// with the same prefix ([`crate::prefix`]); checked by [`crate::limits::prefix_cache`].
     pub prefix_cache: bool,
+    /// A CPU-side tier of each GPU's prefix cache ([`crate::prefix`]), when on; needs the
+    /// prefix cache ([`crate::limits::prefix_cache`]).
+    pub cpu_kv: Option<CpuKv>,
 }
 
 /// Per-request timestamps (seconds); `NaN` where the event never happened.
@@ -252,6 +260,8 @@ pub struct SimOutput {
     pub kv: KvConfig,
     /// Whether the GPUs kept a prefix cache ([`EngineConfig::prefix_cache`]).
     pub prefix_cache: bool,
+    /// Their CPU tier, if any ([`EngineConfig::cpu_kv`]).
+    pub cpu_kv: Option<CpuKv>,
     /// The run gave up when it broke a limit of its [`StopRule`]: its statistics cover
     /// only the run so far.
     pub stopped: bool,
@@ -309,6 +319,16 @@ impl PartialOrd for Released {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
+}
+
+/// A load of request `id`'s blocks `first..first + count` of its prompt from GPU `gpu`'s
+/// CPU tier; ordered by request first (a request loads at most once).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct HostLoad {
+    id: ReqId,
+    gpu: usize,
+    first: usize,
+    count: usize,
 }
 
 /// A KV cache transfer between GPUs; ordered by request first (one transfer per request
@@ -552,6 +572,12 @@ struct Engine<'a> {
     transfers: BinaryHeap<Due<Transfer>>,
     /// When each GPU's outgoing KV link is next free (seconds).
     link_free: Vec<f64>,
+    /// The host link of the GPUs' CPU tier, when on.
+    cpu_link: Option<SwapLink>,
+    /// Loads from the CPU tier under way.
+    host_loads: BinaryHeap<Due<HostLoad>>,
+    /// When each GPU's host link is next free for a load (seconds).
+    host_free: Vec<f64>,
     /// The measurement window; its bounds are infinite until the requests that set them
     /// are read.
     window: Window,
@@ -657,6 +683,14 @@ struct Watch<'a> {
     tbt: Vec<u64>,
     e2e: Vec<u64>,
     misses: u64,
+}
+
+/// The earlier of two event times, if either is due (seconds).
+fn earliest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Counts `x` against each of `limits` (recorded in `dist`); true when one is broken.
@@ -847,7 +881,9 @@ fn run_engine<R: Borrow<Request>>(
             stats: GpuStats::default(),
             kv_used: 0,
             kv_since: 0.0,
-            prefix: config.prefix_cache.then(Box::default),
+            prefix: config
+                .prefix_cache
+                .then(|| Box::new(RefCell::new(GpuCache::new(config.cpu_kv.map(|c| c.blocks))))),
             itl: StreamingDist::default(),
         })
         .collect();
@@ -888,6 +924,9 @@ fn run_engine<R: Borrow<Request>>(
         swap: config.scheduler.swap_link(),
         transfers: BinaryHeap::new(),
         link_free: vec![0.0; config.gpus],
+        cpu_link: config.cpu_kv.map(|c| c.link),
+        host_loads: BinaryHeap::new(),
+        host_free: vec![0.0; config.gpus],
         window: Window {
             first_measured: warmup,
             start: f64::INFINITY,
@@ -941,7 +980,7 @@ fn run_engine<R: Borrow<Request>>(
             .map(|g| GpuStats {
                 prefix: g
                     .prefix
-                    .map_or_else(CacheStats::default, |px| px.into_inner().cache.stats),
+                    .map_or_else(CacheStats::default, |px| px.into_inner().stats()),
                 ..g.stats
             })
             .collect(),
@@ -950,6 +989,7 @@ fn run_engine<R: Borrow<Request>>(
         end_time,
         kv: config.kv,
         prefix_cache: config.prefix_cache,
+        cpu_kv: config.cpu_kv,
         stopped: engine.stopped,
     }
 }
@@ -1030,11 +1070,10 @@ impl Engine<'_> {
                 Some(r) => Some(read.map_or(r.time, |a| a.min(r.time))),
             };
             let completion = self.heap.peek().map(|c| c.time);
-            let transfer = self.transfers.peek().map(|t| t.time);
-            let batch_or_transfer = match (completion, transfer) {
-                (Some(c), Some(t)) => Some(c.min(t)),
-                (c, t) => c.or(t),
-            };
+            let kv_transfer = self.transfers.peek().map(|t| t.time);
+            let host_load = self.host_loads.peek().map(|l| l.time);
+            let transfer = earliest(kv_transfer, host_load);
+            let batch_or_transfer = earliest(completion, transfer);
             if self.probe.is_some() {
                 let next = match (arrival, batch_or_transfer) {
                     (Some(a), Some(b)) => a.min(b),
@@ -1065,9 +1104,15 @@ impl Engine<'_> {
                     self.end_arrivals(now);
                 }
                 _ if transfer.is_some_and(|t| completion.is_none_or(|c| t <= c)) => {
-                    let t = self.transfers.pop().expect("peeked");
-                    now = t.time;
-                    self.transfer_done(t.what, now);
+                    if host_load.is_some_and(|h| kv_transfer.is_none_or(|k| h <= k)) {
+                        let l = self.host_loads.pop().expect("peeked");
+                        now = l.time;
+                        self.host_load_done(l.what, now);
+                    } else {
+                        let t = self.transfers.pop().expect("peeked");
+                        now = t.time;
+                        self.transfer_done(t.what, now);
+                    }
                 }
                 (_, Some(_)) => {
                     let Due { time, what: gpu } = self.heap.pop().expect("peeked");
@@ -1086,7 +1131,8 @@ impl Engine<'_> {
                         let coupled = self.carrying > 0 || self.disagg.is_some();
                         let other = self.heap.peek().map(|c| c.time).filter(|_| coupled);
                         let transfer = self.transfers.peek().map(|t| t.time);
-                        let horizon = [arrival, released, other, transfer]
+                        let load = self.host_loads.peek().map(|l| l.time);
+                        let horizon = [arrival, released, other, transfer, load]
                             .into_iter()
                             .flatten()
                             .fold(f64::INFINITY, f64::min);
@@ -1212,6 +1258,9 @@ impl Engine<'_> {
         }
         let req = &self.live.get(id).request;
         match self.router.route(id, req, &self.loads[..self.route_gpus]) {
+            Some(g) if self.cpu_link.is_some() && self.load_from_cpu(g, id, now) => {
+                self.assign(g, id);
+            }
             Some(g) => {
                 self.admit(g, id);
                 if self.idle.remove(&g) {
@@ -1300,12 +1349,18 @@ impl Engine<'_> {
     /// evictable ([`GpuCache::finish`]), unless the KV cache is unlimited, where blocks no
     /// lookup can match would never be evicted and change nothing.
     fn free_blocks(&mut self, g: usize, id: ReqId, done: bool) {
-        let ctx = u64::from(self.live.get(id).progress.context());
+        let slot = self.live.get(id);
+        let ctx = u64::from(slot.progress.context());
         let own = self.blocks(ctx);
         let kv = self.kv;
         let gpu = &mut self.gpus[g];
         let (cached, unreferenced) = match gpu.prefix.as_deref_mut().map(RefCell::get_mut) {
-            Some(px) if done => px.finish(id, kv.blocks.map(|_| ctx / u64::from(kv.block_size))),
+            Some(px) if done => px.finish(
+                id,
+                &slot.request,
+                kv.block_size,
+                kv.blocks.map(|_| ctx / u64::from(kv.block_size)),
+            ),
             Some(px) => px.release(id),
             None => (0, 0),
         };
@@ -1343,6 +1398,60 @@ impl Engine<'_> {
                 s.preempted_hit_tokens += u64::from(tokens);
             }
             self.loads[g].work_tokens -= u64::from(tokens);
+        }
+    }
+
+    /// Looks request `id`, just arrived at GPU `g` at `now`, up in the GPU's CPU tier after
+    /// its cache; when the tier extends its hit, starts loading those blocks over the
+    /// GPU's host link (one load at a time, in arrival order) and returns true: the
+    /// request reaches the policy when the load ends ([`Engine::host_load_done`]), as
+    /// vLLM's scheduler holds a request whose blocks are being loaded
+    /// (`WAITING_FOR_REMOTE_KVS`) while the GPU runs other work.
+    fn load_from_cpu(&mut self, g: usize, id: ReqId, now: f64) -> bool {
+        let (Some(link), Some(px)) = (self.cpu_link, self.gpus[g].prefix.as_deref_mut()) else {
+            return false;
+        };
+        let px = px.get_mut();
+        let bs = self.kv.block_size;
+        let Some(blocks) = px.cpu_lookup(&self.live.get(id).request, bs) else {
+            return false;
+        };
+        let tokens = blocks.len() as u32 * bs;
+        px.cache.stats.cpu_hit_tokens += u64::from(tokens);
+        px.cache.stats.cpu_loads += 1;
+        let done = now.max(self.host_free[g]) + link.time(tokens);
+        self.host_free[g] = done;
+        self.host_loads.push(Due {
+            time: done,
+            what: HostLoad {
+                id,
+                gpu: g,
+                first: blocks.start,
+                count: blocks.len(),
+            },
+        });
+        true
+    }
+
+    /// Load `l` has ended at `now`: its blocks join the GPU's cache, unreferenced, the
+    /// least recently used cached blocks making room for them if needed, and the request
+    /// reaches the GPU's policy, whose admission finds them cached.
+    fn host_load_done(&mut self, l: HostLoad, now: f64) {
+        self.kv_change(l.gpu, now);
+        let bs = self.kv.block_size;
+        let capacity = self.kv.capacity_blocks();
+        let req = &self.live.get(l.id).request;
+        let gpu = &mut self.gpus[l.gpu];
+        gpu.prefix
+            .as_deref_mut()
+            .expect("a CPU tier extends a prefix cache")
+            .get_mut()
+            .load(req, bs, l.first..l.first + l.count);
+        gpu.make_room(capacity);
+        let (sched, view) = view!(self, l.gpu);
+        sched.admit(l.id, &view);
+        if self.idle.remove(&l.gpu) {
+            self.start_batch(l.gpu, now, None);
         }
     }
 

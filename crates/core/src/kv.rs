@@ -59,8 +59,7 @@ impl KvConfig {
     ) -> Option<Self> {
         let gpus = f64::from(parallel.gpus());
         let free = gpu_mem_gb * mem_fraction * 1e9 - model.weights_bytes() / gpus;
-        let per_token =
-            model.kv_bytes_per_token() * model.kv_share(parallel.tp) / f64::from(parallel.pp);
+        let per_token = bytes_per_token_per_gpu(model, parallel);
         (free > 0.0).then(|| KvConfig::with_tokens((free / per_token) as u64, block_size))
     }
 
@@ -92,6 +91,12 @@ impl KvConfig {
     pub fn fits_alone(&self, tokens: u64) -> bool {
         self.blocks_for(tokens) <= self.capacity_blocks()
     }
+}
+
+/// KV bytes per token that one GPU of a replica laid out as `parallel` holds: its share of
+/// the KV heads ([`ModelShape::kv_share`]) of its stage's layers (bytes).
+pub fn bytes_per_token_per_gpu(model: &ModelShape, parallel: Parallel) -> f64 {
+    model.kv_bytes_per_token() * model.kv_share(parallel.tp) / f64::from(parallel.pp)
 }
 
 #[cfg(test)]

@@ -231,6 +231,9 @@ pub fn disagg(d: &DisaggSpec) -> Result<(), RangeError> {
 /// (`central` hands a request to a GPU only when that GPU takes it, which the prefix
 /// cache's accounting of routed work does not follow).
 pub fn prefix_cache(engine: &EngineConfig) -> Result<(), RangeError> {
+    if let Some(c) = engine.cpu_kv {
+        cpu_kv(c.blocks, engine.prefix_cache)?;
+    }
     if !engine.prefix_cache {
         return Ok(());
     }
@@ -255,6 +258,24 @@ pub fn prefix_cache(engine: &EngineConfig) -> Result<(), RangeError> {
         engine.router != RouterSpec::Central,
         "prefix-cache",
         "'on' needs a router that places requests on arrival, not central",
+    )
+}
+
+/// Most blocks of a CPU tier: the prefix cache's slab numbers its blocks in 32 bits.
+pub const MAX_CPU_KV_BLOCKS: u64 = 1 << 30;
+
+/// Checks a CPU tier of `blocks` blocks (`--cpu-kv-blocks`) beside a prefix cache that is
+/// on or not (`prefix_cache`): the tier extends that cache.
+pub fn cpu_kv(blocks: u64, prefix_cache: bool) -> Result<(), RangeError> {
+    require(
+        (1..=MAX_CPU_KV_BLOCKS).contains(&blocks),
+        "cpu-kv-blocks",
+        format!("must be 1 to {MAX_CPU_KV_BLOCKS} blocks (got {blocks})"),
+    )?;
+    require(
+        prefix_cache,
+        "cpu-kv-blocks",
+        "extends the GPU's prefix cache with a CPU tier: add --prefix-cache on (with vllm, sarathi or decode-first and a finite KV cache)",
     )
 }
 

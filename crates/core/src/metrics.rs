@@ -163,6 +163,23 @@ pub struct PrefixSummary {
     /// Time-average fraction of the KV cache holding cached blocks, referenced or not, over
     /// the window, averaged over GPUs.
     pub kv_share: f64,
+    /// The CPU tier's results, when it is on (absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_tier: Option<CpuTierSummary>,
+}
+
+/// What the prefix caches' CPU tiers did, over the whole run and all GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuTierSummary {
+    /// Prompt tokens loaded from the CPU tiers, which the GPUs' caches then held for
+    /// their requests' admissions: part of the prefix cache's hits (tokens).
+    pub hit_tokens: u64,
+    /// Requests that waited for a load (requests).
+    pub loads: u64,
+    /// Time the loads took on the host links, waits for a busy link excluded (seconds).
+    pub load_seconds: f64,
+    /// Blocks the CPU tiers evicted to make room (blocks).
+    pub evictions: u64,
 }
 
 /// Whether the number in system grew over the window by more than a stable queue plausibly
@@ -247,6 +264,16 @@ pub fn summarize(out: &SimOutput) -> Summary {
                 computed_tokens: prompt - hit,
                 evictions: s(|c| c.evictions),
                 kv_share: mean(&cached) / kv_blocks,
+                cpu_tier: out.cpu_kv.map(|c| {
+                    let tokens: u64 = s(|c| c.cpu_hit_tokens);
+                    CpuTierSummary {
+                        hit_tokens: tokens,
+                        loads: s(|c| c.cpu_loads),
+                        load_seconds: tokens as f64 * c.link.kv_bytes_per_token
+                            / (c.link.gbytes_per_s * 1e9),
+                        evictions: s(|c| c.cpu_evictions),
+                    }
+                }),
             }
         }),
     }

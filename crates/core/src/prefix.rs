@@ -27,6 +27,16 @@
 //!   request holds no blocks, so requests that wait can never pin the memory the head of
 //!   the queue needs.
 //!
+//! - Optionally, a CPU-side tier ([`CpuKv`]; vLLM's KV offloading, the `OffloadingConnector`
+//!   with its CPU backend and LRU policy) keeps copies of full blocks in host memory: every
+//!   full block a request computes is written to it (its prompt's when its prefill ends,
+//!   the others, unmatched, when it finishes), whether or not the GPU keeps it, and it
+//!   evicts least recently used blocks when full (a request's head most recent, as vLLM's
+//!   manager touches a request's blocks). A request that arrives looks it up after the GPU
+//!   cache (`GpuCache::cpu_lookup`): the blocks that extend its GPU hit, one by one, are
+//!   loaded over the host link, and the request reaches its policy only once they are in
+//!   the GPU's cache (`GpuCache::load`), where its admission finds them as a GPU hit.
+//!
 //! Every operation is O(1) per block ([`PrefixCache`]). The blocks whose last tokens lie
 //! in one prefix chunk form a page ([`BlockKey`]): the cache finds a page by hash and its
 //! blocks by position, so a 512-token chunk of 16-token blocks costs one hash lookup, not
@@ -37,7 +47,7 @@ use std::ops::Range;
 
 use foldhash::fast::FixedState;
 
-use crate::scheduler::ReqId;
+use crate::scheduler::{ReqId, SwapLink};
 use crate::workload::Request;
 
 /// A prompt's prefix identity: one id per `block_tokens` tokens, in order; equal ids at a
@@ -170,6 +180,13 @@ pub struct CacheStats {
     /// their recompute did not prefill; kept apart from `hit_tokens`, as vLLM counts a
     /// preempted request's lookups apart (tokens).
     pub preempted_hit_tokens: u64,
+    /// Prompt tokens loaded from the CPU tier into the GPU's cache before their requests
+    /// reached the policy, which their prefills then skip (tokens; 0 without the tier).
+    pub cpu_hit_tokens: u64,
+    /// Requests that waited for a load from the CPU tier (requests).
+    pub cpu_loads: u64,
+    /// Blocks the CPU tier evicted to make room (blocks).
+    pub cpu_evictions: u64,
 }
 
 /// No node: the end of the LRU list.
@@ -293,6 +310,26 @@ impl PrefixCache {
     /// Blocks cached and unreferenced: evictable, so free for allocation (blocks).
     pub fn evictable(&self) -> u64 {
         self.evictable
+    }
+
+    /// Makes the cached unreferenced blocks of `runs` the most recently released, the
+    /// first of them last, so that a request's head outlives its tail; skips blocks not
+    /// cached. `scratch` is working space.
+    pub fn touch(&mut self, runs: impl IntoIterator<Item = BlockRun>, scratch: &mut Vec<u32>) {
+        scratch.clear();
+        for r in runs {
+            if let Some(range) = self.nodes_of(&r) {
+                scratch.extend(
+                    range
+                        .filter(|&n| self.nodes[n].cached && self.nodes[n].refs == 0)
+                        .map(|n| n as u32),
+                );
+            }
+        }
+        for &n in scratch.iter().rev() {
+            self.unlink(n);
+            self.push_tail(n);
+        }
     }
 
     fn unlink(&mut self, n: u32) {
@@ -501,6 +538,44 @@ pub struct CacheHit {
     pub revived: u64,
 }
 
+/// The CPU-side tier of each GPU's prefix cache: vLLM's KV offloading
+/// (`--kv-offloading-size`, the `OffloadingConnector` with its CPU backend).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuKv {
+    /// Blocks of the GPU cache's block size that the host pool holds for each GPU (blocks;
+    /// vLLM sizes it as the pool's bytes over one block's bytes on one GPU).
+    pub blocks: u64,
+    /// The link loads cross from host memory: its bandwidth and the KV bytes per token
+    /// that one GPU of the replica holds (the GPUs of a replica load their shares side by
+    /// side, each over its own link).
+    pub link: SwapLink,
+}
+
+/// A CPU tier's blocks: copies of full KV blocks in host memory, unreferenced, evicted
+/// least recently used first.
+#[derive(Debug)]
+struct CpuTier {
+    blocks: PrefixCache,
+    capacity: u64,
+    scratch: Vec<u32>,
+}
+
+impl CpuTier {
+    /// Writes `runs` (those not held already) and makes them the most recently used, the
+    /// first last; evicts what no longer fits.
+    fn store(&mut self, runs: impl IntoIterator<Item = BlockRun>) {
+        self.blocks.insert(runs, &mut self.scratch);
+        self.blocks.release(&mut self.scratch);
+        self.fit();
+    }
+
+    /// Evicts least recently used blocks until the tier is within its capacity.
+    fn fit(&mut self) {
+        self.blocks
+            .evict(self.blocks.len().saturating_sub(self.capacity));
+    }
+}
+
 /// One GPU's prefix cache and what its requests hold of it.
 ///
 /// A policy sees a waiting request's hit ([`GpuCache::hit`]) when it decides whether to
@@ -510,6 +585,8 @@ pub struct CacheHit {
 #[derive(Debug, Default)]
 pub(crate) struct GpuCache {
     pub cache: PrefixCache,
+    /// The CPU tier, when on.
+    cpu: Option<CpuTier>,
     /// Admitted requests with a prefix identity: the nodes of the leading blocks of their
     /// prompts they reference.
     held: HashMap<ReqId, Vec<u32>, FixedState>,
@@ -524,6 +601,56 @@ pub(crate) struct GpuCache {
 }
 
 impl GpuCache {
+    /// An empty cache, with an empty CPU tier of `cpu_blocks` blocks if given.
+    pub fn new(cpu_blocks: Option<u64>) -> Self {
+        GpuCache {
+            cpu: cpu_blocks.map(|capacity| CpuTier {
+                blocks: PrefixCache::default(),
+                capacity,
+                scratch: Vec::new(),
+            }),
+            ..GpuCache::default()
+        }
+    }
+
+    /// The counters, the CPU tier's evictions included.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            cpu_evictions: self.cpu.as_ref().map_or(0, |c| c.blocks.stats.evictions),
+            ..self.cache.stats
+        }
+    }
+
+    /// The blocks (indices of `block_size`-token blocks) of arriving request `req`'s prompt
+    /// that the CPU tier holds right after its GPU hit, one by one up to the hit's cap
+    /// (the prompt less one token), as vLLM's offloading connector extends the GPU hit;
+    /// `None` when there are none (or no tier, or no prefix identity). Touches the
+    /// prompt's blocks in the tier, as the connector does on every lookup.
+    pub fn cpu_lookup(&mut self, req: &Request, block_size: u32) -> Option<Range<usize>> {
+        let prefix = req.prefix.as_ref()?;
+        let gpu = (self.hit(req, block_size).tokens / block_size) as usize;
+        let cpu = self.cpu.as_mut()?;
+        let full = (req.prompt / block_size) as usize;
+        cpu.blocks
+            .touch(prefix.block_runs(block_size, 0..full), &mut cpu.scratch);
+        let cap = ((req.prompt - 1) / block_size) as usize;
+        let found = cpu
+            .blocks
+            .matched(prefix.block_runs(block_size, gpu..cap.max(gpu)));
+        (found > 0).then(|| gpu..gpu + found)
+    }
+
+    /// Blocks `blocks` of `req`'s prompt, found by [`GpuCache::cpu_lookup`], have been
+    /// loaded from the CPU tier: they are cached, unreferenced and the most recently
+    /// used (the engine then evicts what no longer fits, least recently used first).
+    pub fn load(&mut self, req: &Request, block_size: u32, blocks: Range<usize>) {
+        let prefix = req.prefix.as_ref().expect("a lookup found its blocks");
+        let mut held = Vec::new();
+        self.cache
+            .insert(prefix.block_runs(block_size, blocks), &mut held);
+        self.cache.release(&mut held);
+    }
+
     /// What request `req` would find cached if admitted now: the longest cached prefix of
     /// its prompt's full `block_size`-token blocks, short of its last token (the prefill
     /// must compute at least one token to emit the next, as vLLM caps a hit at the
@@ -558,15 +685,21 @@ impl GpuCache {
 
     /// Caches the full `block_size`-token blocks of request `id`'s prompt, `req`, whose
     /// prefill has just ended, referenced by it; a block another request cached meanwhile
-    /// is shared, and the request's own copy freed. Returns the blocks so freed that were
+    /// is shared, and the request's own copy freed. The CPU tier, if any, takes copies of
+    /// them all. Returns the blocks so freed that were
     /// referenced already (see [`PrefixCache::insert`]).
     pub fn cache_prompt(&mut self, id: ReqId, req: &Request, block_size: u32) -> u64 {
         let (Some(prefix), Some(nodes)) = (&req.prefix, self.held.get_mut(&id)) else {
             return 0;
         };
-        let blocks = nodes.len()..(req.prompt / block_size) as usize;
-        self.cache
-            .insert(prefix.block_runs(block_size, blocks), nodes)
+        let full = (req.prompt / block_size) as usize;
+        let dropped = self
+            .cache
+            .insert(prefix.block_runs(block_size, nodes.len()..full), nodes);
+        if let Some(cpu) = &mut self.cpu {
+            cpu.store(prefix.block_runs(block_size, 0..full));
+        }
+        dropped
     }
 
     /// Drops request `id`'s references (it finished or was preempted); returns how many
@@ -587,17 +720,34 @@ impl GpuCache {
         cached - unreferenced
     }
 
-    /// Request `id` has completed with `full` full KV blocks, if they are to be kept: the
-    /// ones past those it references in the cache (its generated tokens', and its
-    /// prompt's when it has no prefix identity) stay cached, unmatched and evicted before
-    /// its prompt's, as vLLM frees a finished request's blocks last first into its
-    /// free-block queue ([`PrefixCache::retire`]). Returns what [`GpuCache::release`]
-    /// returns; the engine frees the request's blocks as usual, the retired ones becoming
-    /// evictable.
-    pub fn finish(&mut self, id: ReqId, full: Option<u64>) -> (u64, u64) {
+    /// Request `id`, `req`, has completed with `full` full `block_size`-token KV blocks, if
+    /// they are to be kept: the ones past those it references in the cache (its generated
+    /// tokens', and its prompt's when it has no prefix identity) stay cached, unmatched
+    /// and evicted before its prompt's, as vLLM frees a finished request's blocks last
+    /// first into its free-block queue ([`PrefixCache::retire`]); the CPU tier, if any,
+    /// takes copies of them too. Returns what [`GpuCache::release`] returns; the engine
+    /// frees the request's blocks as usual, the retired ones becoming evictable.
+    pub fn finish(
+        &mut self,
+        id: ReqId,
+        req: &Request,
+        block_size: u32,
+        full: Option<u64>,
+    ) -> (u64, u64) {
         if let Some(full) = full {
             let referenced = self.held.get(&id).map_or(0, |n| n.len() as u64);
             self.cache.retire(full - referenced);
+            if let Some(cpu) = &mut self.cpu {
+                // Its other blocks were written as they were computed, its prompt's head
+                // touched last.
+                cpu.blocks.retire(full - referenced);
+                if let Some(prefix) = &req.prefix {
+                    let prompt = (req.prompt / block_size) as usize;
+                    cpu.blocks
+                        .touch(prefix.block_runs(block_size, 0..prompt), &mut cpu.scratch);
+                }
+                cpu.fit();
+            }
         }
         let released = self.release(id);
         self.held.remove(&id);
@@ -783,6 +933,40 @@ mod tests {
         // An indexed page reuses an evicted retired block's page.
         c.insert(keys(&[7]), &mut a);
         assert_eq!((c.nodes.len(), c.matched(keys(&[7]))), (5, 1));
+    }
+
+    /// The CPU tier writes through and evicts least recently used first, a stored or
+    /// touched request's head most recent; keys already held are refreshed, not copied.
+    #[test]
+    fn the_cpu_tier_evicts_least_recently_used_first() {
+        let mut t = CpuTier {
+            blocks: PrefixCache::default(),
+            capacity: 4,
+            scratch: Vec::new(),
+        };
+        let held = |t: &CpuTier, k: u64| t.blocks.matched(keys(&[k])) == 1;
+        let contents = |t: &CpuTier| (1..=9).filter(|&k| held(t, k)).collect::<Vec<_>>();
+        // Stored [3 2 1], then 4: [3 2 1 4]; 5 evicts 3, the request's tail.
+        t.store(keys(&[1, 2, 3]));
+        t.store(keys(&[4]));
+        t.store(keys(&[5]));
+        assert_eq!(contents(&t), [1, 2, 4, 5]);
+        assert_eq!(t.blocks.stats.evictions, 1);
+        // Touching 1 and 2 ([4 5 2 1]) keeps them past 6 and 7, which evict 4 and 5:
+        // [2 1 6 7].
+        t.blocks.touch(keys(&[1, 2, 8]), &mut t.scratch);
+        t.store(keys(&[6]));
+        t.store(keys(&[7]));
+        assert_eq!(contents(&t), [1, 2, 6, 7]);
+        // Storing a held key refreshes it: [2 1 6 7] -> store 6 -> [2 1 7 6]; 9 evicts 2.
+        t.store(keys(&[6]));
+        assert_eq!(t.blocks.len(), 4);
+        t.store(keys(&[9]));
+        assert_eq!(contents(&t), [1, 6, 7, 9]);
+        // Unmatched blocks take room like any other: 1, 7 and 6 go.
+        t.blocks.retire(3);
+        t.fit();
+        assert_eq!((contents(&t), t.blocks.stats.evictions), (vec![9], 7));
     }
 
     #[test]

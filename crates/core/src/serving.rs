@@ -15,10 +15,12 @@
 //! (N - 1)` with `N` the client-counted output tokens where the metadata gives them.
 //! A run whose prompt plus output exceeds its `max_model_len` has every request rejected,
 //! as vLLM rejects them (HTTP 400 before scheduling), so no latency is measured: it is
-//! skipped with the reason. What the simulation leaves out: CPU KV offload (a second,
-//! CPU-side tier of the prefix cache, which matters only when the GPU's cache evicts
-//! prefixes that recur), and the re-tokenisation that makes real prompts a few tokens
-//! longer than the preset's lengths.
+//! skipped with the reason. A run with CPU KV offload (`cpu_kv_offload`: vLLM's
+//! `OffloadingConnector` with an 8 GiB pool per GPU) gets the prefix cache's CPU tier
+//! ([`crate::prefix::CpuKv`]) of the size `vllm.log` reported (`cpu_kv_blocks_vllm_log` in
+//! the metadata), else of 8 GiB over one block's KV bytes on one GPU. What the simulation
+//! leaves out: the re-tokenisation that makes real prompts a few tokens longer than the
+//! preset's lengths.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use crate::csvio::{CsvError, FieldError, parse_rows};
 use crate::dist::LengthDist;
 use crate::engine::simulate_records;
 use crate::files::Files;
+use crate::kv;
 use crate::limits::RangeError;
 use crate::prefix::{Prefix, mix};
 use crate::scheduler::SchedulerKind;
@@ -48,6 +51,11 @@ pub const METRICS: [&str; 7] = [
     "e2e_p99",
     "itl_mean",
 ];
+
+/// The CPU KV pool of the runs with offload on each GPU: `--kv-offloading-size=8.0` (GiB),
+/// which vLLM 0.15.1 gives each GPU of a replica (a Llama-3.1-70B replica over 4 GPUs
+/// logged 6553 blocks, 8 GiB over one GPU's 1.25 MiB per block) (bytes).
+pub const OFFLOAD_POOL_BYTES: f64 = 8.0 * (1u64 << 30) as f64;
 
 /// One value per [`METRICS`] entry (milliseconds).
 pub type Latencies = [f64; 7];
@@ -110,6 +118,10 @@ pub struct ServingRun {
     pub max_model_len: Option<u32>,
     /// Whether prefix caching was on, where a source says (vLLM V1's default is on).
     pub prefix_caching: Option<bool>,
+    /// Whether CPU KV offload was on, where a source says (off unless it says so).
+    pub cpu_kv_offload: Option<bool>,
+    /// The CPU pool's size as the engine's log reported it, where known (blocks).
+    pub cpu_kv_blocks: Option<u64>,
     /// The load stages, in order.
     pub stages: Vec<Stage>,
     /// Tokens of each system prompt.
@@ -142,6 +154,8 @@ struct RunRow {
     #[serde(default)]
     max_model_len: Option<u32>,
     prefix_caching: String,
+    #[serde(default)]
+    cpu_kv_offload: Option<String>,
     stages: String,
     system_prompt_len: u32,
     question_len: u32,
@@ -190,6 +204,19 @@ fn positive(field: &'static str, v: u32) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A `true`/`false`/`unknown` column (`unknown` or empty: not known).
+fn tristate(field: &'static str, text: &str) -> Result<Option<bool>, FieldError> {
+    match text {
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        "unknown" | "" => Ok(None),
+        other => Err((
+            field,
+            format!("must be true, false or unknown (got '{other}')"),
+        )),
+    }
+}
+
 fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
     let stages = parse_stages(&r.stages).map_err(|e| ("stages", e))?;
     if r.stage < -1 || r.stage >= stages.len() as i32 {
@@ -228,17 +255,8 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
             format!("must lie in (0, 1] (got {u})"),
         ));
     }
-    let prefix_caching = match r.prefix_caching.as_str() {
-        "true" => Some(true),
-        "false" => Some(false),
-        "unknown" | "" => None,
-        other => {
-            return Err((
-                "prefix_caching",
-                format!("must be true, false or unknown (got '{other}')"),
-            ));
-        }
-    };
+    let prefix_caching = tristate("prefix_caching", &r.prefix_caching)?;
+    let cpu_kv_offload = tristate("cpu_kv_offload", r.cpu_kv_offload.as_deref().unwrap_or(""))?;
     let measured = [
         ("ttft_mean_ms", r.ttft_mean_ms),
         ("ttft_p90_ms", r.ttft_p90_ms),
@@ -263,6 +281,8 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
         gpu_mem_util: r.gpu_memory_utilization,
         max_model_len: r.max_model_len,
         prefix_caching,
+        cpu_kv_offload,
+        cpu_kv_blocks: None,
         stages,
         system_len: r.system_prompt_len,
         question_len: r.question_len,
@@ -279,6 +299,8 @@ struct MetaRow {
     run_id: String,
     harness_shared_prefix_effective: String,
     client_mean_output_tokens: Option<f64>,
+    #[serde(default)]
+    cpu_kv_blocks_vllm_log: Option<u64>,
 }
 
 /// Facts of one run from `run_metadata.csv`.
@@ -290,6 +312,8 @@ pub struct RunMeta {
     pub prefix: Option<(u32, u32)>,
     /// Mean output tokens as the client counted them.
     pub client_tokens: Option<f64>,
+    /// The CPU KV pool's size in the engine's log (blocks).
+    pub cpu_kv_blocks: Option<u64>,
 }
 
 /// The number after `key=` in `text`.
@@ -327,10 +351,17 @@ fn convert_meta(r: MetaRow) -> Result<RunMeta, FieldError> {
             format!("must be at least 1 token (got {n})"),
         ));
     }
+    if r.cpu_kv_blocks_vllm_log == Some(0) {
+        return Err((
+            "cpu_kv_blocks_vllm_log",
+            "must be at least 1 block, or empty".into(),
+        ));
+    }
     Ok(RunMeta {
         id: r.run_id,
         prefix,
         client_tokens: r.client_mean_output_tokens,
+        cpu_kv_blocks: r.cpu_kv_blocks_vllm_log,
     })
 }
 
@@ -382,6 +413,7 @@ pub fn parse_runs(
                 (run.groups, run.per_group) = (g, p);
             }
             run.client_tokens = m.client_tokens;
+            run.cpu_kv_blocks = m.cpu_kv_blocks;
         }
     }
     Ok(runs)
@@ -455,6 +487,24 @@ impl ServingRun {
         }
     }
 
+    /// `config` with the CPU tier of the run's offload, if it had one: the pool's blocks
+    /// from the engine's log, else [`OFFLOAD_POOL_BYTES`] over one block's KV bytes on one
+    /// GPU, rounded down.
+    pub fn offload(&self, mut config: Config, files: &dyn Files) -> Result<Config, RangeError> {
+        if self.cpu_kv_offload == Some(true) {
+            config.cpu_kv_blocks = Some(match self.cpu_kv_blocks {
+                Some(blocks) => blocks,
+                None => {
+                    let hw = config.hardware(files)?;
+                    let block = f64::from(config.block_size)
+                        * kv::bytes_per_token_per_gpu(&hw.model.shape, hw.parallel);
+                    (OFFLOAD_POOL_BYTES / block) as u64
+                }
+            });
+        }
+        Ok(config)
+    }
+
     /// The shared prompts: `groups x per_group` prefixes of one id per token, the system
     /// prompt's tokens named by its group and the question's by its group and index, so
     /// that prompts of a group share exactly the system prompt. Request `k` uses prompt
@@ -507,7 +557,10 @@ impl ServingRun {
         let mut out = Vec::new();
         for (s, &stage) in self.stages.iter().enumerate() {
             let built = self
-                .config(stage, cost, max_requests, seed.wrapping_add(s as u64))
+                .offload(
+                    self.config(stage, cost, max_requests, seed.wrapping_add(s as u64)),
+                    files,
+                )?
                 .build(files)?;
             let requests: Vec<Request> = built
                 .run
@@ -922,6 +975,76 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2") && e.contains("max_model_len"), "{e}");
+    }
+
+    /// `cpu_kv_offload` is optional (no column, an empty cell: off); a run with it gets
+    /// the CPU tier of the size the metadata's `cpu_kv_blocks_vllm_log` gives, else 8 GiB
+    /// over one GPU's block: Llama-3.1-8B holds 2 x 32 layers x 8 KV heads x 128 x 2 bytes
+    /// = 128 KiB per token, 2 MiB per 16-token block, so 4096 blocks on one GPU and 8192
+    /// on each of two (its KV heads split over them).
+    #[test]
+    fn cpu_kv_offload_turns_the_cpu_tier_on_at_the_pool_size() {
+        let header = HEADER.replace(",prefix_caching,", ",prefix_caching,cpu_kv_offload,");
+        let row_with = |id: &str, tp: u32, offload: &str| {
+            row(id, 0, "meta-llama/Llama-3.1-8B", "0.5x10", 1.0)
+                .replace(",H100-80GB,1,", &format!(",H100-80GB,{tp},"))
+                .replace(",unknown,", &format!(",unknown,{offload},"))
+        };
+        let text = format!(
+            "{header}\n{}\n{}\n{}\n{}\n{}\n",
+            row_with("on", 1, "true"),
+            row_with("tp2", 2, "true"),
+            row_with("logged", 1, "true"),
+            row_with("off", 1, "false"),
+            row_with("blank", 1, ""),
+        );
+        let meta = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens,cpu_kv_blocks_vllm_log\nlogged,,,1023\noff,,,\n",
+            Path::new("run_metadata.csv"),
+        )
+        .unwrap();
+        let runs = parse_runs(text.as_bytes(), Path::new("runs.csv"), &meta).unwrap();
+        let files = crate::files::Memory::default();
+        let cost = CostSpec::Roofline { gpu: None };
+        let blocks: Vec<Option<u64>> = runs
+            .iter()
+            .map(|r| {
+                let config = r.offload(r.config(r.stages[0], &cost, None, 1), &files);
+                config.unwrap().cpu_kv_blocks
+            })
+            .collect();
+        assert_eq!(blocks, [Some(4096), Some(8192), Some(1023), None, None]);
+        assert_eq!(
+            parse(&format!("{HEADER}\n{}", row("a", 0, "m", "5x10", 1.0))).unwrap()[0]
+                .cpu_kv_offload,
+            None
+        );
+        // The tier is built as `run` builds it, on the run's card.
+        let built = runs[0]
+            .offload(runs[0].config(runs[0].stages[0], &cost, None, 1), &files)
+            .unwrap()
+            .build(&files)
+            .unwrap();
+        let tier = built.run.engine.cpu_kv.unwrap();
+        assert_eq!(
+            (tier.blocks, tier.link.kv_bytes_per_token),
+            (4096, 131_072.0)
+        );
+        assert_eq!(tier.link.gbytes_per_s, 64.0);
+        let e = parse(&format!("{header}\n{}\n", row_with("bad", 1, "yes")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("cpu_kv_offload"), "{e}");
+        let e = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens,cpu_kv_blocks_vllm_log\na,,,0\n",
+            Path::new("m.csv"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("cpu_kv_blocks_vllm_log"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -108,6 +108,7 @@ fn config(
             router: RouterSpec::RoundRobin,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
+            cpu_kv: None,
         },
         seed: SEED,
         reps: effort.reps,

@@ -141,6 +141,14 @@ pub struct SimArgs {
     #[arg(long, value_name = "on|off", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub prefix_cache: Option<bool>,
+    /// Blocks of a CPU-side tier of each GPU's prefix cache (vLLM's KV offloading, from 1 to
+    /// 2^30; needs --prefix-cache on and --gpu, whose PCIe link loads them): every full
+    /// block computed is copied to host memory (evicted LRU), and an arriving request whose
+    /// GPU hit it extends waits for those blocks to load instead of prefilling them. vLLM's
+    /// `--kv-offloading-size GIB` holds GIB x 2^30 / (block size x KV bytes per token on
+    /// one GPU) blocks [default: off].
+    #[arg(long, value_name = "BLOCKS")]
+    pub cpu_kv_blocks: Option<u64>,
     /// Turns per conversation (--workload multiturn; --rate is then sessions per second,
     /// --prompt each new user message, --decode each reply's B) [default: 4].
     #[arg(long)]
@@ -306,6 +314,7 @@ impl SimArgs {
             gpus: Some(cfg.gpus),
             router: Some(cfg.router),
             prefix_cache: Some(cfg.prefix_cache),
+            cpu_kv_blocks: cfg.cpu_kv_blocks,
             turns: cfg.turns,
             think: cfg.think,
             system_prompt: cfg.system_prompt,
@@ -348,6 +357,7 @@ impl SimArgs {
         set(&mut cfg.gpus, &self.gpus);
         set(&mut cfg.router, &self.router);
         set(&mut cfg.prefix_cache, &self.prefix_cache);
+        set_some(&mut cfg.cpu_kv_blocks, &self.cpu_kv_blocks);
         set_some(&mut cfg.turns, &self.turns);
         set_some(&mut cfg.think, &self.think);
         set_some(&mut cfg.system_prompt, &self.system_prompt);
@@ -455,6 +465,12 @@ fn print_table(doc: &Value, config: &Config) {
             .map(|h| format!(" ± {:.4}", num(h)))
             .unwrap_or_default()
     };
+    // One line per (label, key, unit): the figure and its confidence interval.
+    let print_figures = |obj: &Value, rows: &[(&str, &str, &str)]| {
+        for (label, key, unit) in rows {
+            println!("{label:>18}: {:.4}{} {unit}", num(&obj[*key]), ci(obj, key));
+        }
+    };
     let c = &doc["config"];
     println!(
         "scheduler {} | cost {} | rate {:.4} req/s | {} GPU(s), router {} | {} requests x {} reps (warm-up {}) | seed {}",
@@ -473,38 +489,52 @@ fn print_table(doc: &Value, config: &Config) {
             "UNSTABLE: the number in system grew over the window, or the rate is at or above a hard capacity; steady-state figures below are not meaningful"
         );
     }
-    for (label, key, unit) in [
-        ("throughput", "throughput_rps", "req/s"),
-        ("token throughput", "tokens_per_s", "tok/s"),
-        ("GPU utilisation", "utilization", ""),
-        ("mean in system", "mean_in_system", ""),
-        ("mean in queue", "mean_in_queue", ""),
-        (
-            "load imbalance",
-            "load_imbalance",
-            "(max/mean GPU busy time)",
-        ),
-        ("KV utilisation", "kv_utilization", ""),
-        ("KV peak", "kv_peak_utilization", ""),
-        ("preemptions", "preemptions", ""),
-        ("recomputed tokens", "recomputed_tokens", "tok"),
-        ("swaps out", "swaps_out", ""),
-        ("swaps in", "swaps_in", ""),
-        ("swap time", "swap_seconds", "s"),
-    ] {
-        println!("{label:>18}: {:.4}{} {unit}", num(&doc[key]), ci(doc, key));
-    }
+    print_figures(
+        doc,
+        &[
+            ("throughput", "throughput_rps", "req/s"),
+            ("token throughput", "tokens_per_s", "tok/s"),
+            ("GPU utilisation", "utilization", ""),
+            ("mean in system", "mean_in_system", ""),
+            ("mean in queue", "mean_in_queue", ""),
+            (
+                "load imbalance",
+                "load_imbalance",
+                "(max/mean GPU busy time)",
+            ),
+            ("KV utilisation", "kv_utilization", ""),
+            ("KV peak", "kv_peak_utilization", ""),
+            ("preemptions", "preemptions", ""),
+            ("recomputed tokens", "recomputed_tokens", "tok"),
+            ("swaps out", "swaps_out", ""),
+            ("swaps in", "swaps_in", ""),
+            ("swap time", "swap_seconds", "s"),
+        ],
+    );
     let pc = &doc["prefix_cache"];
     if pc.is_object() {
-        for (label, key, unit) in [
-            ("token hit rate", "token_hit_rate", ""),
-            ("block hit rate", "block_hit_rate", ""),
-            ("prompt tokens", "prompt_tokens", "tok"),
-            ("prefilled of them", "computed_tokens", "tok"),
-            ("evictions", "evictions", "blocks"),
-            ("cache share of KV", "kv_share", ""),
-        ] {
-            println!("{label:>18}: {:.4}{} {unit}", num(&pc[key]), ci(pc, key));
+        print_figures(
+            pc,
+            &[
+                ("token hit rate", "token_hit_rate", ""),
+                ("block hit rate", "block_hit_rate", ""),
+                ("prompt tokens", "prompt_tokens", "tok"),
+                ("prefilled of them", "computed_tokens", "tok"),
+                ("evictions", "evictions", "blocks"),
+                ("cache share of KV", "kv_share", ""),
+            ],
+        );
+        let cpu = &pc["cpu_tier"];
+        if cpu.is_object() {
+            print_figures(
+                cpu,
+                &[
+                    ("CPU tier hits", "hit_tokens", "tok"),
+                    ("CPU tier loads", "loads", ""),
+                    ("CPU load time", "load_seconds", "s"),
+                    ("CPU tier evictions", "evictions", "blocks"),
+                ],
+            );
         }
     }
     print_per_gpu(doc);
@@ -631,6 +661,7 @@ mod tests {
             gpus: 5,
             router: RouterSpec::PowerOfD(2),
             prefix_cache: true,
+            cpu_kv_blocks: Some(1023),
             turns: None,
             think: None,
             system_prompt: None,

@@ -95,6 +95,7 @@ impl Setup {
             router: self.router,
             kv: KvConfig::unlimited(),
             prefix_cache: false,
+            cpu_kv: None,
         }
     }
 

@@ -178,6 +178,7 @@ pub fn run(ctx: &Ctx) -> Table {
                     router: RouterSpec::RoundRobin,
                     kv: *kv,
                     prefix_cache: false,
+                    cpu_kv: None,
                 },
                 seed: setting.seed,
                 reps: 1,

@@ -71,6 +71,7 @@ fn configs(ctx: &Ctx) -> Vec<(&'static str, f64, u64, RunConfig)> {
                     router: RouterSpec::RoundRobin,
                     kv: KvConfig::with_tokens(tokens, DEFAULT_BLOCK_SIZE),
                     prefix_cache: true,
+                    cpu_kv: None,
                 },
                 seed: ctx.study.seed,
                 reps: ctx.study.scale.reps,

@@ -152,6 +152,7 @@ impl Setting {
                 router: RouterSpec::RoundRobin,
                 kv,
                 prefix_cache: false,
+                cpu_kv: None,
             },
             seed: self.seed,
             reps: effort.reps,

@@ -136,6 +136,7 @@ pub fn run(ctx: &Ctx) -> Result<Table, CsvError> {
                     router,
                     kv,
                     prefix_cache: cache,
+                    cpu_kv: None,
                 },
                 seed: ctx.study.seed,
                 reps: 1,

@@ -237,6 +237,7 @@ pub fn capacity(ctx: &Ctx) -> Result<Table, CsvError> {
                         router: ROUTER,
                         kv: kv_for(&policy),
                         prefix_cache: false,
+                        cpu_kv: None,
                     },
                     seed: ctx.study.seed,
                     reps,
