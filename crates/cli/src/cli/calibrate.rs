@@ -37,7 +37,8 @@ pub struct CalibrateArgs {
     /// Serving fit: requests simulated per stage while fitting.
     #[arg(long, value_name = "N", default_value_t = 600, requires = "serving")]
     max_requests: usize,
-    /// Serving fit: most loss evaluations of the fit (each simulates every run).
+    /// Serving fit: most loss evaluations of each of the fit's searches (each simulates
+    /// every run; three searches when --start exposes compute, one otherwise).
     #[arg(long, value_name = "N", default_value_t = 300, requires = "serving")]
     max_evals: usize,
     /// Serving fit: most loss evaluations of each leave-one-run-out refit, which starts
