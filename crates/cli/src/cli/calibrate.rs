@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 
 use super::UsageError;
@@ -41,9 +42,10 @@ pub struct CalibrateArgs {
     /// every run; three searches when --start exposes compute, one otherwise).
     #[arg(long, value_name = "N", default_value_t = 300, requires = "serving")]
     max_evals: usize,
-    /// Serving fit: most loss evaluations of each leave-one-run-out refit, which starts
-    /// from --start like the fit itself, so the left-out run has no say in it (0: skip
-    /// them) [default: --max-evals].
+    /// Serving fit: most loss evaluations of each search of each leave-one-run-out refit,
+    /// which starts from --start like the fit itself, so the left-out run has no say in it
+    /// (0: skip them; on many runs the refits take hours, with a progress bar on a
+    /// terminal) [default: --max-evals].
     #[arg(long, value_name = "N", requires = "serving")]
     loo_evals: Option<usize>,
     /// Also report the fitted model's error on this profile's rows (a held-out test set);
@@ -394,6 +396,17 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
     );
     let loo_evals = args.loo_evals.unwrap_or(args.max_evals);
     if loo_evals > 0 {
+        // The refits take hours on many runs (three searches each when compute is
+        // exposed); drawn only when stderr is a terminal, so logs and pipes stay clean.
+        let bar =
+            ProgressBar::with_draw_target(Some(runs.len() as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} leave-one-run-out refits, eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
         let loo: Vec<Scored> = (0..runs.len())
             .map(|i| {
                 let rest: Vec<ServingRun> = runs
@@ -413,9 +426,12 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
                     &Disk,
                 );
                 let one = std::slice::from_ref(&runs[i]);
-                score_preset(one, &refit.preset, &full, &Disk).remove(0)
+                let scored = score_preset(one, &refit.preset, &full, &Disk).remove(0);
+                bar.inc(1);
+                scored
             })
             .collect();
+        bar.finish_and_clear();
         print_mape(
             "leave-one-run-out MAPE (whole-run rows; each refit from --start)",
             &mape(&runs, &loo),
