@@ -1262,10 +1262,8 @@ impl Engine<'_> {
                 self.assign(g, id);
             }
             Some(g) => {
-                self.admit(g, id);
-                if self.idle.remove(&g) {
-                    self.start_batch(g, now, None);
-                }
+                self.assign(g, id);
+                self.offer(g, id, now);
             }
             // Idle GPUs in index order offer to take it; one whose policy cannot admit it
             // (its memory is held by caches still moving, under disaggregation) passes.
@@ -1448,18 +1446,22 @@ impl Engine<'_> {
             .get_mut()
             .load(req, bs, l.first..l.first + l.count);
         gpu.make_room(capacity);
-        let (sched, view) = view!(self, l.gpu);
-        sched.admit(l.id, &view);
-        if self.idle.remove(&l.gpu) {
-            self.start_batch(l.gpu, now, None);
-        }
+        self.offer(l.gpu, l.id, now);
     }
 
-    /// Routes request `id` to GPU `g`'s scheduler.
-    fn admit(&mut self, g: usize, id: ReqId) {
-        self.assign(g, id);
+    /// Gives request `id`, already counted as GPU `g`'s, to its scheduler at `now`, and
+    /// starts a batch there if the GPU was idle.
+    fn offer(&mut self, g: usize, id: ReqId, now: f64) {
         let (sched, view) = view!(self, g);
         sched.admit(id, &view);
+        self.wake(g, now);
+    }
+
+    /// Starts GPU `g`'s next batch at `now` if it was idle.
+    fn wake(&mut self, g: usize, now: f64) {
+        if self.idle.remove(&g) {
+            self.start_batch(g, now, None);
+        }
     }
 
     /// Counts request `id` as GPU `g`'s, on arrival or when the GPU takes it from the
@@ -1483,9 +1485,7 @@ impl Engine<'_> {
         let (sched, view) = view!(self, t.to);
         sched.on_transfer_done(t.id, &view);
         for g in [t.to, t.from] {
-            if self.idle.remove(&g) {
-                self.start_batch(g, now, None);
-            }
+            self.wake(g, now);
         }
     }
 
@@ -1502,11 +1502,7 @@ impl Engine<'_> {
         self.loads[d].outstanding += 1;
         self.loads[d].work_tokens += left;
         self.gpus[d].stats.requests += 1;
-        let (sched, view) = view!(self, d);
-        sched.admit(id, &view);
-        if self.idle.remove(&d) {
-            self.start_batch(d, now, None);
-        }
+        self.offer(d, id, now);
     }
 
     /// Starts GPU `g`'s next batch at `now`, or leaves it idle; `drawn` is the batch's
