@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
 
 use super::UsageError;
@@ -396,17 +395,8 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
     );
     let loo_evals = args.loo_evals.unwrap_or(args.max_evals);
     if loo_evals > 0 {
-        // The refits take hours on many runs (three searches each when compute is
-        // exposed); drawn only when stderr is a terminal, so logs and pipes stay clean.
-        let bar =
-            ProgressBar::with_draw_target(Some(runs.len() as u64), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} leave-one-run-out refits, eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
+        // The refits take hours on many runs (three searches each when compute is exposed).
+        let bar = super::progress::bar(runs.len() as u64, "leave-one-run-out refits");
         let loo: Vec<Scored> = (0..runs.len())
             .map(|i| {
                 let rest: Vec<ServingRun> = runs

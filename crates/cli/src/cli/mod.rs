@@ -6,6 +6,7 @@ mod calibrate;
 mod cost;
 mod fidelity;
 mod plan;
+mod progress;
 mod report;
 mod reproduce;
 mod run;

@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -281,18 +281,8 @@ pub fn main(args: PlanArgs) -> Result<()> {
             let bar = if args.json {
                 ProgressBar::hidden()
             } else {
-                ProgressBar::with_draw_target(
-                    Some(deployments.len() as u64),
-                    ProgressDrawTarget::stderr(),
-                )
+                super::progress::bar(deployments.len() as u64, "deployments")
             };
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:40}] {pos}/{len} deployments, eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
             let r = plan.run(&deployments, skipped, &|n| bar.inc(n));
             bar.finish_and_clear();
             r

@@ -2,7 +2,6 @@
 
 use anyhow::Result;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -115,18 +114,7 @@ pub fn main(args: ReproduceArgs) -> Result<()> {
         seed: args.seed,
         scale,
     };
-    // Drawn only when stderr is a terminal, so logs and pipes stay clean.
-    let bar = ProgressBar::with_draw_target(
-        Some(experiments::planned_runs(&which, &scale)),
-        ProgressDrawTarget::stderr(),
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:40}] {pos}/{len} replications, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    let bar = super::progress::bar(experiments::planned_runs(&which, &scale), "replications");
     let start = Instant::now();
     let tables = experiments::run_with_shared(&which, study, shared, &|n| bar.inc(n));
     bar.finish_and_clear();
