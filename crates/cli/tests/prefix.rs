@@ -681,18 +681,17 @@ fn off_is_the_default_and_on_reports_the_cache() {
 #[test]
 fn the_cpu_tier_flag_is_checked_and_reported() {
     let run = |extra: &[&str]| {
-        common::llmsim()
-            .args([
-                "run",
-                "--scheduler",
-                "sarathi",
-                "--requests",
-                "600",
-                "--json",
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
+        let mut cmd = common::llmsim();
+        cmd.args([
+            "run",
+            "--scheduler",
+            "sarathi",
+            "--requests",
+            "600",
+            "--json",
+        ])
+        .args(extra);
+        cmd
     };
     for (args, says) in [
         (
@@ -732,7 +731,7 @@ fn the_cpu_tier_flag_is_checked_and_reported() {
         ),
         (&["--cpu-kv-blocks", "lots"][..], "--cpu-kv-blocks"),
     ] {
-        let out = run(args);
+        let out = run(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(
@@ -757,12 +756,7 @@ fn the_cpu_tier_flag_is_checked_and_reported() {
         "40000",
     ];
     let json = |extra: &[&str]| -> serde_json::Value {
-        let out = run(&[&conversations[..], extra].concat());
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::succeed(&mut run(&[&conversations[..], extra].concat()));
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let (off, on) = (json(&[]), json(&["--cpu-kv-blocks", "20000"]));
