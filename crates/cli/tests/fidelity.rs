@@ -158,6 +158,7 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
                 "2x10",
             ),
             row("b", 0, "Qwen/Qwen3-14B", "A100-80GB", "2x10"),
+            row("c", 0, "Qwen/Qwen3-14B", "A100-80GB", "3x10"),
         ],
     );
     let preset = dir.path().join("fitted.toml");
@@ -174,14 +175,14 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
     );
     let text = stdout(&out);
     for want in [
-        "fitted to 2 runs",
+        "fitted to 3 runs",
         "roofline.memory",
         "schedule_lag_steps",
         "roofline.exposed_compute 5.000000e-1  (not fitted",
-        // One run on each card: the first by name prices with [roofline], the other its own.
+        // The A100, with the most runs, prices with [roofline], the H100 with its own.
         "gpu.h100-sxm.compute",
         "in-sample MAPE",
-        "leave-one-run-out MAPE",
+        "leave-one-run-out MAPE (3 runs held out;",
     ] {
         assert!(text.contains(want), "{want}: {text}");
     }
@@ -232,6 +233,46 @@ fn calibrate_serving_writes_a_preset_run_accepts() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--holdout model` refits without each model's runs and prints each fold and the MAPE
+/// over every run held out; a model with too few other runs is listed as not held out.
+/// `--holdout workload` on a file without a workload column exits 2 before any fit.
+#[test]
+fn calibrate_serving_holds_out_by_model_and_rejects_a_missing_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = "meta-llama/Llama-3.1-8B-Instruct";
+    let path = write(
+        dir.path(),
+        &[
+            row("a", 0, llama, "H100-80GB", "2x10"),
+            row("b", 0, llama, "H100-80GB", "3x10"),
+            row("c", 0, "Qwen/Qwen3-14B", "H100-80GB", "2x10"),
+        ],
+    );
+    let calibrate = |holdout: &str| {
+        let mut cmd = common::llmsim();
+        cmd.args(["calibrate", "--serving", path.to_str().unwrap()])
+            .args(["--max-evals", "4", "--holdout", holdout]);
+        cmd
+    };
+    let text = stdout(&common::succeed(&mut calibrate("model")));
+    for want in [
+        "leave-one-model-out (each fold refitted",
+        "meta-llama/Llama-3.1-8B-Instruct (runs a b): not held out, 1 other run(s)",
+        "Qwen/Qwen3-14B (runs c): ttft_mean ",
+        "leave-one-model-out MAPE (1 runs held out;",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let out = calibrate("workload").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--holdout") && err.contains("run a has no workload"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 /// The real runs: with no flags, the built-in `vllm` preset (fitted on these runs) meets

@@ -122,6 +122,9 @@ pub struct ServingRun {
     pub cpu_kv_offload: Option<bool>,
     /// The CPU pool's size as the engine's log reported it, where known (blocks).
     pub cpu_kv_blocks: Option<u64>,
+    /// The load generator's preset name (`workload` column, e.g. `codegen`), where the
+    /// file has it: what `calibrate --serving --holdout workload` groups runs by.
+    pub workload: Option<String>,
     /// The load stages, in order.
     pub stages: Vec<Stage>,
     /// Tokens of each system prompt.
@@ -156,6 +159,8 @@ struct RunRow {
     prefix_caching: String,
     #[serde(default)]
     cpu_kv_offload: Option<String>,
+    #[serde(default)]
+    workload: Option<String>,
     stages: String,
     system_prompt_len: u32,
     question_len: u32,
@@ -283,6 +288,7 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
         prefix_caching,
         cpu_kv_offload,
         cpu_kv_blocks: None,
+        workload: r.workload.filter(|w| !w.is_empty()),
         stages,
         system_len: r.system_prompt_len,
         question_len: r.question_len,
@@ -975,6 +981,26 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2") && e.contains("max_model_len"), "{e}");
+    }
+
+    /// `workload` is optional: read where the file has it, `None` for an empty cell or
+    /// no column.
+    #[test]
+    fn workload_is_read_where_the_file_has_it() {
+        let header = HEADER.replace(",stages,", ",workload,stages,");
+        let with = |w: &str| {
+            row("a", 0, "m", "2x10", 1.0).replace(",unknown,2x10,", &format!(",unknown,{w},2x10,"))
+        };
+        let text = format!(
+            "{header}\n{}\n{}\n",
+            with("codegen"),
+            with("").replace("a,", "b,")
+        );
+        let runs = parse(&text).unwrap();
+        assert_eq!(runs[0].workload.as_deref(), Some("codegen"));
+        assert_eq!(runs[1].workload, None);
+        let plain = format!("{HEADER}\n{}\n", row("a", 0, "m", "2x10", 1.0));
+        assert_eq!(parse(&plain).unwrap()[0].workload, None);
     }
 
     /// `cpu_kv_offload` is optional (no column, an empty cell: off); a run with it gets

@@ -262,6 +262,109 @@ fn fit_from(
     }
 }
 
+/// What each fold of a cross-validation ([`cross_validate`]) holds out: one run, or every
+/// run of one model, of one GPU or of one workload, so that its runs are predicted by a
+/// fit that never saw their kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holdout {
+    /// One run per fold (leave-one-run-out).
+    Run,
+    /// Every run of one model (its Hugging Face id).
+    Model,
+    /// Every run on one GPU (its catalogue name, or the label of a card llmsim lacks).
+    Gpu,
+    /// Every run of one workload (the runs file's `workload` column).
+    Workload,
+}
+
+impl Holdout {
+    /// The group `run` falls in; `None` for [`Holdout::Workload`] on a run without one.
+    pub fn key(self, run: &ServingRun) -> Option<String> {
+        match self {
+            Holdout::Run => Some(run.id.clone()),
+            Holdout::Model => Some(run.model.clone()),
+            Holdout::Gpu => Some(
+                crate::gpu::find(&run.gpu).map_or_else(|| run.gpu.clone(), |g| g.name.to_string()),
+            ),
+            Holdout::Workload => run.workload.clone(),
+        }
+    }
+}
+
+/// One fold of a cross-validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    /// The group held out ([`Holdout::key`]).
+    pub key: String,
+    /// Indices of its runs in the runs cross-validated.
+    pub runs: Vec<usize>,
+    /// Its runs scored with every request under the refit on the other runs, in the order
+    /// of `runs`; the reason when fewer than 2 other runs are left to fit on.
+    pub scored: Result<Vec<Scored>, String>,
+}
+
+/// The groups of `runs` by `by`, in order of first appearance: each key and its runs'
+/// indices. A run without a key ([`Holdout::key`]) is in none.
+pub fn groups(runs: &[ServingRun], by: Holdout) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, key) in runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, by.key(r)?)))
+    {
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups
+}
+
+/// Cross-validates a serving fit: for each group of `runs` by `by` ([`groups`]), refits
+/// from `start` on the other runs ([`fit`], each card with runs left but the commonest
+/// getting its own efficiencies: a card held out is priced as one without runs) and scores
+/// the group's runs under the refit with every request, so that no run has a say in its
+/// own prediction. `done` is called after each fold (a progress bar: the refits take hours
+/// on many runs).
+pub fn cross_validate(
+    runs: &[ServingRun],
+    start: &ServingPreset,
+    by: Holdout,
+    opts: &FitOptions,
+    files: &(dyn Files + Sync),
+    done: impl Fn(),
+) -> Vec<Fold> {
+    let full = FitOptions {
+        max_requests: None,
+        ..*opts
+    };
+    groups(runs, by)
+        .into_iter()
+        .map(|(key, members)| {
+            let rest: Vec<ServingRun> = (0..runs.len())
+                .filter(|i| !members.contains(i))
+                .map(|i| runs[i].clone())
+                .collect();
+            let held: Vec<ServingRun> = members.iter().map(|&i| runs[i].clone()).collect();
+            let scored = if rest.len() < 2 {
+                Err(format!(
+                    "{} other run(s) left to fit on, at least 2 needed",
+                    rest.len()
+                ))
+            } else {
+                let refit = fit(&rest, start, &own_cards(&rest), opts, files);
+                Ok(score_preset(&held, &refit.preset, &full, files))
+            };
+            done();
+            Fold {
+                key,
+                runs: members,
+                scored,
+            }
+        })
+        .collect()
+}
+
 /// Minimises `f` from `x0` by Nelder-Mead (standard coefficients: reflection 1, expansion
 /// 2, contraction 1/2, shrink 1/2) with an initial simplex of `step` along each axis, until
 /// `max_evals` evaluations or the simplex's values agree to 1e-9. Returns the best point,
@@ -598,5 +701,95 @@ mod tests {
                 fitted.evals
             );
         }
+    }
+
+    /// Runs group by their id, model, canonical card (aliases together, a card llmsim
+    /// lacks by its label) or workload (a run without one in no group), in order of first
+    /// appearance.
+    #[test]
+    fn runs_group_by_each_holdout_key() {
+        use crate::serving::tests::row;
+        let mut runs = runs_of(&[
+            row("a", 0, "m1", "2x10", 1.0),
+            on(row("b", 0, "m2", "2x10", 1.0), "A100-80GB"),
+            on(row("c", 0, "m1", "2x10", 1.0), "h100"),
+            on(row("d", 0, "m2", "2x10", 1.0), "no-such-card"),
+        ]);
+        for (run, w) in runs
+            .iter_mut()
+            .zip([Some("chat"), None, Some("code"), Some("chat")])
+        {
+            run.workload = w.map(String::from);
+        }
+        let keys = |by| -> Vec<(String, Vec<usize>)> { groups(&runs, by) };
+        let want = |g: &[(&str, &[usize])]| -> Vec<(String, Vec<usize>)> {
+            g.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect()
+        };
+        assert_eq!(
+            keys(Holdout::Run),
+            want(&[("a", &[0]), ("b", &[1]), ("c", &[2]), ("d", &[3])])
+        );
+        assert_eq!(
+            keys(Holdout::Model),
+            want(&[("m1", &[0, 2]), ("m2", &[1, 3])])
+        );
+        assert_eq!(
+            keys(Holdout::Gpu),
+            want(&[
+                ("h100-sxm", &[0, 2]),
+                ("a100-80gb", &[1]),
+                ("no-such-card", &[3])
+            ])
+        );
+        assert_eq!(
+            keys(Holdout::Workload),
+            want(&[("chat", &[0, 3]), ("code", &[2])])
+        );
+    }
+
+    /// A fold's runs have no say in their own prediction: making them measure ten times
+    /// slower leaves it unchanged, while doing the same to a run it was fitted on moves
+    /// it. A fold with fewer than 2 other runs is not held out. Each fold is called back.
+    #[test]
+    fn a_held_out_fold_has_no_say_in_its_prediction() {
+        use crate::serving::tests::row;
+        let base = runs_of(&[
+            row("a", 0, "meta-llama/Llama-3.1-8B", "2x5", 1000.0),
+            row("b", 0, "meta-llama/Llama-3.1-8B", "2x5", 1000.0),
+            row("c", 0, "Qwen/Qwen3-14B", "2x5", 1000.0),
+            row("d", 0, "Qwen/Qwen3-14B", "2x5", 1000.0),
+        ]);
+        let opts = FitOptions {
+            max_requests: Some(8),
+            seed: 7,
+            max_evals: 30,
+            step: 0.5,
+        };
+        let files = crate::files::Memory::default();
+        let mut start = ServingPreset::first_guess();
+        start.roofline.exposed_compute = 0.0;
+        let slower = |runs: &[ServingRun], which: &[usize]| {
+            let mut runs = runs.to_vec();
+            for &i in which {
+                for (_, m) in &mut runs[i].measured {
+                    *m = m.map(|v| 10.0 * v);
+                }
+            }
+            runs
+        };
+        let calls = std::cell::Cell::new(0);
+        let folds = |runs: &[ServingRun]| {
+            cross_validate(runs, &start, Holdout::Model, &opts, &files, || {
+                calls.set(calls.get() + 1)
+            })
+        };
+        let qwen = |f: &[Fold]| f[1].scored.clone().unwrap();
+        let before = folds(&base);
+        assert_eq!(calls.get(), 2);
+        assert_eq!(before[1].runs, [2, 3]);
+        assert_eq!(qwen(&before), qwen(&folds(&slower(&base, &[2, 3]))));
+        assert_ne!(qwen(&before), qwen(&folds(&slower(&base, &[0, 1]))));
+        let three = folds(&base[..3]);
+        assert!(three[0].scored.is_err() && three[1].scored.is_ok());
     }
 }

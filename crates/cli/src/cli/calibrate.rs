@@ -11,8 +11,10 @@ use llmsim::calibrate::{
 };
 use llmsim::cost::serving::FIRST_GUESS;
 use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost, ServingPreset};
-use llmsim::serving::{Latencies, METRICS, Scored, ServingRun, mape};
-use llmsim::serving_fit::{FitOptions, fit, loss, own_cards, score_preset};
+use llmsim::serving::{Latencies, METRICS, ServingRun, mape};
+use llmsim::serving_fit::{
+    FitOptions, Holdout, cross_validate, fit, loss, own_cards, score_preset,
+};
 use llmsim_study::files::Disk;
 use llmsim_study::files::read_profile;
 use llmsim_study::output::write_atomic;
@@ -41,12 +43,17 @@ pub struct CalibrateArgs {
     /// every run; three searches when --start exposes compute, one otherwise).
     #[arg(long, value_name = "N", default_value_t = 300, requires = "serving")]
     max_evals: usize,
-    /// Serving fit: most loss evaluations of each search of each leave-one-run-out refit,
-    /// which starts from --start like the fit itself, so the left-out run has no say in it
-    /// (0: skip them; on many runs the refits take hours, with a progress bar on a
+    /// Serving fit: what each cross-validation refit holds out: one run, or every run of
+    /// one model, GPU or workload (the runs file's `workload` column), whose runs are then
+    /// predicted by a fit that never saw their kind.
+    #[arg(long, value_enum, default_value_t = HoldoutArg::Run, requires = "serving")]
+    holdout: HoldoutArg,
+    /// Serving fit: most loss evaluations of each search of each cross-validation refit,
+    /// which starts from --start like the fit itself, so the runs held out have no say in
+    /// it (0: skip them; on many runs the refits take hours, with a progress bar on a
     /// terminal) [default: --max-evals].
-    #[arg(long, value_name = "N", requires = "serving")]
-    loo_evals: Option<usize>,
+    #[arg(long, value_name = "N", alias = "loo-evals", requires = "serving")]
+    holdout_evals: Option<usize>,
     /// Also report the fitted model's error on this profile's rows (a held-out test set);
     /// may be repeated.
     #[arg(long, value_name = "CSV")]
@@ -65,6 +72,35 @@ pub struct CalibrateArgs {
     /// (and on the --check profiles, assumed measured on the same card).
     #[arg(long, value_name = "GPU")]
     roofline: Option<String>,
+}
+
+/// `--holdout`'s values: [`Holdout`]'s.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum HoldoutArg {
+    Run,
+    Model,
+    Gpu,
+    Workload,
+}
+
+impl HoldoutArg {
+    fn holdout(self) -> Holdout {
+        match self {
+            HoldoutArg::Run => Holdout::Run,
+            HoldoutArg::Model => Holdout::Model,
+            HoldoutArg::Gpu => Holdout::Gpu,
+            HoldoutArg::Workload => Holdout::Workload,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            HoldoutArg::Run => "run",
+            HoldoutArg::Model => "model",
+            HoldoutArg::Gpu => "gpu",
+            HoldoutArg::Workload => "workload",
+        }
+    }
 }
 
 pub(super) fn read(path: &Path, flag: &'static str) -> Result<Vec<ProfileRow>, UsageError> {
@@ -341,6 +377,20 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         )
         .into());
     }
+    if let Some(run) = runs
+        .iter()
+        .find(|r| args.holdout.holdout().key(r).is_none())
+    {
+        return Err(UsageError::new(
+            "--holdout",
+            format!(
+                "{}: run {} has no workload (the file's workload column is missing or empty); hold out by run, model or gpu instead",
+                path.display(),
+                run.id
+            ),
+        )
+        .into());
+    }
     let cards = own_cards(&runs);
     let fitted = fit(&runs, &start, &cards, &opts, &Disk);
     let name = args.name.clone().unwrap_or_else(|| start.name.clone());
@@ -393,42 +443,61 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         "in-sample MAPE (whole-run rows, every request)",
         &mape(&runs, &in_sample),
     );
-    let loo_evals = args.loo_evals.unwrap_or(args.max_evals);
-    if loo_evals > 0 {
-        // The refits take hours on many runs (three searches each when compute is exposed).
-        let bar = super::progress::bar(runs.len() as u64, "leave-one-run-out refits");
-        let loo: Vec<Scored> = (0..runs.len())
-            .map(|i| {
-                let rest: Vec<ServingRun> = runs
-                    .iter()
-                    .enumerate()
-                    .filter(|&(j, _)| j != i)
-                    .map(|(_, r)| r.clone())
-                    .collect();
-                let refit = fit(
-                    &rest,
-                    &start,
-                    &own_cards(&rest),
-                    &FitOptions {
-                        max_evals: loo_evals,
-                        ..opts
-                    },
-                    &Disk,
-                );
-                let one = std::slice::from_ref(&runs[i]);
-                let scored = score_preset(one, &refit.preset, &full, &Disk).remove(0);
-                bar.inc(1);
-                scored
-            })
-            .collect();
-        bar.finish_and_clear();
-        print_mape(
-            "leave-one-run-out MAPE (whole-run rows; each refit from --start)",
-            &mape(&runs, &loo),
+    let evals = args.holdout_evals.unwrap_or(args.max_evals);
+    if evals > 0 {
+        cross_validation(
+            &runs,
+            &start,
+            args.holdout,
+            &FitOptions {
+                max_evals: evals,
+                ..opts
+            },
         );
     }
     if let Some(out) = &args.out {
         println!("wrote {}", out.display());
     }
     Ok(())
+}
+
+/// Prints each fold's held-out errors and their MAPE over every run held out.
+fn cross_validation(runs: &[ServingRun], start: &ServingPreset, by: HoldoutArg, opts: &FitOptions) {
+    let folds = llmsim::serving_fit::groups(runs, by.holdout()).len();
+    let title = format!("leave-one-{}-out", by.name());
+    // The refits take hours on many runs (three searches each when compute is exposed).
+    let bar = super::progress::bar(folds as u64, &format!("{title} refits"));
+    let folds = cross_validate(runs, start, by.holdout(), opts, &Disk, || bar.inc(1));
+    bar.finish_and_clear();
+    let (mut held, mut scored) = (Vec::new(), Vec::new());
+    println!("{title} (each fold refitted from --start on the other runs):");
+    for fold in folds {
+        let members: Vec<ServingRun> = fold.runs.iter().map(|&i| runs[i].clone()).collect();
+        let ids: Vec<&str> = members.iter().map(|r| r.id.as_str()).collect();
+        let label = format!("  {} (runs {})", fold.key, ids.join(" "));
+        match fold.scored {
+            Ok(s) => {
+                let m = mape(&members, &s);
+                let cells: Vec<String> = [0, 3, 6]
+                    .iter()
+                    .map(|&i| format!("{} {:.2}%", METRICS[i], m[i]))
+                    .collect();
+                println!("{label}: {}", cells.join(", "));
+                held.extend(members);
+                scored.extend(s);
+            }
+            Err(why) => println!("{label}: not held out, {why}"),
+        }
+    }
+    if held.is_empty() {
+        println!("{title}: no fold could be held out");
+    } else {
+        print_mape(
+            &format!(
+                "{title} MAPE ({} runs held out; whole-run rows; each refit from --start)",
+                held.len()
+            ),
+            &mape(&held, &scored),
+        );
+    }
 }
