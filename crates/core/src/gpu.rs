@@ -28,6 +28,22 @@ pub struct GpuSpec {
     pub pcie: f64,
 }
 
+/// The kernels a serving stack runs on a card. Cards of one family run the same matrix
+/// and attention kernels (built for their compute capability), so they reach like
+/// fractions of what their memory can stream; another family's kernels may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// NVIDIA Ampere (sm80) and Ada (sm89): `mma.sync` matrix kernels, FlashAttention 2
+    /// (FlashAttention 3 needs Hopper).
+    Ampere,
+    /// NVIDIA Hopper (sm90): `wgmma`/TMA matrix kernels, FlashAttention 3.
+    Hopper,
+    /// NVIDIA Blackwell (sm100): `tcgen05` matrix kernels.
+    Blackwell,
+    /// AMD CDNA 3: ROCm's kernels.
+    Cdna3,
+}
+
 /// A catalogue entry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GpuEntry {
@@ -39,6 +55,8 @@ pub struct GpuEntry {
     pub source: &'static str,
     /// The peaks.
     pub spec: GpuSpec,
+    /// The kernel family it runs.
+    pub kernels: Kernels,
     /// Memory bandwidth a STREAM copy kernel reaches on this card (or, where `source` says
     /// so, on a card with the same memory) in a published microbenchmark (bytes/s; `None`
     /// where no source was found): what a well-tuned streaming kernel achieves of
@@ -121,6 +139,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(300.0 * GB),
             pcie: PCIE4,
         },
+        kernels: Kernels::Ampere,
         copy_bandwidth: None,
     },
     GpuEntry {
@@ -136,6 +155,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(300.0 * GB),
             pcie: PCIE4,
         },
+        kernels: Kernels::Ampere,
         copy_bandwidth: Some(1610.0 * GB),
     },
     GpuEntry {
@@ -150,6 +170,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        kernels: Kernels::Ampere,
         copy_bandwidth: None,
     },
     GpuEntry {
@@ -164,6 +185,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        kernels: Kernels::Ampere,
         copy_bandwidth: Some(770.0 * GB),
     },
     GpuEntry {
@@ -171,6 +193,7 @@ pub const GPUS: &[GpuEntry] = &[
         aliases: &["h100", "H100-80GB"],
         source: "NVIDIA H100 datasheet (nvidia.com/en-us/data-center/h100), SXM: 989 TFLOP/s bf16, 1,979 fp8, 3.35 TB/s, NVLink 900 GB/s, PCIe 5.0; copy 2.90 TB/s measured on an Azure ND H100 v5 (H100 80GB HBM3): AI-benchmarking-guide, Azure_Results/ND_H100_v5_results.md (as kept in the fork samuel-bohman/AI-benchmarking-guide)",
         spec: GpuSpec::H100,
+        kernels: Kernels::Hopper,
         copy_bandwidth: Some(2900.0 * GB),
     },
     GpuEntry {
@@ -186,6 +209,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE5,
         },
+        kernels: Kernels::Hopper,
         copy_bandwidth: None,
     },
     GpuEntry {
@@ -193,6 +217,7 @@ pub const GPUS: &[GpuEntry] = &[
         aliases: &["h200-sxm"],
         source: "NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200), SXM: 989 TFLOP/s bf16, 1,979 fp8, 4.8 TB/s, 141 GB, NVLink 900 GB/s; copy 4.01 TB/s measured on an Azure ND H200 v5: Azure/AI-benchmarking-guide, Azure_Results/ND_H200_v5_results.md",
         spec: GpuSpec::H200,
+        kernels: Kernels::Hopper,
         copy_bandwidth: Some(4010.0 * GB),
     },
     GpuEntry {
@@ -207,6 +232,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(900.0 * GB),
             pcie: PCIE5,
         },
+        kernels: Kernels::Blackwell,
         copy_bandwidth: None,
     },
     GpuEntry {
@@ -221,6 +247,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: Some(448.0 * GB),
             pcie: PCIE5,
         },
+        kernels: Kernels::Cdna3,
         copy_bandwidth: None,
     },
     GpuEntry {
@@ -235,6 +262,7 @@ pub const GPUS: &[GpuEntry] = &[
             nvlink: None,
             pcie: PCIE4,
         },
+        kernels: Kernels::Ampere,
         copy_bandwidth: None,
     },
 ];

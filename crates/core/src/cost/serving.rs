@@ -37,13 +37,16 @@
 //! The fractions of its datasheet peaks a card achieves differ by card (kernels tuned for
 //! one generation, clocks under load), so a `[gpu.NAME]` table, keyed by the GPU
 //! catalogue's canonical name, overrides `compute` and `memory` on that card. Every other
-//! card gets `[roofline]`'s compute efficiency, and its memory efficiency scaled by how
-//! its memory streams compared with the card `[roofline]` was fitted on
-//! (`roofline_gpu`): the ratio of the fractions of their datasheet bandwidths that a
-//! published STREAM copy reaches ([`crate::gpu::GpuEntry::copy_bandwidth`]), where both
-//! cards have one (otherwise `[roofline]`'s as it is). Measured against the real runs,
-//! that ratio is about two fifths of the A100's shortfall against the H100 (`llmsim
-//! fidelity` in the README). The overheads are the server's, the same on every card.
+//! card is priced from a fitted card that runs the same kernels
+//! ([`crate::gpu::Kernels`]; [`ServingPreset::reference`]), else from the card
+//! `[roofline]` was fitted on (`roofline_gpu`): that card's compute efficiency, and its
+//! memory efficiency scaled by how the two cards' memories stream: the ratio of the
+//! fractions of their datasheet bandwidths that a published STREAM copy reaches
+//! ([`crate::gpu::GpuEntry::copy_bandwidth`]), where both cards have one (otherwise as it
+//! is). Measured against the real runs, that ratio is about two fifths of the A100's
+//! shortfall against the H100 (`llmsim fidelity` in the README): the rest is the A100's
+//! kernels', which the L40S shares. The overheads are the server's, the same on every
+//! card.
 
 use std::collections::BTreeMap;
 
@@ -148,29 +151,54 @@ impl ServingPreset {
 
     /// The roofline's efficiencies and overheads on the catalogue card `gpu` (its
     /// canonical name; `None` for a card from a file, which gets `roofline`'s).
-    /// A card without a table of its own gets `roofline`'s, its memory efficiency scaled
-    /// by [`ServingPreset::memory_scale`] (at most 1).
+    /// A card without a table of its own is priced from its [`ServingPreset::reference`]:
+    /// that card's compute efficiency, and its memory efficiency scaled by
+    /// [`ServingPreset::memory_scale`] (at most 1).
     pub fn efficiency(&self, gpu: Option<&str>) -> Efficiency {
-        match gpu.and_then(|g| self.gpu.get(g)) {
-            Some(g) => Efficiency {
-                compute: g.compute,
-                memory: g.memory,
+        let own = |g: &str| {
+            self.gpu.get(g).map(|e| Efficiency {
+                compute: e.compute,
+                memory: e.memory,
                 ..self.roofline
-            },
-            None => Efficiency {
-                memory: (self.roofline.memory * self.memory_scale(gpu)).min(1.0),
-                ..self.roofline
-            },
+            })
+        };
+        if let Some(e) = gpu.and_then(own) {
+            return e;
+        }
+        let reference = self.reference(gpu);
+        // `roofline_gpu` is `[roofline]`'s card, whatever table it may also have.
+        let base = reference
+            .filter(|&r| Some(r) != self.roofline_gpu.as_deref())
+            .and_then(own)
+            .unwrap_or(self.roofline);
+        Efficiency {
+            memory: (base.memory * Self::memory_scale(gpu, reference)).min(1.0),
+            ..base
         }
     }
 
+    /// The fitted card (canonical name) a card without a table of its own is priced
+    /// from: `roofline_gpu` if it runs the same kernels ([`crate::gpu::Kernels`]: the
+    /// efficiencies a card reaches are its kernels' as much as its memory's), else the
+    /// first card by name with a table and the same kernels, else `roofline_gpu`.
+    pub fn reference(&self, gpu: Option<&str>) -> Option<&str> {
+        let kernels = |g: &str| crate::gpu::find(g).map(|e| e.kernels);
+        let family = gpu.and_then(kernels);
+        let roofline = self.roofline_gpu.as_deref();
+        let same = |g: &&str| family.is_some() && kernels(g) == family;
+        roofline
+            .filter(same)
+            .or_else(|| self.gpu.keys().map(String::as_str).find(same))
+            .or(roofline)
+    }
+
     /// How much better (above 1) or worse the catalogue card `gpu` streams its memory than
-    /// `roofline_gpu`: the ratio of the fractions of their datasheet bandwidths that a
-    /// published copy benchmark reaches; 1 where either card or its measurement is
+    /// the card `reference`: the ratio of the fractions of their datasheet bandwidths that
+    /// a published copy benchmark reaches; 1 where either card or its measurement is
     /// unknown.
-    pub fn memory_scale(&self, gpu: Option<&str>) -> f64 {
+    pub fn memory_scale(gpu: Option<&str>, reference: Option<&str>) -> f64 {
         let fraction = |g: Option<&str>| g.and_then(crate::gpu::find)?.copy_fraction();
-        match (fraction(gpu), fraction(self.roofline_gpu.as_deref())) {
+        match (fraction(gpu), fraction(reference)) {
             (Some(card), Some(reference)) => card / reference,
             _ => 1.0,
         }
@@ -431,6 +459,53 @@ mod tests {
         );
     }
 
+    /// A card without a table is priced from a fitted card of its kernel family where
+    /// there is one: with an A100 table (0.4, 0.6) beside an H100 `[roofline]`, the L40S
+    /// (Ada, the A100's kernels) gets the A100's compute efficiency and its memory
+    /// efficiency times (0.77 / 0.864) / (1.61 / 2.039) = 1.1287 by hand; the A100-40GB and
+    /// the RTX 4090 (no published copy) the A100's as they are; the H200 `[roofline]`'s
+    /// scaled against the H100; the B200, whose kernels no card here runs, `[roofline]`'s
+    /// (no copy figure). `roofline_gpu` of the family wins over a table.
+    #[test]
+    fn a_card_without_a_table_is_priced_from_its_kernel_family() {
+        let mut p = with_a100();
+        p.roofline_gpu = Some("h100-sxm".into());
+        assert_eq!(p.reference(Some("l40s")), Some("a100-80gb"));
+        let l40s = p.efficiency(Some("l40s"));
+        let scale: f64 = (0.77 / 0.864) / (1.61 / 2.039);
+        assert!((scale - 1.128_7).abs() < 1e-4);
+        assert!((l40s.memory - 0.6 * scale).abs() < 1e-12, "{l40s:?}");
+        assert_eq!((l40s.compute, l40s.overhead), (0.4, 0.002));
+        for same in ["a100-40gb", "rtx-4090"] {
+            let e = p.efficiency(Some(same));
+            assert_eq!((e.compute, e.memory), (0.4, 0.6), "{same}");
+        }
+        let h200 = p.efficiency(Some("h200"));
+        assert_eq!(p.reference(Some("h200")), Some("h100-sxm"));
+        let want = 0.8 * (4.01 / 4.8) / (2.90 / 3.35);
+        assert!((h200.memory - want).abs() < 1e-12 && h200.compute == 0.55);
+        assert_eq!(p.reference(Some("b200")), Some("h100-sxm"));
+        assert_eq!(p.efficiency(Some("b200")), p.roofline);
+        assert_eq!(p.reference(None), Some("h100-sxm"));
+        // The family's roofline_gpu comes first, priced by [roofline] (whatever table it
+        // has too): fitted on the A100, [roofline] prices the L40S, not the A100-40GB's
+        // table.
+        p.roofline_gpu = Some("a100-80gb".into());
+        p.gpu.insert(
+            "a100-40gb".into(),
+            GpuEfficiency {
+                compute: 0.1,
+                memory: 0.1,
+            },
+        );
+        assert_eq!(p.reference(Some("l40s")), Some("a100-80gb"));
+        let e = p.efficiency(Some("l40s"));
+        assert!(
+            (e.memory - 0.8 * scale).abs() < 1e-12 && e.compute == 0.55,
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn fit_parameters_list_each_cards_efficiencies_after_the_globals() {
         let p = with_a100();
@@ -449,9 +524,11 @@ mod tests {
                 "gpu.l40s.memory"
             ]
         );
-        // l40s has no entry: it starts from the global efficiencies.
+        // l40s has no entry: it starts from the A100's (its kernels'), its memory
+        // efficiency scaled by their copy fractions.
         let x = p.fit_params(&cards);
-        assert_eq!(x[6..], [0.4, 0.6, 0.55, 0.8]);
+        assert_eq!(x[6..9], [0.4, 0.6, 0.4]);
+        assert!((x[9] - 0.6 * (0.77 / 0.864) / (1.61 / 2.039)).abs() < 1e-12);
         let q = p.with_fit_params(
             &cards,
             &[0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65],
