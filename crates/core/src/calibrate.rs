@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::cost::{
-    BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, Parallel, ProfiledCost,
-    RooflineCost,
+    BatchShape, CostModel, Efficiency, GpuSpec, MAX_SECONDS, ModelShape, NVLINK_STEP_LATENCY,
+    Parallel, ProfiledCost, RooflineCost,
 };
 use crate::csvio::{CsvError, FieldError, parse_rows};
 use crate::lsq::fit_nonneg;
@@ -276,6 +276,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
             overhead: 0.0,
             per_seq: 0.0,
             exposed_compute: 0.0,
+            link_latency: NVLINK_STEP_LATENCY,
         },
         parallel: Parallel::SINGLE,
     };
@@ -303,6 +304,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
                 overhead,
                 per_seq: 0.0,
                 exposed_compute: 0.0,
+                link_latency: NVLINK_STEP_LATENCY,
             },
             sse,
         )

@@ -167,8 +167,19 @@ pub fn own_cards(runs: &[ServingRun]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Fits `start`'s parameters, and the efficiencies of the cards `gpus` (canonical names),
-/// to `runs` (see the module doc), starting from `start` (a card without an entry there
+/// Whether a fit of `runs` varies the NVLink step latency
+/// ([`crate::cost::Efficiency::link_latency`]): only a run whose GPUs talk over NVLink
+/// (several in one node, of a card that has it) tells it.
+pub fn fits_link(runs: &[ServingRun]) -> bool {
+    runs.iter().any(|r| {
+        r.tp > 1
+            && r.tp <= crate::cost::NODE_GPUS
+            && crate::gpu::find(&r.gpu).is_some_and(|g| g.spec.nvlink.is_some())
+    })
+}
+
+/// Fits `start`'s parameters, the efficiencies of the cards `gpus` (canonical names) and,
+/// where [`fits_link`], the NVLink step latency to `runs` (see the module doc), starting from `start` (a card without an entry there
 /// starts from its [`ServingPreset::efficiency`] under `start`); the fitted preset's
 /// `roofline_gpu` is [`roofline_card`]`(runs)`.
 ///
@@ -222,7 +233,8 @@ fn fit_from(
         roofline_gpu: roofline_card(runs).map(String::from),
         ..start.clone()
     };
-    let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus)
+    let link = fits_link(runs);
+    let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus, link)
         .into_iter()
         .map(|(_, lo, hi)| (lo, hi))
         .collect();
@@ -232,11 +244,11 @@ fn fit_from(
             .zip(&bounds)
             .map(|(&x, &b)| from_free(x, b))
             .collect();
-        fitted.with_fit_params(gpus, &p)
+        fitted.with_fit_params(gpus, link, &p)
     };
     let objective = |x: &[f64]| loss(runs, &score_preset(runs, &preset_at(x), opts, files));
     let x0: Vec<f64> = start
-        .fit_params(gpus)
+        .fit_params(gpus, link)
         .iter()
         .zip(&bounds)
         .map(|(&p, &b)| to_free(p, b))
@@ -531,6 +543,7 @@ mod tests {
                 overhead: 0.002,
                 per_seq: 2e-5,
                 exposed_compute: 0.0,
+                link_latency: crate::cost::NVLINK_STEP_LATENCY,
             },
             gpu: Default::default(),
         };
@@ -540,9 +553,13 @@ mod tests {
             loss(&runs, &score_preset(&runs, &truth, &opts, &files)),
             0.0
         );
-        let start = truth.with_params([0.4, 0.5, 0.003, 3e-5, 0.009, 0.7]);
+        let mut start = truth.with_params([0.4, 0.5, 0.003, 3e-5, 0.009, 0.7]);
+        // One GPU per run: the link latency is not fitted, whatever the start says.
+        start.roofline.link_latency = 7e-6;
+        assert!(!fits_link(&runs));
         let fitted = fit(&runs, &start, &[], &opts, &files);
         assert_eq!(fitted.preset.roofline_gpu.as_deref(), Some("h100-sxm"));
+        assert_eq!(fitted.preset.roofline.link_latency, 7e-6);
         let got = fitted.preset.params();
         for ((name, ..), (g, t)) in crate::cost::serving::BOUNDS
             .iter()
@@ -691,8 +708,8 @@ mod tests {
         measure_as(&mut runs, &truth, &opts, &files);
         let cards = ["a100-80gb"];
         let fitted = fit(&runs, &start, &cards, &opts, &files);
-        let got = fitted.preset.fit_params(&cards);
-        let want = truth.fit_params(&cards);
+        let got = fitted.preset.fit_params(&cards, false);
+        let want = truth.fit_params(&cards, false);
         for i in [0, 6, 7] {
             assert!(
                 (got[i] / want[i] - 1.0).abs() < 0.1,
@@ -791,5 +808,63 @@ mod tests {
         assert_ne!(qwen(&before), qwen(&folds(&slower(&base, &[0, 1]))));
         let three = folds(&base[..3]);
         assert!(three[0].scored.is_err() && three[1].scored.is_ok());
+    }
+
+    /// Only runs whose GPUs talk over NVLink fit the link latency: TP 2 on H100s, not on
+    /// L40S (PCIe), not TP 16 (beyond a node), not one GPU.
+    #[test]
+    fn only_runs_over_nvlink_fit_the_link_latency() {
+        use crate::serving::tests::row;
+        let tp = |n: u32, gpu: &str| {
+            on(row("r", 0, "m", "2x10", 1.0), gpu).replacen(",1,2048,", &format!(",{n},2048,"), 1)
+        };
+        let fits = |n, gpu| fits_link(&runs_of(&[tp(n, gpu)]));
+        assert!(fits(2, "H100-80GB") && fits(8, "A100-80GB"));
+        assert!(!fits(1, "H100-80GB") && !fits(2, "L40S-48GB") && !fits(16, "H100-80GB"));
+        assert!(!fits(2, "no-such-card"));
+    }
+
+    /// Synthetic round trip of the link latency: the three runs of the round trip above
+    /// (truth: the first guess without exposed compute) and the decode again on TP 2 and
+    /// TP 4, "measured" with 3 us a step, fitted from the first guess with 1 us: the
+    /// latency comes back within 10% and every fitted metric within 2%, the tolerances
+    /// above.
+    #[test]
+    fn the_link_latency_is_recovered_from_tensor_parallel_runs() {
+        use crate::serving::tests::row;
+        let decode = row("decode", 0, "meta-llama/Llama-3.1-8B", "2x20;12x10", 1.0);
+        let prefill = row("prefill", 0, "Qwen/Qwen3-14B", "4x15", 1.0)
+            .replace(",unknown,", ",false,")
+            .replace(",100,400,50,", ",500,3000,50,");
+        let big =
+            row("big", 0, "Qwen/Qwen3-14B", "6x15", 1.0).replace(",100,400,50,", ",100,400,200,");
+        let tp = |n: u32| {
+            decode.replace("decode", &format!("tp{n}")).replacen(
+                ",1,2048,",
+                &format!(",{n},2048,"),
+                1,
+            )
+        };
+        let mut runs = runs_of(&[decode.clone(), prefill, big, tp(2), tp(4)]);
+        assert_eq!(runs[4].tp, 4);
+        let mut start = ServingPreset::first_guess();
+        start.roofline.exposed_compute = 0.0;
+        let mut truth = start.clone();
+        truth.roofline.link_latency = 3e-6;
+        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
+        measure_as(&mut runs, &truth, &opts, &files);
+        let fitted = fit(&runs, &start, &[], &opts, &files);
+        for (_, _, m, p) in pairs(&runs, &score_preset(&runs, &fitted.preset, &opts, &files)) {
+            for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
+                assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");
+            }
+        }
+        let got = fitted.preset.roofline.link_latency;
+        assert!(
+            (got / 3e-6 - 1.0).abs() < 0.1,
+            "{got} (loss {}, {:?})",
+            fitted.loss,
+            fitted.preset
+        );
     }
 }

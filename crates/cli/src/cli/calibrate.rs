@@ -13,7 +13,7 @@ use llmsim::cost::serving::FIRST_GUESS;
 use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost, ServingPreset};
 use llmsim::serving::{Latencies, METRICS, ServingRun, mape};
 use llmsim::serving_fit::{
-    FitOptions, Holdout, cross_validate, fit, loss, own_cards, score_preset,
+    FitOptions, Holdout, cross_validate, fit, fits_link, loss, own_cards, score_preset,
 };
 use llmsim_study::files::Disk;
 use llmsim_study::files::read_profile;
@@ -424,9 +424,10 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
             println!("skipped {}: {why}", run.id);
         }
     }
-    for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards)
+    let link = fits_link(&runs);
+    for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards, link)
         .iter()
-        .zip(preset.fit_params(&cards))
+        .zip(preset.fit_params(&cards, link))
     {
         println!("  {name:<20} {v:.6e}  (bounds {lo} to {hi})");
     }
@@ -434,6 +435,12 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         "  {:<20} {:.6e}  (not fitted: --start's)",
         "roofline.exposed_compute", preset.roofline.exposed_compute
     );
+    if !link {
+        println!(
+            "  {:<20} {:.6e}  (not fitted: no run spans GPUs over NVLink; --start's)",
+            "roofline.link_latency", preset.roofline.link_latency
+        );
+    }
     let full = FitOptions {
         max_requests: None,
         ..opts

@@ -19,7 +19,8 @@ pub use noise::LogNormalNoise;
 pub use preset::Preset;
 pub use profiled::ProfiledCost;
 pub use roofline::{
-    Efficiency, GpuSpec, ModelShape, NODE_GPUS, Parallel, RooflineCost, ring_all_reduce,
+    Efficiency, GpuSpec, ModelShape, NODE_GPUS, NVLINK_STEP_LATENCY, Parallel, RooflineCost,
+    ring_all_reduce,
 };
 pub use serving::ServingPreset;
 

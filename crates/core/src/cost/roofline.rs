@@ -86,6 +86,18 @@ pub struct Efficiency {
     /// is the plain roofline, `max(c, m)`.
     #[serde(default)]
     pub exposed_compute: f64,
+    /// Latency of one step of a ring all-reduce, or of one point-to-point send, over
+    /// NVLink-class links (seconds): a fixed cost of every collective that grows with the
+    /// GPUs in it, `2 (n - 1)` steps for an all-reduce over `n` ([`ring_all_reduce`]).
+    /// [`NVLINK_STEP_LATENCY`] (the default) is of the order of NCCL's small-message
+    /// latency; fitted to a real engine's tensor-parallel runs it comes out larger (the
+    /// built-in `vllm` preset). PCIe keeps [`PCIE_STEP_LATENCY`].
+    #[serde(default = "nvlink_step_latency")]
+    pub link_latency: f64,
+}
+
+fn nvlink_step_latency() -> f64 {
+    NVLINK_STEP_LATENCY
 }
 
 impl Efficiency {
@@ -97,6 +109,7 @@ impl Efficiency {
         overhead: 0.003_029_074_994_926_653,
         per_seq: 0.0,
         exposed_compute: 0.0,
+        link_latency: NVLINK_STEP_LATENCY,
     };
 }
 
@@ -196,7 +209,7 @@ impl RooflineCost {
     /// the card has it and they share a node, else PCIe.
     fn link(&self, n: u32) -> (f64, f64) {
         match self.gpu.nvlink {
-            Some(bw) if n <= NODE_GPUS => (bw, NVLINK_STEP_LATENCY),
+            Some(bw) if n <= NODE_GPUS => (bw, self.eff.link_latency),
             _ => (self.gpu.pcie, PCIE_STEP_LATENCY),
         }
     }
@@ -339,6 +352,20 @@ mod tests {
         };
         let (_, _, comm) = l40s.step_times(&BatchShape::decode(1, 100), 1);
         assert!((comm - 64.0 * (8192.0 / 32e9 + 2.0 * 5e-6)).abs() < 1e-15);
+        // The efficiencies' link latency prices NVLink's steps, not PCIe's.
+        let slow = |r: RooflineCost| RooflineCost {
+            eff: Efficiency {
+                link_latency: 3e-6,
+                ..r.eff
+            },
+            ..r
+        };
+        let (_, _, comm) = slow(roof).step_times(&BatchShape::decode(1, 100), 1);
+        assert!((comm - 64.0 * (8192.0 / 450e9 + 2.0 * 3e-6)).abs() < 1e-15);
+        assert_eq!(
+            slow(l40s).step_times(&BatchShape::decode(1, 100), 1),
+            l40s.step_times(&BatchShape::decode(1, 100), 1)
+        );
     }
 
     /// A pipeline of 4 stages run on the whole batch (m = 1) takes 4 steps of a quarter of

@@ -67,6 +67,10 @@ pub const BOUNDS: [(&str, f64, f64); 6] = [
     ("schedule_lag_steps", 0.0, 3.0),
 ];
 
+/// Bounds of the NVLink step latency ([`Efficiency::link_latency`]; seconds), which a fit
+/// varies only on runs that span several GPUs: up to 50 us, far above any fabric's.
+pub const LINK_BOUNDS: (&str, f64, f64) = ("roofline.link_latency", 0.0, 5e-5);
+
 /// A card's own efficiencies in a serving preset (fractions of its peaks, in (0, 1]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +137,7 @@ impl ServingPreset {
     }
 
     /// `self` with the parameters `p` in [`BOUNDS`]' order (the exposed compute, which no
-    /// fit varies, kept).
+    /// fit varies, and the link latency kept).
     pub fn with_params(&self, p: [f64; 6]) -> ServingPreset {
         ServingPreset {
             request_overhead_s: p[4],
@@ -143,7 +147,7 @@ impl ServingPreset {
                 memory: p[1],
                 overhead: p[2],
                 per_seq: p[3],
-                exposed_compute: self.roofline.exposed_compute,
+                ..self.roofline
             },
             ..self.clone()
         }
@@ -205,8 +209,9 @@ impl ServingPreset {
     }
 
     /// Names and bounds of the parameters a fit varies: [`BOUNDS`], then the compute and
-    /// memory efficiencies of each card in `gpus` (canonical names).
-    pub fn fit_bounds(gpus: &[&str]) -> Vec<(String, f64, f64)> {
+    /// memory efficiencies of each card in `gpus` (canonical names), then with `link`
+    /// [`LINK_BOUNDS`].
+    pub fn fit_bounds(gpus: &[&str], link: bool) -> Vec<(String, f64, f64)> {
         let cards = gpus.iter().flat_map(|g| {
             [BOUNDS[0], BOUNDS[1]].map(|(n, lo, hi)| {
                 (
@@ -216,27 +221,36 @@ impl ServingPreset {
                 )
             })
         });
+        let link = link.then_some(LINK_BOUNDS);
         BOUNDS
             .iter()
-            .map(|&(n, lo, hi)| (n.to_string(), lo, hi))
+            .copied()
+            .map(|(n, lo, hi)| (n.to_string(), lo, hi))
             .chain(cards)
+            .chain(link.map(|(n, lo, hi)| (n.to_string(), lo, hi)))
             .collect()
     }
 
-    /// The parameters of [`ServingPreset::fit_bounds`]`(gpus)`; a card without its own
-    /// entry has `roofline`'s efficiencies.
-    pub fn fit_params(&self, gpus: &[&str]) -> Vec<f64> {
+    /// The parameters of [`ServingPreset::fit_bounds`]`(gpus, link)`; a card without its
+    /// own entry has its [`ServingPreset::efficiency`].
+    pub fn fit_params(&self, gpus: &[&str], link: bool) -> Vec<f64> {
         let mut p = self.params().to_vec();
         for g in gpus {
             let e = self.efficiency(Some(g));
             p.extend([e.compute, e.memory]);
         }
+        if link {
+            p.push(self.roofline.link_latency);
+        }
         p
     }
 
-    /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus)`.
-    pub fn with_fit_params(&self, gpus: &[&str], p: &[f64]) -> ServingPreset {
+    /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus, link)`.
+    pub fn with_fit_params(&self, gpus: &[&str], link: bool, p: &[f64]) -> ServingPreset {
         let mut out = self.with_params(std::array::from_fn(|i| p[i]));
+        if link {
+            out.roofline.link_latency = p[p.len() - 1];
+        }
         for (g, e) in gpus.iter().zip(p[BOUNDS.len()..].chunks(2)) {
             out.gpu.insert(
                 g.to_string(),
@@ -249,7 +263,7 @@ impl ServingPreset {
         out
     }
 
-    /// Checks every parameter against [`BOUNDS`] (efficiencies above 0) and every card's
+    /// Checks every parameter against [`BOUNDS`] and [`LINK_BOUNDS`] (efficiencies above 0) and every card's
     /// name against the GPU catalogue, naming the first one wrong.
     pub fn check(&self) -> Result<(), String> {
         if let Some(g) = &self.roofline_gpu
@@ -269,9 +283,9 @@ impl ServingPreset {
             }
         }
         let cards: Vec<&str> = self.gpu.keys().map(String::as_str).collect();
-        let bounds = ServingPreset::fit_bounds(&cards);
-        for (i, ((name, lo, hi), v)) in bounds.iter().zip(self.fit_params(&cards)).enumerate() {
-            let eff = i < 2 || i >= BOUNDS.len();
+        let bounds = ServingPreset::fit_bounds(&cards, true);
+        for ((name, lo, hi), v) in bounds.iter().zip(self.fit_params(&cards, true)) {
+            let eff = name.ends_with(".compute") || name.ends_with(".memory");
             let above = if eff { v > *lo } else { v >= *lo };
             if !(above && v <= *hi) {
                 let low = if eff { "above" } else { "at least" };
@@ -327,6 +341,7 @@ impl ServingPreset {
                 overhead: 0.002,
                 per_seq: 3e-5,
                 exposed_compute: 0.5,
+                link_latency: super::roofline::NVLINK_STEP_LATENCY,
             },
             gpu: BTreeMap::new(),
         }
@@ -346,7 +361,8 @@ impl ServingPreset {
             "# llmsim serving preset: use with `llmsim run --cost FILE --gpu G --model M` or\n\
              # `llmsim fidelity --cost FILE`. Units: seconds (per_seq per sequence per step);\n\
              # compute and memory are fractions of the GPU's peaks, exposed_compute of a\n\
-             # memory-bound step's arithmetic time. See src/cost/serving.rs.\n{body}"
+             # memory-bound step's arithmetic time; link_latency is seconds per step of an\n\
+             # all-reduce over NVLink. See src/cost/serving.rs.\n{body}"
         )
     }
 }
@@ -506,40 +522,44 @@ mod tests {
         );
     }
 
+    /// A fit's parameters: the globals, each card's efficiencies, then with `link` the
+    /// NVLink step latency; without, the latency is kept as it is.
     #[test]
     fn fit_parameters_list_each_cards_efficiencies_after_the_globals() {
         let p = with_a100();
         let cards = ["a100-80gb", "l40s"];
-        let names: Vec<String> = ServingPreset::fit_bounds(&cards)
+        let names: Vec<String> = ServingPreset::fit_bounds(&cards, true)
             .into_iter()
             .map(|b| b.0)
             .collect();
-        assert_eq!(names.len(), 10);
+        assert_eq!(names.len(), 11);
         assert_eq!(
             names[6..],
             [
                 "gpu.a100-80gb.compute",
                 "gpu.a100-80gb.memory",
                 "gpu.l40s.compute",
-                "gpu.l40s.memory"
+                "gpu.l40s.memory",
+                "roofline.link_latency"
             ]
         );
+        assert_eq!(ServingPreset::fit_bounds(&cards, false).len(), 10);
         // l40s has no entry: it starts from the A100's (its kernels'), its memory
         // efficiency scaled by their copy fractions.
-        let x = p.fit_params(&cards);
+        let x = p.fit_params(&cards, true);
         assert_eq!(x[6..9], [0.4, 0.6, 0.4]);
         assert!((x[9] - 0.6 * (0.77 / 0.864) / (1.61 / 2.039)).abs() < 1e-12);
-        let q = p.with_fit_params(
-            &cards,
-            &[0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65],
-        );
+        assert_eq!(x[10], 1e-6);
+        let want = [0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65, 4e-6];
+        let q = p.with_fit_params(&cards, true, &want);
         assert_eq!(q.roofline.compute, 0.5);
         assert_eq!(q.efficiency(Some("l40s")).memory, 0.65);
         assert_eq!(q.efficiency(Some("a100-80gb")).compute, 0.3);
-        assert_eq!(
-            q.fit_params(&cards),
-            [0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65]
-        );
+        assert_eq!(q.roofline.link_latency, 4e-6);
+        assert_eq!(q.fit_params(&cards, true), want);
+        let kept = q.with_fit_params(&cards, false, &want[..10]);
+        assert_eq!(kept.roofline.link_latency, 4e-6);
+        assert_eq!(kept.fit_params(&cards, false), want[..10]);
     }
 
     #[test]
@@ -558,5 +578,27 @@ mod tests {
         );
         let e = ServingPreset::parse(&text.replace("0.4", "0.0"), "x.toml").unwrap_err();
         assert!(e.contains("gpu.a100-80gb.compute must be above 0"), "{e}");
+        // The link latency may be 0, not above 50 us; a preset without it gets 1 us.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("link_latency"))
+            .unwrap();
+        let with = |v: &str| text.replace(line, &format!("link_latency = {v}"));
+        let e = ServingPreset::parse(&with("6e-5"), "x.toml").unwrap_err();
+        assert!(
+            e.contains("roofline.link_latency must be at least 0 and at most 0.00005"),
+            "{e}"
+        );
+        let zero = ServingPreset::parse(&with("0.0"), "x").unwrap();
+        assert_eq!(zero.roofline.link_latency, 0.0);
+        let none = text.replace(&format!("{line}\n"), "");
+        assert!(!none.lines().any(|l| l.starts_with("link_latency")));
+        assert_eq!(
+            ServingPreset::parse(&none, "x")
+                .unwrap()
+                .roofline
+                .link_latency,
+            1e-6
+        );
     }
 }
