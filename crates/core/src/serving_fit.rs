@@ -457,6 +457,29 @@ mod tests {
     use super::*;
 
     /// The fitting options of the synthetic round trips.
+    /// A short fit of 8 requests per stage, for tests of the fit's workings.
+    fn quick_options(max_evals: usize) -> FitOptions {
+        FitOptions {
+            max_requests: Some(8),
+            seed: 7,
+            max_evals,
+            step: 0.5,
+        }
+    }
+
+    /// The round trips' runs: decodes of Llama-3.1-8B in two stages, long prompts of
+    /// Qwen3-14B without prefix caching, and its longer outputs.
+    fn round_trip_rows() -> [String; 3] {
+        use crate::serving::tests::row;
+        [
+            row("decode", 0, "meta-llama/Llama-3.1-8B", "2x20;12x10", 1.0),
+            row("prefill", 0, "Qwen/Qwen3-14B", "4x15", 1.0)
+                .replace(",unknown,", ",false,")
+                .replace(",100,400,50,", ",500,3000,50,"),
+            row("big", 0, "Qwen/Qwen3-14B", "6x15", 1.0).replace(",100,400,50,", ",100,400,200,"),
+        ]
+    }
+
     fn round_trip_options() -> FitOptions {
         FitOptions {
             max_requests: None,
@@ -520,14 +543,8 @@ mod tests {
     #[test]
     fn a_known_preset_is_recovered_from_its_own_simulated_runs() {
         use crate::serving::METRICS;
-        use crate::serving::tests::{HEADER, row};
-        let rows = [
-            row("decode", 0, "meta-llama/Llama-3.1-8B", "2x20;12x10", 1.0),
-            row("prefill", 0, "Qwen/Qwen3-14B", "4x15", 1.0)
-                .replace(",unknown,", ",false,")
-                .replace(",100,400,50,", ",500,3000,50,"),
-            row("big", 0, "Qwen/Qwen3-14B", "6x15", 1.0).replace(",100,400,50,", ",100,400,200,"),
-        ];
+        use crate::serving::tests::HEADER;
+        let rows = round_trip_rows();
         let text = format!("{HEADER}\n{}\n", rows.join("\n"));
         let mut runs =
             crate::serving::parse_runs(text.as_bytes(), Path::new("t.csv"), &[]).unwrap();
@@ -649,12 +666,7 @@ mod tests {
             row("decode", 0, "meta-llama/Llama-3.1-8B", "2x5", 1.0),
             row("qwen", 0, "Qwen/Qwen3-14B", "2x5", 1.0),
         ]);
-        let opts = FitOptions {
-            max_requests: Some(8),
-            seed: 7,
-            max_evals: 40,
-            step: 0.5,
-        };
+        let opts = quick_options(40);
         let files = crate::files::Memory::default();
         let start = ServingPreset::first_guess();
         assert!(start.roofline.exposed_compute > 0.0);
@@ -679,13 +691,7 @@ mod tests {
     /// of 0.8 with 30 us, at loss near 0), the weak identification the overheads have above.
     #[test]
     fn a_cards_own_efficiencies_are_recovered() {
-        use crate::serving::tests::row;
-        let decode = row("decode", 0, "meta-llama/Llama-3.1-8B", "2x20;12x10", 1.0);
-        let prefill = row("prefill", 0, "Qwen/Qwen3-14B", "4x15", 1.0)
-            .replace(",unknown,", ",false,")
-            .replace(",100,400,50,", ",500,3000,50,");
-        let big =
-            row("big", 0, "Qwen/Qwen3-14B", "6x15", 1.0).replace(",100,400,50,", ",100,400,200,");
+        let [decode, prefill, big] = round_trip_rows();
         let mut runs = runs_of(&[
             decode.clone(),
             prefill.clone(),
@@ -776,12 +782,7 @@ mod tests {
             row("c", 0, "Qwen/Qwen3-14B", "2x5", 1000.0),
             row("d", 0, "Qwen/Qwen3-14B", "2x5", 1000.0),
         ]);
-        let opts = FitOptions {
-            max_requests: Some(8),
-            seed: 7,
-            max_evals: 30,
-            step: 0.5,
-        };
+        let opts = quick_options(30);
         let files = crate::files::Memory::default();
         let mut start = ServingPreset::first_guess();
         start.roofline.exposed_compute = 0.0;
@@ -831,13 +832,7 @@ mod tests {
     /// above.
     #[test]
     fn the_link_latency_is_recovered_from_tensor_parallel_runs() {
-        use crate::serving::tests::row;
-        let decode = row("decode", 0, "meta-llama/Llama-3.1-8B", "2x20;12x10", 1.0);
-        let prefill = row("prefill", 0, "Qwen/Qwen3-14B", "4x15", 1.0)
-            .replace(",unknown,", ",false,")
-            .replace(",100,400,50,", ",500,3000,50,");
-        let big =
-            row("big", 0, "Qwen/Qwen3-14B", "6x15", 1.0).replace(",100,400,50,", ",100,400,200,");
+        let [decode, prefill, big] = round_trip_rows();
         let tp = |n: u32| {
             decode.replace("decode", &format!("tp{n}")).replacen(
                 ",1,2048,",
