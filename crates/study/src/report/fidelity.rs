@@ -18,11 +18,12 @@ The shared folder holds {{runs}} real vLLM 0.15.1 serving runs of the public sim
 study (H100 and A100 GPUs, tensor parallelism 1 to 4; staged Poisson load with shared-prefix
 prompts, streamed, measured on the client). `llmsim fidelity` simulates each with the cost
 model a user gets without a flag, the built-in serving preset `{{preset}}` (a roofline with
-fitted efficiencies, per-step, per-sequence and per-request overheads and a scheduling
-lag; {{cards}}{{exposed}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
+fitted efficiencies, per-step, per-sequence and per-request overheads, a scheduling
+lag and the latency of a step of an all-reduce over NVLink; {{cards}}{{exposed}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
 prefix caching on. **The preset was fitted on these same runs** ({{fitted_on}}), so
 llmsim's errors here are in-sample; the leave-one-run-out errors of `llmsim calibrate
---serving` are in README.md. The other simulators' errors are as they published them
+--serving`, and its errors on runs of a model, card or load it was not fitted on
+(`--holdout`), are in README.md. The other simulators' errors are as they published them
 (BLIS and Vidur replay the real per-request traces; the trainval runs were BLIS's training
 data; LLMServingSim simulated the first 300 requests only). Mean absolute percentage error
 over the whole-run rows ({{skipped}} runs skipped):
@@ -75,7 +76,7 @@ pub fn section(dir: &Path) -> Result<Option<Section>, ReportError> {
         } else {
             let names: Vec<String> = cards.iter().map(|c| format!("`{c}`")).collect();
             format!(
-                "{} with efficiencies of its own, every other card with the preset's global ones (its memory efficiency scaled by the published STREAM copy fractions of that card and of the card they were fitted on, where both are known)",
+                "{} with efficiencies of its own, every other card priced from a fitted card that runs the same kernels, else from the card the global ones were fitted on (its memory efficiency scaled by the published STREAM copy fractions of the two cards, where both are known)",
                 names.join(", ")
             )
         },
