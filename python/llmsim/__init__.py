@@ -203,7 +203,8 @@ def fidelity(runs: str, cost: Optional[str] = None, max_requests: Optional[int] 
     columns ``llmsim fidelity --out`` writes: ``run_id, stage, metric, measured,
     predicted, pct_error`` (ms, ms, signed percent). ``attrs["skipped"]`` maps each run
     that could not be simulated to the reason; ``attrs["mape"]`` maps each metric to its
-    mean absolute percentage error over the whole-run rows. A bad file or setting raises
+    mean absolute percentage error over the runs, each by its whole-run row (or its
+    stages' mean when it has none). A bad file or setting raises
     ``ValueError`` naming it (file, line and field for a format error)."""
     rows, skipped, mape = _llmsim.fidelity(str(runs), cost, max_requests, seed)
     df = pd.DataFrame(rows, columns=["run_id", "stage", "metric", "measured", "predicted",

@@ -737,20 +737,36 @@ pub fn pairs<'a>(
     })
 }
 
-/// Mean absolute percentage error per metric over the whole-run rows (stage -1) of the
-/// simulated runs; NaN for none.
+/// Mean absolute percentage error per metric over the simulated runs, each run counted
+/// once: by its whole-run row (stage -1), or, for a run given by stage rows alone, by the
+/// mean of its stages' errors; NaN for no simulated run.
 pub fn mape(runs: &[ServingRun], scored: &[Scored]) -> Latencies {
-    let mut sum = [0.0; 7];
-    let mut n = 0.0;
-    for (_, stage, m, p) in pairs(runs, scored) {
+    // Per run: the summed errors of its whole-run row and of its stage rows, with counts.
+    let mut per_run: Vec<(&str, [f64; 7], [f64; 7], f64)> = Vec::new();
+    for (run, stage, m, p) in pairs(runs, scored) {
+        if per_run.last().is_none_or(|r| r.0 != run.id) {
+            per_run.push((&run.id, [f64::NAN; 7], [0.0; 7], 0.0));
+        }
+        let entry = per_run.last_mut().expect("pushed above");
+        let err: [f64; 7] = std::array::from_fn(|i| pct_error(p[i], m[i]).abs());
         if stage == -1 {
-            for i in 0..7 {
-                sum[i] += pct_error(p[i], m[i]).abs();
-            }
-            n += 1.0;
+            entry.1 = err;
+        } else {
+            (0..7).for_each(|i| entry.2[i] += err[i]);
+            entry.3 += 1.0;
         }
     }
-    sum.map(|s| s / n)
+    let mut sum = [0.0; 7];
+    for (_, whole, stages, n) in &per_run {
+        for i in 0..7 {
+            sum[i] += if whole[i].is_nan() {
+                stages[i] / n
+            } else {
+                whole[i]
+            };
+        }
+    }
+    sum.map(|s| s / per_run.len() as f64)
 }
 
 #[cfg(test)]
@@ -1087,5 +1103,35 @@ pub(crate) mod tests {
             "{why}"
         );
         assert!(mape(&runs, &s).iter().all(|v| v.is_nan()));
+    }
+
+    /// Each run counts once: by its whole-run row, or by the mean of its stages' errors
+    /// when it has none.
+    #[test]
+    fn mape_counts_each_run_once() {
+        let text = [
+            HEADER.to_string(),
+            row("a", -1, "llama-3.1-8b", "5x10", 100.0),
+            row("a", 0, "llama-3.1-8b", "5x10", 100.0),
+            row("b", 0, "llama-3.1-8b", "5x10;5x10", 100.0),
+            row("b", 1, "llama-3.1-8b", "5x10;5x10", 100.0),
+        ]
+        .join("\n");
+        let runs = parse(&text).unwrap();
+        let lat = |v: f64| [v; 7];
+        let scored = vec![
+            Scored {
+                id: "a".into(),
+                predicted: Ok(vec![(-1, lat(110.0)), (0, lat(150.0))]),
+            },
+            Scored {
+                id: "b".into(),
+                predicted: Ok(vec![(0, lat(80.0)), (1, lat(140.0))]),
+            },
+        ];
+        // a: 10% (its whole run); b: the mean of 20% and 40%, 30%.
+        for v in mape(&runs, &scored) {
+            assert!((v - 20.0).abs() < 1e-9, "{v}");
+        }
     }
 }

@@ -158,7 +158,7 @@ pub fn main(args: FidelityArgs) -> Result<()> {
         println!("skipped {id}: {why}");
     }
     println!(
-        "\nMAPE over the whole-run rows of {} simulated runs ({} skipped):",
+        "\nMAPE over {} simulated runs, each by its whole-run row or its stages' mean ({} skipped):",
         runs.len() - skipped.len(),
         skipped.len()
     );

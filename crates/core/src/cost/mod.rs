@@ -19,8 +19,8 @@ pub use noise::LogNormalNoise;
 pub use preset::Preset;
 pub use profiled::ProfiledCost;
 pub use roofline::{
-    Efficiency, GpuSpec, ModelShape, NODE_GPUS, NVLINK_STEP_LATENCY, Parallel, RooflineCost,
-    ring_all_reduce,
+    AllReduce, Efficiency, GpuSpec, ModelShape, NODE_GPUS, NVLINK_STEP_LATENCY, Parallel,
+    RooflineCost,
 };
 pub use serving::ServingPreset;
 

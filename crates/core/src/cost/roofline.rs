@@ -86,12 +86,12 @@ pub struct Efficiency {
     /// is the plain roofline, `max(c, m)`.
     #[serde(default)]
     pub exposed_compute: f64,
-    /// Latency of one step of a ring all-reduce, or of one point-to-point send, over
-    /// NVLink-class links (seconds): a fixed cost of every collective that grows with the
-    /// GPUs in it, `2 (n - 1)` steps for an all-reduce over `n` ([`ring_all_reduce`]).
-    /// [`NVLINK_STEP_LATENCY`] (the default) is of the order of NCCL's small-message
-    /// latency; fitted to a real engine's tensor-parallel runs it comes out larger (the
-    /// built-in `vllm` preset). PCIe keeps [`PCIE_STEP_LATENCY`].
+    /// Latency of one step of an all-reduce, or of one point-to-point send, over
+    /// NVLink-class links (seconds): an all-reduce over `n` GPUs on NVLink takes `2 log2 n`
+    /// such steps ([`AllReduce::HalvingDoubling`]). [`NVLINK_STEP_LATENCY`] (the
+    /// default) is of the order of NCCL's small-message latency; fitted to a real engine's
+    /// tensor-parallel runs it comes out larger (the built-in `vllm` preset). PCIe keeps
+    /// [`PCIE_STEP_LATENCY`].
     #[serde(default = "nvlink_step_latency")]
     pub link_latency: f64,
 }
@@ -143,22 +143,46 @@ const ACTIVATION_BYTES: f64 = 2.0;
 /// GPUs per node, over which NVLink reaches; larger groups go through PCIe.
 pub const NODE_GPUS: u32 = 8;
 
-/// Seconds of a ring all-reduce of `bytes` over `n` GPUs of link bandwidth `bandwidth`
-/// (bytes/s per direction) and per-step latency `alpha`: `2 (n-1)` steps, each moving
-/// `bytes / n`, so `2 (n-1)/n x bytes / bandwidth + 2 (n-1) alpha`; 0 for one GPU.
-pub fn ring_all_reduce(bytes: f64, n: u32, bandwidth: f64, alpha: f64) -> f64 {
-    if n <= 1 {
-        return 0.0;
+/// How an all-reduce crosses the links. Every form moves `2 (n-1)/n` of the bytes through
+/// each GPU's link; they differ in how many latency-bound steps they take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllReduce {
+    /// NCCL's ring, for links without a switch (PCIe): `2 (n-1)` steps, each moving
+    /// `bytes / n` to the next GPU.
+    Ring,
+    /// Recursive halving then doubling through a switch (NVLink): `2 log2 n` steps. vLLM's
+    /// all-reduces over NVLink (custom one- and two-shot kernels, symmetric memory) reach
+    /// every GPU at once, so their latency grows far slower than a ring's: on H100s, 0.5 MB
+    /// takes about 7 us over 2 GPUs, 10 over 4 and 13 over 6 (vllm-project/vllm pull
+    /// requests 24111 and 24532), and 8 GPUs take 1.1 times what 4 take (sgl-project/sglang
+    /// pull request 2904). Fitted to the real vLLM runs at 2 and 4 GPUs this count fits
+    /// them as well as a ring's (README, 'Against a real engine'), where a constant two
+    /// steps does not; it prices 8 GPUs at 1.5 times the latency of 4, a ring at 2.3.
+    HalvingDoubling,
+}
+
+impl AllReduce {
+    /// Seconds of an all-reduce of `bytes` over `n` GPUs of link bandwidth `bandwidth`
+    /// (bytes/s per direction) and per-step latency `alpha`:
+    /// `2 (n-1)/n x bytes / bandwidth` plus the steps' latency; 0 for one GPU.
+    pub fn time(self, bytes: f64, n: u32, bandwidth: f64, alpha: f64) -> f64 {
+        if n <= 1 {
+            return 0.0;
+        }
+        let moved = 2.0 * f64::from(n - 1) / f64::from(n) * bytes / bandwidth;
+        let steps = match self {
+            AllReduce::Ring => 2.0 * f64::from(n - 1),
+            AllReduce::HalvingDoubling => 2.0 * f64::from(n).log2(),
+        };
+        moved + steps * alpha
     }
-    let steps = 2.0 * f64::from(n - 1);
-    steps / f64::from(n) * bytes / bandwidth + steps * alpha
 }
 
 /// Roofline iteration time of one replica (deterministic).
 ///
 /// Tensor parallelism divides every layer's FLOPs, weights and KV heads (a KV head is
 /// replicated when `tp` exceeds the KV heads) across `tp` GPUs and adds, per layer, two
-/// ring all-reduces of the batch's activations (after attention and after the MLP).
+/// all-reduces of the batch's activations (after attention and after the MLP).
 /// Pipeline parallelism splits the batch into `m` micro-batches of equal shares, `m` from 1
 /// to `min(pp, sequences)`, chosen to minimise the time: the iteration takes
 /// `m + pp - 1` stage steps (the bubble is `pp - 1` of them), each one micro-batch through
@@ -205,12 +229,12 @@ impl RooflineCost {
         )
     }
 
-    /// Bandwidth (bytes/s) and step latency (s) of the links among `n` GPUs: NVLink when
-    /// the card has it and they share a node, else PCIe.
-    fn link(&self, n: u32) -> (f64, f64) {
+    /// Bandwidth (bytes/s), step latency (s) and all-reduce of the links among `n` GPUs:
+    /// NVLink when the card has it and they share a node, else PCIe.
+    fn link(&self, n: u32) -> (f64, f64, AllReduce) {
         match self.gpu.nvlink {
-            Some(bw) if n <= NODE_GPUS => (bw, self.eff.link_latency),
-            _ => (self.gpu.pcie, PCIE_STEP_LATENCY),
+            Some(bw) if n <= NODE_GPUS => (bw, self.eff.link_latency, AllReduce::HalvingDoubling),
+            _ => (self.gpu.pcie, PCIE_STEP_LATENCY, AllReduce::Ring),
         }
     }
 
@@ -228,11 +252,11 @@ impl RooflineCost {
         let compute = flops / self.gpu.flops_for(self.model.weight_bytes) / self.eff.compute;
         let memory = bytes / self.gpu.bandwidth / self.eff.memory;
         let activations = tokens * f64::from(self.model.hidden) * ACTIVATION_BYTES;
-        let (bw, alpha) = self.link(tp);
+        let (bw, alpha, all_reduce) = self.link(tp);
         let layers = f64::from(self.model.layers) / ppf;
-        let mut comm = 2.0 * layers * ring_all_reduce(activations, tp, bw, alpha);
+        let mut comm = 2.0 * layers * all_reduce.time(activations, tp, bw, alpha);
         if pp > 1 {
-            let (bw, alpha) = self.link(tp * pp);
+            let (bw, alpha, _) = self.link(tp * pp);
             comm += activations / bw + alpha;
         }
         (compute, memory, comm)
@@ -331,11 +355,20 @@ mod tests {
     }
 
     #[test]
-    fn ring_all_reduce_by_hand() {
-        assert_eq!(ring_all_reduce(1e6, 1, 1e9, 1e-6), 0.0);
-        // 4 GPUs: 6 steps of 1/4 of the bytes.
-        let t = ring_all_reduce(8e6, 4, 100e9, 2e-6);
+    fn all_reduces_by_hand() {
+        for a in [AllReduce::Ring, AllReduce::HalvingDoubling] {
+            assert_eq!(a.time(1e6, 1, 1e9, 1e-6), 0.0);
+        }
+        // 4 GPUs move 2 x 3/4 of the bytes: a ring in 6 steps, halving-doubling in 4.
+        let t = AllReduce::Ring.time(8e6, 4, 100e9, 2e-6);
         assert!((t - (1.5 * 8e6 / 100e9 + 6.0 * 2e-6)).abs() < 1e-15);
+        let t = AllReduce::HalvingDoubling.time(8e6, 4, 100e9, 2e-6);
+        assert!((t - (1.5 * 8e6 / 100e9 + 4.0 * 2e-6)).abs() < 1e-15);
+        // Over 8 GPUs halving-doubling takes 6 steps, a ring 14.
+        let t = AllReduce::HalvingDoubling.time(8e6, 8, 100e9, 2e-6);
+        assert!((t - (1.75 * 8e6 / 100e9 + 6.0 * 2e-6)).abs() < 1e-15);
+        let t = AllReduce::Ring.time(8e6, 8, 100e9, 2e-6);
+        assert!((t - (1.75 * 8e6 / 100e9 + 14.0 * 2e-6)).abs() < 1e-15);
         // Llama-3.1-8B, TP 2 on H100s, one decode: per layer two all-reduces of one
         // token's 4096 bf16 activations over NVLink (450 GB/s, 1 us a step).
         let roof = RooflineCost {
@@ -352,6 +385,15 @@ mod tests {
         };
         let (_, _, comm) = l40s.step_times(&BatchShape::decode(1, 100), 1);
         assert!((comm - 64.0 * (8192.0 / 32e9 + 2.0 * 5e-6)).abs() < 1e-15);
+        // Over 8 GPUs NVLink's all-reduce takes 6 steps, PCIe's ring 14.
+        let eight = |r: RooflineCost| RooflineCost {
+            parallel: Parallel { tp: 8, pp: 1 },
+            ..r
+        };
+        let (_, _, comm) = eight(roof).step_times(&BatchShape::decode(1, 100), 1);
+        assert!((comm - 64.0 * (1.75 * 8192.0 / 450e9 + 6.0 * 1e-6)).abs() < 1e-15);
+        let (_, _, comm) = eight(l40s).step_times(&BatchShape::decode(1, 100), 1);
+        assert!((comm - 64.0 * (1.75 * 8192.0 / 32e9 + 14.0 * 5e-6)).abs() < 1e-15);
         // The efficiencies' link latency prices NVLink's steps, not PCIe's.
         let slow = |r: RooflineCost| RooflineCost {
             eff: Efficiency {

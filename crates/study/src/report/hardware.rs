@@ -14,8 +14,9 @@ const TEMPLATE: &str = "## Other models on other GPUs
 
 The roofline prices any model of the catalogue on any card of it, a replica being `tp`
 GPUs joined by tensor parallelism: FLOPs, weights and KV heads divide across them, and
-every layer adds two ring all-reduces of the batch's activations (NVLink within a node,
-PCIe on cards without it). A mixture-of-experts model computes only the experts each token
+every layer adds two all-reduces of the batch's activations (over NVLink within a node in
+`2 log2 tp` latency steps, as vLLM's switch-based all-reduces scale; over PCIe, on cards
+without NVLink, a ring's `2 (tp - 1)`). A mixture-of-experts model computes only the experts each token
 uses but reads every distinct expert its batch touches, `E (1 - (1 - k/E)^tokens)` per
 layer. With the efficiencies fitted on the H200 profile, the largest arrival rate one
 replica sustains (prompts of `{{prompt}}`, outputs of `{{decode}}` tokens, bisection on
