@@ -154,10 +154,11 @@ pub enum AllReduce {
     /// all-reduces over NVLink (custom one- and two-shot kernels, symmetric memory) reach
     /// every GPU at once, so their latency grows far slower than a ring's: on H100s, 0.5 MB
     /// takes about 7 us over 2 GPUs, 10 over 4 and 13 over 6 (vllm-project/vllm pull
-    /// requests 24111 and 24532), and 8 GPUs take 1.1 times what 4 take (sgl-project/sglang
-    /// pull request 2904). Fitted to the real vLLM runs at 2 and 4 GPUs this count fits
-    /// them as well as a ring's (README, 'Against a real engine'), where a constant two
-    /// steps does not; it prices 8 GPUs at 1.5 times the latency of 4, a ring at 2.3.
+    /// requests 24111 and 24532), and 8 GPUs take 1.1-1.2 times what 4 take
+    /// (sgl-project/sglang pull request 2904). Fitted to the real vLLM runs at 2 and 4
+    /// GPUs this count fits them as well as a ring's (README, 'Against a real engine'),
+    /// where a constant two steps does not; it prices 8 GPUs at 1.5 times the latency of
+    /// 4, a ring at 2.3.
     HalvingDoubling,
 }
 
