@@ -140,6 +140,12 @@ pub struct ServingRun {
     /// Mean output tokens as the client counted them, where known (the ITL definition's
     /// `N`).
     pub client_tokens: Option<f64>,
+    /// vLLM engines serving the run side by side (`--data-parallel-size`; 1 unless
+    /// `run_metadata.csv` says more).
+    pub dp: u32,
+    /// Whether the MoE's experts were spread over the GPUs (`--enable-expert-parallel`;
+    /// off unless `run_metadata.csv` says so).
+    pub expert_parallel: bool,
     /// Measured aggregates by stage (-1 the whole run), in file order.
     pub measured: Vec<(i32, Latencies)>,
 }
@@ -296,6 +302,8 @@ fn convert_run(r: RunRow) -> Result<ServingRun, FieldError> {
         groups: r.num_system_prompts,
         per_group: r.users_per_system_prompt,
         client_tokens: None,
+        dp: 1,
+        expert_parallel: false,
         measured: vec![(r.stage, measured.map(|(_, v)| v))],
     })
 }
@@ -307,6 +315,10 @@ struct MetaRow {
     client_mean_output_tokens: Option<f64>,
     #[serde(default)]
     cpu_kv_blocks_vllm_log: Option<u64>,
+    #[serde(default)]
+    dp: Option<u32>,
+    #[serde(default)]
+    expert_parallel: Option<bool>,
 }
 
 /// Facts of one run from `run_metadata.csv`.
@@ -320,6 +332,10 @@ pub struct RunMeta {
     pub client_tokens: Option<f64>,
     /// The CPU KV pool's size in the engine's log (blocks).
     pub cpu_kv_blocks: Option<u64>,
+    /// Data-parallel engines, where given.
+    pub dp: Option<u32>,
+    /// Whether expert parallelism was on, where given.
+    pub expert_parallel: Option<bool>,
 }
 
 /// The number after `key=` in `text`.
@@ -363,11 +379,16 @@ fn convert_meta(r: MetaRow) -> Result<RunMeta, FieldError> {
             "must be at least 1 block, or empty".into(),
         ));
     }
+    if r.dp == Some(0) {
+        return Err(("dp", "must be at least 1 engine, or empty".into()));
+    }
     Ok(RunMeta {
         id: r.run_id,
         prefix,
         client_tokens: r.client_mean_output_tokens,
         cpu_kv_blocks: r.cpu_kv_blocks_vllm_log,
+        dp: r.dp,
+        expert_parallel: r.expert_parallel,
     })
 }
 
@@ -420,6 +441,8 @@ pub fn parse_runs(
             }
             run.client_tokens = m.client_tokens;
             run.cpu_kv_blocks = m.cpu_kv_blocks;
+            run.dp = m.dp.unwrap_or(1);
+            run.expert_parallel = m.expert_parallel.unwrap_or(false);
         }
     }
     Ok(runs)
@@ -441,6 +464,26 @@ impl ServingRun {
     /// Tokens of every prompt.
     pub fn prompt_len(&self) -> u32 {
         self.system_len + self.question_len
+    }
+
+    /// Why the run cannot be simulated as it was served, if it cannot: several
+    /// data-parallel engines, or experts spread over the GPUs. One engine of `tp` GPUs
+    /// with tensor-parallel experts is what is modelled, and scoring another deployment
+    /// against it would be wrong, not approximate.
+    pub fn unmodelled(&self) -> Option<RangeError> {
+        if self.dp > 1 {
+            return Some(RangeError {
+                field: "dp",
+                why: format!(
+                    "{} data-parallel engines (run_metadata.csv) are not modelled: fidelity simulates one vLLM engine of tp GPUs",
+                    self.dp
+                ),
+            });
+        }
+        self.expert_parallel.then(|| RangeError {
+            field: "expert_parallel",
+            why: "expert parallelism (run_metadata.csv) is not modelled: llmsim splits every expert across the tensor-parallel GPUs".into(),
+        })
     }
 
     /// Why vLLM rejects every request of the run, if it does: prompt plus output tokens
@@ -555,7 +598,7 @@ impl ServingRun {
         seed: u64,
         files: &dyn Files,
     ) -> Result<Vec<(i32, Latencies)>, RangeError> {
-        if let Some(e) = self.rejected() {
+        if let Some(e) = self.unmodelled().or_else(|| self.rejected()) {
             return Err(e);
         }
         let prompts = self.prompts();
@@ -1103,6 +1146,45 @@ pub(crate) mod tests {
             "{why}"
         );
         assert!(mape(&runs, &s).iter().all(|v| v.is_nan()));
+    }
+
+    /// A run served by several data-parallel engines, or with its experts spread over the
+    /// GPUs, is skipped with the reason naming `run_metadata.csv`'s column, not simulated
+    /// as one engine; `dp` 1 or empty and `expert_parallel` false are simulated; `dp` 0 is
+    /// a format error.
+    #[test]
+    fn data_and_expert_parallel_runs_are_skipped_with_the_reason() {
+        let model = "meta-llama/Llama-3.1-8B";
+        let text = ["one", "blank", "dp2", "ep"]
+            .map(|id| row(id, 0, model, "0.5x10", 1.0))
+            .join("\n");
+        let meta = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens,dp,expert_parallel\none,,,1,false\nblank,,,,\ndp2,,,2,false\nep,,,1,true\n",
+            Path::new("run_metadata.csv"),
+        )
+        .unwrap();
+        let runs = parse_runs(
+            format!("{HEADER}\n{text}").as_bytes(),
+            Path::new("r.csv"),
+            &meta,
+        )
+        .unwrap();
+        let s = score_on_roofline(&runs);
+        assert!(s[0].predicted.is_ok() && s[1].predicted.is_ok());
+        let why = |i: usize| s[i].predicted.clone().unwrap_err();
+        assert!(
+            why(2).starts_with("dp: 2 data-parallel engines"),
+            "{}",
+            why(2)
+        );
+        assert!(why(3).starts_with("expert_parallel:"), "{}", why(3));
+        let bad = parse_meta(
+            b"run_id,harness_shared_prefix_effective,client_mean_output_tokens,dp\na,,,0\n",
+            Path::new("run_metadata.csv"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("line 2") && bad.contains("dp"), "{bad}");
     }
 
     /// Each run counts once: by its whole-run row, or by the mean of its stages' errors
