@@ -784,32 +784,26 @@ pub fn pairs<'a>(
 /// once: by its whole-run row (stage -1), or, for a run given by stage rows alone, by the
 /// mean of its stages' errors; NaN for no simulated run.
 pub fn mape(runs: &[ServingRun], scored: &[Scored]) -> Latencies {
-    // Per run: the summed errors of its whole-run row and of its stage rows, with counts.
-    let mut per_run: Vec<(&str, [f64; 7], [f64; 7], f64)> = Vec::new();
-    for (run, stage, m, p) in pairs(runs, scored) {
-        if per_run.last().is_none_or(|r| r.0 != run.id) {
-            per_run.push((&run.id, [f64::NAN; 7], [0.0; 7], 0.0));
-        }
-        let entry = per_run.last_mut().expect("pushed above");
-        let err: [f64; 7] = std::array::from_fn(|i| pct_error(p[i], m[i]).abs());
-        if stage == -1 {
-            entry.1 = err;
-        } else {
-            (0..7).for_each(|i| entry.2[i] += err[i]);
-            entry.3 += 1.0;
-        }
-    }
-    let mut sum = [0.0; 7];
-    for (_, whole, stages, n) in &per_run {
-        for i in 0..7 {
-            sum[i] += if whole[i].is_nan() {
-                stages[i] / n
-            } else {
-                whole[i]
-            };
-        }
-    }
-    sum.map(|s| s / per_run.len() as f64)
+    let per_run: Vec<Latencies> = runs
+        .iter()
+        .zip(scored)
+        .filter_map(|(run, s)| {
+            let errors: Vec<(i32, Latencies)> =
+                pairs(std::slice::from_ref(run), std::slice::from_ref(s))
+                    .map(|(_, stage, m, p)| {
+                        (stage, std::array::from_fn(|i| pct_error(p[i], m[i]).abs()))
+                    })
+                    .collect();
+            if let Some(&(_, whole)) = errors.iter().find(|(stage, _)| *stage == -1) {
+                return Some(whole);
+            }
+            let n = errors.len() as f64;
+            (n > 0.0)
+                .then(|| std::array::from_fn(|i| errors.iter().map(|e| e.1[i]).sum::<f64>() / n))
+        })
+        .collect();
+    let n = per_run.len() as f64;
+    std::array::from_fn(|i| per_run.iter().map(|e| e[i]).sum::<f64>() / n)
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ The roofline prices any model of the catalogue on any card of it, a replica bein
 GPUs joined by tensor parallelism: FLOPs, weights and KV heads divide across them, and
 every layer adds two all-reduces of the batch's activations (over NVLink within a node in
 `2 log2 tp` latency steps, as vLLM's switch-based all-reduces scale; over PCIe, on cards
-without NVLink, a ring's `2 (tp - 1)`). A mixture-of-experts model computes only the experts each token
-uses but reads every distinct expert its batch touches, `E (1 - (1 - k/E)^tokens)` per
-layer. With the efficiencies fitted on the H200 profile, the largest arrival rate one
+without NVLink, a ring's `2 (tp - 1)`). A mixture-of-experts model computes only the
+experts each token uses but reads every distinct expert its batch touches,
+`E (1 - (1 - k/E)^tokens)` per layer. With the efficiencies fitted on the H200 profile, the largest arrival rate one
 replica sustains (prompts of `{{prompt}}`, outputs of `{{decode}}` tokens, bisection on
 {{requests}} requests) and the price of a million output tokens at that rate, at the
 illustrative prices per GPU-hour {{prices}}:
