@@ -277,6 +277,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
             per_seq: 0.0,
             exposed_compute: 0.0,
             link_latency: NVLINK_STEP_LATENCY,
+            per_layer: 0.0,
         },
         parallel: Parallel::SINGLE,
     };
@@ -305,6 +306,7 @@ pub fn fit_roofline(rows: &[ProfileRow], model: ModelShape, gpu: GpuSpec) -> Roo
                 per_seq: 0.0,
                 exposed_compute: 0.0,
                 link_latency: NVLINK_STEP_LATENCY,
+                per_layer: 0.0,
             },
             sse,
         )

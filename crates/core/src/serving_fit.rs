@@ -15,12 +15,14 @@
 //! without an entry of its own also gets (its memory efficiency scaled by published copy
 //! bandwidths, [`ServingPreset::efficiency`]); each other card with runs gets its own
 //! compute and memory efficiencies ([`own_cards`]), fitted together with the rest. A
-//! card's efficiencies are the same for every model and run on it.
+//! card's efficiencies are the same for every model and run on it. The NVLink step
+//! latency and the cost per layer are fitted only where the runs tell them ([`optional`]:
+//! a run across GPUs over NVLink; models of two depths), else kept as the start has them.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::CostSpec;
-use crate::cost::serving::ServingPreset;
+use crate::cost::serving::{Optional, ServingPreset};
 use crate::files::Files;
 use crate::serving::{Client, Latencies, Scored, ServingRun, pairs, score};
 
@@ -178,8 +180,29 @@ pub fn fits_link(runs: &[ServingRun]) -> bool {
     })
 }
 
-/// Fits `start`'s parameters, the efficiencies of the cards `gpus` (canonical names) and,
-/// where [`fits_link`], the NVLink step latency to `runs` (see the module doc), starting from `start` (a card without an entry there
+/// Whether a fit of `runs` varies the fixed cost per layer
+/// ([`crate::cost::Efficiency::per_layer`]): only runs of models of at least two depths
+/// tell it from the fixed cost per step.
+pub fn fits_per_layer(runs: &[ServingRun]) -> bool {
+    let mut depths = runs
+        .iter()
+        .filter_map(|r| crate::model::catalogue::find(&r.model).map(|m| m.shape.layers));
+    depths
+        .next()
+        .is_some_and(|first| depths.any(|d| d != first))
+}
+
+/// The optional parameters a fit of `runs` varies ([`fits_link`], [`fits_per_layer`]).
+pub fn optional(runs: &[ServingRun]) -> Optional {
+    Optional {
+        link: fits_link(runs),
+        per_layer: fits_per_layer(runs),
+    }
+}
+
+/// Fits `start`'s parameters, the efficiencies of the cards `gpus` (canonical names) and
+/// the `optional` ones (for a user's runs, [`own_cards`] and [`optional`] of them) to
+/// `runs` (see the module doc), starting from `start` (a card without an entry there
 /// starts from its [`ServingPreset::efficiency`] under `start`); the fitted preset's
 /// `roofline_gpu` is [`roofline_card`]`(runs)`.
 ///
@@ -195,20 +218,21 @@ pub fn fit(
     runs: &[ServingRun],
     start: &ServingPreset,
     gpus: &[&str],
+    optional: Optional,
     opts: &FitOptions,
     files: &(dyn Files + Sync),
 ) -> Fit {
-    let direct = fit_from(runs, start, gpus, opts, files);
+    let direct = fit_from(runs, start, gpus, optional, opts, files);
     let exposed = start.roofline.exposed_compute;
     if exposed == 0.0 {
         return direct;
     }
     let mut plain = start.clone();
     plain.roofline.exposed_compute = 0.0;
-    let plain = fit_from(runs, &plain, gpus, opts, files);
+    let plain = fit_from(runs, &plain, gpus, optional, opts, files);
     let mut again = plain.preset;
     again.roofline.exposed_compute = exposed;
-    let second = fit_from(runs, &again, gpus, opts, files);
+    let second = fit_from(runs, &again, gpus, optional, opts, files);
     let evals = direct.evals + plain.evals + second.evals;
     let best = if second.loss < direct.loss {
         second
@@ -223,6 +247,7 @@ fn fit_from(
     runs: &[ServingRun],
     start: &ServingPreset,
     gpus: &[&str],
+    optional: Optional,
     opts: &FitOptions,
     files: &(dyn Files + Sync),
 ) -> Fit {
@@ -233,8 +258,7 @@ fn fit_from(
         roofline_gpu: roofline_card(runs).map(String::from),
         ..start.clone()
     };
-    let link = fits_link(runs);
-    let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus, link)
+    let bounds: Vec<(f64, f64)> = ServingPreset::fit_bounds(gpus, optional)
         .into_iter()
         .map(|(_, lo, hi)| (lo, hi))
         .collect();
@@ -244,11 +268,11 @@ fn fit_from(
             .zip(&bounds)
             .map(|(&x, &b)| from_free(x, b))
             .collect();
-        fitted.with_fit_params(gpus, link, &p)
+        fitted.with_fit_params(gpus, optional, &p)
     };
     let objective = |x: &[f64]| loss(runs, &score_preset(runs, &preset_at(x), opts, files));
     let x0: Vec<f64> = start
-        .fit_params(gpus, link)
+        .fit_params(gpus, optional)
         .iter()
         .zip(&bounds)
         .map(|(&p, &b)| to_free(p, b))
@@ -364,7 +388,14 @@ pub fn cross_validate(
                     rest.len()
                 ))
             } else {
-                let refit = fit(&rest, start, &own_cards(&rest), opts, files);
+                let refit = fit(
+                    &rest,
+                    start,
+                    &own_cards(&rest),
+                    optional(&rest),
+                    opts,
+                    files,
+                );
                 Ok(score_preset(&held, &refit.preset, &full, files))
             };
             done();
@@ -455,6 +486,12 @@ pub fn nelder_mead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No optional parameter varied: the round trips of the others.
+    const NONE: Optional = Optional {
+        link: false,
+        per_layer: false,
+    };
 
     /// The fitting options of the synthetic round trips.
     /// A short fit of 8 requests per stage, for tests of the fit's workings.
@@ -561,6 +598,7 @@ mod tests {
                 per_seq: 2e-5,
                 exposed_compute: 0.0,
                 link_latency: crate::cost::NVLINK_STEP_LATENCY,
+                per_layer: 0.0,
             },
             gpu: Default::default(),
         };
@@ -571,10 +609,15 @@ mod tests {
             0.0
         );
         let mut start = truth.with_params([0.4, 0.5, 0.003, 3e-5, 0.009, 0.7]);
-        // One GPU per run: the link latency is not fitted, whatever the start says.
+        // One GPU per run: the link latency is not fitted, whatever the start says. The
+        // per-layer cost, which these runs' two depths tell, has its own round trip.
         start.roofline.link_latency = 7e-6;
         assert!(!fits_link(&runs));
-        let fitted = fit(&runs, &start, &[], &opts, &files);
+        let optional = Optional {
+            per_layer: false,
+            ..optional(&runs)
+        };
+        let fitted = fit(&runs, &start, &[], optional, &opts, &files);
         assert_eq!(fitted.preset.roofline_gpu.as_deref(), Some("h100-sxm"));
         assert_eq!(fitted.preset.roofline.link_latency, 7e-6);
         let got = fitted.preset.params();
@@ -646,7 +689,15 @@ mod tests {
         };
         let start = ServingPreset::first_guess();
         let files = crate::files::Memory::default();
-        let fitted = fit(&runs, &start, &own_cards(&runs), &opts, &files).preset;
+        let fitted = fit(
+            &runs,
+            &start,
+            &own_cards(&runs),
+            optional(&runs),
+            &opts,
+            &files,
+        )
+        .preset;
         assert_eq!(fitted.roofline_gpu.as_deref(), Some("h100-sxm"));
         let a = fitted.efficiency(Some("a100-80gb"));
         assert!(
@@ -670,14 +721,14 @@ mod tests {
         let files = crate::files::Memory::default();
         let start = ServingPreset::first_guess();
         assert!(start.roofline.exposed_compute > 0.0);
-        let both = fit(&runs, &start, &[], &opts, &files);
-        let direct = fit_from(&runs, &start, &[], &opts, &files);
+        let both = fit(&runs, &start, &[], NONE, &opts, &files);
+        let direct = fit_from(&runs, &start, &[], NONE, &opts, &files);
         assert!(both.loss <= direct.loss && both.evals > direct.evals);
         assert_eq!(both.preset.roofline.exposed_compute, 0.5);
         let mut plain = start;
         plain.roofline.exposed_compute = 0.0;
-        let one = fit(&runs, &plain, &[], &opts, &files);
-        let direct = fit_from(&runs, &plain, &[], &opts, &files);
+        let one = fit(&runs, &plain, &[], NONE, &opts, &files);
+        let direct = fit_from(&runs, &plain, &[], NONE, &opts, &files);
         assert_eq!((one.preset, one.evals), (direct.preset, direct.evals));
     }
 
@@ -713,9 +764,9 @@ mod tests {
         let (opts, files) = (round_trip_options(), crate::files::Memory::default());
         measure_as(&mut runs, &truth, &opts, &files);
         let cards = ["a100-80gb"];
-        let fitted = fit(&runs, &start, &cards, &opts, &files);
-        let got = fitted.preset.fit_params(&cards, false);
-        let want = truth.fit_params(&cards, false);
+        let fitted = fit(&runs, &start, &cards, NONE, &opts, &files);
+        let got = fitted.preset.fit_params(&cards, Optional::default());
+        let want = truth.fit_params(&cards, Optional::default());
         for i in [0, 6, 7] {
             assert!(
                 (got[i] / want[i] - 1.0).abs() < 0.1,
@@ -825,11 +876,69 @@ mod tests {
         assert!(!fits(2, "no-such-card"));
     }
 
+    /// Only runs of models of two depths or more fit the per-layer cost: Llama-3.1-8B
+    /// (32 layers) alone or with Llama-2-7B (32) not, with Qwen3-14B (40) so; a model
+    /// llmsim lacks adds no depth.
+    #[test]
+    fn only_runs_of_several_depths_fit_the_per_layer_cost() {
+        use crate::serving::tests::row;
+        let fits = |models: &[&str]| {
+            let rows: Vec<String> = models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| row(&format!("r{i}"), 0, m, "2x10", 1.0))
+                .collect();
+            fits_per_layer(&runs_of(&rows))
+        };
+        let (llama, llama2) = ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-2-7b-hf");
+        assert!(!fits(&[llama]) && !fits(&[llama, llama2]) && !fits(&[llama, "no/such-model"]));
+        assert!(fits(&[llama, llama2, "Qwen/Qwen3-14B"]));
+    }
+
+    /// Synthetic round trip of the per-layer cost: the three runs of the round trip above
+    /// (Llama-3.1-8B, 32 layers; Qwen3-14B, 40) and the decode again on Qwen2.5-7B (28),
+    /// "measured" with 20 us a layer, fitted from 13 us (a third off, as the other round
+    /// trips start): the cost comes back within 10% and every fitted metric within 2%,
+    /// the tolerances above.
+    #[test]
+    fn the_per_layer_cost_is_recovered_from_models_of_several_depths() {
+        let [decode, prefill, big] = round_trip_rows();
+        let qwen = decode
+            .replace("decode", "qwen2.5")
+            .replace("meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B-Instruct");
+        let mut runs = runs_of(&[decode, prefill, big, qwen]);
+        let mut truth = ServingPreset::first_guess();
+        truth.roofline.exposed_compute = 0.0;
+        truth.roofline.per_layer = 2e-5;
+        let mut start = truth.clone();
+        start.roofline.per_layer = 1.3e-5;
+        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
+        measure_as(&mut runs, &truth, &opts, &files);
+        let layers = Optional {
+            per_layer: true,
+            ..NONE
+        };
+        let fitted = fit(&runs, &start, &[], layers, &opts, &files);
+        for (_, _, m, p) in pairs(&runs, &score_preset(&runs, &fitted.preset, &opts, &files)) {
+            for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
+                assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");
+            }
+        }
+        let got = fitted.preset.roofline.per_layer;
+        assert!(
+            (got / 2e-5 - 1.0).abs() < 0.1,
+            "{got} (loss {}, {:?})",
+            fitted.loss,
+            fitted.preset
+        );
+    }
+
     /// Synthetic round trip of the link latency: the three runs of the round trip above
     /// (truth: the first guess without exposed compute) and the decode again on TP 2, 4
     /// and 8, "measured" with 3 us a step, fitted from the truth with 2 us (a third off,
-    /// as the other round trips start): the latency comes back within 10% and every
-    /// fitted metric within 2%, the tolerances above.
+    /// as the other round trips start; the per-layer cost held at the truth's): the
+    /// latency comes back within 10% and every fitted metric within 2%, the tolerances
+    /// above.
     #[test]
     fn the_link_latency_is_recovered_from_tensor_parallel_runs() {
         let [decode, prefill, big] = round_trip_rows();
@@ -849,7 +958,8 @@ mod tests {
         start.roofline.link_latency = 2e-6;
         let (opts, files) = (round_trip_options(), crate::files::Memory::default());
         measure_as(&mut runs, &truth, &opts, &files);
-        let fitted = fit(&runs, &start, &[], &opts, &files);
+        let link = Optional { link: true, ..NONE };
+        let fitted = fit(&runs, &start, &[], link, &opts, &files);
         for (_, _, m, p) in pairs(&runs, &score_preset(&runs, &fitted.preset, &opts, &files)) {
             for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
                 assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");

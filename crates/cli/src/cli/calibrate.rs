@@ -13,7 +13,7 @@ use llmsim::cost::serving::FIRST_GUESS;
 use llmsim::cost::{CostModel, ModelShape, Preset, ProfiledCost, ServingPreset};
 use llmsim::serving::{Latencies, METRICS, ServingRun, mape};
 use llmsim::serving_fit::{
-    FitOptions, Holdout, cross_validate, fit, fits_link, loss, own_cards, score_preset,
+    FitOptions, Holdout, cross_validate, fit, loss, optional, own_cards, score_preset,
 };
 use llmsim_study::files::Disk;
 use llmsim_study::files::read_profile;
@@ -27,7 +27,7 @@ pub struct CalibrateArgs {
     #[arg(required_unless_present = "serving", conflicts_with = "serving")]
     profile: Option<PathBuf>,
     /// Fit a serving preset (roofline efficiencies, each card's own but the commonest's,
-    /// per-step, per-sequence and per-request overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
+    /// per-step, per-sequence, per-layer and per-request overheads) to a real engine's runs file (`llmsim fidelity`'s format) instead, with
     /// the simulator in the loop; prints the in-sample and leave-one-run-out errors.
     #[arg(long, value_name = "RUNS")]
     serving: Option<PathBuf>,
@@ -392,7 +392,7 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         .into());
     }
     let cards = own_cards(&runs);
-    let fitted = fit(&runs, &start, &cards, &opts, &Disk);
+    let fitted = fit(&runs, &start, &cards, optional(&runs), &opts, &Disk);
     let name = args.name.clone().unwrap_or_else(|| start.name.clone());
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let preset = ServingPreset {
@@ -424,10 +424,10 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
             println!("skipped {}: {why}", run.id);
         }
     }
-    let link = fits_link(&runs);
-    for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards, link)
+    let optional = optional(&runs);
+    for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards, optional)
         .iter()
-        .zip(preset.fit_params(&cards, link))
+        .zip(preset.fit_params(&cards, optional))
     {
         println!("  {name:<20} {v:.6e}  (bounds {lo} to {hi})");
     }
@@ -435,10 +435,16 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         "  {:<20} {:.6e}  (not fitted: --start's)",
         "roofline.exposed_compute", preset.roofline.exposed_compute
     );
-    if !link {
+    if !optional.link {
         println!(
             "  {:<20} {:.6e}  (not fitted: no run spans GPUs over NVLink; --start's)",
             "roofline.link_latency", preset.roofline.link_latency
+        );
+    }
+    if !optional.per_layer {
+        println!(
+            "  {:<20} {:.6e}  (not fitted: every run's model has as many layers; --start's)",
+            "roofline.per_layer", preset.roofline.per_layer
         );
     }
     let full = FitOptions {

@@ -1,7 +1,7 @@
 //! A roofline cost model: iteration time from the model's shape and the GPU's peak
 //! arithmetic and memory bandwidth, so a card that was never profiled can be estimated.
 //!
-//! `S = overhead + per_seq * sequences + max(FLOPs / (compute_eff * peak_flops), bytes / (memory_eff * bandwidth))`
+//! `S = overhead + per_seq * sequences + per_layer * layers + max(FLOPs / (compute_eff * peak_flops), bytes / (memory_eff * bandwidth))`
 //!
 //! FLOPs count the dense layers (2 per parameter per token), the logits of one token per
 //! sequence, and attention (quadratic in each prompt, so a chunk after a prefix costs its
@@ -94,6 +94,13 @@ pub struct Efficiency {
     /// [`PCIE_STEP_LATENCY`].
     #[serde(default = "nvlink_step_latency")]
     pub link_latency: f64,
+    /// Fixed cost of every transformer layer a GPU runs in an iteration (seconds per
+    /// layer): a layer launches a dozen kernels (norms, rotary embedding, cache writes,
+    /// activations besides the matrix products and attention), and each small one takes a
+    /// few microseconds however little it does, so a deep model pays more per step than
+    /// its bytes and FLOPs say. 0 (the default) leaves it to `overhead`.
+    #[serde(default)]
+    pub per_layer: f64,
 }
 
 fn nvlink_step_latency() -> f64 {
@@ -110,6 +117,7 @@ impl Efficiency {
         per_seq: 0.0,
         exposed_compute: 0.0,
         link_latency: NVLINK_STEP_LATENCY,
+        per_layer: 0.0,
     };
 }
 
@@ -263,22 +271,28 @@ impl RooflineCost {
         (compute, memory, comm)
     }
 
-    /// The iteration's time without the fixed overhead, at the best micro-batch count;
-    /// with `comm` false, its arithmetic and memory time alone (seconds).
-    fn pipelined(&self, shape: &BatchShape, comm: bool) -> f64 {
+    /// The iteration's time without the per-step and per-sequence overheads, at the best
+    /// micro-batch count; with `fixed` false, its arithmetic and memory time alone, without
+    /// communication or the layers' fixed cost (seconds).
+    fn pipelined(&self, shape: &BatchShape, fixed: bool) -> f64 {
         let seqs = (shape.prefill_entries + shape.decode_entries).max(1);
+        let stage_layers = f64::from(self.model.layers) / f64::from(self.parallel.pp);
         (1..=self.parallel.pp.min(seqs))
             .map(|m| {
                 let (c, mem, link) = self.step_times(shape, m);
-                let link = if comm { link } else { 0.0 };
+                let fixed = if fixed {
+                    link + self.eff.per_layer * stage_layers
+                } else {
+                    0.0
+                };
                 f64::from(m + self.parallel.pp - 1)
-                    * (c.max(mem + self.eff.exposed_compute * c) + link)
+                    * (c.max(mem + self.eff.exposed_compute * c) + fixed)
             })
             .fold(f64::INFINITY, f64::min)
     }
 
     /// Seconds of arithmetic and memory traffic of one iteration, communication and
-    /// overhead left out: what more GPUs per replica divide.
+    /// overheads left out: what more GPUs per replica divide.
     pub fn compute_memory_time(&self, shape: &BatchShape) -> f64 {
         self.pipelined(shape, false)
     }
@@ -430,6 +444,35 @@ mod tests {
         // One prompt cannot be split into micro-batches: it takes m = 1.
         let p = BatchShape::prefill(4096);
         assert!((pp4.compute_memory_time(&p) / one.compute_memory_time(&p) - 1.0).abs() < 1e-12);
+    }
+
+    /// The per-layer cost adds `per_layer x layers` to an iteration on one GPU, and to a
+    /// pipeline's each stage step its stage's layers: a 4,096-token prompt through 4
+    /// stages (one micro-batch, 4 stage steps of 20 layers) pays for 80 layers too. It is
+    /// no part of the arithmetic and memory time that more GPUs divide.
+    #[test]
+    fn the_per_layer_cost_is_paid_once_per_layer_and_stage_step() {
+        let m = catalogue::find("llama-3.1-70b").unwrap().shape;
+        let one = RooflineCost::new(m, GpuSpec::H200);
+        let costly = |r: RooflineCost| RooflineCost {
+            eff: Efficiency {
+                per_layer: 1e-5,
+                ..r.eff
+            },
+            ..r
+        };
+        let decode = BatchShape::decode(8, 8000);
+        assert!((costly(one).mean(&decode) - one.mean(&decode) - 80e-5).abs() < 1e-12);
+        assert_eq!(
+            costly(one).compute_memory_time(&decode),
+            one.compute_memory_time(&decode)
+        );
+        let pp4 = RooflineCost {
+            parallel: Parallel { tp: 1, pp: 4 },
+            ..one
+        };
+        let prompt = BatchShape::prefill(4096);
+        assert!((costly(pp4).mean(&prompt) - pp4.mean(&prompt) - 80e-5).abs() < 1e-12);
     }
 
     /// Exposed compute lengthens a memory-bound step by that fraction of its arithmetic

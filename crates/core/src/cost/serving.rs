@@ -71,6 +71,36 @@ pub const BOUNDS: [(&str, f64, f64); 6] = [
 /// varies only on runs that span several GPUs: up to 50 us, far above any fabric's.
 pub const LINK_BOUNDS: (&str, f64, f64) = ("roofline.link_latency", 0.0, 5e-5);
 
+/// Bounds of the fixed cost per layer ([`Efficiency::per_layer`]; seconds per layer per
+/// step), which a fit varies only on runs of models of different depths: up to 100 us,
+/// ten times the dozen small kernels of a layer at their launch floor.
+pub const LAYER_BOUNDS: (&str, f64, f64) = ("roofline.per_layer", 0.0, 1e-4);
+
+/// Which of the parameters that only some runs tell a fit varies besides [`BOUNDS`] and
+/// the cards' efficiencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Optional {
+    /// The NVLink step latency ([`LINK_BOUNDS`]).
+    pub link: bool,
+    /// The fixed cost per layer ([`LAYER_BOUNDS`]).
+    pub per_layer: bool,
+}
+
+impl Optional {
+    /// Every optional parameter.
+    pub const ALL: Optional = Optional {
+        link: true,
+        per_layer: true,
+    };
+
+    /// The bounds of the optional parameters varied, in their order in a fit's vector.
+    fn bounds(self) -> impl Iterator<Item = (&'static str, f64, f64)> {
+        [(self.link, LINK_BOUNDS), (self.per_layer, LAYER_BOUNDS)]
+            .into_iter()
+            .filter_map(|(on, b)| on.then_some(b))
+    }
+}
+
 /// A card's own efficiencies in a serving preset (fractions of its peaks, in (0, 1]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,9 +239,9 @@ impl ServingPreset {
     }
 
     /// Names and bounds of the parameters a fit varies: [`BOUNDS`], then the compute and
-    /// memory efficiencies of each card in `gpus` (canonical names), then with `link`
-    /// [`LINK_BOUNDS`].
-    pub fn fit_bounds(gpus: &[&str], link: bool) -> Vec<(String, f64, f64)> {
+    /// memory efficiencies of each card in `gpus` (canonical names), then the `optional`
+    /// ones ([`LINK_BOUNDS`], then [`LAYER_BOUNDS`]).
+    pub fn fit_bounds(gpus: &[&str], optional: Optional) -> Vec<(String, f64, f64)> {
         let cards = gpus.iter().flat_map(|g| {
             [BOUNDS[0], BOUNDS[1]].map(|(n, lo, hi)| {
                 (
@@ -221,35 +251,41 @@ impl ServingPreset {
                 )
             })
         });
-        let link = link.then_some(LINK_BOUNDS);
         BOUNDS
             .iter()
             .copied()
             .map(|(n, lo, hi)| (n.to_string(), lo, hi))
             .chain(cards)
-            .chain(link.map(|(n, lo, hi)| (n.to_string(), lo, hi)))
+            .chain(optional.bounds().map(|(n, lo, hi)| (n.to_string(), lo, hi)))
             .collect()
     }
 
-    /// The parameters of [`ServingPreset::fit_bounds`]`(gpus, link)`; a card without its
-    /// own entry has its [`ServingPreset::efficiency`].
-    pub fn fit_params(&self, gpus: &[&str], link: bool) -> Vec<f64> {
+    /// The parameters of [`ServingPreset::fit_bounds`]`(gpus, optional)`; a card without
+    /// its own entry has its [`ServingPreset::efficiency`].
+    pub fn fit_params(&self, gpus: &[&str], optional: Optional) -> Vec<f64> {
         let mut p = self.params().to_vec();
         for g in gpus {
             let e = self.efficiency(Some(g));
             p.extend([e.compute, e.memory]);
         }
-        if link {
+        if optional.link {
             p.push(self.roofline.link_latency);
+        }
+        if optional.per_layer {
+            p.push(self.roofline.per_layer);
         }
         p
     }
 
-    /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus, link)`.
-    pub fn with_fit_params(&self, gpus: &[&str], link: bool, p: &[f64]) -> ServingPreset {
+    /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus, optional)`.
+    pub fn with_fit_params(&self, gpus: &[&str], optional: Optional, p: &[f64]) -> ServingPreset {
         let mut out = self.with_params(std::array::from_fn(|i| p[i]));
-        if link {
-            out.roofline.link_latency = p[p.len() - 1];
+        let mut rest = p[BOUNDS.len() + 2 * gpus.len()..].iter().copied();
+        if optional.link {
+            out.roofline.link_latency = rest.next().expect("a link latency in p");
+        }
+        if optional.per_layer {
+            out.roofline.per_layer = rest.next().expect("a per-layer cost in p");
         }
         for (g, e) in gpus.iter().zip(p[BOUNDS.len()..].chunks(2)) {
             out.gpu.insert(
@@ -263,8 +299,9 @@ impl ServingPreset {
         out
     }
 
-    /// Checks every parameter against [`BOUNDS`] and [`LINK_BOUNDS`] (efficiencies above 0) and every card's
-    /// name against the GPU catalogue, naming the first one wrong.
+    /// Checks every parameter against [`BOUNDS`], [`LINK_BOUNDS`] and [`LAYER_BOUNDS`]
+    /// (efficiencies above 0) and every card's name against the GPU catalogue, naming the
+    /// first one wrong.
     pub fn check(&self) -> Result<(), String> {
         if let Some(g) = &self.roofline_gpu
             && crate::gpu::find(g).map(|e| e.name) != Some(g.as_str())
@@ -283,8 +320,8 @@ impl ServingPreset {
             }
         }
         let cards: Vec<&str> = self.gpu.keys().map(String::as_str).collect();
-        let bounds = ServingPreset::fit_bounds(&cards, true);
-        for ((name, lo, hi), v) in bounds.iter().zip(self.fit_params(&cards, true)) {
+        let bounds = ServingPreset::fit_bounds(&cards, Optional::ALL);
+        for ((name, lo, hi), v) in bounds.iter().zip(self.fit_params(&cards, Optional::ALL)) {
             let eff = name.ends_with(".compute") || name.ends_with(".memory");
             let above = if eff { v > *lo } else { v >= *lo };
             if !(above && v <= *hi) {
@@ -325,9 +362,11 @@ impl ServingPreset {
     /// `--start`), fitted on nothing: round fractions of the peaks an inference engine
     /// typically reaches on large matrix products and weight streaming, and overheads of
     /// the order a Python server pays (a few ms per step and request, tens of us per
-    /// sequence, a step of scheduling lag), and half of a memory-bound step's arithmetic
-    /// exposed ([`Efficiency::exposed_compute`]; the 24 H100 runs in `shared/fidelity`
-    /// fit best there, README "Against a real engine").
+    /// sequence, a step of scheduling lag), 10 us per layer (a dozen small kernels at
+    /// about a microsecond each; a parameter started at its bound would stay there), and
+    /// half of a memory-bound step's arithmetic exposed ([`Efficiency::exposed_compute`];
+    /// the 24 H100 runs in `shared/fidelity` fit best there, README "Against a real
+    /// engine").
     pub fn first_guess() -> ServingPreset {
         ServingPreset {
             name: FIRST_GUESS.into(),
@@ -342,6 +381,7 @@ impl ServingPreset {
                 per_seq: 3e-5,
                 exposed_compute: 0.5,
                 link_latency: super::roofline::NVLINK_STEP_LATENCY,
+                per_layer: 1e-5,
             },
             gpu: BTreeMap::new(),
         }
@@ -359,10 +399,10 @@ impl ServingPreset {
         let body = toml::to_string(self).expect("serving presets serialise");
         format!(
             "# llmsim serving preset: use with `llmsim run --cost FILE --gpu G --model M` or\n\
-             # `llmsim fidelity --cost FILE`. Units: seconds (per_seq per sequence per step);\n\
-             # compute and memory are fractions of the GPU's peaks, exposed_compute of a\n\
-             # memory-bound step's arithmetic time; link_latency is seconds per step of an\n\
-             # all-reduce over NVLink. See src/cost/serving.rs.\n{body}"
+             # `llmsim fidelity --cost FILE`. Units: seconds (per_seq per sequence per step,\n\
+             # per_layer per layer per step); compute and memory are fractions of the GPU's\n\
+             # peaks, exposed_compute of a memory-bound step's arithmetic time; link_latency\n\
+             # is seconds per step of an all-reduce over NVLink. See src/cost/serving.rs.\n{body}"
         )
     }
 }
@@ -395,6 +435,13 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.contains("roofline.per_seq") && e.contains("0.002"), "{e}");
+        let mut q = p.clone();
+        q.roofline.per_layer = 2e-4;
+        let e = q.check().unwrap_err();
+        assert!(
+            e.contains("roofline.per_layer") && e.contains("0.0002"),
+            "{e}"
+        );
         let mut q = p.clone();
         q.roofline.exposed_compute = 1.5;
         let e = q.check().unwrap_err();
@@ -522,17 +569,18 @@ mod tests {
         );
     }
 
-    /// A fit's parameters: the globals, each card's efficiencies, then with `link` the
-    /// NVLink step latency; without, the latency is kept as it is.
+    /// A fit's parameters: the globals, each card's efficiencies, then the optional ones
+    /// varied (the NVLink step latency, then the per-layer cost); one not varied is kept
+    /// as it is.
     #[test]
     fn fit_parameters_list_each_cards_efficiencies_after_the_globals() {
         let p = with_a100();
         let cards = ["a100-80gb", "l40s"];
-        let names: Vec<String> = ServingPreset::fit_bounds(&cards, true)
+        let names: Vec<String> = ServingPreset::fit_bounds(&cards, Optional::ALL)
             .into_iter()
             .map(|b| b.0)
             .collect();
-        assert_eq!(names.len(), 11);
+        assert_eq!(names.len(), 12);
         assert_eq!(
             names[6..],
             [
@@ -540,26 +588,48 @@ mod tests {
                 "gpu.a100-80gb.memory",
                 "gpu.l40s.compute",
                 "gpu.l40s.memory",
-                "roofline.link_latency"
+                "roofline.link_latency",
+                "roofline.per_layer"
             ]
         );
-        assert_eq!(ServingPreset::fit_bounds(&cards, false).len(), 10);
+        let none = Optional::default();
+        assert_eq!(ServingPreset::fit_bounds(&cards, none).len(), 10);
         // l40s has no entry: it starts from the A100's (its kernels'), its memory
         // efficiency scaled by their copy fractions.
-        let x = p.fit_params(&cards, true);
+        let x = p.fit_params(&cards, Optional::ALL);
         assert_eq!(x[6..9], [0.4, 0.6, 0.4]);
         assert!((x[9] - 0.6 * (0.77 / 0.864) / (1.61 / 2.039)).abs() < 1e-12);
-        assert_eq!(x[10], 1e-6);
-        let want = [0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65, 4e-6];
-        let q = p.with_fit_params(&cards, true, &want);
+        assert_eq!(x[10..], [1e-6, 1e-5]);
+        let want = [
+            0.5, 0.7, 0.001, 1e-5, 0.0, 0.0, 0.3, 0.35, 0.45, 0.65, 4e-6, 2e-5,
+        ];
+        let q = p.with_fit_params(&cards, Optional::ALL, &want);
         assert_eq!(q.roofline.compute, 0.5);
         assert_eq!(q.efficiency(Some("l40s")).memory, 0.65);
         assert_eq!(q.efficiency(Some("a100-80gb")).compute, 0.3);
-        assert_eq!(q.roofline.link_latency, 4e-6);
-        assert_eq!(q.fit_params(&cards, true), want);
-        let kept = q.with_fit_params(&cards, false, &want[..10]);
-        assert_eq!(kept.roofline.link_latency, 4e-6);
-        assert_eq!(kept.fit_params(&cards, false), want[..10]);
+        assert_eq!(
+            (q.roofline.link_latency, q.roofline.per_layer),
+            (4e-6, 2e-5)
+        );
+        assert_eq!(q.fit_params(&cards, Optional::ALL), want);
+        let kept = q.with_fit_params(&cards, none, &want[..10]);
+        assert_eq!(
+            (kept.roofline.link_latency, kept.roofline.per_layer),
+            (4e-6, 2e-5)
+        );
+        assert_eq!(kept.fit_params(&cards, none), want[..10]);
+        // The per-layer cost alone follows the cards.
+        let layers = Optional {
+            per_layer: true,
+            ..none
+        };
+        let mut only = want[..10].to_vec();
+        only.push(3e-5);
+        let r = q.with_fit_params(&cards, layers, &only);
+        assert_eq!(
+            (r.roofline.link_latency, r.roofline.per_layer),
+            (4e-6, 3e-5)
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ The shared folder holds {{runs}} real vLLM 0.15.1 serving runs of the public sim
 study (H100 and A100 GPUs, tensor parallelism 1 to 4; staged Poisson load with shared-prefix
 prompts, streamed, measured on the client). `llmsim fidelity` simulates each with the cost
 model a user gets without a flag, the built-in serving preset `{{preset}}` (a roofline with
-fitted efficiencies, per-step, per-sequence and per-request overheads, a scheduling
-lag and the latency of a step of an all-reduce over NVLink; {{cards}}{{exposed}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
+fitted efficiencies, per-step, per-sequence, per-layer and per-request overheads, a
+scheduling lag and the latency of a step of an all-reduce over NVLink; {{cards}}{{exposed}}), under `sarathi` (vLLM V1's token budget shared by decodes and prefill chunks) with
 prefix caching on. **The preset was fitted on these same runs** ({{fitted_on}}), so
 llmsim's errors here are in-sample; the leave-one-run-out errors of `llmsim calibrate
 --serving`, and its errors on runs of a model, card or load it was not fitted on
