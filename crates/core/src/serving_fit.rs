@@ -876,6 +876,33 @@ mod tests {
         assert!(!fits(2, "no-such-card"));
     }
 
+    /// Measures `runs` as `truth` predicts them, fits them back from `start` varying the
+    /// `optional` parameters besides the globals, and checks every fitted metric of every
+    /// run within 2% and the parameter `param` within 10% of the truth's.
+    fn round_trip(
+        runs: &mut [ServingRun],
+        truth: &ServingPreset,
+        start: &ServingPreset,
+        optional: Optional,
+        param: impl Fn(&ServingPreset) -> f64,
+    ) {
+        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
+        measure_as(runs, truth, &opts, &files);
+        let fitted = fit(runs, start, &[], optional, &opts, &files);
+        for (_, _, m, p) in pairs(runs, &score_preset(runs, &fitted.preset, &opts, &files)) {
+            for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
+                assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");
+            }
+        }
+        let (got, want) = (param(&fitted.preset), param(truth));
+        assert!(
+            (got / want - 1.0).abs() < 0.1,
+            "{got} vs {want} (loss {}, {:?})",
+            fitted.loss,
+            fitted.preset
+        );
+    }
+
     /// Only runs of models of two depths or more fit the per-layer cost: Llama-3.1-8B
     /// (32 layers) alone or with Llama-2-7B (32) not, with Qwen3-14B (40) so; a model
     /// llmsim lacks adds no depth.
@@ -912,25 +939,11 @@ mod tests {
         truth.roofline.per_layer = 2e-5;
         let mut start = truth.clone();
         start.roofline.per_layer = 1.3e-5;
-        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
-        measure_as(&mut runs, &truth, &opts, &files);
         let layers = Optional {
             per_layer: true,
             ..NONE
         };
-        let fitted = fit(&runs, &start, &[], layers, &opts, &files);
-        for (_, _, m, p) in pairs(&runs, &score_preset(&runs, &fitted.preset, &opts, &files)) {
-            for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
-                assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");
-            }
-        }
-        let got = fitted.preset.roofline.per_layer;
-        assert!(
-            (got / 2e-5 - 1.0).abs() < 0.1,
-            "{got} (loss {}, {:?})",
-            fitted.loss,
-            fitted.preset
-        );
+        round_trip(&mut runs, &truth, &start, layers, |p| p.roofline.per_layer);
     }
 
     /// Synthetic round trip of the link latency: the three runs of the round trip above
@@ -956,21 +969,7 @@ mod tests {
         truth.roofline.link_latency = 3e-6;
         let mut start = truth.clone();
         start.roofline.link_latency = 2e-6;
-        let (opts, files) = (round_trip_options(), crate::files::Memory::default());
-        measure_as(&mut runs, &truth, &opts, &files);
         let link = Optional { link: true, ..NONE };
-        let fitted = fit(&runs, &start, &[], link, &opts, &files);
-        for (_, _, m, p) in pairs(&runs, &score_preset(&runs, &fitted.preset, &opts, &files)) {
-            for i in (0..7).filter(|&i| WEIGHTS[i] > 0.0) {
-                assert!((p[i] / m[i] - 1.0).abs() < 0.02, "{p:?} vs {m:?}");
-            }
-        }
-        let got = fitted.preset.roofline.link_latency;
-        assert!(
-            (got / 3e-6 - 1.0).abs() < 0.1,
-            "{got} (loss {}, {:?})",
-            fitted.loss,
-            fitted.preset
-        );
+        round_trip(&mut runs, &truth, &start, link, |p| p.roofline.link_latency);
     }
 }
