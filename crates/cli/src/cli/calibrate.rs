@@ -391,8 +391,8 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
         )
         .into());
     }
-    let cards = own_cards(&runs);
-    let fitted = fit(&runs, &start, &cards, optional(&runs), &opts, &Disk);
+    let (cards, optional) = (own_cards(&runs), optional(&runs));
+    let fitted = fit(&runs, &start, &cards, optional, &opts, &Disk);
     let name = args.name.clone().unwrap_or_else(|| start.name.clone());
     let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let preset = ServingPreset {
@@ -424,7 +424,6 @@ fn serving_main(path: &Path, args: &CalibrateArgs) -> Result<()> {
             println!("skipped {}: {why}", run.id);
         }
     }
-    let optional = optional(&runs);
     for ((name, lo, hi), v) in ServingPreset::fit_bounds(&cards, optional)
         .iter()
         .zip(preset.fit_params(&cards, optional))

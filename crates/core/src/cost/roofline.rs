@@ -280,13 +280,13 @@ impl RooflineCost {
         (1..=self.parallel.pp.min(seqs))
             .map(|m| {
                 let (c, mem, link) = self.step_times(shape, m);
-                let fixed = if fixed {
+                let beside = if fixed {
                     link + self.eff.per_layer * stage_layers
                 } else {
                     0.0
                 };
                 f64::from(m + self.parallel.pp - 1)
-                    * (c.max(mem + self.eff.exposed_compute * c) + fixed)
+                    * (c.max(mem + self.eff.exposed_compute * c) + beside)
             })
             .fold(f64::INFINITY, f64::min)
     }

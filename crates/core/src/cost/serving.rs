@@ -280,14 +280,15 @@ impl ServingPreset {
     /// `self` with the parameters `p` of [`ServingPreset::fit_bounds`]`(gpus, optional)`.
     pub fn with_fit_params(&self, gpus: &[&str], optional: Optional, p: &[f64]) -> ServingPreset {
         let mut out = self.with_params(std::array::from_fn(|i| p[i]));
-        let mut rest = p[BOUNDS.len() + 2 * gpus.len()..].iter().copied();
+        let (cards, rest) = p[BOUNDS.len()..].split_at(2 * gpus.len());
+        let mut rest = rest.iter().copied();
         if optional.link {
             out.roofline.link_latency = rest.next().expect("a link latency in p");
         }
         if optional.per_layer {
             out.roofline.per_layer = rest.next().expect("a per-layer cost in p");
         }
-        for (g, e) in gpus.iter().zip(p[BOUNDS.len()..].chunks(2)) {
+        for (g, e) in gpus.iter().zip(cards.chunks(2)) {
             out.gpu.insert(
                 g.to_string(),
                 GpuEfficiency {
